@@ -1,0 +1,116 @@
+// The autograd engine: dependency counting over the reachable nodes, then a ready queue.
+#include "dl/autograd/engine.h"
+
+#include <unordered_map>
+
+#include "dl/ops/elementwise.h"
+
+namespace dl::autograd {
+
+namespace {
+thread_local bool t_grad_enabled = true;
+}
+
+bool grad_enabled() { return t_grad_enabled; }
+NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
+
+bool needs_record(const std::vector<Tensor>& inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+Tensor record(const char* name, Tensor output, std::vector<Tensor> inputs, BackwardFn fn) {
+  if (!needs_record(inputs)) return output;
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->inputs = std::move(inputs);
+  node->backward = std::move(fn);
+  output.impl()->grad_fn = std::move(node);
+  output.impl()->requires_grad = true;
+  return output;
+}
+
+namespace {
+void accumulate_leaf(const Tensor& leaf, const Tensor& g) {
+  Tensor current = leaf.grad();
+  if (!current.defined()) {
+    leaf.impl()->grad = g.clone();  // own it: g may be shared with other branches
+  } else {
+    ops::add_(current, g);
+  }
+}
+}  // namespace
+
+void backward(const Tensor& root) {
+  DL_CHECK(root.defined() && root.numel() == 1, "backward(): expected a one-element tensor, got ",
+           root.defined() ? root.shape().str() : std::string("undefined"));
+  DL_CHECK(root.requires_grad(), "backward(): the tensor does not require grad (no graph was recorded)");
+  NoGradGuard no_grad;  // gradients are computed without recording history
+  Tensor seed = Tensor::ones(root.shape(), root.dtype(), root.device());
+  if (!root.grad_fn()) {
+    accumulate_leaf(root, seed);
+    return;
+  }
+
+  // Count, for every reachable node, how many edges lead into it.
+  std::unordered_map<Node*, int> pending;
+  std::vector<Node*> stack{root.grad_fn().get()};
+  pending[root.grad_fn().get()] = 0;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const Tensor& in : n->inputs) {
+      if (!in.defined() || !in.grad_fn()) continue;
+      Node* m = in.grad_fn().get();
+      auto [it, inserted] = pending.try_emplace(m, 0);
+      ++it->second;
+      if (inserted) stack.push_back(m);
+    }
+  }
+
+  std::unordered_map<Node*, Tensor> grads;
+  grads[root.grad_fn().get()] = seed;
+  std::vector<std::shared_ptr<Node>> ready{root.grad_fn()};
+  while (!ready.empty()) {
+    std::shared_ptr<Node> node = std::move(ready.back());
+    ready.pop_back();
+    Tensor g = std::move(grads[node.get()]);
+    grads.erase(node.get());
+    DL_CHECK(node->backward, "backward through '", node->name,
+             "' a second time: the graph is freed after the first backward");
+
+    std::vector<bool> needs(node->inputs.size());
+    for (size_t i = 0; i < needs.size(); ++i)
+      needs[i] = node->inputs[i].defined() && node->inputs[i].requires_grad();
+    std::vector<Tensor> in_grads = node->backward(g, needs);
+    DL_CHECK(in_grads.size() == node->inputs.size(), "backward of '", node->name, "' returned ",
+             in_grads.size(), " gradients for ", node->inputs.size(), " inputs");
+
+    std::vector<Tensor> inputs = std::move(node->inputs);
+    node->release();
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const Tensor& in = inputs[i];
+      if (!needs[i]) continue;
+      const Tensor& gi = in_grads[i];
+      DL_CHECK(gi.defined() && gi.shape() == in.shape(), "backward of '", node->name, "': gradient ", i,
+               " has shape ", gi.defined() ? gi.shape().str() : "undefined", ", expected ", in.shape().str());
+      if (!in.grad_fn()) {
+        accumulate_leaf(in, gi);
+        continue;
+      }
+      Node* m = in.grad_fn().get();
+      auto it = grads.find(m);
+      if (it == grads.end()) {
+        grads.emplace(m, gi);
+      } else {
+        it->second = ops::add(it->second, gi);
+      }
+      if (--pending[m] == 0) ready.push_back(in.grad_fn());
+    }
+  }
+}
+
+}  // namespace dl::autograd

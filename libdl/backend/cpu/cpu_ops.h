@@ -1,0 +1,80 @@
+// The CPU backend: computational bodies over raw contiguous buffers, templated on float and double.
+// Front ends in ops/ check shapes, dtypes and devices before calling; these functions trust them.
+// Every output buffer is fully written (assigned, never accumulated) unless the name ends in _acc.
+#pragma once
+#include <cstdint>
+
+#include "dl/ops/params.h"
+
+namespace dl::cpu {
+
+// Threads the backend may use (OpenMP); set_num_threads(0) restores the default.
+int num_threads();
+void set_num_threads(int n);
+
+// ---- element-wise ----
+template <typename T> void add(const T* a, const T* b, T* y, int64_t n);
+template <typename T> void sub(const T* a, const T* b, T* y, int64_t n);
+template <typename T> void mul(const T* a, const T* b, T* y, int64_t n);
+template <typename T> void scale(const T* a, T s, T* y, int64_t n);
+template <typename T> void axpy_acc(T alpha, const T* x, T* y, int64_t n);  // y += alpha x
+template <typename T> T sum(const T* a, int64_t n);
+
+// ---- activation ----
+template <typename T> void relu_forward(const T* x, T* y, int64_t n);
+template <typename T> void relu_backward(const T* y, const T* dy, T* dx, int64_t n);
+
+// ---- convolution ----
+template <typename T>
+void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y);
+// dx, dw, db may each be null (not wanted).
+template <typename T>
+void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db);
+
+// ---- batch norm: x viewed as N x C x S (S = H W) ----
+template <typename T>
+void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, int64_t n, int64_t c, int64_t s,
+                              double eps, T* y, T* mean, T* invstd, T* var_unbiased);
+template <typename T>
+void batch_norm_forward_infer(const T* x, const T* gamma, const T* beta, const T* mean, const T* var,
+                              int64_t n, int64_t c, int64_t s, double eps, T* y);
+// Backward of the training-mode forward. dgamma, dbeta may be null.
+template <typename T>
+void batch_norm_backward(const T* x, const T* gamma, const T* dy, const T* mean, const T* invstd, int64_t n,
+                         int64_t c, int64_t s, T* dx, T* dgamma, T* dbeta);
+// Backward of the inference-mode forward (an affine map per channel).
+template <typename T>
+void batch_norm_backward_infer(const T* x, const T* gamma, const T* dy, const T* mean, const T* var, int64_t n,
+                               int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta);
+
+// ---- pooling ----
+template <typename T> void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int32_t* argmax);
+template <typename T> void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const int32_t* argmax, T* dx);
+template <typename T> void avg_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y);
+template <typename T> void avg_pool2d_backward(const Pool2dGeometry& g, const T* dy, T* dx);
+
+// ---- linear: x N x I, w O x I ----
+template <typename T> void linear_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in, int64_t out);
+template <typename T>
+void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, int64_t n, int64_t in, int64_t out);
+
+// ---- softmax family: x viewed as N x C x S, reduced over C ----
+template <typename T> void softmax_forward(const T* x, T* y, int64_t n, int64_t c, int64_t s, bool log);
+template <typename T> void softmax_backward(const T* y, const T* dy, T* dx, int64_t n, int64_t c, int64_t s, bool log);
+// Weighted cross-entropy from logits. Writes log-probabilities (N x C x S) for the backward and returns
+// (weighted loss sum, weight sum). Labels are checked by the front end.
+template <typename T>
+void cross_entropy_forward(const T* logits, const int32_t* labels, const T* weights, int64_t n, int64_t c, int64_t s,
+                           int32_t ignore_index, T* log_probs, double* loss_sum, double* weight_sum);
+// dlogits = scale * w[y] (softmax - onehot(y)); zero at ignored positions.
+template <typename T>
+void cross_entropy_backward(const T* log_probs, const int32_t* labels, const T* weights, int64_t n, int64_t c,
+                            int64_t s, int32_t ignore_index, T scale, T* dlogits);
+
+// ---- concat along dim 1 of tensors viewed as N x C_i x S ----
+template <typename T>
+void concat_channels(const T* const* xs, const int64_t* cs, int count, int64_t n, int64_t s, T* y);
+template <typename T>
+void split_channels(const T* y, const int64_t* cs, int count, int64_t n, int64_t s, T* const* dxs);
+
+}  // namespace dl::cpu

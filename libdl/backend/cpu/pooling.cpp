@@ -1,0 +1,87 @@
+// CPU max and average pooling, one N x C plane per parallel task. Window bounds come from the
+// shared helpers of kernels/pool_window.cuh.
+#include <algorithm>
+#include <limits>
+
+#include "backend/cpu/parallel.h"
+#include "pool_window.cuh"
+
+namespace dl::cpu {
+
+template <typename T> void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int32_t* argmax) {
+  parallel_for(g.n * g.c, g.ho * g.wo * g.p.kernel[0] * g.p.kernel[1], [&](int64_t plane) {
+    const T* in = x + plane * g.h * g.w;
+    T* out = y + plane * g.ho * g.wo;
+    int32_t* arg = argmax + plane * g.ho * g.wo;
+    for (int64_t oh = 0; oh < g.ho; ++oh)
+      for (int64_t ow = 0; ow < g.wo; ++ow) {
+        const PoolWindow win = pool_window(g, oh, ow);
+        T best = -std::numeric_limits<T>::infinity();
+        int32_t best_i = static_cast<int32_t>(win.h0 * g.w + win.w0);
+        for (int64_t ih = win.h0; ih < win.h1; ++ih)
+          for (int64_t iw = win.w0; iw < win.w1; ++iw) {
+            const T v = in[ih * g.w + iw];
+            if (v > best || v != v) {  // NaN propagates
+              best = v;
+              best_i = static_cast<int32_t>(ih * g.w + iw);
+            }
+          }
+        out[oh * g.wo + ow] = best;
+        arg[oh * g.wo + ow] = best_i;
+      }
+  });
+}
+
+template <typename T>
+void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const int32_t* argmax, T* dx) {
+  parallel_for(g.n * g.c, g.ho * g.wo + g.h * g.w, [&](int64_t plane) {
+    T* out = dx + plane * g.h * g.w;
+    std::fill(out, out + g.h * g.w, T(0));
+    const T* d = dy + plane * g.ho * g.wo;
+    const int32_t* arg = argmax + plane * g.ho * g.wo;
+    for (int64_t i = 0; i < g.ho * g.wo; ++i) out[arg[i]] += d[i];
+  });
+}
+
+template <typename T> void avg_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y) {
+  const T inv = T(1) / static_cast<T>(g.p.kernel[0] * g.p.kernel[1]);
+  parallel_for(g.n * g.c, g.ho * g.wo * g.p.kernel[0] * g.p.kernel[1], [&](int64_t plane) {
+    const T* in = x + plane * g.h * g.w;
+    T* out = y + plane * g.ho * g.wo;
+    for (int64_t oh = 0; oh < g.ho; ++oh)
+      for (int64_t ow = 0; ow < g.wo; ++ow) {
+        const PoolWindow win = pool_window(g, oh, ow);
+        T acc = 0;
+        for (int64_t ih = win.h0; ih < win.h1; ++ih)
+          for (int64_t iw = win.w0; iw < win.w1; ++iw) acc += in[ih * g.w + iw];
+        out[oh * g.wo + ow] = acc * inv;
+      }
+  });
+}
+
+template <typename T> void avg_pool2d_backward(const Pool2dGeometry& g, const T* dy, T* dx) {
+  const T inv = T(1) / static_cast<T>(g.p.kernel[0] * g.p.kernel[1]);
+  parallel_for(g.n * g.c, g.ho * g.wo * g.p.kernel[0] * g.p.kernel[1], [&](int64_t plane) {
+    T* out = dx + plane * g.h * g.w;
+    std::fill(out, out + g.h * g.w, T(0));
+    const T* d = dy + plane * g.ho * g.wo;
+    for (int64_t oh = 0; oh < g.ho; ++oh)
+      for (int64_t ow = 0; ow < g.wo; ++ow) {
+        const PoolWindow win = pool_window(g, oh, ow);
+        const T v = d[oh * g.wo + ow] * inv;
+        for (int64_t ih = win.h0; ih < win.h1; ++ih)
+          for (int64_t iw = win.w0; iw < win.w1; ++iw) out[ih * g.w + iw] += v;
+      }
+  });
+}
+
+#define DL_INSTANTIATE(T)                                                                              \
+  template void max_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*, int32_t*);                  \
+  template void max_pool2d_backward<T>(const Pool2dGeometry&, const T*, const int32_t*, T*);           \
+  template void avg_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*);                            \
+  template void avg_pool2d_backward<T>(const Pool2dGeometry&, const T*, T*);
+DL_INSTANTIATE(float)
+DL_INSTANTIATE(double)
+#undef DL_INSTANTIATE
+
+}  // namespace dl::cpu

@@ -1,0 +1,112 @@
+// The CPU caching allocator. Blocks are rounded up to a size class (multiples of 64 bytes below
+// 4 KiB, then quarter powers of two) and kept on a free list per class when released.
+#include "dl/core/allocator.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "dl/core/error.h"
+
+namespace dl {
+
+size_t allocation_size_class(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  if (bytes <= 4096) return (bytes + 63) / 64 * 64;
+  // Four classes per power of two: at most 25% slack.
+  size_t p = 4096;
+  while (p * 2 < bytes) p *= 2;
+  const size_t step = p / 4;
+  return (bytes + step - 1) / step * step;
+}
+
+struct CpuAllocator::Impl {
+  mutable std::mutex mu;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;
+  AllocatorStats stats;
+  bool caching = true;
+};
+
+CpuAllocator::CpuAllocator() : impl_(new Impl) {
+  const char* env = std::getenv("DL_DISABLE_CACHING_ALLOCATOR");
+  if (env && env[0] == '1') impl_->caching = false;
+}
+
+CpuAllocator& CpuAllocator::instance() {
+  static CpuAllocator* allocator = new CpuAllocator();  // never destroyed: tensors may outlive main
+  return *allocator;
+}
+
+void* CpuAllocator::allocate(size_t bytes) {
+  const size_t cls = allocation_size_class(bytes);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto& st = impl_->stats;
+  void* p = nullptr;
+  auto it = impl_->free_blocks.find(cls);
+  if (it != impl_->free_blocks.end() && !it->second.empty()) {
+    p = it->second.back();
+    it->second.pop_back();
+    ++st.cache_hits;
+  } else {
+    p = std::aligned_alloc(kAlignment, cls);
+    if (!p) {
+      // Give the cache back and try once more before reporting.
+      for (auto& [c, blocks] : impl_->free_blocks)
+        for (void* b : blocks) {
+          std::free(b);
+          st.reserved_bytes -= static_cast<int64_t>(c);
+        }
+      impl_->free_blocks.clear();
+      p = std::aligned_alloc(kAlignment, cls);
+    }
+    DL_CHECK(p != nullptr, "out of host memory: asked for ", cls, " bytes; the allocator holds ",
+             st.current_bytes, " bytes in use");
+    st.reserved_bytes += static_cast<int64_t>(cls);
+  }
+  ++st.alloc_count;
+  st.current_bytes += static_cast<int64_t>(cls);
+  if (st.current_bytes > st.peak_bytes) st.peak_bytes = st.current_bytes;
+  return p;
+}
+
+void CpuAllocator::release(void* ptr, size_t bytes) {
+  if (!ptr) return;
+  const size_t cls = allocation_size_class(bytes);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->stats.current_bytes -= static_cast<int64_t>(cls);
+  if (impl_->caching) {
+    impl_->free_blocks[cls].push_back(ptr);
+  } else {
+    std::free(ptr);
+    impl_->stats.reserved_bytes -= static_cast<int64_t>(cls);
+  }
+}
+
+AllocatorStats CpuAllocator::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->stats;
+}
+
+void CpuAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->stats.peak_bytes = impl_->stats.current_bytes;
+}
+
+void CpuAllocator::empty_cache() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  for (auto& [cls, blocks] : impl_->free_blocks)
+    for (void* b : blocks) {
+      std::free(b);
+      impl_->stats.reserved_bytes -= static_cast<int64_t>(cls);
+    }
+  impl_->free_blocks.clear();
+}
+
+void CpuAllocator::set_caching(bool enabled) {
+  if (!enabled) empty_cache();
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->caching = enabled;
+}
+
+}  // namespace dl

@@ -1,0 +1,242 @@
+// Tensor factories, views, copies and conversions. CPU storage comes from the caching allocator.
+#include "dl/core/tensor.h"
+
+#include <cmath>
+#include <cstring>
+#include <ostream>
+
+#include "dl/autograd/engine.h"
+#include "dl/core/allocator.h"
+
+namespace dl {
+
+Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
+  check_device_usable(device);
+  data_ = CpuAllocator::instance().allocate(bytes);
+}
+
+Storage::~Storage() { CpuAllocator::instance().release(data_, bytes_); }
+
+namespace detail {
+void check_dtype(const Tensor& t, DType expected) {
+  DL_CHECK(t.defined(), "expected a defined tensor of dtype ", dtype_name(expected), ", got an undefined tensor");
+  DL_CHECK(t.dtype() == expected, "expected dtype ", dtype_name(expected), ", got ", dtype_name(t.dtype()),
+           " (shape ", t.shape().str(), ")");
+}
+}  // namespace detail
+
+namespace {
+const TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl) {
+  DL_CHECK(impl != nullptr, "operation on an undefined tensor");
+  return *impl;
+}
+
+// Calls f(static_cast<T*>(ptr)) with T the C++ type of dtype.
+template <typename F>
+void visit_dtype(DType dtype, void* ptr, F&& f) {
+  switch (dtype) {
+    case DType::kFloat32: f(static_cast<float*>(ptr)); break;
+    case DType::kFloat64: f(static_cast<double*>(ptr)); break;
+    case DType::kInt32: f(static_cast<int32_t*>(ptr)); break;
+    case DType::kUInt8: f(static_cast<uint8_t*>(ptr)); break;
+  }
+}
+}  // namespace
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype), device);
+  impl->shape = shape;
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
+Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
+
+Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  t.fill_(value);
+  return t;
+}
+
+template <typename T>
+Tensor Tensor::from_vector(const Shape& shape, const std::vector<T>& values) {
+  DL_CHECK(static_cast<int64_t>(values.size()) == shape.numel(), "from_vector: shape ", shape.str(),
+           " needs ", shape.numel(), " values, got ", values.size());
+  Tensor t = empty(shape, DTypeOf<T>::value);
+  if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(T));
+  return t;
+}
+template Tensor Tensor::from_vector(const Shape&, const std::vector<float>&);
+template Tensor Tensor::from_vector(const Shape&, const std::vector<double>&);
+template Tensor Tensor::from_vector(const Shape&, const std::vector<int32_t>&);
+template Tensor Tensor::from_vector(const Shape&, const std::vector<uint8_t>&);
+
+Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype) {
+  DL_CHECK(is_floating(dtype), "randn: expected a floating dtype, got ", dtype_name(dtype));
+  Tensor t = empty(shape, dtype);
+  visit_dtype(dtype, t.raw_data(), [&](auto* p) {
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<std::remove_pointer_t<decltype(p)>>(gen.normal());
+  });
+  return t;
+}
+
+Tensor Tensor::uniform(const Shape& shape, double low, double high, Generator& gen, DType dtype) {
+  DL_CHECK(is_floating(dtype), "uniform: expected a floating dtype, got ", dtype_name(dtype));
+  Tensor t = empty(shape, dtype);
+  visit_dtype(dtype, t.raw_data(), [&](auto* p) {
+    for (int64_t i = 0; i < t.numel(); ++i)
+      p[i] = static_cast<std::remove_pointer_t<decltype(p)>>(low + (high - low) * gen.uniform());
+  });
+  return t;
+}
+
+const Shape& Tensor::shape() const { return checked(impl_).shape; }
+DType Tensor::dtype() const { return checked(impl_).dtype; }
+Device Tensor::device() const { return checked(impl_).storage->device(); }
+
+int64_t Tensor::size(int d) const {
+  const int n = dim();
+  const int i = d < 0 ? d + n : d;
+  DL_CHECK(i >= 0 && i < n, "size(", d, "): tensor of shape ", shape().str(), " has ", n, " dimensions");
+  return shape()[i];
+}
+
+void* Tensor::raw_data() const {
+  const TensorImpl& t = checked(impl_);
+  return static_cast<char*>(t.storage->data()) + t.offset;
+}
+
+template <typename T> T Tensor::item() const {
+  DL_CHECK(numel() == 1, "item(): expected a tensor with one element, got shape ", shape().str());
+  T out{};
+  visit_dtype(dtype(), raw_data(), [&](auto* p) { out = static_cast<T>(*p); });
+  return out;
+}
+template float Tensor::item<float>() const;
+template double Tensor::item<double>() const;
+template int32_t Tensor::item<int32_t>() const;
+template int64_t Tensor::item<int64_t>() const;
+
+std::vector<float> Tensor::to_vector_f32() const {
+  std::vector<float> out(static_cast<size_t>(numel()));
+  visit_dtype(dtype(), raw_data(), [&](auto* p) {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(p[i]);
+  });
+  return out;
+}
+
+Tensor Tensor::slice(int64_t begin, int64_t end) const {
+  const TensorImpl& t = checked(impl_);
+  DL_CHECK(t.shape.ndim() >= 1, "slice: expected at least one dimension, got a scalar");
+  DL_CHECK(0 <= begin && begin <= end && end <= t.shape[0], "slice: expected 0 <= begin <= end <= ",
+           t.shape[0], ", got [", begin, ", ", end, ")");
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = t.storage;
+  impl->shape = t.shape;
+  impl->shape[0] = end - begin;
+  impl->dtype = t.dtype;
+  impl->offset = t.offset + static_cast<size_t>(begin * (t.shape.numel() / std::max<int64_t>(t.shape[0], 1))) *
+                                dtype_size(t.dtype);
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::view(const Shape& shape) const {
+  const TensorImpl& t = checked(impl_);
+  DL_CHECK(shape.numel() == t.shape.numel(), "view: cannot view ", t.shape.str(), " (", t.shape.numel(),
+           " elements) as ", shape.str(), " (", shape.numel(), " elements)");
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = t.storage;
+  impl->offset = t.offset;
+  impl->shape = shape;
+  impl->dtype = t.dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = empty(shape(), dtype(), device());
+  out.copy_(*this);
+  return out;
+}
+
+Tensor Tensor::to(Device device) const {
+  if (device == this->device()) return *this;
+  Tensor out = empty(shape(), dtype(), device);
+  out.copy_(*this);
+  return out;
+}
+
+Tensor Tensor::to(DType dtype) const {
+  if (dtype == this->dtype()) return *this;
+  DL_CHECK(device().is_cpu(), "to(dtype): conversion on ", device().str(), " is not supported");
+  Tensor out = empty(shape(), dtype, device());
+  visit_dtype(this->dtype(), raw_data(), [&](auto* src) {
+    visit_dtype(dtype, out.raw_data(), [&](auto* dst) {
+      using D = std::remove_pointer_t<decltype(dst)>;
+      for (int64_t i = 0; i < numel(); ++i) dst[i] = static_cast<D>(src[i]);
+    });
+  });
+  return out;
+}
+
+Tensor Tensor::detach() const {
+  const TensorImpl& t = checked(impl_);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = t.storage;
+  impl->offset = t.offset;
+  impl->shape = t.shape;
+  impl->dtype = t.dtype;
+  return Tensor(std::move(impl));
+}
+
+void Tensor::copy_(const Tensor& src) {
+  DL_CHECK(src.shape() == shape() && src.dtype() == dtype(), "copy_: expected ", shape().str(), " ",
+           dtype_name(dtype()), ", got ", src.shape().str(), " ", dtype_name(src.dtype()));
+  if (raw_data() == src.raw_data() || nbytes() == 0) return;
+  std::memmove(raw_data(), src.raw_data(), nbytes());
+}
+
+void Tensor::fill_(double value) {
+  visit_dtype(dtype(), raw_data(), [&](auto* p) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    const T v = static_cast<T>(value);
+    for (int64_t i = 0; i < numel(); ++i) p[i] = v;
+  });
+}
+
+bool Tensor::shares_storage_with(const Tensor& other) const {
+  return defined() && other.defined() && impl_->storage == other.impl_->storage;
+}
+
+bool Tensor::requires_grad() const { return checked(impl_).requires_grad; }
+
+Tensor& Tensor::set_requires_grad(bool on) {
+  checked(impl_);
+  DL_CHECK(!on || is_floating(dtype()), "requires_grad needs a floating dtype, got ", dtype_name(dtype()));
+  impl_->requires_grad = on;
+  return *this;
+}
+
+Tensor Tensor::grad() const { return checked(impl_).grad; }
+void Tensor::set_grad(const Tensor& g) {
+  checked(impl_);
+  impl_->grad = g;
+}
+const std::shared_ptr<autograd::Node>& Tensor::grad_fn() const { return checked(impl_).grad_fn; }
+
+void Tensor::backward() const { autograd::backward(*this); }
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) {
+  if (!t.defined()) return os << "Tensor(undefined)";
+  os << "Tensor(" << t.shape().str() << ", " << dtype_name(t.dtype()) << ", " << t.device().str() << ")";
+  if (t.numel() <= 16 && t.device().is_cpu()) {
+    os << " {";
+    const auto v = t.to_vector_f32();
+    for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
+    os << "}";
+  }
+  return os;
+}
+
+}  // namespace dl

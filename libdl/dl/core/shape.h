@@ -1,0 +1,33 @@
+// Shape: the sizes of a tensor, up to kMaxDims dimensions, stored inline.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace dl {
+
+constexpr int kMaxDims = 5;
+
+class Shape {
+ public:
+  Shape() = default;
+  Shape(std::initializer_list<int64_t> dims);
+  explicit Shape(const std::vector<int64_t>& dims);
+
+  int ndim() const { return ndim_; }
+  int64_t operator[](int i) const { return dims_[i]; }
+  int64_t& operator[](int i) { return dims_[i]; }
+  int64_t numel() const;
+  std::vector<int64_t> vec() const { return {dims_.begin(), dims_.begin() + ndim_}; }
+  std::string str() const;  // "[2, 3, 4]"
+  bool operator==(const Shape& o) const;
+  bool operator!=(const Shape& o) const { return !(*this == o); }
+
+ private:
+  std::array<int64_t, kMaxDims> dims_{};
+  int ndim_ = 0;
+};
+
+}  // namespace dl

@@ -1,0 +1,18 @@
+// The umbrella header of libdl: everything a training program needs.
+#pragma once
+#include "dl/config.h"
+#include "dl/core/allocator.h"
+#include "dl/core/device.h"
+#include "dl/core/error.h"
+#include "dl/core/rng.h"
+#include "dl/core/tensor.h"
+#include "dl/autograd/engine.h"
+#include "dl/ops/activation.h"
+#include "dl/ops/batch_norm.h"
+#include "dl/ops/conv2d.h"
+#include "dl/ops/elementwise.h"
+#include "dl/ops/linear.h"
+#include "dl/ops/loss.h"
+#include "dl/ops/pooling.h"
+#include "dl/ops/shape_ops.h"
+#include "dl/ops/softmax.h"

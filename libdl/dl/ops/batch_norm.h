@@ -1,0 +1,18 @@
+// Batch normalisation over N, H, W per channel of an N x C x H x W (or N x C) tensor.
+#pragma once
+#include "dl/core/tensor.h"
+
+namespace dl::ops {
+
+struct BatchNormOptions {
+  bool training = true;   // batch statistics (and update the running ones) or the running ones
+  double momentum = 0.1;  // running = (1 - momentum) running + momentum batch (PyTorch's convention)
+  double eps = 1e-5;
+};
+
+// gamma, beta, running_mean, running_var: C. In training the running statistics are updated in place
+// (the variance unbiased, N H W / (N H W - 1)); they are never part of the graph.
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                  Tensor& running_var, const BatchNormOptions& opt);
+
+}  // namespace dl::ops

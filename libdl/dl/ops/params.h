@@ -1,0 +1,47 @@
+// Typed parameter structs of the op families and the output-size math derived from them, shared by
+// the front ends, both backends, the backward functions and the tests.
+#pragma once
+#include <array>
+#include <cstdint>
+
+#include "dl/core/hostdevice.h"
+
+namespace dl {
+
+// 2-D convolution: stride, zero padding and dilation per axis (h, w); groups split the channels.
+struct Conv2dParams {
+  std::array<int, 2> stride{1, 1};
+  std::array<int, 2> padding{0, 0};
+  std::array<int, 2> dilation{1, 1};
+  int groups = 1;
+};
+
+// 2-D pooling window: kernel, stride and zero padding per axis (h, w). Average pooling counts the
+// padded zeros in the divisor (PyTorch's count_include_pad, MATLAB's default).
+struct Pool2dParams {
+  std::array<int, 2> kernel{2, 2};
+  std::array<int, 2> stride{2, 2};
+  std::array<int, 2> padding{0, 0};
+};
+
+// Output extent of a sliding window: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1.
+DL_HD int64_t window_output_size(int64_t in, int k, int stride, int pad, int dilation) {
+  return (in + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
+}
+
+// Everything a convolution kernel needs to know, resolved once by the front end.
+struct Conv2dGeometry {
+  int64_t n, c, h, w;   // input  N x C x H x W
+  int64_t k, r, s;      // weight K x (C / groups) x R x S
+  int64_t ho, wo;       // output N x K x Ho x Wo
+  Conv2dParams p;
+  int64_t c_per_group() const { return c / p.groups; }
+  int64_t k_per_group() const { return k / p.groups; }
+};
+
+struct Pool2dGeometry {
+  int64_t n, c, h, w, ho, wo;
+  Pool2dParams p;
+};
+
+}  // namespace dl

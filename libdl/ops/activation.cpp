@@ -1,0 +1,30 @@
+// Front end of ReLU. The backward keeps the output (not the input): y > 0 decides the mask.
+#include "dl/ops/activation.h"
+
+#include "backend/cpu/cpu_ops.h"
+#include "ops/dispatch.h"
+
+namespace dl::ops {
+
+using namespace detail;
+
+Tensor relu(const Tensor& x) {
+  check_float(x, "relu", "x");
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch(x, "relu", [&](auto t) {
+    using T = decltype(t);
+    cpu::relu_forward(x.data<T>(), y.data<T>(), x.numel());
+  });
+  if (!autograd::needs_record({x})) return y;
+  Tensor saved = y.detach();
+  return autograd::record("relu", y, {x}, [saved](const Tensor& gy, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
+    dispatch(gy, "relu_backward", [&](auto t) {
+      using T = decltype(t);
+      cpu::relu_backward(saved.data<T>(), gy.data<T>(), gx.data<T>(), gy.numel());
+    });
+    return std::vector<Tensor>{gx};
+  });
+}
+
+}  // namespace dl::ops

@@ -1,0 +1,80 @@
+// Front end of batch norm. Training: batch statistics, running statistics updated in place,
+// backward through the statistics. Inference: the running statistics, an affine map per channel.
+#include "dl/ops/batch_norm.h"
+
+#include "backend/cpu/cpu_ops.h"
+#include "ops/dispatch.h"
+
+namespace dl::ops {
+
+using namespace detail;
+
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
+                  const BatchNormOptions& opt) {
+  const char* op = "batch_norm";
+  check_float(x, op, "x");
+  DL_CHECK(x.dim() == 2 || x.dim() == 4, op, ": expected N x C or N x C x H x W, got ", x.shape().str());
+  check_same({{"x", &x}, {"gamma", &gamma}, {"beta", &beta}, {"running_mean", &running_mean},
+              {"running_var", &running_var}}, op);
+  const int64_t n = x.size(0), c = x.size(1), s = x.numel() / std::max<int64_t>(n * c, 1);
+  for (auto [name, t] : {std::pair{"gamma", &gamma}, {"beta", &beta}, {"running_mean", &running_mean},
+                         {"running_var", &running_var}}) {
+    check_defined(*t, op, name);
+    check_shape(*t, {c}, op, name);
+  }
+  DL_CHECK(!opt.training || n * s > 1, op, ": training needs more than one value per channel, got input ",
+           x.shape().str());
+
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  const double eps = opt.eps;
+  if (!opt.training) {
+    dispatch(x, op, [&](auto t) {
+      using T = decltype(t);
+      cpu::batch_norm_forward_infer(x.data<T>(), gamma.data<T>(), beta.data<T>(), running_mean.data<T>(),
+                                    running_var.data<T>(), n, c, s, eps, y.data<T>());
+    });
+    if (!autograd::needs_record({x, gamma, beta})) return y;
+    Tensor sx = x.detach(), sg = gamma.detach(), sm = running_mean.clone(), sv = running_var.clone();
+    return autograd::record("batch_norm_infer", y, {x, gamma, beta},
+                            [=](const Tensor& gy, const std::vector<bool>& needs) {
+      Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
+      Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
+      dispatch(gy, "batch_norm_backward", [&](auto t) {
+        using T = decltype(t);
+        cpu::batch_norm_backward_infer(sx.data<T>(), sg.data<T>(), gy.data<T>(), sm.data<T>(), sv.data<T>(), n, c, s,
+                                       eps, gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(), gb.data<T>());
+      });
+      return std::vector<Tensor>{gx, needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
+    });
+  }
+
+  Tensor mean = Tensor::empty({c}, x.dtype(), x.device());
+  Tensor invstd = Tensor::empty({c}, x.dtype(), x.device());
+  Tensor var_unbiased = Tensor::empty({c}, x.dtype(), x.device());
+  dispatch(x, op, [&](auto t) {
+    using T = decltype(t);
+    cpu::batch_norm_forward_train(x.data<T>(), gamma.data<T>(), beta.data<T>(), n, c, s, eps, y.data<T>(),
+                                  mean.data<T>(), invstd.data<T>(), var_unbiased.data<T>());
+    T* rm = running_mean.data<T>();
+    T* rv = running_var.data<T>();
+    const T m = static_cast<T>(opt.momentum);
+    for (int64_t i = 0; i < c; ++i) {
+      rm[i] = (T(1) - m) * rm[i] + m * mean.data<T>()[i];
+      rv[i] = (T(1) - m) * rv[i] + m * var_unbiased.data<T>()[i];
+    }
+  });
+  if (!autograd::needs_record({x, gamma, beta})) return y;
+  Tensor sx = x.detach(), sg = gamma.detach();
+  return autograd::record("batch_norm", y, {x, gamma, beta}, [=](const Tensor& gy, const std::vector<bool>& needs) {
+    Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
+    Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
+    dispatch(gy, "batch_norm_backward", [&](auto t) {
+      using T = decltype(t);
+      cpu::batch_norm_backward(sx.data<T>(), sg.data<T>(), gy.data<T>(), mean.data<T>(), invstd.data<T>(), n, c, s,
+                               gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(), gb.data<T>());
+    });
+    return std::vector<Tensor>{gx, needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
+  });
+}
+
+}  // namespace dl::ops

@@ -1,0 +1,62 @@
+// Front-end helpers shared by the ops: argument checks with messages that name the op, the argument,
+// what was expected and what came, and dispatch on dtype and device.
+#pragma once
+#include <initializer_list>
+#include <utility>
+
+#include "dl/autograd/engine.h"
+#include "dl/core/tensor.h"
+
+namespace dl::ops::detail {
+
+inline void check_defined(const Tensor& t, const char* op, const char* arg) {
+  DL_CHECK(t.defined(), op, ": argument '", arg, "' is an undefined tensor");
+}
+
+inline void check_float(const Tensor& t, const char* op, const char* arg) {
+  check_defined(t, op, arg);
+  DL_CHECK(is_floating(t.dtype()), op, ": expected '", arg, "' to be float32 or float64, got ",
+           dtype_name(t.dtype()));
+}
+
+inline void check_dim(const Tensor& t, int ndim, const char* op, const char* arg) {
+  DL_CHECK(t.dim() == ndim, op, ": expected '", arg, "' to have ", ndim, " dimensions, got shape ", t.shape().str());
+}
+
+inline void check_shape(const Tensor& t, const Shape& s, const char* op, const char* arg) {
+  DL_CHECK(t.shape() == s, op, ": expected '", arg, "' of shape ", s.str(), ", got ", t.shape().str());
+}
+
+// All defined tensors share the first one's dtype and device.
+inline void check_same(std::initializer_list<std::pair<const char*, const Tensor*>> args, const char* op) {
+  const Tensor* first = nullptr;
+  const char* first_name = nullptr;
+  for (const auto& [name, t] : args) {
+    if (!t->defined()) continue;
+    if (!first) {
+      first = t;
+      first_name = name;
+      continue;
+    }
+    DL_CHECK(t->dtype() == first->dtype(), op, ": '", name, "' is ", dtype_name(t->dtype()), " but '", first_name,
+             "' is ", dtype_name(first->dtype()));
+    DL_CHECK(t->device() == first->device(), op, ": '", name, "' is on ", t->device().str(), " but '", first_name,
+             "' is on ", first->device().str());
+  }
+}
+
+// Calls f(T{}) with T = float or double per the dtype; throws for any other device than the CPU,
+// which has the only body so far (never a silent fallback).
+template <typename F> decltype(auto) dispatch(const Tensor& t, const char* op, F&& f) {
+  DL_CHECK(t.device().is_cpu(), op, ": no body for device ", t.device().str());
+  switch (t.dtype()) {
+    case DType::kFloat32: return f(float{});
+    case DType::kFloat64: return f(double{});
+    default: DL_THROW(op, ": expected float32 or float64, got ", dtype_name(t.dtype()));
+  }
+}
+
+// Typed pointer or null for an undefined tensor.
+template <typename T> const T* ptr_or_null(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
+
+}  // namespace dl::ops::detail

@@ -1,0 +1,90 @@
+// Front ends of the element-wise ops and their backward functions.
+#include "dl/ops/elementwise.h"
+
+#include "backend/cpu/cpu_ops.h"
+#include "ops/dispatch.h"
+
+namespace dl::ops {
+
+using namespace detail;
+
+namespace {
+// Runs y = f(a, b) for two same-shaped float tensors.
+template <typename Body> Tensor binary(const Tensor& a, const Tensor& b, const char* op, Body body) {
+  check_float(a, op, "a");
+  check_float(b, op, "b");
+  check_same({{"a", &a}, {"b", &b}}, op);
+  DL_CHECK(a.shape() == b.shape(), op, ": shapes must match, got ", a.shape().str(), " and ", b.shape().str());
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  dispatch(a, op, [&](auto t) {
+    using T = decltype(t);
+    body(a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
+  });
+  return y;
+}
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor y = binary(a, b, "add", [](auto pa, auto pb, auto py, int64_t n) { cpu::add(pa, pb, py, n); });
+  return autograd::record("add", y, {a, b}, [](const Tensor& gy, const std::vector<bool>&) {
+    return std::vector<Tensor>{gy, gy};
+  });
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  Tensor y = binary(a, b, "sub", [](auto pa, auto pb, auto py, int64_t n) { cpu::sub(pa, pb, py, n); });
+  return autograd::record("sub", y, {a, b}, [](const Tensor& gy, const std::vector<bool>& needs) {
+    return std::vector<Tensor>{gy, needs[1] ? scale(gy, -1.0) : Tensor()};
+  });
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor y = binary(a, b, "mul", [](auto pa, auto pb, auto py, int64_t n) { cpu::mul(pa, pb, py, n); });
+  Tensor sa = a.detach(), sb = b.detach();
+  return autograd::record("mul", y, {a, b}, [sa, sb](const Tensor& gy, const std::vector<bool>& needs) {
+    return std::vector<Tensor>{needs[0] ? mul(gy, sb) : Tensor(), needs[1] ? mul(gy, sa) : Tensor()};
+  });
+}
+
+Tensor scale(const Tensor& a, double s) {
+  check_float(a, "scale", "a");
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  dispatch(a, "scale", [&](auto t) {
+    using T = decltype(t);
+    cpu::scale(a.data<T>(), static_cast<T>(s), y.data<T>(), a.numel());
+  });
+  return autograd::record("scale", y, {a}, [s](const Tensor& gy, const std::vector<bool>&) {
+    return std::vector<Tensor>{scale(gy, s)};
+  });
+}
+
+void add_(Tensor& dst, const Tensor& src, double alpha) {
+  check_float(dst, "add_", "dst");
+  check_float(src, "add_", "src");
+  check_same({{"dst", &dst}, {"src", &src}}, "add_");
+  DL_CHECK(dst.shape() == src.shape(), "add_: shapes must match, got ", dst.shape().str(), " and ", src.shape().str());
+  dispatch(dst, "add_", [&](auto t) {
+    using T = decltype(t);
+    cpu::axpy_acc(static_cast<T>(alpha), src.data<T>(), dst.data<T>(), dst.numel());
+  });
+}
+
+Tensor sum(const Tensor& a) {
+  check_float(a, "sum", "a");
+  Tensor y = Tensor::empty({1}, a.dtype(), a.device());
+  dispatch(a, "sum", [&](auto t) {
+    using T = decltype(t);
+    y.data<T>()[0] = cpu::sum(a.data<T>(), a.numel());
+  });
+  const Shape shape = a.shape();
+  return autograd::record("sum", y, {a}, [shape](const Tensor& gy, const std::vector<bool>&) {
+    return std::vector<Tensor>{Tensor::full(shape, gy.item<double>(), gy.dtype(), gy.device())};
+  });
+}
+
+Tensor mean(const Tensor& a) {
+  DL_CHECK(a.defined() && a.numel() > 0, "mean: expected a non-empty tensor");
+  return scale(sum(a), 1.0 / static_cast<double>(a.numel()));
+}
+
+}  // namespace dl::ops

@@ -1,0 +1,72 @@
+// Front ends of max, average and global average pooling.
+#include "dl/ops/pooling.h"
+
+#include "backend/cpu/cpu_ops.h"
+#include "dl/ops/shape_ops.h"
+#include "ops/dispatch.h"
+
+namespace dl::ops {
+
+using namespace detail;
+
+Pool2dGeometry pool2d_geometry(const Shape& x, const Pool2dParams& p) {
+  DL_CHECK(x.ndim() == 4, "pool2d: expected input N x C x H x W, got ", x.str());
+  for (int i = 0; i < 2; ++i)
+    DL_CHECK(p.kernel[i] >= 1 && p.stride[i] >= 1 && p.padding[i] >= 0 && 2 * p.padding[i] <= p.kernel[i],
+             "pool2d: expected kernel >= 1, stride >= 1 and 0 <= padding <= kernel / 2, got kernel ", p.kernel[i],
+             ", stride ", p.stride[i], ", padding ", p.padding[i]);
+  Pool2dGeometry g{x[0], x[1], x[2], x[3], 0, 0, p};
+  g.ho = window_output_size(g.h, p.kernel[0], p.stride[0], p.padding[0], 1);
+  g.wo = window_output_size(g.w, p.kernel[1], p.stride[1], p.padding[1], 1);
+  DL_CHECK(g.ho >= 1 && g.wo >= 1, "pool2d: input ", x.str(), " is smaller than the window ", p.kernel[0], "x",
+           p.kernel[1]);
+  return g;
+}
+
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
+  check_float(x, "max_pool2d", "x");
+  const Pool2dGeometry g = pool2d_geometry(x.shape(), p);
+  Tensor y = Tensor::empty({g.n, g.c, g.ho, g.wo}, x.dtype(), x.device());
+  Tensor argmax = Tensor::empty({g.n, g.c, g.ho, g.wo}, DType::kInt32, x.device());
+  dispatch(x, "max_pool2d", [&](auto t) {
+    using T = decltype(t);
+    cpu::max_pool2d_forward(g, x.data<T>(), y.data<T>(), argmax.data<int32_t>());
+  });
+  return autograd::record("max_pool2d", y, {x}, [g, argmax](const Tensor& gy, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty({g.n, g.c, g.h, g.w}, gy.dtype(), gy.device());
+    dispatch(gy, "max_pool2d_backward", [&](auto t) {
+      using T = decltype(t);
+      cpu::max_pool2d_backward(g, gy.data<T>(), argmax.data<int32_t>(), gx.data<T>());
+    });
+    return std::vector<Tensor>{gx};
+  });
+}
+
+Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
+  check_float(x, "avg_pool2d", "x");
+  const Pool2dGeometry g = pool2d_geometry(x.shape(), p);
+  Tensor y = Tensor::empty({g.n, g.c, g.ho, g.wo}, x.dtype(), x.device());
+  dispatch(x, "avg_pool2d", [&](auto t) {
+    using T = decltype(t);
+    cpu::avg_pool2d_forward(g, x.data<T>(), y.data<T>());
+  });
+  return autograd::record("avg_pool2d", y, {x}, [g](const Tensor& gy, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty({g.n, g.c, g.h, g.w}, gy.dtype(), gy.device());
+    dispatch(gy, "avg_pool2d_backward", [&](auto t) {
+      using T = decltype(t);
+      cpu::avg_pool2d_backward(g, gy.data<T>(), gx.data<T>());
+    });
+    return std::vector<Tensor>{gx};
+  });
+}
+
+Tensor global_avg_pool2d(const Tensor& x) {
+  check_float(x, "global_avg_pool2d", "x");
+  check_dim(x, 4, "global_avg_pool2d", "x");
+  const Pool2dParams p{{static_cast<int>(x.size(2)), static_cast<int>(x.size(3))},
+                       {static_cast<int>(x.size(2)), static_cast<int>(x.size(3))},
+                       {0, 0}};
+  return avg_pool2d(x, p);
+}
+
+}  // namespace dl::ops

@@ -1,0 +1,101 @@
+// Front ends of softmax, log-softmax and cross-entropy (classes along dimension 1).
+#include "dl/ops/softmax.h"
+
+#include <cmath>
+
+#include "backend/cpu/cpu_ops.h"
+#include "dl/ops/loss.h"
+#include "ops/dispatch.h"
+
+namespace dl::ops {
+
+using namespace detail;
+
+namespace {
+struct ClassLayout {
+  int64_t n, c, s;
+};
+ClassLayout class_layout(const Tensor& x, const char* op) {
+  DL_CHECK(x.dim() >= 2, op, ": expected N x C or N x C x ..., got ", x.shape().str());
+  const int64_t n = x.size(0), c = x.size(1);
+  DL_CHECK(c >= 1, op, ": expected at least one class, got ", x.shape().str());
+  return {n, c, n * c == 0 ? 0 : x.numel() / (n * c)};
+}
+
+Tensor softmax_impl(const Tensor& x, bool log) {
+  const char* op = log ? "log_softmax" : "softmax";
+  check_float(x, op, "x");
+  const ClassLayout l = class_layout(x, op);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch(x, op, [&](auto t) {
+    using T = decltype(t);
+    cpu::softmax_forward(x.data<T>(), y.data<T>(), l.n, l.c, l.s, log);
+  });
+  if (!autograd::needs_record({x})) return y;
+  Tensor sy = y.detach();
+  return autograd::record(op, y, {x}, [sy, l, log](const Tensor& gy, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
+    dispatch(gy, "softmax_backward", [&](auto t) {
+      using T = decltype(t);
+      cpu::softmax_backward(sy.data<T>(), gy.data<T>(), gx.data<T>(), l.n, l.c, l.s, log);
+    });
+    return std::vector<Tensor>{gx};
+  });
+}
+}  // namespace
+
+Tensor softmax(const Tensor& x) { return softmax_impl(x, false); }
+Tensor log_softmax(const Tensor& x) { return softmax_impl(x, true); }
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntropyOptions& opt) {
+  const char* op = "cross_entropy";
+  check_float(logits, op, "logits");
+  check_defined(labels, op, "labels");
+  DL_CHECK(labels.dtype() == DType::kInt32, op, ": expected int32 labels, got ", dtype_name(labels.dtype()));
+  const ClassLayout l = class_layout(logits, op);
+  std::vector<int64_t> want = logits.shape().vec();
+  want.erase(want.begin() + 1);
+  DL_CHECK(labels.shape() == Shape(want), op, ": logits ", logits.shape().str(), " need labels of shape ",
+           Shape(want).str(), ", got ", labels.shape().str());
+  const Tensor& w = opt.class_weights;
+  if (w.defined()) {
+    check_same({{"logits", &logits}, {"class_weights", &w}}, op);
+    check_shape(w, {l.c}, op, "class_weights");
+  }
+  DL_CHECK(labels.device() == logits.device(), op, ": labels on ", labels.device().str(), ", logits on ",
+           logits.device().str());
+  // Labels are validated here, once, so that no backend reads out of range.
+  const int32_t* y = labels.data<int32_t>();
+  for (int64_t i = 0; i < labels.numel(); ++i) {
+    if (y[i] == opt.ignore_index) continue;
+    DL_CHECK(y[i] >= 0 && y[i] < l.c, op, ": label ", y[i], " at position ", i, " is outside the class range [0, ",
+             l.c, ")", opt.ignore_index >= 0 ? " and is not the ignored label " + std::to_string(opt.ignore_index) : "");
+  }
+
+  Tensor log_probs = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+  Tensor loss = Tensor::empty({1}, logits.dtype(), logits.device());
+  double total = 0, wsum = 0;
+  dispatch(logits, op, [&](auto t) {
+    using T = decltype(t);
+    cpu::cross_entropy_forward(logits.data<T>(), y, ptr_or_null<T>(w), l.n, l.c, l.s, opt.ignore_index,
+                               log_probs.data<T>(), &total, &wsum);
+    DL_CHECK(wsum > 0, op, ": no sample counted (every label ignored or of zero weight) in labels ",
+             labels.shape().str());
+    loss.data<T>()[0] = static_cast<T>(total / wsum);
+  });
+  if (!autograd::needs_record({logits})) return loss;
+  Tensor sw = w.defined() ? w.detach() : Tensor();
+  const int32_t ignore = opt.ignore_index;
+  return autograd::record(op, loss, {logits}, [=](const Tensor& gy, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(log_probs.shape(), log_probs.dtype(), log_probs.device());
+    dispatch(gy, "cross_entropy_backward", [&](auto t) {
+      using T = decltype(t);
+      const T scale = static_cast<T>(gy.item<double>() / wsum);
+      cpu::cross_entropy_backward(log_probs.data<T>(), labels.data<int32_t>(), ptr_or_null<T>(sw), l.n, l.c, l.s,
+                                  ignore, scale, gx.data<T>());
+    });
+    return std::vector<Tensor>{gx};
+  });
+}
+
+}  // namespace dl::ops
