@@ -4,13 +4,10 @@
 #pragma once
 #include <cstdint>
 
+#include "dl/core/threads.h"
 #include "dl/ops/params.h"
 
 namespace dl::cpu {
-
-// Threads the backend may use (OpenMP); set_num_threads(0) restores the default.
-int num_threads();
-void set_num_threads(int n);
 
 // ---- element-wise ----
 template <typename T> void add(const T* a, const T* b, T* y, int64_t n);

@@ -8,7 +8,6 @@
 namespace dl::cpu {
 
 namespace {
-int g_threads = 0;  // 0: OpenMP's default
 template <typename T> using Vec = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <typename T> using CVec = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 constexpr int64_t kChunk = 1 << 15;
@@ -22,13 +21,6 @@ template <typename F> void chunked(int64_t n, F&& f) {
   });
 }
 }  // namespace
-
-int num_threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
-void set_num_threads(int n) {
-  g_threads = std::max(0, n);
-  if (n > 0) omp_set_num_threads(n);
-  Eigen::setNbThreads(num_threads());
-}
 
 template <typename T> void add(const T* a, const T* b, T* y, int64_t n) {
   chunked(n, [&](int64_t o, int64_t m) { Vec<T>(y + o, m) = CVec<T>(a + o, m) + CVec<T>(b + o, m); });

@@ -1,0 +1,105 @@
+// A small command-line parser for the example programs: "--name value" or "--name=value", several
+// names per option (--max-epochs and --epochs), --help lists every option with its default.
+// An unknown flag or a value that does not parse throws dl::Error naming both.
+#pragma once
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dl/core/error.h"
+
+namespace dl::examples {
+
+class Flags {
+ public:
+  explicit Flags(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
+
+  template <typename T> void add(std::vector<std::string> names, T* target, std::string help) {
+    std::ostringstream def;
+    def << *target;
+    options_.push_back({std::move(names), std::move(help), def.str(), false, [target](const std::string& v) {
+                          if constexpr (std::is_same_v<T, std::string>) {
+                            *target = v;
+                            return true;
+                          } else {
+                            std::istringstream in(v);
+                            T parsed{};
+                            in >> parsed;
+                            if (in.fail() || !in.eof()) return false;
+                            *target = parsed;
+                            return true;
+                          }
+                        }});
+  }
+  void add_switch(std::vector<std::string> names, bool* target, std::string help) {
+    options_.push_back({std::move(names), std::move(help), *target ? "on" : "off", true, [target](const std::string& v) {
+                          if (v == "" || v == "1" || v == "true" || v == "on") *target = true;
+                          else if (v == "0" || v == "false" || v == "off") *target = false;
+                          else return false;
+                          return true;
+                        }});
+  }
+
+  // Returns false when --help was given (the usage has been printed).
+  bool parse(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+      std::string arg = argv[i];
+      if (arg == "--help" || arg == "-h") {
+        usage(std::cout);
+        return false;
+      }
+      DL_CHECK(arg.rfind("--", 0) == 0, program_, ": expected an option like --name, got '", arg, "' (see --help)");
+      std::string value;
+      bool has_value = false;
+      const auto eq = arg.find('=');
+      if (eq != std::string::npos) {
+        value = arg.substr(eq + 1);
+        arg = arg.substr(0, eq);
+        has_value = true;
+      }
+      Option* opt = find(arg.substr(2));
+      DL_CHECK(opt, program_, ": unknown option '", arg, "' (see --help)");
+      if (!has_value && !opt->is_switch) {
+        DL_CHECK(i + 1 < argc, program_, ": option ", arg, " needs a value");
+        value = argv[++i];
+      } else if (!has_value && i + 1 < argc && is_bool_word(argv[i + 1])) {
+        value = argv[++i];  // "--verbose off"
+      }
+      DL_CHECK(opt->set(value), program_, ": option ", arg, " cannot take the value '", value, "'");
+    }
+    return true;
+  }
+
+  void usage(std::ostream& os) const {
+    os << "Usage: " << program_ << " [options]\n" << summary_ << "\n\nOptions:\n";
+    for (const auto& o : options_) {
+      std::string names;
+      for (const auto& n : o.names) names += (names.empty() ? "--" : ", --") + n;
+      os << "  " << names << (o.is_switch ? "" : " VALUE") << "\n      " << o.help << " (default: " << o.default_text
+         << ")\n";
+    }
+  }
+
+ private:
+  struct Option {
+    std::vector<std::string> names;
+    std::string help, default_text;
+    bool is_switch;
+    std::function<bool(const std::string&)> set;
+  };
+  static bool is_bool_word(const std::string& v) {
+    return v == "0" || v == "1" || v == "true" || v == "false" || v == "on" || v == "off";
+  }
+  Option* find(const std::string& name) {
+    for (auto& o : options_)
+      for (const auto& n : o.names)
+        if (n == name) return &o;
+    return nullptr;
+  }
+  std::string program_, summary_;
+  std::vector<Option> options_;
+};
+
+}  // namespace dl::examples

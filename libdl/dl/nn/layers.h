@@ -1,0 +1,108 @@
+// The standard layers. Each owns its parameters (registered with PyTorch's names: weight, bias,
+// running_mean, running_var, num_batches_tracked is not kept) and calls the op of the same name.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dl/core/rng.h"
+#include "dl/nn/module.h"
+#include "dl/ops/params.h"
+
+namespace dl::nn {
+
+enum class Init { kGlorotUniform, kHeNormal };
+
+struct Conv2dOptions {
+  int in_channels = 1, out_channels = 1;
+  std::array<int, 2> kernel{3, 3};
+  Conv2dParams params{};
+  bool bias = true;
+  Init init = Init::kGlorotUniform;
+  DType dtype = DType::kFloat32;
+};
+
+// N x C_in x H x W -> N x C_out x Ho x Wo.
+class Conv2d : public Layer {
+ public:
+  explicit Conv2d(const Conv2dOptions& o, Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override;
+  Tensor weight, bias;  // C_out x C_in/groups x R x S; C_out (undefined without bias)
+  const Conv2dOptions& options() const { return o_; }
+
+ private:
+  Conv2dOptions o_;
+};
+
+// N x C x H x W -> same; batch statistics in train(), running statistics in eval().
+class BatchNorm2d : public Layer {
+ public:
+  explicit BatchNorm2d(int channels, double momentum = 0.1, double eps = 1e-5, DType dtype = DType::kFloat32);
+  Tensor forward(const Tensor& x) override;
+  Tensor weight, bias, running_mean, running_var;  // all C
+
+ private:
+  double momentum_, eps_;
+};
+
+class ReLU : public Layer {
+ public:
+  Tensor forward(const Tensor& x) override;
+};
+
+class MaxPool2d : public Layer {
+ public:
+  explicit MaxPool2d(const Pool2dParams& p = {}) : p_(p) {}
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  Pool2dParams p_;
+};
+
+class AvgPool2d : public Layer {
+ public:
+  explicit AvgPool2d(const Pool2dParams& p = {}) : p_(p) {}
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  Pool2dParams p_;
+};
+
+// N x C x H x W -> N x C x 1 x 1.
+class GlobalAvgPool2d : public Layer {
+ public:
+  Tensor forward(const Tensor& x) override;
+};
+
+// N x ... -> N x (product of the rest).
+class Flatten : public Layer {
+ public:
+  Tensor forward(const Tensor& x) override;
+};
+
+// N x IN -> N x OUT.
+class Linear : public Layer {
+ public:
+  Linear(int in_features, int out_features, bool bias = true, Init init = Init::kGlorotUniform,
+         Generator& gen = default_generator(), DType dtype = DType::kFloat32);
+  Tensor forward(const Tensor& x) override;
+  Tensor weight, bias;  // OUT x IN; OUT
+
+};
+
+// Layers applied in order; each child is named by the caller ("conv1") for the state file.
+class Sequential : public Layer {
+ public:
+  template <typename L> std::shared_ptr<L> add(const std::string& name, std::shared_ptr<L> layer) {
+    layers_.push_back(layer);
+    return register_module(name, layer);
+  }
+  Tensor forward(const Tensor& x) override;
+  size_t size() const { return layers_.size(); }
+  Layer& operator[](size_t i) { return *layers_[i]; }
+
+ private:
+  std::vector<std::shared_ptr<Layer>> layers_;
+};
+
+}  // namespace dl::nn

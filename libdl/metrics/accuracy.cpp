@@ -1,0 +1,35 @@
+// Argmax accuracy.
+#include "dl/metrics/accuracy.h"
+
+namespace dl::metrics {
+
+namespace {
+template <typename T> Counts count(const T* x, const int32_t* y, int64_t n, int64_t c, int64_t s, int32_t ignore) {
+  Counts k;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < s; ++j) {
+      const int32_t label = y[i * s + j];
+      if (label == ignore) continue;
+      const T* p = x + i * c * s + j;
+      int64_t best = 0;
+      for (int64_t q = 1; q < c; ++q)
+        if (p[q * s] > p[best * s]) best = q;
+      k.correct += best == label;
+      ++k.total;
+    }
+  return k;
+}
+}  // namespace
+
+Counts count_correct(const Tensor& logits, const Tensor& labels, int32_t ignore_index) {
+  DL_CHECK(logits.defined() && labels.defined() && logits.dim() >= 2, "count_correct: expected N x C logits, got ",
+           logits.defined() ? logits.shape().str() : "undefined");
+  const int64_t n = logits.size(0), c = logits.size(1), s = n * c ? logits.numel() / (n * c) : 0;
+  DL_CHECK(labels.numel() == n * s, "count_correct: logits ", logits.shape().str(), " and labels ",
+           labels.shape().str(), " disagree");
+  const Tensor x = logits.to(Device::cpu()), y = labels.to(Device::cpu());
+  if (x.dtype() == DType::kFloat64) return count(x.data<double>(), y.data<int32_t>(), n, c, s, ignore_index);
+  return count(x.data<float>(), y.data<int32_t>(), n, c, s, ignore_index);
+}
+
+}  // namespace dl::metrics

@@ -1,0 +1,70 @@
+// The standard layers.
+#include "dl/nn/layers.h"
+
+#include "dl/nn/init.h"
+#include "dl/ops/activation.h"
+#include "dl/ops/batch_norm.h"
+#include "dl/ops/conv2d.h"
+#include "dl/ops/linear.h"
+#include "dl/ops/pooling.h"
+#include "dl/ops/shape_ops.h"
+
+namespace dl::nn {
+
+namespace {
+void initialise(Tensor& w, Init init, Generator& gen) {
+  if (init == Init::kHeNormal)
+    init::he_normal_(w, gen);
+  else
+    init::glorot_uniform_(w, gen);
+}
+}  // namespace
+
+Conv2d::Conv2d(const Conv2dOptions& o, Generator& gen) : o_(o) {
+  DL_CHECK(o.in_channels >= 1 && o.out_channels >= 1 && o.params.groups >= 1 && o.in_channels % o.params.groups == 0 &&
+               o.out_channels % o.params.groups == 0,
+           "Conv2d: groups ", o.params.groups, " must divide in_channels ", o.in_channels, " and out_channels ",
+           o.out_channels);
+  Tensor w = Tensor::empty({o.out_channels, o.in_channels / o.params.groups, o.kernel[0], o.kernel[1]}, o.dtype);
+  initialise(w, o.init, gen);
+  weight = register_parameter("weight", w, 1.0);
+  if (o.bias) bias = register_parameter("bias", Tensor::zeros({o.out_channels}, o.dtype), 0.0);
+}
+
+Tensor Conv2d::forward(const Tensor& x) { return ops::conv2d(x, weight, bias, o_.params); }
+
+BatchNorm2d::BatchNorm2d(int channels, double momentum, double eps, DType dtype) : momentum_(momentum), eps_(eps) {
+  weight = register_parameter("weight", Tensor::ones({channels}, dtype), 1.0);
+  bias = register_parameter("bias", Tensor::zeros({channels}, dtype), 1.0);
+  running_mean = register_buffer("running_mean", Tensor::zeros({channels}, dtype));
+  running_var = register_buffer("running_var", Tensor::ones({channels}, dtype));
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  return ops::batch_norm(x, weight, bias, running_mean, running_var, {is_training(), momentum_, eps_});
+}
+
+Tensor ReLU::forward(const Tensor& x) { return ops::relu(x); }
+Tensor MaxPool2d::forward(const Tensor& x) { return ops::max_pool2d(x, p_); }
+Tensor AvgPool2d::forward(const Tensor& x) { return ops::avg_pool2d(x, p_); }
+Tensor GlobalAvgPool2d::forward(const Tensor& x) { return ops::global_avg_pool2d(x); }
+Tensor Flatten::forward(const Tensor& x) { return ops::flatten(x); }
+
+Linear::Linear(int in_features, int out_features, bool with_bias, Init init, Generator& gen, DType dtype) {
+  DL_CHECK(in_features >= 1 && out_features >= 1, "Linear: expected positive sizes, got ", in_features, " -> ",
+           out_features);
+  Tensor w = Tensor::empty({out_features, in_features}, dtype);
+  initialise(w, init, gen);
+  weight = register_parameter("weight", w, 1.0);
+  if (with_bias) bias = register_parameter("bias", Tensor::zeros({out_features}, dtype), 0.0);
+}
+
+Tensor Linear::forward(const Tensor& x) { return ops::linear(x, weight, bias); }
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor h = x;
+  for (auto& layer : layers_) h = layer->forward(h);
+  return h;
+}
+
+}  // namespace dl::nn

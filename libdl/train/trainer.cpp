@@ -1,0 +1,313 @@
+// The training loop, validation, the verbose table, the CSV log and checkpoints.
+#include "dl/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+
+#include "dl/autograd/engine.h"
+#include "dl/core/allocator.h"
+#include "dl/core/serialize.h"
+#include "dl/data/dataloader.h"
+#include "dl/metrics/accuracy.h"
+#include "dl/nn/state.h"
+#include "dl/train/resources.h"
+
+namespace dl::train {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+constexpr int kTableWidth = 118;  // between the outer bars of the verbose table
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const nn::Layer& model, const TrainingOptions& o) {
+  auto params = model.parameter_refs();
+  if (o.solver == "adam")
+    return std::make_unique<optim::Adam>(params, optim::AdamOptions{o.initial_learn_rate, o.gradient_decay_factor,
+                                                                    o.squared_gradient_decay_factor, o.epsilon,
+                                                                    o.l2_regularization});
+  if (o.solver == "rmsprop") {
+    // MATLAB's rmsprop default SquaredGradientDecayFactor is 0.9; 0.999 is Adam's.
+    const double decay = o.squared_gradient_decay_factor == 0.999 ? 0.9 : o.squared_gradient_decay_factor;
+    return std::make_unique<optim::RmsProp>(params,
+                                            optim::RmsPropOptions{o.initial_learn_rate, decay, o.epsilon, o.l2_regularization});
+  }
+  return std::make_unique<optim::Sgdm>(params, optim::SgdmOptions{o.initial_learn_rate, o.momentum, o.l2_regularization});
+}
+
+std::string percent(double v) {
+  if (std::isnan(v)) return "";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f%%", 100.0 * v);
+  return buf;
+}
+std::string fixed4(double v) {
+  if (std::isnan(v)) return "";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f", v);
+  return buf;
+}
+std::string csv_num(double v) {
+  if (std::isnan(v)) return "";
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+}  // namespace
+
+std::string format_hms(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld", static_cast<long long>(s / 3600),
+                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
+  return buf;
+}
+
+Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
+    : model_(model), o_(options), out_(&std::cout), shuffle_gen_(options.seed) {
+  o_.validate();
+  optimizer_ = make_optimizer(model_, o_);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::set_validation_data(std::shared_ptr<const data::Dataset> validation) { validation_ = std::move(validation); }
+void Trainer::set_loss_options(const ops::CrossEntropyOptions& loss) { loss_ = loss; }
+void Trainer::set_gradient_hook(std::function<void(const std::vector<nn::ParamRef>&)> hook) { hook_ = std::move(hook); }
+void Trainer::set_output(std::ostream* out) { out_ = out; }
+
+double Trainer::learn_rate_for(int epoch) const {
+  return optim::PiecewiseSchedule{o_.initial_learn_rate, o_.learn_rate_drop_factor, o_.learn_rate_drop_period,
+                                  o_.learn_rate_schedule == "piecewise"}
+      .rate(epoch);
+}
+
+void Trainer::clip_gradients() {
+  if (!std::isfinite(o_.gradient_threshold)) return;
+  const auto& params = optimizer_->params();
+  if (o_.gradient_threshold_method == "global-l2norm")
+    optim::clip_grad_global_norm(params, o_.gradient_threshold);
+  else if (o_.gradient_threshold_method == "absolute-value")
+    optim::clip_grad_value(params, o_.gradient_threshold);
+  else
+    optim::clip_grad_norm_per_parameter(params, o_.gradient_threshold);
+}
+
+EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
+  if (batch_size <= 0) batch_size = o_.mini_batch_size;
+  const bool was_training = model_.is_training();
+  model_.eval();
+  autograd::NoGradGuard no_grad;
+  EvalResult r;
+  double loss_sum = 0;
+  metrics::Counts counts;
+  std::vector<int64_t> idx;
+  for (int64_t b = 0; b < d.size(); b += batch_size) {
+    idx.resize(static_cast<size_t>(std::min(batch_size, d.size() - b)));
+    std::iota(idx.begin(), idx.end(), b);
+    const data::Batch batch = d.get_batch(idx);
+    const Tensor logits = model_.forward(batch.inputs);
+    loss_sum += ops::cross_entropy(logits, batch.targets, loss_).item<double>() * static_cast<double>(idx.size());
+    const metrics::Counts c = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
+    counts.correct += c.correct;
+    counts.total += c.total;
+    r.samples += static_cast<int64_t>(idx.size());
+  }
+  model_.train(was_training);
+  r.loss = r.samples ? loss_sum / static_cast<double>(r.samples) : std::numeric_limits<double>::quiet_NaN();
+  r.accuracy = counts.accuracy();
+  return r;
+}
+
+void Trainer::print_header() const {
+  if (!out_ || !o_.verbose) return;
+  const std::string rule(kTableWidth, '=');
+  *out_ << "|" << rule << "|\n"
+        << "|  Epoch  |  Iteration  |  Time Elapsed  |  Mini-batch  |  Validation  |  Mini-batch  |  Validation  |"
+           "  Base Learning  |\n"
+        << "|         |             |   (hh:mm:ss)   |   Accuracy   |   Accuracy   |     Loss     |     Loss     |"
+           "      Rate       |\n"
+        << "|" << rule << "|\n";
+}
+
+void Trainer::print_row(const IterationRecord& r) const {
+  if (!out_ || !o_.verbose) return;
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "| %7d | %11lld | %14s | %12s | %12s | %12s | %12s | %15s |\n", r.epoch,
+                static_cast<long long>(r.iteration), format_hms(r.seconds).c_str(), percent(r.accuracy).c_str(),
+                percent(r.validation_accuracy).c_str(), fixed4(r.loss).c_str(), fixed4(r.validation_loss).c_str(),
+                fixed4(r.learn_rate).c_str());
+  *out_ << buf << std::flush;
+}
+
+TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
+  DL_CHECK(train && train->size() > 0, "Trainer::fit: the training set is empty");
+  const auto t0 = Clock::now();
+  CpuAllocator::instance().reset_peak();
+
+  // "once" shuffles a single time from the seed, so a resumed run sees the same order.
+  std::shared_ptr<const data::Dataset> source = train;
+  if (o_.shuffle == "once") {
+    Generator once(o_.seed ^ 0x9e3779b97f4a7c15ULL);
+    std::vector<int64_t> perm(static_cast<size_t>(train->size()));
+    std::iota(perm.begin(), perm.end(), 0);
+    for (size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[once.below(i)]);
+    source = std::make_shared<data::SubsetDataset>(train, perm);
+  }
+  data::DataLoaderOptions lo;
+  lo.batch_size = o_.mini_batch_size;
+  lo.shuffle = o_.shuffle == "every-epoch";
+  data::DataLoader loader(source, lo);
+  loader.generator().set_state(shuffle_gen_.state());
+
+  std::ofstream csv;
+  if (!o_.log_csv.empty()) {
+    const bool fresh = iteration_ == 0 || !std::filesystem::exists(o_.log_csv);
+    csv.open(o_.log_csv, fresh ? std::ios::trunc : std::ios::app);
+    DL_CHECK(csv.good(), o_.log_csv, ": cannot open the training log for writing");
+    if (fresh) csv << "epoch,iteration,time_s,learn_rate,loss,accuracy,validation_loss,validation_accuracy\n";
+  }
+
+  TrainingReport report;
+  print_header();
+  const int64_t per_epoch = loader.batches_per_epoch();
+  const int64_t last_iteration = static_cast<int64_t>(o_.max_epochs) * per_epoch;
+  int64_t images = 0;
+  bool stop = false;
+  model_.train();
+  while (epoch_ < o_.max_epochs && !stop) {
+    const int epoch = epoch_ + 1;
+    const auto te = Clock::now();
+    optimizer_->set_learning_rate(learn_rate_for(epoch));
+    loader.start_epoch();
+    data::Batch batch;
+    while (!stop && loader.next(batch)) {
+      const auto ts = Clock::now();
+      const Tensor logits = model_.forward(batch.inputs);
+      const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
+      const double loss_value = loss.item<double>();
+      DL_CHECK(std::isfinite(loss_value), "training diverged: the mini-batch loss is ", loss_value, " at epoch ", epoch,
+               ", iteration ", iteration_ + 1, " (learn rate ", optimizer_->learning_rate(),
+               "); lower InitialLearnRate or set GradientThreshold");
+      optimizer_->zero_grad();
+      loss.backward();
+      clip_gradients();
+      if (hook_) hook_(optimizer_->params());
+      optimizer_->step();
+      ++iteration_;
+      images += batch.size();
+      report.train_seconds += since(ts);
+
+      IterationRecord rec;
+      rec.epoch = epoch;
+      rec.iteration = iteration_;
+      rec.learn_rate = optimizer_->learning_rate();
+      rec.loss = loss_value;
+      rec.accuracy = metrics::count_correct(logits, batch.targets, loss_.ignore_index).accuracy();
+      const bool validate = validation_ && (iteration_ == 1 || iteration_ % o_.validation_frequency == 0 ||
+                                            iteration_ == last_iteration);
+      if (validate) {
+        const EvalResult v = evaluate(*validation_);
+        rec.validation_loss = report.validation_loss = v.loss;
+        rec.validation_accuracy = report.validation_accuracy = v.accuracy;
+        if (v.loss < best_val_loss_) {
+          best_val_loss_ = v.loss;
+          patience_count_ = 0;
+          if (o_.output_network == "best-validation-loss") {
+            best_state_.clear();
+            for (auto& [n, t] : model_.state()) best_state_.emplace_back(n, t.clone());
+          }
+        } else if (o_.validation_patience > 0 && ++patience_count_ >= o_.validation_patience) {
+          stop = true;
+          report.stopped_early = true;
+          report.stop_reason = "validation loss did not improve for " + std::to_string(o_.validation_patience) +
+                               " validations";
+        }
+      }
+      rec.seconds = since(t0);
+      report.history.push_back(rec);
+      if (csv.is_open())
+        csv << rec.epoch << ',' << rec.iteration << ',' << csv_num(rec.seconds) << ',' << csv_num(rec.learn_rate) << ','
+            << csv_num(rec.loss) << ',' << csv_num(rec.accuracy) << ',' << csv_num(rec.validation_loss) << ','
+            << csv_num(rec.validation_accuracy) << '\n'
+            << std::flush;
+      if (iteration_ == 1 || iteration_ % o_.verbose_frequency == 0 || validate || iteration_ == last_iteration)
+        print_row(rec);
+    }
+    ++epoch_;
+    shuffle_gen_.set_state(loader.generator().state());
+    report.epoch_seconds.push_back(since(te));
+    if (!o_.checkpoint_path.empty()) {
+      std::filesystem::create_directories(o_.checkpoint_path);
+      save_checkpoint(o_.checkpoint_path + "/checkpoint_epoch" + std::to_string(epoch_) + ".dlck");
+    }
+  }
+  if (out_ && o_.verbose) *out_ << "|" << std::string(kTableWidth, '=') << "|\n";
+  if (out_ && o_.verbose && report.stopped_early) *out_ << "Training stopped early: " << report.stop_reason << "\n";
+  if (o_.output_network == "best-validation-loss" && !best_state_.empty())
+    nn::load_state(model_, best_state_, "the best-validation network");
+
+  report.epochs_completed = epoch_;
+  report.iterations = iteration_;
+  report.total_seconds = since(t0);
+  report.images_per_second = report.train_seconds > 0 ? static_cast<double>(images) / report.train_seconds : 0;
+  report.peak_rss_bytes = peak_rss_bytes();
+  report.allocator_peak_bytes = CpuAllocator::instance().stats().peak_bytes;
+  return report;
+}
+
+void Trainer::save_checkpoint(const std::string& path) const {
+  TensorFile f;
+  f.metadata["kind"] = "training-state";
+  f.metadata["solver"] = optimizer_->name();
+  f.metadata["epoch"] = std::to_string(epoch_);
+  f.metadata["iteration"] = std::to_string(iteration_);
+  f.metadata["optimizer_steps"] = std::to_string(optimizer_->steps());
+  f.metadata["best_validation_loss"] = csv_num(best_val_loss_);
+  f.metadata["patience_count"] = std::to_string(patience_count_);
+  const Generator::State g = shuffle_gen_.state();
+  std::string gs;
+  for (uint64_t w : g) gs += std::to_string(w) + " ";
+  f.metadata["shuffle_generator"] = gs;
+  for (auto& [n, t] : model_.state()) f.tensors.emplace_back("model." + n, t);
+  for (auto& [n, t] : optimizer_->state()) f.tensors.emplace_back("optimizer." + n, t);
+  for (auto& [n, t] : best_state_) f.tensors.emplace_back("best." + n, t);
+  save_tensor_file(path, f);
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  const TensorFile f = load_tensor_file(path);
+  auto meta = [&](const char* key) {
+    auto it = f.metadata.find(key);
+    DL_CHECK(it != f.metadata.end(), path, ": not a training checkpoint (no '", key, "' entry)");
+    return it->second;
+  };
+  DL_CHECK(meta("kind") == "training-state", path, ": expected a training checkpoint, got a '", meta("kind"), "' file");
+  DL_CHECK(meta("solver") == optimizer_->name(), path, ": checkpoint of solver '", meta("solver"),
+           "', this trainer uses '", optimizer_->name(), "'");
+  nn::NamedTensors model, optim, best;
+  for (const auto& [n, t] : f.tensors) {
+    if (n.rfind("model.", 0) == 0) model.emplace_back(n.substr(6), t);
+    if (n.rfind("optimizer.", 0) == 0) optim.emplace_back(n.substr(10), t);
+    if (n.rfind("best.", 0) == 0) best.emplace_back(n.substr(5), t);
+  }
+  nn::load_state(model_, model, path);  // checks every name and shape before copying
+  optimizer_->load_state(optim, std::stoll(meta("optimizer_steps")), path);
+  best_state_ = best;
+  epoch_ = std::stoi(meta("epoch"));
+  iteration_ = std::stoll(meta("iteration"));
+  const std::string bv = meta("best_validation_loss");
+  best_val_loss_ = bv.empty() ? std::numeric_limits<double>::infinity() : std::stod(bv);
+  patience_count_ = std::stoi(meta("patience_count"));
+  Generator::State g{};
+  std::istringstream gs(meta("shuffle_generator"));
+  for (auto& w : g) gs >> w;
+  DL_CHECK(!gs.fail(), path, ": corrupt shuffle_generator entry");
+  shuffle_gen_.set_state(g);
+}
+
+}  // namespace dl::train

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the test suite: a Release build and all its tests (unit, gradcheck, libtorch parity,
+# kernels, e2e; gpu tests skip without a GPU), then, unless DL_SKIP_SANITIZERS=1, a build under
+# AddressSanitizer + UndefinedBehaviorSanitizer and its tests (the slow e2e and libtorch ones aside).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+jobs="$(nproc)"
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${DL_CMAKE_ARGS:-}
+cmake --build build --parallel "$jobs"
+ctest --test-dir build --output-on-failure --timeout 900
+
+if [[ "${DL_SKIP_SANITIZERS:-0}" != 1 ]]; then
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDL_SANITIZE=address,undefined \
+        -DDL_BUILD_BENCH=OFF -DDL_BUILD_EXAMPLES=OFF -DDL_NATIVE=OFF ${DL_CMAKE_ARGS:-}
+  cmake --build build-asan --parallel "$jobs"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan --output-on-failure --timeout 900 -LE "torch|e2e"
+fi
+
+# An outside project builds and runs against the installed package.
+rm -rf build/install-test build/consumer
+cmake --install build --prefix build/install-test >/dev/null
+cmake -S tests/consumer -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$root/build/install-test" >/dev/null
+cmake --build build/consumer
+build/consumer/consumer

@@ -1,0 +1,27 @@
+// Trains a tiny classifier for a few steps through the installed libdl and checks that the loss fell.
+#include <dl/dl.h>
+
+#include <cstdio>
+
+int main() {
+  dl::Generator gen(7);
+  dl::nn::Sequential net;
+  net.add("fc1", std::make_shared<dl::nn::Linear>(4, 16, true, dl::nn::Init::kHeNormal, gen));
+  net.add("relu", std::make_shared<dl::nn::ReLU>());
+  net.add("fc2", std::make_shared<dl::nn::Linear>(16, 3, true, dl::nn::Init::kGlorotUniform, gen));
+  dl::Tensor x = dl::Tensor::randn({64, 4}, gen);
+  std::vector<int32_t> labels(64);
+  for (int i = 0; i < 64; ++i) labels[i] = x.data<float>()[i * 4] > 0 ? (x.data<float>()[i * 4 + 1] > 0 ? 2 : 1) : 0;
+  dl::Tensor y = dl::Tensor::from_vector<int32_t>({64}, labels);
+  dl::optim::Adam adam(net.parameter_refs(), {0.01});
+  double first = 0, last = 0;
+  for (int step = 0; step < 200; ++step) {
+    dl::Tensor loss = dl::ops::cross_entropy(net(x), y);
+    adam.zero_grad();
+    loss.backward();
+    adam.step();
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  std::printf("libdl %s consumer: loss %.4f -> %.4f\n", DL_VERSION, first, last);
+  return last < 0.5 * first ? 0 : 1;
+}

@@ -1,0 +1,327 @@
+// Unit tests of the autograd engine (accumulation, no-grad mode, graph lifetime, shared inputs,
+// memory across training steps) and of the error messages the ops give on bad inputs.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include <dl/dl.h>
+
+namespace {
+
+using dl::CpuAllocator;
+using dl::DType;
+using dl::Generator;
+using dl::Shape;
+using dl::Tensor;
+namespace ops = dl::ops;
+
+template <typename T> std::vector<T> values(const Tensor& t) {
+  const T* p = t.data<T>();
+  return std::vector<T>(p, p + t.numel());
+}
+
+Tensor leaf(const Shape& s, const std::vector<double>& v) {
+  Tensor t = Tensor::from_vector<double>(s, v);
+  t.set_requires_grad(true);
+  return t;
+}
+
+// The dl::Error message of `f`, or "" (and a test failure) when it does not throw one.
+template <typename F> std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const dl::Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a dl::Error";
+  return "";
+}
+
+#define EXPECT_CONTAINS(text, needle) \
+  EXPECT_NE(std::string(text).find(needle), std::string::npos) << "message: " << (text)
+
+// ---- recording ----
+
+TEST(Autograd, RecordsOnlyWhenAnInputRequiresGrad) {
+  Tensor a = Tensor::from_vector<double>({2}, {1, 2});
+  Tensor b = Tensor::from_vector<double>({2}, {3, 4});
+  Tensor c = ops::mul(a, b);
+  EXPECT_FALSE(c.requires_grad());
+  EXPECT_EQ(c.grad_fn(), nullptr);
+  a.set_requires_grad(true);
+  Tensor d = ops::mul(a, b);
+  EXPECT_TRUE(d.requires_grad());
+  ASSERT_NE(d.grad_fn(), nullptr);
+  EXPECT_EQ(d.grad_fn()->name, "mul");
+  ops::sum(d).backward();
+  EXPECT_EQ(values<double>(a.grad()), (std::vector<double>{3, 4}));
+  EXPECT_FALSE(b.grad().defined());  // b never asked for a gradient
+}
+
+TEST(Autograd, LeafAsRoot) {
+  Tensor x = leaf({1}, {2.5});
+  x.backward();
+  EXPECT_EQ(x.grad().item<double>(), 1.0);
+}
+
+TEST(Autograd, GradientsAccumulateAcrossBackwardCalls) {
+  Tensor x = leaf({3}, {1, -2, 3});
+  ops::sum(ops::mul(x, x)).backward();
+  EXPECT_EQ(values<double>(x.grad()), (std::vector<double>{2, -4, 6}));
+  ops::sum(ops::mul(x, x)).backward();  // a new graph: its gradient adds to the first
+  EXPECT_EQ(values<double>(x.grad()), (std::vector<double>{4, -8, 12}));
+  ops::sum(ops::scale(x, 0.5)).backward();
+  EXPECT_EQ(values<double>(x.grad()), (std::vector<double>{4.5, -7.5, 12.5}));
+  x.set_grad(Tensor());  // reset, as an optimiser's zero_grad
+  ops::sum(x).backward();
+  EXPECT_EQ(values<double>(x.grad()), (std::vector<double>{1, 1, 1}));
+}
+
+TEST(Autograd, LeafGradientsAreOwned) {
+  // add's backward hands the same tensor to both inputs; each leaf must get its own copy.
+  Tensor a = leaf({2}, {1, 2}), b = leaf({2}, {3, 4});
+  ops::sum(ops::add(a, b)).backward();
+  EXPECT_FALSE(a.grad().shares_storage_with(b.grad()));
+  a.grad().fill_(7);
+  EXPECT_EQ(values<double>(b.grad()), (std::vector<double>{1, 1}));
+  // A reshape's gradient is a view of its output's gradient; the leaf still owns a copy.
+  Tensor x = leaf({2, 2}, {1, 2, 3, 4});
+  Tensor r = ops::reshape(x, {4});
+  ops::sum(ops::add(r, r)).backward();
+  EXPECT_EQ(values<double>(x.grad()), std::vector<double>(4, 2.0));
+}
+
+TEST(Autograd, TensorUsedTwiceGetsTheSummedGradient) {
+  Tensor x = leaf({3}, {1, -2, 3});
+  ops::sum(ops::add(x, x)).backward();
+  EXPECT_EQ(values<double>(x.grad()), (std::vector<double>{2, 2, 2}));
+
+  Tensor y = leaf({3}, {1, -2, 3});
+  ops::sum(ops::mul(y, y)).backward();
+  EXPECT_EQ(values<double>(y.grad()), (std::vector<double>{2, -4, 6}));
+
+  // An intermediate used twice: h = 2 z, L = sum(h h), dL/dz = 8 z.
+  Tensor z = leaf({2}, {0.5, -1});
+  Tensor h = ops::scale(z, 2.0);
+  ops::sum(ops::mul(h, h)).backward();
+  EXPECT_EQ(values<double>(z.grad()), (std::vector<double>{4, -8}));
+
+  // A diamond: a = relu(u); L = sum(a + 3 a) = 4 sum(relu(u)).
+  Tensor u = leaf({4}, {1, -1, 2, -0.5});
+  Tensor a = ops::relu(u);
+  ops::sum(ops::add(a, ops::scale(a, 3.0))).backward();
+  EXPECT_EQ(values<double>(u.grad()), (std::vector<double>{4, 0, 4, 0}));
+
+  // Three times through concat.
+  Tensor c = leaf({1, 2}, {1, 2});
+  ops::sum(ops::mul(ops::concat({c, c, c}), ops::concat({c, c, c}))).backward();
+  EXPECT_EQ(values<double>(c.grad()), (std::vector<double>{6, 12}));
+}
+
+TEST(Autograd, NoGradGuardRecordsNothing) {
+  Tensor x = leaf({2}, {1, 2});
+  EXPECT_TRUE(dl::autograd::grad_enabled());
+  {
+    dl::autograd::NoGradGuard outer;
+    EXPECT_FALSE(dl::autograd::grad_enabled());
+    Tensor y = ops::relu(ops::mul(x, x));
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_EQ(y.grad_fn(), nullptr);
+    EXPECT_CONTAINS(error_of([&] { ops::sum(y).backward(); }), "does not require grad");
+    {
+      dl::autograd::NoGradGuard inner;
+      EXPECT_FALSE(dl::autograd::grad_enabled());
+    }
+    EXPECT_FALSE(dl::autograd::grad_enabled());  // the inner guard restores the outer state
+  }
+  EXPECT_TRUE(dl::autograd::grad_enabled());
+  EXPECT_TRUE(ops::mul(x, x).requires_grad());
+  EXPECT_FALSE(x.grad().defined());
+}
+
+TEST(Autograd, SecondBackwardThrows) {
+  Tensor x = leaf({3}, {1, 2, 3});
+  Tensor loss = ops::sum(ops::relu(ops::scale(x, 2.0)));
+  loss.backward();
+  EXPECT_CONTAINS(error_of([&] { loss.backward(); }), "a second time");
+  EXPECT_EQ(values<double>(x.grad()), (std::vector<double>{2, 2, 2}));  // unchanged by the failed call
+}
+
+TEST(Autograd, BackwardFreesTheGraph) {
+  CpuAllocator& alloc = CpuAllocator::instance();
+  const int64_t n = 1 << 16;
+  const int64_t block = static_cast<int64_t>(dl::allocation_size_class(n * sizeof(double)));
+  Tensor w = Tensor::randn({n}, dl::default_generator(), DType::kFloat64);
+  w.set_requires_grad(true);
+  // The graph alone keeps scale's output (relu's input) and relu's output (saved for its backward).
+  Tensor loss = ops::sum(ops::relu(ops::scale(w, 2.0)));
+  const int64_t before = alloc.stats().current_bytes;
+  loss.backward();
+  // Those two blocks are gone; w's gradient is the one block added.
+  EXPECT_EQ(alloc.stats().current_bytes, before - 2 * block + block);
+  ASSERT_NE(loss.grad_fn(), nullptr);
+  EXPECT_TRUE(loss.grad_fn()->inputs.empty());
+  EXPECT_FALSE(static_cast<bool>(loss.grad_fn()->backward));
+}
+
+TEST(Autograd, BackwardNeedsAOneElementRoot) {
+  Tensor x = leaf({3}, {1, 2, 3});
+  EXPECT_CONTAINS(error_of([&] { ops::scale(x, 2.0).backward(); }), "one-element");
+  EXPECT_CONTAINS(error_of([&] { Tensor().backward(); }), "undefined");
+}
+
+// Runs a small CNN training step: conv - batch norm - relu - max pool - linear - cross-entropy,
+// then an SGD update without history. Returns the loss.
+struct TinyNet {
+  Tensor w1, b1, gamma, beta, rm, rv, w2, b2;
+  explicit TinyNet(Generator& gen) {
+    w1 = ops::scale(Tensor::randn({4, 2, 3, 3}, gen), 0.3f);
+    b1 = Tensor::zeros({4});
+    gamma = Tensor::ones({4});
+    beta = Tensor::zeros({4});
+    rm = Tensor::zeros({4});
+    rv = Tensor::ones({4});
+    w2 = ops::scale(Tensor::randn({3, 4 * 4 * 4}, gen), 0.1f);
+    b2 = Tensor::zeros({3});
+    for (Tensor* p : params()) p->set_requires_grad(true);
+  }
+  std::vector<Tensor*> params() { return {&w1, &b1, &gamma, &beta, &w2, &b2}; }
+  double step(const Tensor& x, const Tensor& y) {
+    dl::Conv2dParams cp;
+    cp.padding = {1, 1};
+    Tensor h = ops::conv2d(x, w1, b1, cp);                   // N x 4 x 8 x 8
+    h = ops::relu(ops::batch_norm(h, gamma, beta, rm, rv, {}));
+    h = ops::max_pool2d(h, {});                              // N x 4 x 4 x 4
+    Tensor logits = ops::linear(ops::flatten(h), w2, b2);    // N x 3
+    Tensor loss = ops::cross_entropy(logits, y);
+    loss.backward();
+    dl::autograd::NoGradGuard no_grad;
+    for (Tensor* p : params()) {
+      Tensor g = p->grad();
+      ops::add_(*p, g, -0.1);
+      g.zero_();  // keep the gradient buffers, as an optimiser would
+    }
+    return loss.item<double>();
+  }
+};
+
+TEST(Autograd, TrainingLoopKeepsMemoryFlat) {
+  Generator gen(8);
+  TinyNet net(gen);
+  const Tensor x = Tensor::randn({6, 2, 8, 8}, gen);
+  const Tensor y = Tensor::from_vector<int32_t>({6}, {0, 1, 2, 0, 1, 2});
+  CpuAllocator& alloc = CpuAllocator::instance();
+  const double first = net.step(x, y);
+  net.step(x, y);
+  const dl::AllocatorStats warm = alloc.stats();
+  double last = 0;
+  for (int i = 0; i < 20; ++i) {
+    last = net.step(x, y);
+    EXPECT_EQ(alloc.stats().current_bytes, warm.current_bytes) << "step " << i;
+  }
+  const dl::AllocatorStats end = alloc.stats();
+  EXPECT_EQ(end.reserved_bytes, warm.reserved_bytes);  // every step is served from the cache
+  EXPECT_EQ(end.alloc_count - warm.alloc_count, end.cache_hits - warm.cache_hits);
+  EXPECT_LT(last, first);  // and it learns
+}
+
+TEST(Autograd, BatchNormUpdatesRunningStatsWithoutGrad) {
+  Tensor x = Tensor::from_vector<float>({4, 1}, {1, 2, 3, 6});
+  Tensor g = Tensor::ones({1}), b = Tensor::zeros({1}), rm = Tensor::zeros({1}), rv = Tensor::ones({1});
+  dl::autograd::NoGradGuard no_grad;
+  ops::batch_norm(x, g, b, rm, rv, {});
+  EXPECT_FLOAT_EQ(rm.item<float>(), 0.1f * 3.0f);                 // momentum 0.1, mean 3
+  EXPECT_FLOAT_EQ(rv.item<float>(), 0.9f + 0.1f * (14.0f / 3.0f));  // unbiased variance 14 / 3
+  EXPECT_FALSE(rm.requires_grad());
+}
+
+// ---- error messages on bad inputs ----
+
+TEST(Errors, Conv2dShapes) {
+  const Tensor x = Tensor::zeros({1, 3, 5, 5}), w = Tensor::zeros({4, 2, 3, 3});
+  std::string m = error_of([&] { ops::conv2d(x, w, Tensor()); });
+  EXPECT_CONTAINS(m, "conv2d");
+  EXPECT_CONTAINS(m, "[4, 2, 3, 3]");
+  EXPECT_CONTAINS(m, "[1, 3, 5, 5]");
+  EXPECT_CONTAINS(m, ".cpp:");  // file and line of the check
+  EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({3, 5, 5}), w, Tensor()); }), "N x C x H x W");
+  EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 5, 5}), w, Tensor::zeros({3})); }), "bias");
+  EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 2, 2}), w, Tensor()); }), "smaller than");
+  dl::Conv2dParams s2;
+  s2.stride = {2, 2};  // (2 - 3) / 2 must not round up to an output of size 1
+  EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 2, 2}), w, Tensor(), s2); }), "smaller than");
+  dl::Conv2dParams p;
+  p.groups = 3;
+  EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 4, 5, 5}), w, Tensor(), p); }), "groups 3");
+  p = {};
+  p.stride = {0, 1};
+  EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 5, 5}), w, Tensor(), p); }), "stride");
+  EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 5, 5}, DType::kFloat64), w, Tensor()); }),
+                  "float64");
+}
+
+TEST(Errors, CrossEntropyNamesTheLabel) {
+  const Tensor logits = Tensor::zeros({3, 4});
+  std::string m = error_of([&] { ops::cross_entropy(logits, Tensor::from_vector<int32_t>({3}, {0, 7, 1})); });
+  EXPECT_CONTAINS(m, "label 7");
+  EXPECT_CONTAINS(m, "position 1");
+  EXPECT_CONTAINS(m, "[0, 4)");
+  m = error_of([&] { ops::cross_entropy(logits, Tensor::from_vector<int32_t>({3}, {0, 1, -3})); });
+  EXPECT_CONTAINS(m, "label -3");
+  ops::CrossEntropyOptions opt;
+  opt.ignore_index = 255;
+  m = error_of([&] { ops::cross_entropy(logits, Tensor::from_vector<int32_t>({3}, {255, 4, 1}), opt); });
+  EXPECT_CONTAINS(m, "label 4");
+  EXPECT_CONTAINS(m, "255");
+  // 4-D: the flat position in N x H x W.
+  const Tensor seg = Tensor::zeros({1, 3, 2, 2});
+  m = error_of([&] { ops::cross_entropy(seg, Tensor::from_vector<int32_t>({1, 2, 2}, {0, 1, 2, 3})); });
+  EXPECT_CONTAINS(m, "label 3 at position 3");
+  EXPECT_CONTAINS(error_of([&] { ops::cross_entropy(logits, Tensor::zeros({3})); }), "int32 labels");
+  EXPECT_CONTAINS(error_of([&] { ops::cross_entropy(logits, Tensor::zeros({4}, DType::kInt32)); }),
+                  "need labels of shape [3]");
+  m = error_of([&] { ops::cross_entropy(logits, Tensor::full({3}, 255, DType::kInt32), opt); });
+  EXPECT_CONTAINS(m, "no sample counted");
+  opt.class_weights = Tensor::ones({3});
+  EXPECT_CONTAINS(error_of([&] { ops::cross_entropy(logits, Tensor::zeros({3}, DType::kInt32), opt); }),
+                  "class_weights");
+}
+
+TEST(Errors, IntTensorsToFloatOps) {
+  const Tensor i = Tensor::zeros({2, 3}, DType::kInt32);
+  std::string m = error_of([&] { ops::relu(i); });
+  EXPECT_CONTAINS(m, "relu");
+  EXPECT_CONTAINS(m, "int32");
+  EXPECT_CONTAINS(error_of([&] { ops::softmax(i); }), "softmax");
+  EXPECT_CONTAINS(error_of([&] { ops::max_pool2d(Tensor::zeros({1, 1, 2, 2}, DType::kUInt8)); }), "uint8");
+  EXPECT_CONTAINS(error_of([&] { ops::sum(i); }), "int32");
+}
+
+TEST(Errors, ShapesAndDtypesOfOtherOps) {
+  const Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({3, 2});
+  EXPECT_CONTAINS(error_of([&] { ops::add(a, b); }), "shapes must match, got [2, 3] and [3, 2]");
+  EXPECT_CONTAINS(error_of([&] { ops::mul(a, Tensor::zeros({2, 3}, DType::kFloat64)); }),
+                  "'b' is float64 but 'a' is float32");
+  EXPECT_CONTAINS(error_of([&] { ops::linear(a, Tensor::zeros({4, 2}), Tensor()); }), "input features");
+  EXPECT_CONTAINS(error_of([&] { ops::linear(a, Tensor::zeros({4, 3}), Tensor::zeros({3})); }), "bias");
+  Tensor rm = Tensor::zeros({3}), rv = Tensor::ones({3});
+  EXPECT_CONTAINS(error_of([&] { ops::batch_norm(a, Tensor::ones({2}), Tensor::zeros({3}), rm, rv, {}); }),
+                  "'gamma' of shape [3]");
+  EXPECT_CONTAINS(error_of([&] {
+                    Tensor m1 = Tensor::zeros({3}), v1 = Tensor::ones({3});
+                    ops::batch_norm(Tensor::zeros({1, 3}), Tensor::ones({3}), Tensor::zeros({3}), m1, v1, {});
+                  }),
+                  "more than one value per channel");
+  dl::Pool2dParams p;
+  p.kernel = {2, 2};
+  p.padding = {2, 2};
+  EXPECT_CONTAINS(error_of([&] { ops::max_pool2d(Tensor::zeros({1, 1, 4, 4}), p); }), "padding");
+  EXPECT_CONTAINS(error_of([&] { ops::avg_pool2d(Tensor::zeros({1, 1, 1, 4})); }), "smaller than the window");
+  EXPECT_CONTAINS(error_of([&] { ops::concat({Tensor::zeros({2, 3, 4}), Tensor::zeros({2, 3, 5})}); }),
+                  "tensor 1 has shape [2, 3, 5]");
+  EXPECT_CONTAINS(error_of([&] { ops::reshape(a, {4, 2}); }), "cannot view");
+  EXPECT_CONTAINS(error_of([&] { ops::softmax(Tensor::zeros({5})); }), "N x C");
+}
+
+}  // namespace

@@ -1,0 +1,28 @@
+// End to end: the MNIST CNN trained briefly on the real digits of data/mnist (scripts/fetch_mnist.sh)
+// must classify the held-out digits well. Skips, saying so, when the data has not been fetched.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "dl/dl.h"
+
+TEST(MnistE2E, ThreeEpochsAtBatch128ReachNinetyFivePercent) {
+  const char* env = std::getenv("DL_MNIST_DIR");
+  const std::string dir = env ? env : std::string(DL_SOURCE_DIR) + "/data/mnist";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no MNIST in " << dir << ": run scripts/fetch_mnist.sh";
+  dl::manual_seed(0);
+  auto train = dl::data::load_mnist(dir, true);
+  auto test = dl::data::load_mnist(dir, false);
+  dl::nn::MnistCnn model;
+  dl::train::TrainingOptions o;
+  o.solver = "adam";
+  o.initial_learn_rate = 0.01;
+  o.max_epochs = 3;
+  o.mini_batch_size = 128;
+  o.shuffle = "every-epoch";
+  o.verbose = false;
+  dl::train::Trainer trainer(model, o);
+  trainer.fit(std::make_shared<dl::data::TensorDataset>(train.images, train.labels));
+  const auto r = trainer.evaluate(dl::data::TensorDataset(test.images, test.labels));
+  EXPECT_GE(r.accuracy, 0.95) << "test loss " << r.loss;
+}

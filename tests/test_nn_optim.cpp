@@ -1,0 +1,165 @@
+// Modules (names, train/eval, state files) and optimisers (update rules against hand-computed
+// values, clipping, schedules).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "dl/dl.h"
+
+namespace {
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("libdl_test_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+TEST(Module, MnistCnnNamesShapesAndCount) {
+  dl::Generator gen(1);
+  dl::nn::MnistCnn model({}, gen);
+  const auto params = model.named_parameters();
+  ASSERT_EQ(params.front().first, "conv1.weight");
+  EXPECT_EQ(params.front().second.shape(), dl::Shape({8, 1, 3, 3}));
+  EXPECT_EQ(params.back().first, "fc.bias");
+  const auto buffers = model.named_buffers();
+  EXPECT_EQ(buffers.front().first, "bn1.running_mean");
+  // conv: 8*9+8 + 16*72+16 + 32*144+32; bn: 2*(8+16+32); fc: 1568*10+10
+  EXPECT_EQ(model.num_parameters(), 80 + 1168 + 4640 + 112 + 15690);
+  dl::Tensor logits = model(dl::Tensor::randn({3, 1, 28, 28}, gen));
+  EXPECT_EQ(logits.shape(), dl::Shape({3, 10}));
+}
+
+TEST(Module, EvalUsesRunningStatistics) {
+  dl::Generator gen(2);
+  dl::nn::BatchNorm2d bn(3);
+  dl::Tensor x = dl::Tensor::randn({4, 3, 5, 5}, gen);
+  bn.eval();
+  dl::Tensor y = bn(x);  // running mean 0, var 1: identity up to eps
+  for (int64_t i = 0; i < x.numel(); ++i)
+    EXPECT_NEAR(y.data<float>()[i], x.data<float>()[i] / std::sqrt(1 + 1e-5), 1e-6);
+  EXPECT_EQ(bn.running_mean.data<float>()[0], 0.0f);  // untouched in eval
+  bn.train();
+  bn(x);
+  EXPECT_NE(bn.running_mean.data<float>()[0], 0.0f);
+}
+
+TEST(Module, SaveLoadRoundTripAndMismatchNamesFirstDifference) {
+  dl::Generator g1(3), g2(4);
+  dl::nn::MnistCnn a({}, g1), b({}, g2);
+  const std::string path = temp_path("weights.dlw");
+  dl::nn::save_weights(a, path);
+  dl::nn::load_weights(b, path);
+  for (size_t i = 0; i < a.state().size(); ++i) {
+    const auto& ta = a.state()[i].second;
+    const auto& tb = b.state()[i].second;
+    ASSERT_EQ(0, std::memcmp(ta.raw_data(), tb.raw_data(), ta.nbytes())) << a.state()[i].first;
+  }
+  dl::nn::MnistCnn other(dl::nn::MnistCnnOptions{.filters = {8, 16, 64}}, g2);
+  try {
+    dl::nn::load_weights(other, path);
+    FAIL() << "loading weights of another model must throw";
+  } catch (const dl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("conv3.weight"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+}
+
+TEST(TensorFile, CorruptAndTruncatedFilesAreRejected) {
+  dl::TensorFile f;
+  f.metadata["kind"] = "test";
+  f.tensors.emplace_back("x", dl::Tensor::full({4, 4}, 2.5));
+  const std::string path = temp_path("t.dlt");
+  dl::save_tensor_file(path, f);
+  const auto back = dl::load_tensor_file(path);
+  EXPECT_EQ(back.metadata.at("kind"), "test");
+  EXPECT_EQ(back.find("x")->data<float>()[15], 2.5f);
+  // Flip one byte of the data: the checksum catches it.
+  {
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(60);
+    io.put('\x7f');
+  }
+  EXPECT_THROW(dl::load_tensor_file(path), dl::Error);
+  std::filesystem::resize_file(path, 20);
+  try {
+    dl::load_tensor_file(path);
+    FAIL();
+  } catch (const dl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos);
+  }
+  std::filesystem::remove(path);
+}
+
+// One parameter with a fixed gradient, so that each rule can be followed by hand.
+struct OneParam {
+  dl::Tensor w = dl::Tensor::from_vector<double>({2}, {1.0, -2.0});
+  std::vector<dl::nn::ParamRef> refs() {
+    w.set_requires_grad(true);
+    return {{"w", w, 1.0}};
+  }
+  void set_grad(double a, double b) { w.set_grad(dl::Tensor::from_vector<double>({2}, {a, b})); }
+};
+
+TEST(Optim, SgdmFollowsMatlabRule) {
+  OneParam p;
+  dl::optim::Sgdm opt(p.refs(), {.learning_rate = 0.1, .momentum = 0.9, .l2 = 0.0});
+  p.set_grad(1.0, 2.0);
+  opt.step();  // v = -0.1 g; w += v
+  EXPECT_DOUBLE_EQ(p.w.data<double>()[0], 0.9);
+  p.set_grad(1.0, 2.0);
+  opt.step();  // v = 0.9 (-0.1) - 0.1 = -0.19
+  EXPECT_NEAR(p.w.data<double>()[0], 0.9 - 0.19, 1e-15);
+  EXPECT_NEAR(p.w.data<double>()[1], -2.0 - 0.2 - 0.38, 1e-15);
+}
+
+TEST(Optim, AdamFirstStepMovesByLearnRate) {
+  OneParam p;
+  dl::optim::Adam opt(p.refs(), {.learning_rate = 0.01});
+  p.set_grad(0.5, -3.0);
+  opt.step();  // bias-corrected m / sqrt(v) = sign(g) on the first step
+  EXPECT_NEAR(p.w.data<double>()[0], 1.0 - 0.01, 1e-9);
+  EXPECT_NEAR(p.w.data<double>()[1], -2.0 + 0.01, 1e-9);
+  EXPECT_EQ(opt.steps(), 1);
+}
+
+TEST(Optim, RmsPropAndL2) {
+  OneParam p;
+  dl::optim::RmsProp opt(p.refs(), {.learning_rate = 0.01, .decay = 0.9, .epsilon = 1e-8, .l2 = 0.5});
+  p.set_grad(0.5, 1.0);
+  opt.step();  // g' = g + 0.5 w = (1, 0); v = 0.1 g'^2; w -= 0.01 g' / sqrt(v)
+  EXPECT_NEAR(p.w.data<double>()[0], 1.0 - 0.01 / (std::sqrt(0.1) + 1e-8), 1e-12);
+  EXPECT_EQ(p.w.data<double>()[1], -2.0);  // g' = g + 0.5 w = 0 there
+}
+
+TEST(Optim, ClippingMethods) {
+  OneParam p;
+  auto refs = p.refs();
+  p.set_grad(3.0, 4.0);
+  EXPECT_DOUBLE_EQ(dl::optim::clip_grad_global_norm(refs, 1.0), 5.0);
+  EXPECT_NEAR(p.w.grad().data<double>()[0], 0.6, 1e-15);
+  EXPECT_NEAR(p.w.grad().data<double>()[1], 0.8, 1e-15);
+  p.set_grad(3.0, -4.0);
+  EXPECT_DOUBLE_EQ(dl::optim::clip_grad_value(refs, 3.5), 4.0);
+  EXPECT_EQ(p.w.grad().data<double>()[1], -3.5);
+  EXPECT_EQ(p.w.grad().data<double>()[0], 3.0);
+  p.set_grad(6.0, 8.0);
+  EXPECT_DOUBLE_EQ(dl::optim::clip_grad_norm_per_parameter(refs, 5.0), 10.0);
+  EXPECT_NEAR(p.w.grad().data<double>()[0], 3.0, 1e-15);
+}
+
+TEST(Optim, PiecewiseSchedule) {
+  dl::optim::PiecewiseSchedule s{0.01, 0.8, 10, true};
+  EXPECT_DOUBLE_EQ(s.rate(1), 0.01);
+  EXPECT_DOUBLE_EQ(s.rate(10), 0.01);
+  EXPECT_DOUBLE_EQ(s.rate(11), 0.01 * 0.8);
+  EXPECT_NEAR(s.rate(50), 0.01 * std::pow(0.8, 4), 1e-18);
+}
+
+TEST(Optim, RejectsBadHyperparameters) {
+  OneParam p;
+  EXPECT_THROW(dl::optim::Adam(p.refs(), {.learning_rate = -1}), dl::Error);
+  EXPECT_THROW(dl::optim::Sgdm(p.refs(), {.learning_rate = 0.1, .momentum = 1.5}), dl::Error);
+}
+
+}  // namespace

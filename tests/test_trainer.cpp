@@ -1,0 +1,220 @@
+// DataLoader epochs and shards; the Trainer: learning, validation patience, CSV log, clear errors
+// on bad data, checkpoints of another model, and resuming bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <set>
+#include <sstream>
+
+#include "dl/dl.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path temp_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("libdl_test_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+// Class = the brightest quadrant of an 8 x 8 image, plus noise: learnable in a few epochs.
+std::shared_ptr<dl::data::TensorDataset> quadrants(int n, uint64_t seed, int bad_label = -1) {
+  dl::Generator gen(seed);
+  dl::Tensor x = dl::Tensor::uniform({n, 1, 8, 8}, 0.0, 0.3, gen);
+  std::vector<int32_t> y(static_cast<size_t>(n));
+  float* p = x.data<float>();
+  for (int i = 0; i < n; ++i) {
+    const int c = static_cast<int>(gen.below(4));
+    y[i] = c;
+    for (int h = 0; h < 4; ++h)
+      for (int w = 0; w < 4; ++w) p[i * 64 + (h + 4 * (c / 2)) * 8 + w + 4 * (c % 2)] += 0.7f;
+  }
+  if (bad_label >= 0) y[n / 2] = bad_label;
+  return std::make_shared<dl::data::TensorDataset>(x, dl::Tensor::from_vector<int32_t>({n}, y));
+}
+
+dl::nn::MnistCnnOptions small_cnn() { return {.filters = {4, 8}, .in_channels = 1, .height = 8, .width = 8, .num_classes = 4}; }
+
+dl::train::TrainingOptions quick_options() {
+  dl::train::TrainingOptions o;
+  o.solver = "adam";
+  o.initial_learn_rate = 0.01;
+  o.max_epochs = 4;
+  o.mini_batch_size = 32;
+  o.shuffle = "every-epoch";
+  o.validation_frequency = 5;
+  o.verbose = false;
+  o.seed = 11;
+  return o;
+}
+
+TEST(DataLoader, EveryIndexOncePerEpochWithPartialLastBatch) {
+  auto ds = std::make_shared<dl::data::TensorDataset>(
+      dl::Tensor::from_vector<float>({10, 1}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}), dl::Tensor::zeros({10}, dl::DType::kInt32));
+  dl::data::DataLoader loader(ds, {.batch_size = 4, .shuffle = true, .seed = 5});
+  EXPECT_EQ(loader.batches_per_epoch(), 3);
+  std::vector<std::vector<float>> epochs;
+  for (int e = 0; e < 2; ++e) {
+    loader.start_epoch();
+    dl::data::Batch b;
+    std::vector<float> seen;
+    std::vector<int64_t> sizes;
+    while (loader.next(b)) {
+      sizes.push_back(b.size());
+      for (float v : b.inputs.to_vector_f32()) seen.push_back(v);
+    }
+    EXPECT_EQ(sizes, (std::vector<int64_t>{4, 4, 2}));
+    std::vector<float> sorted = seen;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted, (std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+    epochs.push_back(seen);
+  }
+  EXPECT_NE(epochs[0], epochs[1]) << "shuffled every epoch";
+}
+
+TEST(DataLoader, ShardsPartitionAnEpoch) {
+  auto ds = std::make_shared<dl::data::TensorDataset>(dl::Tensor::uniform({11, 2}, 0, 1),
+                                                      dl::Tensor::zeros({11}, dl::DType::kInt32));
+  std::multiset<float> all;
+  for (int s = 0; s < 3; ++s) {
+    dl::data::DataLoader loader(ds, {.batch_size = 3, .shuffle = true, .shard_index = s, .shard_count = 3, .seed = 9});
+    loader.start_epoch();
+    dl::data::Batch b;
+    while (loader.next(b))
+      for (float v : b.inputs.to_vector_f32()) all.insert(v);
+  }
+  std::vector<float> expect = ds->inputs().to_vector_f32();
+  EXPECT_EQ(all, std::multiset<float>(expect.begin(), expect.end()));
+}
+
+class ThrowingDataset : public dl::data::Dataset {
+ public:
+  int64_t size() const override { return 8; }
+  dl::data::Batch get_batch(const std::vector<int64_t>&) const override { DL_THROW("broken.png: cannot decode"); }
+};
+
+TEST(DataLoader, BackgroundErrorsReachTheCaller) {
+  dl::data::DataLoader loader(std::make_shared<ThrowingDataset>(), {.batch_size = 4});
+  loader.start_epoch();
+  dl::data::Batch b;
+  EXPECT_THROW(loader.next(b), dl::Error);
+}
+
+TEST(Trainer, LearnsAndLogsEveryIteration) {
+  dl::Generator gen(1);
+  dl::nn::MnistCnn model(small_cnn(), gen);
+  auto o = quick_options();
+  const fs::path dir = temp_dir("log");
+  o.log_csv = (dir / "log.csv").string();
+  dl::train::Trainer trainer(model, o);
+  auto val = quadrants(64, 2);
+  trainer.set_validation_data(val);
+  const auto before = trainer.evaluate(*val);
+  const auto report = trainer.fit(quadrants(256, 1));
+  const auto after = trainer.evaluate(*val);
+  EXPECT_EQ(report.iterations, 4 * 8);
+  EXPECT_GT(after.accuracy, 0.9) << "accuracy before training " << before.accuracy;
+  EXPECT_LT(after.loss, before.loss);
+  EXPECT_GT(report.peak_rss_bytes, 0);
+  EXPECT_GT(report.allocator_peak_bytes, 0);
+  std::ifstream csv(o.log_csv);
+  std::string line;
+  int lines = 0;
+  while (std::getline(csv, line)) ++lines;
+  EXPECT_EQ(lines, 1 + 32);
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, ValidationPatienceStopsEarly) {
+  dl::Generator gen(1);
+  dl::nn::MnistCnn model(small_cnn(), gen);
+  auto o = quick_options();
+  o.max_epochs = 50;
+  o.validation_frequency = 1;
+  o.validation_patience = 2;
+  o.initial_learn_rate = 1e-9;  // nothing improves
+  dl::train::Trainer trainer(model, o);
+  trainer.set_validation_data(quadrants(64, 2));
+  const auto report = trainer.fit(quadrants(64, 1));
+  EXPECT_TRUE(report.stopped_early);
+  EXPECT_LT(report.iterations, 50 * 2);
+}
+
+TEST(Trainer, LabelOutOfRangeNamesTheLabel) {
+  dl::Generator gen(1);
+  dl::nn::MnistCnn model(small_cnn(), gen);
+  auto o = quick_options();
+  o.mini_batch_size = 64;
+  o.shuffle = "never";
+  dl::train::Trainer trainer(model, o);
+  try {
+    trainer.fit(quadrants(64, 1, /*bad_label=*/7));
+    FAIL() << "a label outside [0, 4) must throw";
+  } catch (const dl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("label 7"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Trainer, NanLossIsAClearError) {
+  dl::Generator gen(1);
+  dl::nn::MnistCnn model(small_cnn(), gen);
+  auto data = quadrants(64, 1);
+  const_cast<float*>(data->inputs().data<float>())[5] = std::nanf("");
+  auto o = quick_options();
+  o.shuffle = "never";
+  dl::train::Trainer trainer(model, o);
+  try {
+    trainer.fit(data);
+    FAIL() << "a NaN loss must throw";
+  } catch (const dl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("diverged"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Trainer, ResumeIsBitForBitAndOtherModelsAreRejected) {
+  const fs::path dir = temp_dir("resume");
+  auto train = quadrants(200, 1);
+  auto val = quadrants(40, 2);
+  auto o = quick_options();
+  o.checkpoint_path = dir.string();
+
+  dl::Generator g1(1);
+  dl::nn::MnistCnn straight(small_cnn(), g1);
+  dl::train::Trainer t1(straight, o);
+  t1.set_validation_data(val);
+  t1.fit(train);
+  ASSERT_TRUE(fs::exists(dir / "checkpoint_epoch2.dlck"));
+
+  dl::Generator g2(99);  // another initialisation: the checkpoint must overwrite all of it
+  dl::nn::MnistCnn resumed(small_cnn(), g2);
+  auto o2 = o;
+  o2.checkpoint_path.clear();
+  dl::train::Trainer t2(resumed, o2);
+  t2.set_validation_data(val);
+  t2.load_checkpoint((dir / "checkpoint_epoch2.dlck").string());
+  EXPECT_EQ(t2.epoch(), 2);
+  const auto report = t2.fit(train);
+  EXPECT_EQ(report.epochs_completed, 4);
+  const auto a = straight.state(), b = resumed.state();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(a[i].second.raw_data(), b[i].second.raw_data(), a[i].second.nbytes())) << a[i].first;
+
+  dl::nn::MnistCnn other(dl::nn::MnistCnnOptions{.filters = {4, 16}, .height = 8, .width = 8, .num_classes = 4}, g2);
+  dl::train::Trainer t3(other, o2);
+  try {
+    t3.load_checkpoint((dir / "checkpoint_epoch2.dlck").string());
+    FAIL() << "a checkpoint of another model must throw";
+  } catch (const dl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("conv2.weight"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
