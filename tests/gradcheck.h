@@ -11,6 +11,7 @@
 // retried, never loosened per op. Ops with kinks (ReLU at 0, max pooling at ties) are checked on
 // inputs that stay away from the kinks (make_away_from_zero, make_distinct), not with looser bounds.
 #pragma once
+#include <dl/dl.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,8 +22,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <dl/dl.h>
 
 namespace dl::testing {
 
@@ -105,8 +104,8 @@ inline ::testing::AssertionResult gradcheck(const GradFn& f, const std::vector<T
     Tensor& x = inputs[i];
     const Tensor g = x.grad();
     if (g.defined() && g.shape() != x.shape())
-      return ::testing::AssertionFailure() << "input " << i << ": gradient of shape " << g.shape().str()
-                                           << ", expected " << x.shape().str();
+      return ::testing::AssertionFailure()
+             << "input " << i << ": gradient of shape " << g.shape().str() << ", expected " << x.shape().str();
     double* px = x.data<double>();
     for (int64_t j = 0; j < x.numel(); ++j) {
       const double saved = px[j];

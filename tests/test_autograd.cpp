@@ -1,11 +1,11 @@
 // Unit tests of the autograd engine (accumulation, no-grad mode, graph lifetime, shared inputs,
 // memory across training steps) and of the error messages the ops give on bad inputs.
+#include <dl/dl.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <dl/dl.h>
 
 namespace {
 
@@ -16,7 +16,8 @@ using dl::Shape;
 using dl::Tensor;
 namespace ops = dl::ops;
 
-template <typename T> std::vector<T> values(const Tensor& t) {
+template <typename T>
+std::vector<T> values(const Tensor& t) {
   const T* p = t.data<T>();
   return std::vector<T>(p, p + t.numel());
 }
@@ -28,7 +29,8 @@ Tensor leaf(const Shape& s, const std::vector<double>& v) {
 }
 
 // The dl::Error message of `f`, or "" (and a test failure) when it does not throw one.
-template <typename F> std::string error_of(F&& f) {
+template <typename F>
+std::string error_of(F&& f) {
   try {
     f();
   } catch (const dl::Error& e) {
@@ -190,10 +192,10 @@ struct TinyNet {
   double step(const Tensor& x, const Tensor& y) {
     dl::Conv2dParams cp;
     cp.padding = {1, 1};
-    Tensor h = ops::conv2d(x, w1, b1, cp);                   // N x 4 x 8 x 8
+    Tensor h = ops::conv2d(x, w1, b1, cp);  // N x 4 x 8 x 8
     h = ops::relu(ops::batch_norm(h, gamma, beta, rm, rv, {}));
-    h = ops::max_pool2d(h, {});                              // N x 4 x 4 x 4
-    Tensor logits = ops::linear(ops::flatten(h), w2, b2);    // N x 3
+    h = ops::max_pool2d(h, {});                            // N x 4 x 4 x 4
+    Tensor logits = ops::linear(ops::flatten(h), w2, b2);  // N x 3
     Tensor loss = ops::cross_entropy(logits, y);
     loss.backward();
     dl::autograd::NoGradGuard no_grad;
@@ -231,7 +233,7 @@ TEST(Autograd, BatchNormUpdatesRunningStatsWithoutGrad) {
   Tensor g = Tensor::ones({1}), b = Tensor::zeros({1}), rm = Tensor::zeros({1}), rv = Tensor::ones({1});
   dl::autograd::NoGradGuard no_grad;
   ops::batch_norm(x, g, b, rm, rv, {});
-  EXPECT_FLOAT_EQ(rm.item<float>(), 0.1f * 3.0f);                 // momentum 0.1, mean 3
+  EXPECT_FLOAT_EQ(rm.item<float>(), 0.1f * 3.0f);                   // momentum 0.1, mean 3
   EXPECT_FLOAT_EQ(rv.item<float>(), 0.9f + 0.1f * (14.0f / 3.0f));  // unbiased variance 14 / 3
   EXPECT_FALSE(rm.requires_grad());
 }
@@ -248,17 +250,13 @@ TEST(Errors, Conv2dShapes) {
   EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({3, 5, 5}), w, Tensor()); }), "N x C x H x W");
   EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 5, 5}), w, Tensor::zeros({3})); }), "bias");
   EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 2, 2}), w, Tensor()); }), "smaller than");
-  dl::Conv2dParams s2;
-  s2.stride = {2, 2};  // (2 - 3) / 2 must not round up to an output of size 1
-  EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 2, 2}), w, Tensor(), s2); }), "smaller than");
   dl::Conv2dParams p;
   p.groups = 3;
   EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 4, 5, 5}), w, Tensor(), p); }), "groups 3");
   p = {};
   p.stride = {0, 1};
   EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 5, 5}), w, Tensor(), p); }), "stride");
-  EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 5, 5}, DType::kFloat64), w, Tensor()); }),
-                  "float64");
+  EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 5, 5}, DType::kFloat64), w, Tensor()); }), "float64");
 }
 
 TEST(Errors, CrossEntropyNamesTheLabel) {
@@ -301,7 +299,9 @@ TEST(Errors, IntTensorsToFloatOps) {
 TEST(Errors, ShapesAndDtypesOfOtherOps) {
   const Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({3, 2});
   EXPECT_CONTAINS(error_of([&] { ops::add(a, b); }), "shapes must match, got [2, 3] and [3, 2]");
-  EXPECT_CONTAINS(error_of([&] { ops::mul(a, Tensor::zeros({2, 3}, DType::kFloat64)); }),
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::mul(a, Tensor::zeros({2, 3}, DType::kFloat64));
+                  }),
                   "'b' is float64 but 'a' is float32");
   EXPECT_CONTAINS(error_of([&] { ops::linear(a, Tensor::zeros({4, 2}), Tensor()); }), "input features");
   EXPECT_CONTAINS(error_of([&] { ops::linear(a, Tensor::zeros({4, 3}), Tensor::zeros({3})); }), "bias");
@@ -317,11 +317,55 @@ TEST(Errors, ShapesAndDtypesOfOtherOps) {
   p.kernel = {2, 2};
   p.padding = {2, 2};
   EXPECT_CONTAINS(error_of([&] { ops::max_pool2d(Tensor::zeros({1, 1, 4, 4}), p); }), "padding");
-  EXPECT_CONTAINS(error_of([&] { ops::avg_pool2d(Tensor::zeros({1, 1, 1, 4})); }), "smaller than the window");
-  EXPECT_CONTAINS(error_of([&] { ops::concat({Tensor::zeros({2, 3, 4}), Tensor::zeros({2, 3, 5})}); }),
+  EXPECT_CONTAINS(error_of([&] { ops::avg_pool2d(Tensor::zeros({1, 1, 0, 4})); }), "smaller than the window");
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::concat({Tensor::zeros({2, 3, 4}), Tensor::zeros({2, 3, 5})});
+                  }),
                   "tensor 1 has shape [2, 3, 5]");
   EXPECT_CONTAINS(error_of([&] { ops::reshape(a, {4, 2}); }), "cannot view");
   EXPECT_CONTAINS(error_of([&] { ops::softmax(Tensor::zeros({5})); }), "N x C");
+}
+
+// ---- edge shapes ----
+
+// An input with no channels contributes nothing; the others must still be copied (the spatial
+// size must not be taken from a zero-channel first input).
+TEST(EdgeShapes, ConcatWithAZeroChannelFirstInput) {
+  const Tensor y = ops::concat({Tensor::zeros({2, 0, 3}), Tensor::ones({2, 2, 3})});
+  ASSERT_EQ(y.shape(), (Shape{2, 2, 3}));
+  EXPECT_EQ(values<float>(y), std::vector<float>(12, 1.0f));
+}
+
+// An empty batch must give an empty result, not a division by zero (run in a child process: a
+// SIGFPE would end the whole test binary).
+TEST(EdgeShapes, ConcatOfAnEmptyBatch) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        const Tensor y = ops::concat({Tensor::zeros({0, 2, 3}), Tensor::zeros({0, 1, 3})});
+        std::exit(y.shape() == (Shape{0, 3, 3}) ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// A window larger than the padded input must be an error, also when the stride would round the
+// negative span (in + 2 pad - dil (k - 1) - 1) towards zero into an output of size 1.
+TEST(Errors, WindowLargerThanInputWithStride) {
+  const Tensor w = Tensor::zeros({4, 2, 3, 3});
+  dl::Conv2dParams s2;
+  s2.stride = {2, 2};  // span (2 - 2 - 1) = -1, and -1 / 2 == 0 in C++
+  EXPECT_CONTAINS(error_of([&] { ops::conv2d(Tensor::zeros({1, 2, 2, 2}), w, Tensor(), s2); }), "smaller than");
+  // 1 x 4 input, 2 x 2 window, stride 2: span -1 again.
+  EXPECT_CONTAINS(error_of([&] { ops::avg_pool2d(Tensor::zeros({1, 1, 1, 4})); }), "smaller than the window");
+  EXPECT_CONTAINS(error_of([&] { ops::max_pool2d(Tensor::zeros({1, 1, 4, 1})); }), "smaller than the window");
+}
+
+// CrossEntropyOptions documents ignore_index = -1 as "none": a label -1 is then outside [0, C) and
+// must be reported like any other, not silently ignored.
+TEST(Errors, CrossEntropyLabelMinusOneWithoutIgnoreIndex) {
+  const Tensor logits = Tensor::zeros({3, 4});
+  const std::string m = error_of([&] { ops::cross_entropy(logits, Tensor::from_vector<int32_t>({3}, {0, -1, 1})); });
+  EXPECT_CONTAINS(m, "label -1");
 }
 
 }  // namespace

@@ -1,11 +1,10 @@
 // Finite-difference gradient checks in float64 of every differentiable op, over several shapes and
 // parameter sets (tests/gradcheck.h; Note [gradcheck tolerance] there).
+#include <dl/dl.h>
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
-
-#include <dl/dl.h>
 
 #include "gradcheck.h"
 
@@ -72,6 +71,8 @@ struct ConvCase {
   bool bias;
 };
 
+void PrintTo(const ConvCase& c, std::ostream* os) { *os << c.name; }
+
 class Conv2dGrad : public ::testing::TestWithParam<ConvCase> {};
 
 TEST_P(Conv2dGrad, InputWeightBias) {
@@ -121,6 +122,7 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"PointwiseGroupsNoBias", {2, 4, 3, 2}, {6, 2, 1, 1}, conv_params({1, 1}, {0, 0}, {1, 1}, 2), false},
         ConvCase{"PointwiseStride2", {1, 3, 5, 5}, {2, 3, 1, 1}, conv_params({2, 2}, {0, 0}, {1, 1}, 1), true},
         ConvCase{"Mixed", {2, 4, 7, 9}, {6, 2, 2, 3}, conv_params({2, 1}, {1, 2}, {1, 2}, 2), false},
+        ConvCase{"PaddingBeyondKernel", {1, 2, 3, 4}, {2, 2, 2, 2}, conv_params({1, 2}, {3, 2}, {1, 1}, 1), true},
         ConvCase{"Stride3PadDilated", {1, 2, 9, 8}, {2, 2, 3, 2}, conv_params({3, 2}, {2, 1}, {2, 3}, 1), true}),
     [](const ::testing::TestParamInfo<ConvCase>& info) { return info.param.name; });
 
@@ -131,6 +133,8 @@ struct BnCase {
   Shape x;
   bool training;
 };
+
+void PrintTo(const BnCase& c, std::ostream* os) { *os << c.name; }
 
 class BatchNormGrad : public ::testing::TestWithParam<BnCase> {};
 
@@ -166,6 +170,8 @@ struct PoolCase {
   dl::Pool2dParams p;
 };
 
+void PrintTo(const PoolCase& c, std::ostream* os) { *os << c.name; }
+
 dl::Pool2dParams pool_params(std::array<int, 2> kernel, std::array<int, 2> stride, std::array<int, 2> padding) {
   dl::Pool2dParams p;
   p.kernel = kernel;
@@ -192,15 +198,15 @@ TEST_P(PoolGrad, AvgPool) {
   EXPECT_TRUE(gradcheck([p](const Inputs& in) { return ops::avg_pool2d(in[0], p); }, {x}));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, PoolGrad,
-    ::testing::Values(PoolCase{"K2S2", {2, 3, 4, 6}, pool_params({2, 2}, {2, 2}, {0, 0})},
-                      PoolCase{"K3S2Pad1Overlap", {2, 2, 7, 6}, pool_params({3, 3}, {2, 2}, {1, 1})},
-                      PoolCase{"K3S1Pad1", {1, 2, 5, 5}, pool_params({3, 3}, {1, 1}, {1, 1})},
-                      PoolCase{"NonSquare", {2, 2, 6, 7}, pool_params({3, 2}, {1, 2}, {1, 0})},
-                      PoolCase{"K2S1Pad1", {1, 3, 4, 3}, pool_params({2, 2}, {1, 1}, {1, 1})},
-                      PoolCase{"K3S2OddSize", {1, 2, 7, 7}, pool_params({3, 3}, {2, 2}, {0, 0})}),
-    [](const ::testing::TestParamInfo<PoolCase>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Cases, PoolGrad,
+                         ::testing::Values(PoolCase{"K2S2", {2, 3, 4, 6}, pool_params({2, 2}, {2, 2}, {0, 0})},
+                                           PoolCase{
+                                               "K3S2Pad1Overlap", {2, 2, 7, 6}, pool_params({3, 3}, {2, 2}, {1, 1})},
+                                           PoolCase{"K3S1Pad1", {1, 2, 5, 5}, pool_params({3, 3}, {1, 1}, {1, 1})},
+                                           PoolCase{"NonSquare", {2, 2, 6, 7}, pool_params({3, 2}, {1, 2}, {1, 0})},
+                                           PoolCase{"K2S1Pad1", {1, 3, 4, 3}, pool_params({2, 2}, {1, 1}, {1, 1})},
+                                           PoolCase{"K3S2OddSize", {1, 2, 7, 7}, pool_params({3, 3}, {2, 2}, {0, 0})}),
+                         [](const ::testing::TestParamInfo<PoolCase>& info) { return info.param.name; });
 
 TEST(GlobalAvgPoolGrad, NonSquare) {
   Generator gen(32);
@@ -289,8 +295,8 @@ TEST(LinearGrad, WithAndWithoutBias) {
   const Tensor x = randn64({4, 5}, gen), w = randn64({3, 5}, gen), b = randn64({3}, gen);
   EXPECT_TRUE(gradcheck([](const Inputs& in) { return ops::linear(in[0], in[1], in[2]); }, {x, w, b}));
   EXPECT_TRUE(gradcheck([](const Inputs& in) { return ops::linear(in[0], in[1], Tensor()); }, {x, w}));
-  EXPECT_TRUE(gradcheck([](const Inputs& in) { return ops::linear(in[0], in[1], in[2]); }, {x, w, b},
-                        {false, true, true}));
+  EXPECT_TRUE(
+      gradcheck([](const Inputs& in) { return ops::linear(in[0], in[1], in[2]); }, {x, w, b}, {false, true, true}));
   const Tensor x1 = randn64({1, 7}, gen), w1 = randn64({1, 7}, gen);
   EXPECT_TRUE(gradcheck([](const Inputs& in) { return ops::linear(in[0], in[1], Tensor()); }, {x1, w1}));
 }
@@ -304,9 +310,11 @@ TEST(ShapeOpsGrad, ReshapeAndFlatten) {
   EXPECT_TRUE(gradcheck([](const Inputs& in) { return ops::flatten(in[0]); }, {x}));
   // Through a view into a non-linear op, with x reaching the output twice.
   EXPECT_TRUE(gradcheck(
-      [](const Inputs& in) { return ops::mul(ops::flatten(in[0]), ops::reshape(in[0], {2, 12})); }, {x}));
-  EXPECT_TRUE(gradcheck(
-      [](const Inputs& in) { return ops::softmax(ops::reshape(in[0], {6, 4})); }, {x}));
+      [](const Inputs& in) {
+        return ops::mul(ops::flatten(in[0]), ops::reshape(in[0], {2, 12}));
+      },
+      {x}));
+  EXPECT_TRUE(gradcheck([](const Inputs& in) { return ops::softmax(ops::reshape(in[0], {6, 4})); }, {x}));
 }
 
 TEST(ShapeOpsGrad, ConcatThree) {
@@ -367,7 +375,7 @@ TEST(CompositeGrad, ConvBatchNormPoolLinearLoss) {
   auto f = [=](const Inputs& in) mutable {
     Tensor h = ops::conv2d(in[0], in[1], in[2], cp);
     h = ops::batch_norm(h, in[3], in[4], rm, rv, {});
-    h = ops::avg_pool2d(h, {});                     // 3 x 4 x 3 x 3
+    h = ops::avg_pool2d(h, {});                      // 3 x 4 x 3 x 3
     h = ops::linear(ops::flatten(h), in[5], in[6]);  // 3 x 3
     return ops::cross_entropy(h, y);
   };

@@ -1,13 +1,12 @@
 // Unit tests of the core: Tensor (factories, views, copies, conversions, errors), Shape, the CPU
 // caching allocator and the random generator.
+#include <dl/dl.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <dl/dl.h>
 
 namespace {
 
@@ -17,20 +16,21 @@ using dl::Generator;
 using dl::Shape;
 using dl::Tensor;
 
-template <typename T> std::vector<T> values(const Tensor& t) {
+template <typename T>
+std::vector<T> values(const Tensor& t) {
   const T* p = t.data<T>();
   return std::vector<T>(p, p + t.numel());
 }
 
 // Expects `stmt` to throw dl::Error whose message contains `needle`.
-#define EXPECT_DL_ERROR(stmt, needle)                                                             \
-  do {                                                                                            \
-    try {                                                                                         \
-      stmt;                                                                                       \
-      ADD_FAILURE() << "expected dl::Error from " #stmt;                                          \
-    } catch (const dl::Error& e) {                                                                \
+#define EXPECT_DL_ERROR(stmt, needle)                                                              \
+  do {                                                                                             \
+    try {                                                                                          \
+      stmt;                                                                                        \
+      ADD_FAILURE() << "expected dl::Error from " #stmt;                                           \
+    } catch (const dl::Error& e) {                                                                 \
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what(); \
-    }                                                                                             \
+    }                                                                                              \
   } while (0)
 
 // ---- Shape ----

@@ -9,7 +9,7 @@ template <typename T> Counts count(const T* x, const int32_t* y, int64_t n, int6
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < s; ++j) {
       const int32_t label = y[i * s + j];
-      if (label == ignore) continue;
+      if (ignore >= 0 && label == ignore) continue;
       const T* p = x + i * c * s + j;
       int64_t best = 0;
       for (int64_t q = 1; q < c; ++q)

@@ -42,7 +42,9 @@ Tensor concat(const std::vector<Tensor>& xs) {
   }
   Shape out = first.shape();
   out[1] = ctot;
-  const int64_t n = first.size(0), s = first.size(1) ? first.numel() / (n * first.size(1)) : 0;
+  const int64_t n = first.size(0);
+  int64_t s = 1;
+  for (int d = 2; d < first.dim(); ++d) s *= first.size(d);
   Tensor y = Tensor::empty(out, first.dtype(), first.device());
   dispatch(first, "concat", [&](auto t) {
     using T = decltype(t);

@@ -67,7 +67,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntr
   // Labels are validated here, once, so that no backend reads out of range.
   const int32_t* y = labels.data<int32_t>();
   for (int64_t i = 0; i < labels.numel(); ++i) {
-    if (y[i] == opt.ignore_index) continue;
+    if (opt.ignore_index >= 0 && y[i] == opt.ignore_index) continue;
     DL_CHECK(y[i] >= 0 && y[i] < l.c, op, ": label ", y[i], " at position ", i, " is outside the class range [0, ",
              l.c, ")", opt.ignore_index >= 0 ? " and is not the ignored label " + std::to_string(opt.ignore_index) : "");
   }
@@ -85,13 +85,14 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntr
   });
   if (!autograd::needs_record({logits})) return loss;
   Tensor sw = w.defined() ? w.detach() : Tensor();
+  const Tensor saved_labels = labels.clone();  // the caller may reuse its buffer before backward
   const int32_t ignore = opt.ignore_index;
   return autograd::record(op, loss, {logits}, [=](const Tensor& gy, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(log_probs.shape(), log_probs.dtype(), log_probs.device());
     dispatch(gy, "cross_entropy_backward", [&](auto t) {
       using T = decltype(t);
       const T scale = static_cast<T>(gy.item<double>() / wsum);
-      cpu::cross_entropy_backward(log_probs.data<T>(), labels.data<int32_t>(), ptr_or_null<T>(sw), l.n, l.c, l.s,
+      cpu::cross_entropy_backward(log_probs.data<T>(), saved_labels.data<int32_t>(), ptr_or_null<T>(sw), l.n, l.c, l.s,
                                   ignore, scale, gx.data<T>());
     });
     return std::vector<Tensor>{gx};

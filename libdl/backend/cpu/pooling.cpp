@@ -8,7 +8,37 @@
 
 namespace dl::cpu {
 
+namespace {
+// The common 2x2, stride-2, unpadded window over an even-sized plane, without bounds checks.
+template <typename T> void max_pool_2x2(const Pool2dGeometry& g, const T* in, T* out, int32_t* arg) {
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    const T* r0 = in + 2 * oh * g.w;
+    const T* r1 = r0 + g.w;
+    for (int64_t ow = 0; ow < g.wo; ++ow) {
+      const int64_t c0 = 2 * ow;
+      T best = r0[c0];
+      int64_t bi = 2 * oh * g.w + c0;
+      if (r0[c0 + 1] > best) best = r0[c0 + 1], bi = 2 * oh * g.w + c0 + 1;
+      if (r1[c0] > best) best = r1[c0], bi = (2 * oh + 1) * g.w + c0;
+      if (r1[c0 + 1] > best) best = r1[c0 + 1], bi = (2 * oh + 1) * g.w + c0 + 1;
+      out[oh * g.wo + ow] = best;
+      arg[oh * g.wo + ow] = static_cast<int32_t>(bi);
+    }
+  }
+}
+bool is_2x2(const Pool2dGeometry& g) {
+  return g.p.kernel[0] == 2 && g.p.kernel[1] == 2 && g.p.stride[0] == 2 && g.p.stride[1] == 2 && g.p.padding[0] == 0 &&
+         g.p.padding[1] == 0 && g.h >= 2 * g.ho && g.w >= 2 * g.wo;
+}
+}  // namespace
+
 template <typename T> void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int32_t* argmax) {
+  if (is_2x2(g)) {
+    parallel_for(g.n * g.c, g.ho * g.wo * 4, [&](int64_t plane) {
+      max_pool_2x2(g, x + plane * g.h * g.w, y + plane * g.ho * g.wo, argmax + plane * g.ho * g.wo);
+    });
+    return;
+  }
   parallel_for(g.n * g.c, g.ho * g.wo * g.p.kernel[0] * g.p.kernel[1], [&](int64_t plane) {
     const T* in = x + plane * g.h * g.w;
     T* out = y + plane * g.ho * g.wo;

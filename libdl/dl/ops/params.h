@@ -24,9 +24,11 @@ struct Pool2dParams {
   std::array<int, 2> padding{0, 0};
 };
 
-// Output extent of a sliding window: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1.
+// Output extent of a sliding window: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1, or 0 when
+// the dilated window does not fit in the padded input at all.
 DL_HD int64_t window_output_size(int64_t in, int k, int stride, int pad, int dilation) {
-  return (in + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
+  const int64_t span = in + 2 * pad - static_cast<int64_t>(dilation) * (k - 1) - 1;
+  return span < 0 ? 0 : span / stride + 1;
 }
 
 // Everything a convolution kernel needs to know, resolved once by the front end.
