@@ -50,11 +50,9 @@ TEST(Module, SaveLoadRoundTripAndMismatchNamesFirstDifference) {
   const std::string path = temp_path("weights.dlw");
   dl::nn::save_weights(a, path);
   dl::nn::load_weights(b, path);
-  for (size_t i = 0; i < a.state().size(); ++i) {
-    const auto& ta = a.state()[i].second;
-    const auto& tb = b.state()[i].second;
-    ASSERT_EQ(0, std::memcmp(ta.raw_data(), tb.raw_data(), ta.nbytes())) << a.state()[i].first;
-  }
+  const auto sa = a.state(), sb = b.state();
+  for (size_t i = 0; i < sa.size(); ++i)
+    ASSERT_EQ(0, std::memcmp(sa[i].second.raw_data(), sb[i].second.raw_data(), sa[i].second.nbytes())) << sa[i].first;
   dl::nn::MnistCnn other(dl::nn::MnistCnnOptions{.filters = {8, 16, 64}}, g2);
   try {
     dl::nn::load_weights(other, path);

@@ -131,6 +131,20 @@ TEST(Trainer, LearnsAndLogsEveryIteration) {
   fs::remove_all(dir);
 }
 
+TEST(Trainer, SameSeedSameThreadsSameRunBitForBit) {
+  std::vector<dl::nn::NamedTensors> states;
+  for (int run = 0; run < 2; ++run) {
+    dl::Generator gen(5);
+    auto model = std::make_shared<dl::nn::MnistCnn>(small_cnn(), gen);
+    dl::train::Trainer trainer(*model, quick_options());
+    trainer.fit(quadrants(128, 1));
+    states.push_back(model->state());
+  }
+  for (size_t i = 0; i < states[0].size(); ++i)
+    EXPECT_EQ(0, std::memcmp(states[0][i].second.raw_data(), states[1][i].second.raw_data(), states[0][i].second.nbytes()))
+        << states[0][i].first;
+}
+
 TEST(Trainer, ValidationPatienceStopsEarly) {
   dl::Generator gen(1);
   dl::nn::MnistCnn model(small_cnn(), gen);

@@ -2,6 +2,7 @@
 #include "dl/core/tensor.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <ostream>
 
@@ -77,7 +78,8 @@ Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype) {
   DL_CHECK(is_floating(dtype), "randn: expected a floating dtype, got ", dtype_name(dtype));
   Tensor t = empty(shape, dtype);
   visit_dtype(dtype, t.raw_data(), [&](auto* p) {
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<std::remove_pointer_t<decltype(p)>>(gen.normal());
+    const int64_t n = t.numel();
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<std::remove_pointer_t<decltype(p)>>(gen.normal());
   });
   return t;
 }
@@ -86,8 +88,8 @@ Tensor Tensor::uniform(const Shape& shape, double low, double high, Generator& g
   DL_CHECK(is_floating(dtype), "uniform: expected a floating dtype, got ", dtype_name(dtype));
   Tensor t = empty(shape, dtype);
   visit_dtype(dtype, t.raw_data(), [&](auto* p) {
-    for (int64_t i = 0; i < t.numel(); ++i)
-      p[i] = static_cast<std::remove_pointer_t<decltype(p)>>(low + (high - low) * gen.uniform());
+    const int64_t n = t.numel();
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<std::remove_pointer_t<decltype(p)>>(low + (high - low) * gen.uniform());
   });
   return t;
 }
@@ -174,7 +176,8 @@ Tensor Tensor::to(DType dtype) const {
   visit_dtype(this->dtype(), raw_data(), [&](auto* src) {
     visit_dtype(dtype, out.raw_data(), [&](auto* dst) {
       using D = std::remove_pointer_t<decltype(dst)>;
-      for (int64_t i = 0; i < numel(); ++i) dst[i] = static_cast<D>(src[i]);
+      const int64_t n = numel();
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<D>(src[i]);
     });
   });
   return out;
@@ -200,8 +203,7 @@ void Tensor::copy_(const Tensor& src) {
 void Tensor::fill_(double value) {
   visit_dtype(dtype(), raw_data(), [&](auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
-    const T v = static_cast<T>(value);
-    for (int64_t i = 0; i < numel(); ++i) p[i] = v;
+    std::fill(p, p + numel(), static_cast<T>(value));
   });
 }
 

@@ -66,7 +66,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntr
            logits.device().str());
   // Labels are validated here, once, so that no backend reads out of range.
   const int32_t* y = labels.data<int32_t>();
-  for (int64_t i = 0; i < labels.numel(); ++i) {
+  const int64_t count = labels.numel();
+  for (int64_t i = 0; i < count; ++i) {
     if (opt.ignore_index >= 0 && y[i] == opt.ignore_index) continue;
     DL_CHECK(y[i] >= 0 && y[i] < l.c, op, ": label ", y[i], " at position ", i, " is outside the class range [0, ",
              l.c, ")", opt.ignore_index >= 0 ? " and is not the ignored label " + std::to_string(opt.ignore_index) : "");

@@ -43,7 +43,8 @@ template <typename T> T sum(const T* a, int64_t n) {
   std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
   parallel_for(chunks, kChunk, [&](int64_t i) {
     const int64_t b = i * kChunk;
-    partial[i] = CVec<T>(a + b, std::min(kChunk, n - b)).template cast<double>().sum();
+    // Each chunk summed vectorised in T, the chunks in double (see Note [plane sums]).
+    partial[i] = static_cast<double>(CVec<T>(a + b, std::min(kChunk, n - b)).sum());
   });
   double s = 0;
   for (double p : partial) s += p;

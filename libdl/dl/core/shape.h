@@ -19,7 +19,11 @@ class Shape {
   int ndim() const { return ndim_; }
   int64_t operator[](int i) const { return dims_[i]; }
   int64_t& operator[](int i) { return dims_[i]; }
-  int64_t numel() const;
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < ndim_; ++i) n *= dims_[i];
+    return n;
+  }
   std::vector<int64_t> vec() const { return {dims_.begin(), dims_.begin() + ndim_}; }
   std::string str() const;  // "[2, 3, 4]"
   bool operator==(const Shape& o) const;
