@@ -26,6 +26,17 @@ struct CpuAllocator::Impl {
   std::unordered_map<size_t, std::vector<void*>> free_blocks;
   AllocatorStats stats;
   bool caching = true;
+  int64_t limit = 0;  // 0: none
+
+  // Frees every cached block; the caller holds mu.
+  void release_cache() {
+    for (auto& [c, blocks] : free_blocks)
+      for (void* b : blocks) {
+        std::free(b);
+        stats.reserved_bytes -= static_cast<int64_t>(c);
+      }
+    free_blocks.clear();
+  }
 };
 
 CpuAllocator::CpuAllocator() : impl_(new Impl) {
@@ -49,15 +60,17 @@ void* CpuAllocator::allocate(size_t bytes) {
     it->second.pop_back();
     ++st.cache_hits;
   } else {
+    const int64_t request = static_cast<int64_t>(cls);
+    if (impl_->limit > 0 && st.reserved_bytes + request > impl_->limit) {
+      impl_->release_cache();
+      DL_CHECK(st.current_bytes + request <= impl_->limit, "out of memory: asked for ", cls,
+               " bytes with ", st.current_bytes, " bytes in use, over the limit of ", impl_->limit,
+               " bytes (CpuAllocator::set_limit)");
+    }
     p = std::aligned_alloc(kAlignment, cls);
     if (!p) {
       // Give the cache back and try once more before reporting.
-      for (auto& [c, blocks] : impl_->free_blocks)
-        for (void* b : blocks) {
-          std::free(b);
-          st.reserved_bytes -= static_cast<int64_t>(c);
-        }
-      impl_->free_blocks.clear();
+      impl_->release_cache();
       p = std::aligned_alloc(kAlignment, cls);
     }
     DL_CHECK(p != nullptr, "out of host memory: asked for ", cls, " bytes; the allocator holds ",
@@ -101,6 +114,17 @@ void CpuAllocator::empty_cache() {
       impl_->stats.reserved_bytes -= static_cast<int64_t>(cls);
     }
   impl_->free_blocks.clear();
+}
+
+void CpuAllocator::set_limit(int64_t bytes) {
+  DL_CHECK(bytes >= 0, "CpuAllocator::set_limit: expected a byte count >= 0 (0: no limit), got ", bytes);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->limit = bytes;
+}
+
+int64_t CpuAllocator::limit() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->limit;
 }
 
 void CpuAllocator::set_caching(bool enabled) {

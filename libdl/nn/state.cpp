@@ -1,6 +1,8 @@
 // Saving and loading module weights, all-or-nothing.
 #include "dl/nn/state.h"
 
+#include "dl/core/safetensors.h"
+
 namespace dl::nn {
 
 void save_weights(const Module& m, const std::string& path) {
@@ -10,13 +12,22 @@ void save_weights(const Module& m, const std::string& path) {
   save_tensor_file(path, f);
 }
 
-void load_state(Module& m, const NamedTensors& tensors, const std::string& origin) {
+void load_state(Module& m, const NamedTensors& tensors, const std::string& origin, const LoadOptions& o) {
   const NamedTensors mine = m.state();
+  auto skipped = [&](const std::string& name) {
+    for (const auto& suffix : o.skip_suffixes)
+      if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) return true;
+    return false;
+  };
   std::vector<const Tensor*> sources;
   for (const auto& [name, t] : mine) {
     const Tensor* src = nullptr;
     for (const auto& [n, u] : tensors)
       if (n == name) src = &u;
+    if (!src && o.allow_missing) {
+      sources.push_back(nullptr);
+      continue;
+    }
     DL_CHECK(src, origin, ": the model's tensor '", name, "' ", t.shape().str(), " is missing (the file holds ",
              tensors.size(), " tensors", tensors.empty() ? "" : ", the first '" + tensors[0].first + "'", ")");
     DL_CHECK(src->shape() == t.shape() && src->dtype() == t.dtype(), origin, ": tensor '", name, "' is ",
@@ -25,14 +36,24 @@ void load_state(Module& m, const NamedTensors& tensors, const std::string& origi
     sources.push_back(src);
   }
   for (const auto& [n, u] : tensors) {
+    if (o.allow_unexpected || skipped(n)) continue;
     bool known = false;
     for (const auto& [name, t] : mine) known = known || name == n;
     DL_CHECK(known, origin, ": the file's tensor '", n, "' ", u.shape().str(), " has no counterpart in the model");
   }
   for (size_t i = 0; i < mine.size(); ++i) {
+    if (!sources[i]) continue;
     Tensor dst = mine[i].second;
     dst.copy_(*sources[i]);
   }
+}
+
+void save_safetensors_weights(const Module& m, const std::string& path) {
+  save_safetensors(path, m.state(), {{"format", "pt"}, {"producer", "libdl"}});
+}
+
+void load_safetensors_weights(Module& m, const std::string& path, const LoadOptions& o) {
+  load_state(m, load_safetensors(path).tensors, path, o);
 }
 
 void load_weights(Module& m, const std::string& path) {

@@ -79,6 +79,7 @@ void Trainer::set_validation_data(std::shared_ptr<const data::Dataset> validatio
 void Trainer::set_loss_options(const ops::CrossEntropyOptions& loss) { loss_ = loss; }
 void Trainer::set_gradient_hook(std::function<void(const std::vector<nn::ParamRef>&)> hook) { hook_ = std::move(hook); }
 void Trainer::set_output(std::ostream* out) { out_ = out; }
+void Trainer::set_progress(ProgressMode mode) { progress_mode_ = mode; }
 
 double Trainer::learn_rate_for(int epoch) const {
   return optim::PiecewiseSchedule{o_.initial_learn_rate, o_.learn_rate_drop_factor, o_.learn_rate_drop_period,
@@ -136,6 +137,7 @@ void Trainer::print_header() const {
 
 void Trainer::print_row(const IterationRecord& r) const {
   if (!out_ || !o_.verbose) return;
+  if (progress_) progress_->clear();  // the in-place progress line makes room for the row
   char buf[256];
   std::snprintf(buf, sizeof buf, "| %7d | %11lld | %14s | %12s | %12s | %12s | %12s | %15s |\n", r.epoch,
                 static_cast<long long>(r.iteration), format_hms(r.seconds).c_str(), percent(r.accuracy).c_str(),
@@ -173,6 +175,8 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   }
 
   TrainingReport report;
+  progress_ = std::make_unique<ProgressLine>(out_, progress_mode_);
+  const int64_t first_iteration = iteration_;
   print_header();
   const int64_t per_epoch = loader.batches_per_epoch();
   const int64_t last_iteration = static_cast<int64_t>(o_.max_epochs) * per_epoch;
@@ -237,15 +241,25 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
             << std::flush;
       if (iteration_ == 1 || iteration_ % o_.verbose_frequency == 0 || validate || iteration_ == last_iteration)
         print_row(rec);
+      if (progress_->in_place())
+        progress_->update({epoch, o_.max_epochs, iteration_, last_iteration, rec.seconds, iteration_ - first_iteration,
+                           rec.loss, report.validation_accuracy},
+                          false);
     }
     ++epoch_;
     shuffle_gen_.set_state(loader.generator().state());
     report.epoch_seconds.push_back(since(te));
+    if (progress_->enabled() && !report.history.empty())
+      progress_->update({epoch_, o_.max_epochs, iteration_, last_iteration, since(t0), iteration_ - first_iteration,
+                         report.history.back().loss, report.validation_accuracy},
+                        true);
     if (!o_.checkpoint_path.empty()) {
       std::filesystem::create_directories(o_.checkpoint_path);
       save_checkpoint(o_.checkpoint_path + "/checkpoint_epoch" + std::to_string(epoch_) + ".dlck");
     }
   }
+  progress_->finish();
+  progress_.reset();
   if (out_ && o_.verbose) *out_ << "|" << std::string(kTableWidth, '=') << "|\n";
   if (out_ && o_.verbose && report.stopped_early) *out_ << "Training stopped early: " << report.stop_reason << "\n";
   if (o_.output_network == "best-validation-loss" && !best_state_.empty())

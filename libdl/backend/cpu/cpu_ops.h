@@ -75,3 +75,11 @@ template <typename T>
 void split_channels(const T* y, const int64_t* cs, int count, int64_t n, int64_t s, T* const* dxs);
 
 }  // namespace dl::cpu
+
+namespace dl::cpu {
+// ---- bilinear resize (align_corners = false) over `planes` planes of h x w -> oh x ow ----
+template <typename T>
+void resize_bilinear_forward(const T* x, T* y, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow);
+template <typename T>
+void resize_bilinear_backward(const T* dy, T* dx, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow);
+}  // namespace dl::cpu

@@ -29,6 +29,12 @@ class CpuAllocator {
   void empty_cache();
   // With caching off, every release goes straight back to the system (for leak checkers).
   void set_caching(bool enabled);
+  // A cap on the bytes held from the system (reserved_bytes: in use plus cached), like a device's
+  // memory size: an allocation that would take reserved_bytes over it first gives the cache back,
+  // then throws dl::Error "out of memory: ... limit ..." if the bytes in use plus the request still
+  // exceed it. 0 (the default) means no limit. Lowering it below what is in use frees nothing.
+  void set_limit(int64_t bytes);
+  int64_t limit() const;
 
  private:
   CpuAllocator();

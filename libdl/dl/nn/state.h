@@ -7,11 +7,23 @@
 
 namespace dl::nn {
 
+struct LoadOptions {
+  bool allow_unexpected = false;  // file tensors without a counterpart in the model are skipped
+  bool allow_missing = false;     // model tensors absent from the file keep their values
+  // Names ending so are always skipped (torchvision's batch-norm counters).
+  std::vector<std::string> skip_suffixes{"num_batches_tracked"};
+};
+
 void save_weights(const Module& m, const std::string& path);
 // Copies every named tensor of the file into the module. Throws dl::Error naming the first
 // mismatch (a missing or extra name, another shape or dtype) before changing anything.
 void load_weights(Module& m, const std::string& path);
 // The same from tensors already read; `origin` names where they came from in messages.
-void load_state(Module& m, const NamedTensors& tensors, const std::string& origin);
+void load_state(Module& m, const NamedTensors& tensors, const std::string& origin, const LoadOptions& o = {});
+
+// The same state in the safetensors format (names as in state(): a torchvision ResNet-18
+// state_dict saved with safetensors loads into nn::ResNet18 as is).
+void save_safetensors_weights(const Module& m, const std::string& path);
+void load_safetensors_weights(Module& m, const std::string& path, const LoadOptions& o = {});
 
 }  // namespace dl::nn

@@ -14,6 +14,7 @@
 #include "dl/ops/loss.h"
 #include "dl/optim/optimizer.h"
 #include "dl/train/options.h"
+#include "dl/train/progress.h"
 
 namespace dl::train {
 
@@ -59,6 +60,9 @@ class Trainer {
   // place where data-parallel training all-reduces gradients.
   void set_gradient_hook(std::function<void(const std::vector<nn::ParamRef>&)> hook);
   void set_output(std::ostream* out);  // the verbose table; nullptr silences it
+  // A progress line with ETA on the output stream (dl/train/progress.h), besides the verbose
+  // table: redrawn in place on a terminal, a plain line per epoch elsewhere. Off by default.
+  void set_progress(ProgressMode mode);
 
   TrainingReport fit(std::shared_ptr<const data::Dataset> train);
   EvalResult evaluate(const data::Dataset& d, int64_t batch_size = 0);
@@ -87,6 +91,8 @@ class Trainer {
   ops::CrossEntropyOptions loss_;
   std::function<void(const std::vector<nn::ParamRef>&)> hook_;
   std::ostream* out_;
+  ProgressMode progress_mode_ = ProgressMode::kOff;
+  std::unique_ptr<ProgressLine> progress_;  // during fit()
   Generator shuffle_gen_;
   int epoch_ = 0;            // epochs completed
   int64_t iteration_ = 0;    // iterations completed
