@@ -74,3 +74,73 @@ BENCHMARK(MnistTrainStepTorch)->Name("MnistTrainStep/libtorch")->ArgName("batch"
 #endif
 
 }  // namespace
+
+// ---- DeepLabv3+ (ResNet-18, OS 16) on CamVid-sized input: 360 x 480, batch 2, 11 classes ----
+#ifdef DL_BENCH_WITH_TORCH
+#include "reference/torch_deeplab.h"
+#endif
+
+namespace {
+
+constexpr int64_t kSegH = 360, kSegW = 480, kSegClasses = 11;
+
+void DeepLabStepLibdl(benchmark::State& state, bool train) {
+  const int64_t batch = state.range(0);
+  dl::set_num_threads(kThreadsDefault);
+  dl::Generator gen(3);
+  dl::nn::DeepLabV3Plus model({.num_classes = kSegClasses}, gen);
+  dl::optim::Sgdm sgdm(model.parameter_refs(), {.learning_rate = 0.003, .momentum = 0.9, .l2 = 0.005});
+  const dl::Tensor x = dl::Tensor::randn({batch, 3, kSegH, kSegW}, gen);
+  std::vector<int32_t> labels(static_cast<size_t>(batch * kSegH * kSegW));
+  for (auto& l : labels) l = static_cast<int32_t>(gen.below(kSegClasses));
+  const dl::Tensor y = dl::Tensor::from_vector<int32_t>({batch, kSegH, kSegW}, labels);
+  model.train(train);
+  for (auto _ : state) {
+    if (train) {
+      dl::Tensor loss = dl::ops::cross_entropy(model(x), y, {{}, 255});
+      sgdm.zero_grad();
+      loss.backward();
+      sgdm.step();
+      benchmark::DoNotOptimize(loss.raw_data());
+    } else {
+      dl::autograd::NoGradGuard no_grad;
+      dl::Tensor logits = model(x);
+      benchmark::DoNotOptimize(logits.raw_data());
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+  state.counters["allocator_peak_MiB"] = dl::CpuAllocator::instance().stats().peak_bytes / 1048576.0;
+}
+BENCHMARK_CAPTURE(DeepLabStepLibdl, train, true)->Name("DeepLabTrainStep/libdl")->ArgName("batch")->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK_CAPTURE(DeepLabStepLibdl, infer, false)->Name("DeepLabInfer/libdl")->ArgName("batch")->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+
+#ifdef DL_BENCH_WITH_TORCH
+void DeepLabStepTorch(benchmark::State& state, bool train) {
+  const int64_t batch = state.range(0);
+  torch::set_num_threads(kThreadsDefault);
+  torch::manual_seed(3);
+  dl_reference::TDeepLab model(kSegClasses);
+  torch::optim::SGD sgd(model.parameters(), torch::optim::SGDOptions(0.003).momentum(0.9).weight_decay(0.005));
+  const auto x = torch::randn({batch, 3, kSegH, kSegW});
+  const auto y = torch::randint(kSegClasses, {batch, kSegH, kSegW}, torch::kLong);
+  model.train(train);
+  for (auto _ : state) {
+    if (train) {
+      sgd.zero_grad();
+      auto loss = torch::nn::functional::cross_entropy(model.forward(x), y);
+      loss.backward();
+      sgd.step();
+      benchmark::DoNotOptimize(loss.data_ptr());
+    } else {
+      torch::NoGradGuard no_grad;
+      auto logits = model.forward(x);
+      benchmark::DoNotOptimize(logits.data_ptr());
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK_CAPTURE(DeepLabStepTorch, train, true)->Name("DeepLabTrainStep/libtorch")->ArgName("batch")->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK_CAPTURE(DeepLabStepTorch, infer, false)->Name("DeepLabInfer/libtorch")->ArgName("batch")->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+#endif
+
+}  // namespace
