@@ -130,8 +130,8 @@ void load_pair(const CamVidFile& f, int64_t h, int64_t w, bool resize, uint8_t* 
   const Tensor lab = read_camvid_label(f.label_path);
   const int64_t lh = lab.size(0), lw = lab.size(1);
   const uint8_t* l = lab.data<uint8_t>();
-  DL_CHECK(lh == img.height && lw == img.width, "CamVid: label ", f.label_path, " is ", lh, "x", lw,
-           " but its image ", f.image_path, " is ", img.height, "x", img.width);
+  DL_CHECK(lh == img.height && lw == img.width, "CamVid: label ", f.label_path, " is ", lh, "x", lw, " but its image ",
+           f.image_path, " is ", img.height, "x", img.width);
   if (!resize) {
     DL_CHECK(img.height == h && img.width == w, "CamVid: ", f.image_path, " is ", img.height, "x", img.width,
              " but the first image is ", h, "x", w, " (give a target size to resize all)");
@@ -157,7 +157,9 @@ Tensor read_camvid_label(const std::string& path) {
   return labels;
 }
 
-CamVidImages load_camvid(const std::string& dir, ImageSize size) { return load_camvid_files(find_camvid_files(dir), size); }
+CamVidImages load_camvid(const std::string& dir, ImageSize size) {
+  return load_camvid_files(find_camvid_files(dir), size);
+}
 
 CamVidImages load_camvid_files(const std::vector<CamVidFile>& files, ImageSize size) {
   DL_CHECK(!files.empty(), "CamVid: no file to load");
@@ -171,8 +173,8 @@ CamVidImages load_camvid_files(const std::vector<CamVidFile>& files, ImageSize s
   } else {
     int w = 0, h = 0, c = 0;
     DL_CHECK(fs::is_regular_file(files[0].image_path), "CamVid: missing file ", files[0].image_path);
-    DL_CHECK(stbi_info(files[0].image_path.c_str(), &w, &h, &c), "CamVid: cannot decode ", files[0].image_path,
-             ": ", stbi_failure_reason());
+    DL_CHECK(stbi_info(files[0].image_path.c_str(), &w, &h, &c), "CamVid: cannot decode ", files[0].image_path, ": ",
+             stbi_failure_reason());
     d.height = h;
     d.width = w;
   }
@@ -291,8 +293,7 @@ Normalisation compute_normalisation(const CamVidImages& data, const std::vector<
 }
 
 Tensor normalisation_to_tensor(const Normalisation& n) {
-  return Tensor::from_vector<float>(Shape({2, 3}),
-                                    {n.mean[0], n.mean[1], n.mean[2], n.std[0], n.std[1], n.std[2]});
+  return Tensor::from_vector<float>(Shape({2, 3}), {n.mean[0], n.mean[1], n.mean[2], n.std[0], n.std[1], n.std[2]});
 }
 
 Normalisation normalisation_from_tensor(const Tensor& t) {
@@ -352,8 +353,8 @@ void transform_sample(const uint8_t* image, const uint8_t* label, int64_t height
   }
 }
 
-CamVidDataset::CamVidDataset(std::shared_ptr<const CamVidImages> data, std::vector<int64_t> indices,
-                             Normalisation norm, AugmentOptions augment)
+CamVidDataset::CamVidDataset(std::shared_ptr<const CamVidImages> data, std::vector<int64_t> indices, Normalisation norm,
+                             AugmentOptions augment)
     : data_(std::move(data)), indices_(std::move(indices)), norm_(norm), augment_(augment) {
   DL_CHECK(data_ != nullptr, "CamVidDataset: no data");
   for (int64_t i : indices_)
@@ -380,8 +381,7 @@ Batch CamVidDataset::get_batch(const std::vector<int64_t>& indices) const {
     const int64_t sample = indices_[i];
     AugmentParams p;
     if (augment_.enabled) p = draw_augment_params(augment_, uses_[i].fetch_add(1), sample);
-    transform_sample(data_->image(sample), data_->label(sample), h, w, norm_, p, in + k * 3 * h * w,
-                     tg + k * h * w);
+    transform_sample(data_->image(sample), data_->label(sample), h, w, norm_, p, in + k * 3 * h * w, tg + k * h * w);
   }
   return {inputs, targets};
 }

@@ -51,8 +51,8 @@ void write_label_png(const std::string& path, const Tensor& labels, LabelPngForm
   } else {
     const int32_t* src = cpu.data<int32_t>();
     for (int64_t i = 0; i < n; ++i) {
-      DL_CHECK(src[i] >= 0 && src[i] <= 255, "write_label_png('", path, "'): label ", src[i], " at pixel (",
-               i / w, ", ", i % w, ") does not fit in 8 bits");
+      DL_CHECK(src[i] >= 0 && src[i] <= 255, "write_label_png('", path, "'): label ", src[i], " at pixel (", i / w,
+               ", ", i % w, ") does not fit in 8 bits");
       index[i] = static_cast<uint8_t>(src[i]);
     }
   }

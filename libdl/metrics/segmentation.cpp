@@ -66,64 +66,88 @@ int64_t boundary(const int32_t* labels, int64_t h, int64_t w, int32_t c, const B
   return count;
 }
 
-// Note [exact squared EDT]: the squared Euclidean distance of every pixel of an h x w grid to the
-// nearest site (sites[i] != 0), exactly, in O(h w): the nearest site in each column by two sweeps,
-// then per row the lower envelope of the parabolas (x - q)^2 + g(q) (Felzenszwalb & Huttenlocher,
-// "Distance Transforms of Sampled Functions", 2012). Columns without a site take no part in the
-// envelope, so no arithmetic touches infinity. A grid without a site gives +infinity everywhere.
-void squared_edt(const std::vector<uint8_t>& sites, int64_t h, int64_t w, std::vector<double>& dist) {
-  constexpr int64_t kFar = std::numeric_limits<int64_t>::max() / 4;
-  std::vector<int64_t> dy(static_cast<size_t>(h * w));
-  // Column pass: distance to the nearest site above, then below.
-  for (int64_t x = 0; x < w; ++x) dy[x] = sites[x] ? 0 : kFar;
+// Note [thresholded exact EDT]: a boundary pixel matches when its squared distance to the nearest
+// site (a boundary pixel of the other map) is < theta^2. The squared Euclidean distance transform of
+// Felzenszwalb & Huttenlocher ("Distance Transforms of Sampled Functions", 2012) gives it exactly in
+// O(h w): the distance to the nearest site in each column by two sweeps, then per row the lower
+// envelope of the parabolas (x - q)^2 + dy(q)^2. Two shortcuts keep it exact for the question asked:
+// a column whose nearest site is r_far or more rows away (r_far^2 >= theta^2) cannot bring any pixel of
+// the row under theta and takes no part in the envelope, and a row is only searched at its query
+// pixels (rows without one are skipped). The envelope is built in integers: intersections are kept as
+// fractions num / den and compared by cross-multiplication, so no rounding decides a tie.
+struct EdtScratch {
+  std::vector<int32_t> dy;
+  std::vector<int64_t> v, z_num, z_den;
+};
+
+int64_t count_matched(const std::vector<uint8_t>& sites, const std::vector<uint8_t>& queries, int64_t h, int64_t w,
+                      double theta2, EdtScratch& s) {
+  int32_t far = 0;  // the least r with r^2 >= theta^2
+  while (static_cast<double>(far) * far < theta2) ++far;
+  if (far == 0) return 0;
+  // Column pass: rows to the nearest site of the column, saturated at `far`.
+  s.dy.resize(static_cast<size_t>(h * w));
+  int32_t* dy = s.dy.data();
+  for (int64_t x = 0; x < w; ++x) dy[x] = sites[x] ? 0 : far;
   for (int64_t y = 1; y < h; ++y)
     for (int64_t x = 0; x < w; ++x) {
       const int64_t i = y * w + x;
-      dy[i] = sites[i] ? 0 : (dy[i - w] >= kFar ? kFar : dy[i - w] + 1);
+      dy[i] = sites[i] ? 0 : std::min(dy[i - w] + 1, far);
     }
   for (int64_t y = h - 2; y >= 0; --y)
     for (int64_t x = 0; x < w; ++x) {
       const int64_t i = y * w + x;
-      if (dy[i + w] < kFar) dy[i] = std::min(dy[i], dy[i + w] + 1);
+      dy[i] = std::min(dy[i], dy[i + w] + 1);
     }
-  // Row pass: lower envelope of the parabolas of the columns that have a site.
-  dist.assign(static_cast<size_t>(h * w), std::numeric_limits<double>::infinity());
-  std::vector<int64_t> v(static_cast<size_t>(w));
-  std::vector<double> z(static_cast<size_t>(w) + 1), f(static_cast<size_t>(w));
+  // Row pass at the query pixels. Parabola k has its vertex at column v[k] with height f(v[k]) =
+  // dy^2; it is the lowest from z[k] = z_num[k] / z_den[k] (z_den > 0) up to z[k + 1].
+  s.v.resize(static_cast<size_t>(w));
+  s.z_num.resize(static_cast<size_t>(w) + 1);
+  s.z_den.resize(static_cast<size_t>(w) + 1);
+  int64_t* v = s.v.data();
+  int64_t* z_num = s.z_num.data();
+  int64_t* z_den = s.z_den.data();
+  int64_t matched = 0;
   for (int64_t y = 0; y < h; ++y) {
-    const int64_t* g = dy.data() + y * w;
+    const uint8_t* query = queries.data() + y * w;
+    bool any = false;
+    for (int64_t x = 0; x < w && !any; ++x) any = query[x] != 0;
+    if (!any) continue;
+    const int32_t* g = dy + y * w;
+    auto f = [&](int64_t q) { return static_cast<int64_t>(g[q]) * g[q] + q * q; };  // f(q) + q^2
     int64_t k = -1;
     for (int64_t q = 0; q < w; ++q) {
-      if (g[q] >= kFar) continue;
-      f[q] = static_cast<double>(g[q] * g[q]);
+      if (g[q] >= far) continue;
       if (k < 0) {
         k = 0;
         v[0] = q;
-        z[0] = -std::numeric_limits<double>::infinity();
-        z[1] = std::numeric_limits<double>::infinity();
-        continue;
+        continue;  // z[0] = -infinity
       }
-      double s;
+      // Intersection with the parabola on top: s = (f(q) + q^2 - f(p) - p^2) / (2 (q - p)).
+      int64_t num, den;
       while (true) {
         const int64_t p = v[k];
-        s = ((f[q] + static_cast<double>(q * q)) - (f[p] + static_cast<double>(p * p))) / static_cast<double>(2 * (q - p));
-        if (s > z[k]) break;
-        --k;  // z[0] = -inf: k never drops below 0
+        num = f(q) - f(p);
+        den = 2 * (q - p);
+        if (k == 0 || num * z_den[k] > z_num[k] * den) break;  // s > z[k]: parabola k stays
+        --k;
       }
       ++k;
       v[k] = q;
-      z[k] = s;
-      z[k + 1] = std::numeric_limits<double>::infinity();
+      z_num[k] = num;
+      z_den[k] = den;
     }
-    if (k < 0) continue;
-    double* d = dist.data() + y * w;
+    if (k < 0) continue;  // no site within reach of this row
+    const int64_t last = k;
     k = 0;
     for (int64_t q = 0; q < w; ++q) {
-      while (z[k + 1] < static_cast<double>(q)) ++k;
-      const double dx = static_cast<double>(q - v[k]);
-      d[q] = dx * dx + f[v[k]];
+      if (!query[q]) continue;
+      while (k < last && z_num[k + 1] < q * z_den[k + 1]) ++k;  // z[k + 1] < q
+      const int64_t dx = q - v[k], d2 = dx * dx + static_cast<int64_t>(g[v[k]]) * g[v[k]];
+      matched += static_cast<double>(d2) < theta2;
     }
   }
+  return matched;
 }
 
 // The BF score of one class present in both maps, within the box that holds both.
@@ -131,14 +155,11 @@ double class_bf_score(const int32_t* pred, const int32_t* truth, int64_t h, int6
                       double theta2) {
   const int64_t bh = box.height(), bw = box.width();
   std::vector<uint8_t> bp, bt;
-  std::vector<double> dist;
+  EdtScratch scratch;
   const int64_t np = boundary(pred, h, w, c, box, bp);
   const int64_t nt = boundary(truth, h, w, c, box, bt);
-  int64_t matched_pred = 0, matched_true = 0;
-  squared_edt(bt, bh, bw, dist);
-  for (int64_t i = 0; i < bh * bw; ++i) matched_pred += bp[i] && dist[i] < theta2;
-  squared_edt(bp, bh, bw, dist);
-  for (int64_t i = 0; i < bh * bw; ++i) matched_true += bt[i] && dist[i] < theta2;
+  const int64_t matched_pred = count_matched(bt, bp, bh, bw, theta2, scratch);
+  const int64_t matched_true = count_matched(bp, bt, bh, bw, theta2, scratch);
   const double precision = np ? static_cast<double>(matched_pred) / static_cast<double>(np) : 0.0;
   const double recall = nt ? static_cast<double>(matched_true) / static_cast<double>(nt) : 0.0;
   return precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0.0;
@@ -160,8 +181,10 @@ std::vector<double> bf_scores_clean(const int32_t* pred, const int32_t* truth, i
   std::vector<int> both;
   for (int c = 0; c < num_classes; ++c) {
     if (box_p[c].empty() && box_t[c].empty()) continue;  // in neither map: not scored
-    if (box_p[c].empty() || box_t[c].empty()) scores[c] = 0.0;  // in one map only
-    else both.push_back(c);
+    if (box_p[c].empty() || box_t[c].empty())
+      scores[c] = 0.0;  // in one map only
+    else
+      both.push_back(c);
   }
   const int64_t n = static_cast<int64_t>(both.size());
 #pragma omp parallel for schedule(dynamic) if (n > 1 && h * w >= 16384)
@@ -186,8 +209,8 @@ void count_image(const int32_t* pred, const int32_t* truth, int64_t h, int64_t w
     DL_CHECK(t >= 0 && t < num_classes, "segmentation metrics: ground-truth label ", t, " at pixel (", i / w, ", ",
              i % w, ") is neither a class in [0, ", num_classes, ") nor void (", void_label, ")");
     const int32_t p = pred[i];
-    DL_CHECK(p >= 0 && p < num_classes, "segmentation metrics: predicted label ", p, " at pixel (", i / w, ", ",
-             i % w, ") is not a class in [0, ", num_classes, ") (the ground truth there is ", t, ", not void)");
+    DL_CHECK(p >= 0 && p < num_classes, "segmentation metrics: predicted label ", p, " at pixel (", i / w, ", ", i % w,
+             ") is not a class in [0, ", num_classes, ") (the ground truth there is ", t, ", not void)");
     ++confusion[static_cast<size_t>(t) * num_classes + p];
     clean[i] = p;
   }

@@ -97,14 +97,14 @@ struct Normalisation {
 };
 // Mean and population standard deviation over every pixel of the samples `indices`.
 Normalisation compute_normalisation(const CamVidImages& data, const std::vector<int64_t>& indices);
-Tensor normalisation_to_tensor(const Normalisation& n);        // float32 2 x 3: rows mean, std
-Normalisation normalisation_from_tensor(const Tensor& t);      // inverse; checks the shape
+Tensor normalisation_to_tensor(const Normalisation& n);    // float32 2 x 3: rows mean, std
+Normalisation normalisation_from_tensor(const Tensor& t);  // inverse; checks the shape
 
 // ---- augmentation ----
 struct AugmentOptions {
-  bool enabled = false;     // on for the training split
-  bool reflect = true;      // left-right, probability 1/2
-  int max_translation = 10; // dx, dy uniform integers in [-max, max]
+  bool enabled = false;      // on for the training split
+  bool reflect = true;       // left-right, probability 1/2
+  int max_translation = 10;  // dx, dy uniform integers in [-max, max]
   uint64_t seed = 0;
 };
 // The transform of one sample: out(y, x) = flip(in)(y - dy, x - dx), with flip(in)(y, x) =
@@ -125,11 +125,12 @@ void transform_sample(const uint8_t* image, const uint8_t* label, int64_t height
 // The samples `indices` of `data`, served as inputs B x 3 x H x W float32 (normalised by `norm`)
 // and targets B x H x W int32 (255 = void). Images stay uint8 in memory; each batch converts.
 //
-// Augmentation randomness (Note [per-sample epochs]): sample i's transform in its k-th use is
-// draw_augment_params(options, epoch_base + k, data index of i), with a per-sample atomic counter k.
-// A DataLoader serves every sample once per epoch, so k is the epoch number without any call from
-// the trainer, independent of the shuffle order and of which thread gathers; set_epoch(e) resets
-// every counter to e (call it between epochs, e.g. when resuming at epoch e).
+// Augmentation randomness (Note [per-sample epochs]): each sample has an atomic use counter, set to
+// e by set_epoch(e) (0 at construction); its n-th use after that is transformed by
+// draw_augment_params(options, e + n, data index of the sample). A DataLoader serves every sample
+// once per epoch, so e + n is the epoch number without any call from the trainer, independent of
+// the shuffle order and of which thread gathers. Call it between epochs: when resuming at epoch e, and every epoch if
+// the loader drops samples (drop_last, shards), since a sample left out of an epoch keeps its count.
 class CamVidDataset : public Dataset {
  public:
   CamVidDataset(std::shared_ptr<const CamVidImages> data, std::vector<int64_t> indices, Normalisation norm,

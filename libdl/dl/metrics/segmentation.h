@@ -24,7 +24,8 @@
 // boundary pixel of the other map is < theta^2, theta = 0.0075 * sqrt(H^2 + W^2). precision = matched
 // predicted / predicted boundary pixels, recall = matched true / true boundary pixels, F1 = 2PR/(P+R)
 // (0 when P + R = 0). A class in neither map is not scored; in one map only it scores 0. Distances come
-// from an exact squared Euclidean distance transform (Felzenszwalb & Huttenlocher), O(H W) per class.
+// from an exact squared Euclidean distance transform (Felzenszwalb & Huttenlocher), O(H W) per class,
+// exact for every distance below theta (Note [thresholded exact EDT] in the .cpp).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -74,9 +75,9 @@ class SegmentationEvaluator {
   int32_t void_label_;
   int64_t num_images_ = 0;
   std::vector<int64_t> confusion_;
-  std::vector<double> bf_sum_;             // per class: sum of the BF scores of the images scoring it
-  std::vector<int64_t> bf_count_;          // per class: images scoring it
-  std::vector<double> image_mean_bf_;      // per image
+  std::vector<double> bf_sum_;         // per class: sum of the BF scores of the images scoring it
+  std::vector<int64_t> bf_count_;      // per class: images scoring it
+  std::vector<double> image_mean_bf_;  // per image
 };
 
 }  // namespace dl::metrics
