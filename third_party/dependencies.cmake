@@ -5,6 +5,32 @@ find_package(OpenMP REQUIRED)
 find_package(ZLIB REQUIRED)
 find_path(STB_INCLUDE_DIR stb_image.h PATHS /usr/include/stb /usr/include)
 
+# oneDNN: the optional CPU convolution engine (Debian's libdnnl-dev).
+set(DL_ONEDNN "AUTO" CACHE STRING "Build the oneDNN CPU convolution engine: AUTO, ON or OFF")
+set(DL_HAVE_ONEDNN OFF)
+if(NOT DL_ONEDNN STREQUAL "OFF")
+  find_package(dnnl CONFIG QUIET)
+  if(dnnl_FOUND)
+    set(DL_HAVE_ONEDNN ON)
+  elseif(DL_ONEDNN STREQUAL "ON")
+    message(FATAL_ERROR "DL_ONEDNN=ON but oneDNN (libdnnl-dev) was not found")
+  endif()
+endif()
+
+# OpenBLAS (OpenMP build, Debian's libopenblas-openmp-dev): Eigen hands its matrix products to it
+# (EIGEN_USE_BLAS). The OpenMP build runs single-threaded inside the backend's parallel regions and
+# on the backend's threads otherwise.
+set(DL_BLAS "AUTO" CACHE STRING "Hand Eigen's matrix products to OpenBLAS: AUTO, ON or OFF")
+set(DL_HAVE_BLAS OFF)
+if(NOT DL_BLAS STREQUAL "OFF")
+  find_library(OPENBLAS_LIBRARY NAMES openblas PATHS /usr/lib/x86_64-linux-gnu/openblas-openmp NO_DEFAULT_PATH)
+  if(OPENBLAS_LIBRARY)
+    set(DL_HAVE_BLAS ON)
+  elseif(DL_BLAS STREQUAL "ON")
+    message(FATAL_ERROR "DL_BLAS=ON but the OpenMP build of OpenBLAS (libopenblas-openmp-dev) was not found")
+  endif()
+endif()
+
 set(DL_HAVE_CUDA OFF)
 if(NOT DL_CUDA STREQUAL "OFF")
   find_package(CUDAToolkit QUIET)

@@ -1,6 +1,7 @@
 // Front end of conv2d: checks, geometry, dispatch, and the backward beside the forward.
 #include "dl/ops/conv2d.h"
 
+#include "backend/cpu/conv2d_onednn.h"
 #include "backend/cpu/cpu_ops.h"
 #include "ops/dispatch.h"
 
@@ -57,3 +58,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 }
 
 }  // namespace dl::ops
+
+namespace dl {
+void set_cpu_conv_engine(CpuConvEngine e) { cpu::set_conv_engine(e); }
+CpuConvEngine cpu_conv_engine() { return cpu::conv_engine(); }
+bool cpu_onednn_available() { return cpu::onednn_available(); }
+}  // namespace dl

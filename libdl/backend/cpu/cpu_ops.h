@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "dl/core/threads.h"
+#include "dl/ops/conv2d.h"
 #include "dl/ops/params.h"
 
 namespace dl::cpu {
@@ -21,7 +22,9 @@ template <typename T> T sum(const T* a, int64_t n);
 template <typename T> void relu_forward(const T* x, T* y, int64_t n);
 template <typename T> void relu_backward(const T* y, const T* dy, T* dx, int64_t n);
 
-// ---- convolution ----
+// ---- convolution (engine choice: Note [conv engines] in conv2d.cpp) ----
+void set_conv_engine(CpuConvEngine e);
+CpuConvEngine conv_engine();
 template <typename T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y);
 // dx, dw, db may each be null (not wanted).

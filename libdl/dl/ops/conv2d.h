@@ -13,3 +13,15 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const Conv2dParams& p);
 
 }  // namespace dl::ops
+
+namespace dl {
+
+// How float32 convolutions run on the CPU: kAuto (oneDNN's direct kernels for feature maps of at
+// least 1024 output pixels when libdl was built with oneDNN, im2col + GEMM otherwise), or one
+// engine always. The environment variable DL_CPU_CONV=auto|im2col|onednn sets the initial choice.
+enum class CpuConvEngine { kAuto, kIm2col, kOneDnn };
+void set_cpu_conv_engine(CpuConvEngine e);
+CpuConvEngine cpu_conv_engine();
+bool cpu_onednn_available();  // whether this build has the oneDNN engine
+
+}  // namespace dl

@@ -1,0 +1,200 @@
+// oneDNN convolution: primitive descriptors built once per geometry and kept in a cache, user
+// buffers (NCHW, OIHW) reordered into the layouts the primitives prefer and back. oneDNN runs on the
+// same OpenMP threads as the rest of the backend.
+#include "backend/cpu/conv2d_onednn.h"
+
+#include <map>
+#include <unordered_map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+
+#include "dl/config.h"
+#include "dl/core/error.h"
+
+#if DL_WITH_ONEDNN
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "backend/cpu/scratch.h"
+#endif
+
+namespace dl::cpu {
+
+#if !DL_WITH_ONEDNN
+
+bool onednn_available() { return false; }
+bool onednn_conv2d_forward(const Conv2dGeometry&, const float*, const float*, const float*, float*) { return false; }
+bool onednn_conv2d_backward(const Conv2dGeometry&, const float*, const float*, const float*, float*, float*, float*) {
+  return false;
+}
+
+#else
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using Dims = memory::dims;
+
+// Everything that decides the primitives: the geometry and whether there is a bias.
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int, int, int, int,
+                       bool>;
+Key key_of(const Conv2dGeometry& g, bool bias) {
+  return {g.n, g.c, g.h, g.w, g.k, g.r, g.s, g.p.stride[0], g.p.stride[1], g.p.padding[0], g.p.padding[1],
+          g.p.dilation[0], g.p.dilation[1], g.p.groups, bias};
+}
+
+struct Primitives {
+  memory::desc src, wei, bias, dst;  // the user's layouts (NCHW, [G]OIHW, X, NCHW)
+  dnnl::convolution_forward::primitive_desc fwd;
+  dnnl::convolution_backward_data::primitive_desc bwd_data;
+  dnnl::convolution_backward_weights::primitive_desc bwd_weights;
+  dnnl::convolution_forward fwd_prim;
+  dnnl::convolution_backward_data bwd_data_prim;
+  dnnl::convolution_backward_weights bwd_weights_prim;
+};
+
+struct Engine {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::mutex mu;
+  std::map<Key, std::unique_ptr<Primitives>> cache;
+};
+
+Engine& engine() {
+  static Engine* e = new Engine();  // kept for the process: primitives may be used until exit
+  return *e;
+}
+
+Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
+  Engine& e = engine();
+  const Key key = key_of(g, bias);
+  auto it = e.cache.find(key);
+  if (it != e.cache.end()) return *it->second;
+
+  const auto f32 = memory::data_type::f32;
+  const Dims src_dims{g.n, g.c, g.h, g.w}, dst_dims{g.n, g.k, g.ho, g.wo}, bias_dims{g.k};
+  const bool grouped = g.p.groups > 1;
+  const Dims wei_dims = grouped ? Dims{g.p.groups, g.k / g.p.groups, g.c / g.p.groups, g.r, g.s} : Dims{g.k, g.c, g.r, g.s};
+  const Dims strides{g.p.stride[0], g.p.stride[1]};
+  const Dims dilates{g.p.dilation[0] - 1, g.p.dilation[1] - 1};  // oneDNN counts the gaps
+  const Dims pad_l{g.p.padding[0], g.p.padding[1]};
+  // Right padding that gives exactly Ho x Wo (the floor of window_output_size may leave a remainder).
+  const Dims pad_r{(g.ho - 1) * g.p.stride[0] + (g.r - 1) * g.p.dilation[0] + 1 - g.h - g.p.padding[0],
+                   (g.wo - 1) * g.p.stride[1] + (g.s - 1) * g.p.dilation[1] + 1 - g.w - g.p.padding[1]};
+
+  auto p = std::make_unique<Primitives>();
+  p->src = memory::desc(src_dims, f32, Tag::nchw);
+  p->dst = memory::desc(dst_dims, f32, Tag::nchw);
+  p->wei = memory::desc(wei_dims, f32, grouped ? Tag::goihw : Tag::oihw);
+  p->bias = memory::desc(bias_dims, f32, Tag::x);
+  const memory::desc src_any(src_dims, f32, Tag::any), dst_any(dst_dims, f32, Tag::any), wei_any(wei_dims, f32, Tag::any);
+  const auto alg = dnnl::algorithm::convolution_direct;
+
+  const auto fwd_desc = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src_any, wei_any,
+                                                               p->bias, dst_any, strides, dilates, pad_l, pad_r)
+                             : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src_any, wei_any,
+                                                               dst_any, strides, dilates, pad_l, pad_r);
+  p->fwd = dnnl::convolution_forward::primitive_desc(fwd_desc, e.engine);
+  p->bwd_data = dnnl::convolution_backward_data::primitive_desc(
+      dnnl::convolution_backward_data::desc(alg, src_any, wei_any, dst_any, strides, dilates, pad_l, pad_r), e.engine,
+      p->fwd);
+  const auto bwd_w_desc = bias ? dnnl::convolution_backward_weights::desc(alg, src_any, wei_any, p->bias, dst_any, strides,
+                                                                          dilates, pad_l, pad_r)
+                               : dnnl::convolution_backward_weights::desc(alg, src_any, wei_any, dst_any, strides,
+                                                                          dilates, pad_l, pad_r);
+  p->bwd_weights = dnnl::convolution_backward_weights::primitive_desc(bwd_w_desc, e.engine, p->fwd);
+  p->fwd_prim = dnnl::convolution_forward(p->fwd);
+  p->bwd_data_prim = dnnl::convolution_backward_data(p->bwd_data);
+  p->bwd_weights_prim = dnnl::convolution_backward_weights(p->bwd_weights);
+  return *e.cache.emplace(key, std::move(p)).first->second;
+}
+
+// A oneDNN memory in the layout `want`: the user's buffer itself when the layouts agree, else a
+// buffer from the caching allocator (filled from the user's buffer when `load`).
+class Staged {
+ public:
+  Staged(const memory::desc& user, const memory::desc& want, void* data, bool load, Engine& e)
+      : user_(user, e.engine, data) {
+    if (user == want) {
+      mem_ = user_;
+      return;
+    }
+    buffer_.ensure(want.get_size());
+    mem_ = memory(want, e.engine, buffer_.data());
+    if (load) dnnl::reorder(user_, mem_).execute(e.stream, user_, mem_);
+  }
+  // Copies the result back into the user's buffer when it was staged.
+  void store(Engine& e) {
+    if (mem_ != user_) dnnl::reorder(mem_, user_).execute(e.stream, mem_, user_);
+  }
+  const memory& mem() const { return mem_; }
+
+ private:
+  memory user_, mem_;
+  Scratch<uint8_t> buffer_;
+};
+
+// Runs `body` with the engine's lock held and turns oneDNN's errors into dl::Error.
+template <typename F> void guarded(const char* what, F&& body) {
+  try {
+    std::lock_guard<std::mutex> lock(engine().mu);
+    body(engine());
+  } catch (const dnnl::error& err) {
+    DL_THROW("oneDNN ", what, " failed: ", err.what(), " (status ", static_cast<int>(err.status), ")");
+  }
+}
+
+}  // namespace
+
+bool onednn_available() { return true; }
+
+bool onednn_conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
+  guarded("convolution forward", [&](Engine& e) {
+    Primitives& p = primitives_for(g, b != nullptr);
+    Staged src(p.src, p.fwd.src_desc(), const_cast<float*>(x), true, e);
+    Staged wei(p.wei, p.fwd.weights_desc(), const_cast<float*>(w), true, e);
+    Staged dst(p.dst, p.fwd.dst_desc(), y, false, e);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src.mem()}, {DNNL_ARG_WEIGHTS, wei.mem()}, {DNNL_ARG_DST, dst.mem()}};
+    if (b) args.emplace(DNNL_ARG_BIAS, memory(p.bias, e.engine, const_cast<float*>(b)));
+    p.fwd_prim.execute(e.stream, args);
+    dst.store(e);
+    e.stream.wait();
+  });
+  return true;
+}
+
+bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                            float* db) {
+  guarded("convolution backward", [&](Engine& e) {
+    Primitives& p = primitives_for(g, db != nullptr);
+    if (dx) {
+      Staged ddst(p.dst, p.bwd_data.diff_dst_desc(), const_cast<float*>(dy), true, e);
+      Staged wei(p.wei, p.bwd_data.weights_desc(), const_cast<float*>(w), true, e);
+      Staged dsrc(p.src, p.bwd_data.diff_src_desc(), dx, false, e);
+      p.bwd_data_prim.execute(e.stream, {{DNNL_ARG_DIFF_DST, ddst.mem()}, {DNNL_ARG_WEIGHTS, wei.mem()},
+                                         {DNNL_ARG_DIFF_SRC, dsrc.mem()}});
+      dsrc.store(e);
+      e.stream.wait();  // before the staged buffers go back to the allocator
+    }
+    if (dw || db) {
+      // Without a wanted dw, oneDNN still computes it: into a throw-away buffer.
+      Scratch<float> dw_sink;
+      float* dw_out = dw ? dw : dw_sink.ensure(static_cast<size_t>(p.wei.get_size() / sizeof(float)));
+      Staged src(p.src, p.bwd_weights.src_desc(), const_cast<float*>(x), true, e);
+      Staged ddst(p.dst, p.bwd_weights.diff_dst_desc(), const_cast<float*>(dy), true, e);
+      Staged dwei(p.wei, p.bwd_weights.diff_weights_desc(), dw_out, false, e);
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src.mem()}, {DNNL_ARG_DIFF_DST, ddst.mem()},
+                                           {DNNL_ARG_DIFF_WEIGHTS, dwei.mem()}};
+      if (db) args.emplace(DNNL_ARG_DIFF_BIAS, memory(p.bias, e.engine, db));
+      p.bwd_weights_prim.execute(e.stream, args);
+      dwei.store(e);
+      e.stream.wait();
+    }
+  });
+  return true;
+}
+
+#endif  // DL_WITH_ONEDNN
+
+}  // namespace dl::cpu

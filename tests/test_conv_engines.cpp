@@ -1,0 +1,93 @@
+// The two CPU convolution engines agree: oneDNN's direct kernels against the im2col + GEMM path,
+// forward, backward data, weights and bias, over strides, padding, dilation, groups and sizes on
+// both sides of the automatic switch. Outputs are pre-filled differently for each engine (NaN and
+// a large value), so an engine that leaves any element unwritten cannot pass.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "backend/cpu/conv2d_onednn.h"
+#include "backend/cpu/cpu_ops.h"
+#include "dl/dl.h"
+
+namespace {
+
+struct Case {
+  int64_t n, c, h, w, k, r, s;
+  int stride, pad, dilation, groups;
+  bool bias;
+};
+
+std::vector<float> filled(int64_t n, float v) { return std::vector<float>(static_cast<size_t>(n), v); }
+
+double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
+  double scale = 1e-30, diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    scale = std::max(scale, static_cast<double>(std::fabs(a[i])));
+    diff = std::max(diff, static_cast<double>(std::fabs(a[i] - b[i])));
+  }
+  return diff / scale;
+}
+
+class ConvEngines : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ConvEngines, OneDnnMatchesIm2col) {
+  if (!dl::cpu_onednn_available()) GTEST_SKIP() << "libdl built without oneDNN (DL_ONEDNN=OFF or libdnnl-dev missing)";
+  const Case t = GetParam();
+  const dl::Conv2dParams p{{t.stride, t.stride}, {t.pad, t.pad}, {t.dilation, t.dilation}, t.groups};
+  const dl::Conv2dGeometry g = dl::ops::conv2d_geometry({t.n, t.c, t.h, t.w}, {t.k, t.c / t.groups, t.r, t.s}, p);
+  dl::Generator gen(17);
+  const auto x = dl::Tensor::randn({t.n, t.c, t.h, t.w}, gen).to_vector_f32();
+  const auto w = dl::Tensor::randn({t.k, t.c / t.groups, t.r, t.s}, gen).to_vector_f32();
+  const auto b = dl::Tensor::randn({t.k}, gen).to_vector_f32();
+  const auto dy = dl::Tensor::randn({t.n, t.k, g.ho, g.wo}, gen).to_vector_f32();
+  const int64_t ny = t.n * t.k * g.ho * g.wo, nx = static_cast<int64_t>(x.size()), nw = static_cast<int64_t>(w.size());
+  const float* bias = t.bias ? b.data() : nullptr;
+
+  dl::set_cpu_conv_engine(dl::CpuConvEngine::kIm2col);
+  auto y1 = filled(ny, 1e30f), dx1 = filled(nx, 1e30f), dw1 = filled(nw, 1e30f), db1 = filled(t.k, 1e30f);
+  dl::cpu::conv2d_forward<float>(g, x.data(), w.data(), bias, y1.data());
+  dl::cpu::conv2d_backward<float>(g, x.data(), w.data(), dy.data(), dx1.data(), dw1.data(), t.bias ? db1.data() : nullptr);
+
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto y2 = filled(ny, nan), dx2 = filled(nx, nan), dw2 = filled(nw, nan), db2 = filled(t.k, nan);
+  ASSERT_TRUE(dl::cpu::onednn_conv2d_forward(g, x.data(), w.data(), bias, y2.data()));
+  ASSERT_TRUE(dl::cpu::onednn_conv2d_backward(g, x.data(), w.data(), dy.data(), dx2.data(), dw2.data(),
+                                              t.bias ? db2.data() : nullptr));
+  dl::set_cpu_conv_engine(dl::CpuConvEngine::kAuto);
+
+  EXPECT_LE(max_rel(y1, y2), 1e-5);
+  EXPECT_LE(max_rel(dx1, dx2), 1e-5);
+  EXPECT_LE(max_rel(dw1, dw2), 1e-5);
+  if (t.bias) EXPECT_LE(max_rel(db1, db2), 1e-5);
+  // Only the wanted gradients: dx alone, then dw alone.
+  auto dx3 = filled(nx, nan), dw3 = filled(nw, nan);
+  ASSERT_TRUE(dl::cpu::onednn_conv2d_backward(g, x.data(), w.data(), dy.data(), dx3.data(), nullptr, nullptr));
+  ASSERT_TRUE(dl::cpu::onednn_conv2d_backward(g, x.data(), w.data(), dy.data(), nullptr, dw3.data(), nullptr));
+  EXPECT_LE(max_rel(dx1, dx3), 1e-5);
+  EXPECT_LE(max_rel(dw1, dw3), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Geometries, ConvEngines,
+    ::testing::Values(Case{2, 3, 17, 23, 8, 3, 3, 1, 1, 1, 1, true}, Case{2, 8, 20, 30, 16, 3, 3, 2, 1, 1, 1, false},
+                      Case{1, 16, 12, 15, 16, 3, 3, 1, 2, 2, 1, false}, Case{2, 8, 10, 14, 8, 3, 3, 1, 6, 6, 1, true},
+                      Case{2, 8, 9, 11, 12, 3, 3, 1, 1, 1, 4, true}, Case{1, 3, 45, 61, 16, 7, 7, 2, 3, 1, 1, false},
+                      Case{2, 16, 40, 40, 8, 1, 1, 1, 0, 1, 1, true}, Case{1, 4, 5, 6, 4, 3, 3, 1, 18, 18, 1, false}));
+
+TEST(ConvEngines, AutoChoosesByPlaneAndFloat64StaysOnIm2col) {
+  // Through the op front end both engines give the same values, in float32 and float64.
+  dl::Generator gen(3);
+  const dl::Tensor x = dl::Tensor::randn({1, 4, 40, 40}, gen), w = dl::Tensor::randn({4, 4, 3, 3}, gen);
+  dl::set_cpu_conv_engine(dl::CpuConvEngine::kIm2col);
+  const auto a = dl::ops::conv2d(x, w, {}, {.padding = {1, 1}}).to_vector_f32();
+  dl::set_cpu_conv_engine(dl::CpuConvEngine::kAuto);
+  const auto b = dl::ops::conv2d(x, w, {}, {.padding = {1, 1}}).to_vector_f32();
+  EXPECT_LE(max_rel(a, b), 1e-5);
+  const auto c = dl::ops::conv2d(x.to(dl::DType::kFloat64), w.to(dl::DType::kFloat64), {}, {.padding = {1, 1}});
+  EXPECT_LE(max_rel(a, c.to_vector_f32()), 1e-5);
+}
+
+}  // namespace
