@@ -10,26 +10,28 @@
 // them with the keys GlobalAccuracy, MeanAccuracy, MeanIoU, WeightedIoU, MeanBFScore, ClassAccuracy,
 // ClassIoU, ClassMeanBFScore (arrays in class order, NaN as null) and ConfusionMatrix (rows = true class).
 //
-// Hook for the model path (`evaluate --model FILE --data DIR ...`, not implemented yet): every source of
-// label maps is a function `void evaluate_X(const Options&, dl::metrics::SegmentationEvaluator&)` that
-// calls ev.add(pred, truth) image by image; reporting is shared. To add the model path: add `model` and
-// `data` to Options and their flags in parse_options, write evaluate_model (load the model, run it over
-// the test split of --data, ev.add(argmax of the logits over dim 1 as N x H x W int32, the N x H x W
-// labels) per batch), and dispatch to it in run() where marked.
+//   evaluate --model FILE [--data DIR] [--image-size HxW] [--split-seed S] [--json FILE]
+//
+// --model reads a model written by `train_camvid --save` (camvid_model.h), loads --data (the generated
+// set of train_camvid when omitted) at --image-size (the model's training size when omitted), takes the
+// test split of --split-seed (train_camvid's default) and scores the argmax of the logits over it.
+//
+// Every source of label maps is a function `void evaluate_X(const Options&, SegmentationEvaluator&)`
+// that calls ev.add(pred, truth) image by image; reporting (report.h) is shared with train_camvid.
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "../common/flags.h"
+#include "camvid_model.h"
 #include "dl/core/threads.h"
 #include "dl/data/camvid_palette.h"
 #include "dl/data/label_image.h"
 #include "dl/metrics/segmentation.h"
+#include "report.h"
 
 namespace {
 
@@ -37,8 +39,13 @@ namespace fs = std::filesystem;
 using dl::metrics::SegmentationEvaluator;
 using dl::metrics::SegmentationMetrics;
 
+namespace camvid = dl::examples::camvid;
+
 struct Options {
-  std::string pred_dir, truth_dir;  // the folder path
+  std::string pred_dir, truth_dir;          // the folder path
+  std::string model, data_dir, image_size;  // the model path
+  uint64_t split_seed = camvid::kDefaultSplitSeed;
+  int64_t batch_size = 8;
   int classes = dl::data::kCamVidNumClasses;
   std::string class_names;  // comma-separated; default: CamVid's for 11 classes, else Class0, ...
   std::string json_path;
@@ -96,103 +103,28 @@ void evaluate_folders(const Options& o, SegmentationEvaluator& ev) {
   }
 }
 
-// ---- reporting ----
+// ---- the model path: --model FILE [--data DIR] ----
 
-std::vector<std::string> class_names(const Options& o) {
-  std::vector<std::string> names;
-  if (!o.class_names.empty()) {
-    std::string item;
-    for (char c : o.class_names + ",") {
-      if (c != ',') {
-        item += c;
-        continue;
-      }
-      names.push_back(item);
-      item.clear();
-    }
-    DL_CHECK(static_cast<int>(names.size()) == o.classes, "evaluate: --class-names gives ", names.size(), " names for ",
-             o.classes, " classes");
-  } else if (o.classes == dl::data::kCamVidNumClasses) {
-    names = dl::data::camvid_class_names();
-  } else {
-    for (int c = 0; c < o.classes; ++c) names.push_back("Class" + std::to_string(c));
-  }
-  return names;
-}
-
-std::string fmt(double v) {
-  if (std::isnan(v)) return "NaN";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4f", v);
-  return buf;
-}
-
-void print_metrics(const SegmentationMetrics& m, const std::vector<std::string>& names) {
-  std::printf("\nData set metrics (%lld images):\n\n", static_cast<long long>(m.num_images));
-  std::printf("  %-16s %-16s %-16s %-16s %s\n", "GlobalAccuracy", "MeanAccuracy", "MeanIoU", "WeightedIoU",
-              "MeanBFScore");
-  std::printf("  %-16s %-16s %-16s %-16s %s\n", fmt(m.global_accuracy).c_str(), fmt(m.mean_accuracy).c_str(),
-              fmt(m.mean_iou).c_str(), fmt(m.weighted_iou).c_str(), fmt(m.mean_bf_score).c_str());
-  size_t width = 5;
-  for (const auto& n : names) width = std::max(width, n.size());
-  std::printf("\nClass metrics:\n\n  %-*s  %-10s %-10s %s\n", static_cast<int>(width), "Class", "Accuracy", "IoU",
-              "MeanBFScore");
-  for (int c = 0; c < m.num_classes; ++c)
-    std::printf("  %-*s  %-10s %-10s %s\n", static_cast<int>(width), names[c].c_str(), fmt(m.class_accuracy[c]).c_str(),
-                fmt(m.class_iou[c]).c_str(), fmt(m.class_mean_bf_score[c]).c_str());
-}
-
-std::string json_number(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
-
-std::string json_array(const std::vector<double>& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + json_number(v[i]);
-  return s + "]";
-}
-
-std::string json_string(const std::string& v) {
-  std::string s = "\"";
-  for (char c : v) {
-    if (c == '"' || c == '\\') s += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) continue;
-    s += c;
-  }
-  return s + "\"";
-}
-
-void write_json(const std::string& path, const SegmentationMetrics& m, const std::vector<std::string>& names) {
-  std::string s = "{\n";
-  s += "  \"GlobalAccuracy\": " + json_number(m.global_accuracy) + ",\n";
-  s += "  \"MeanAccuracy\": " + json_number(m.mean_accuracy) + ",\n";
-  s += "  \"MeanIoU\": " + json_number(m.mean_iou) + ",\n";
-  s += "  \"WeightedIoU\": " + json_number(m.weighted_iou) + ",\n";
-  s += "  \"MeanBFScore\": " + json_number(m.mean_bf_score) + ",\n";
-  s += "  \"ClassAccuracy\": " + json_array(m.class_accuracy) + ",\n";
-  s += "  \"ClassIoU\": " + json_array(m.class_iou) + ",\n";
-  s += "  \"ClassMeanBFScore\": " + json_array(m.class_mean_bf_score) + ",\n";
-  s += "  \"ConfusionMatrix\": [";
-  for (int t = 0; t < m.num_classes; ++t) {
-    s += t ? ",\n    [" : "\n    [";
-    for (int p = 0; p < m.num_classes; ++p) s += (p ? ", " : "") + std::to_string(m.confusion_at(t, p));
-    s += "]";
-  }
-  s += "\n  ],\n  \"ClassNames\": [";
-  for (size_t c = 0; c < names.size(); ++c) s += (c ? ", " : "") + json_string(names[c]);
-  s += "],\n  \"NumImages\": " + std::to_string(m.num_images) + "\n}\n";
-
-  const std::string tmp = path + ".tmp";  // written whole, then renamed: no reader sees half a file
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    DL_CHECK(f.good(), "evaluate: cannot open '", tmp, "' for writing");
-    f << s;
-    DL_CHECK(f.good(), "evaluate: cannot write '", tmp, "'");
-  }
-  fs::rename(tmp, path);
+void evaluate_model(const Options& o, SegmentationEvaluator& ev) {
+  camvid::LoadedModel m = camvid::load_camvid_model(o.model);
+  DL_CHECK(o.classes == m.info.num_classes, "evaluate: --classes is ", o.classes, " but ", o.model, " has ",
+           m.info.num_classes, " classes");
+  if (o.split_seed != m.info.split_seed)
+    std::printf("evaluate: note: %s was trained with --split-seed %llu, evaluating the test split of %llu\n",
+                o.model.c_str(), static_cast<unsigned long long>(m.info.split_seed),
+                static_cast<unsigned long long>(o.split_seed));
+  const dl::data::ImageSize size = o.image_size.empty() ? dl::data::ImageSize{m.info.height, m.info.width}
+                                                        : dl::data::parse_image_size(o.image_size);
+  const std::string dir = camvid::resolve_data_dir(o.data_dir, "evaluate");
+  auto images = std::make_shared<const dl::data::CamVidImages>(dl::data::load_camvid(dir, size));
+  const dl::data::CamVidSplit split = dl::data::split_camvid(images->size(), o.split_seed);
+  DL_CHECK(!split.test.empty(), "evaluate: ", dir, " holds ", images->size(), " images, too few for a test split");
+  std::printf("evaluate: model %s (trained at %lldx%lld), test split of %s: %lld images at %lldx%lld\n",
+              o.model.c_str(), static_cast<long long>(m.info.height), static_cast<long long>(m.info.width), dir.c_str(),
+              static_cast<long long>(split.test.size()), static_cast<long long>(images->height),
+              static_cast<long long>(images->width));
+  dl::data::CamVidDataset test(images, split.test, m.info.normalisation);
+  camvid::evaluate_segmentation(*m.net, test, o.batch_size, ev);
 }
 
 // ---- main ----
@@ -200,12 +132,18 @@ void write_json(const std::string& path, const SegmentationMetrics& m, const std
 bool parse_options(int argc, char** argv, Options& o) {
   dl::examples::Flags f("evaluate",
                         "Semantic segmentation metrics (MATLAB's evaluateSemanticSegmentation) of predicted label\n"
-                        "PNGs against ground-truth label PNGs matched by file name (a.png <-> a.png or a_L.png).");
+                        "PNGs against ground-truth label PNGs matched by file name (a.png <-> a.png or a_L.png),\n"
+                        "or of a model trained by train_camvid over the test split of a CamVid folder.");
   f.add({"pred"}, &o.pred_dir, "folder of predicted label PNGs (8-bit class indices, 255 = void, or CamVid RGB)");
   f.add({"truth"}, &o.truth_dir, "folder of ground-truth label PNGs, same forms");
   f.add({"classes"}, &o.classes, "number of classes");
   f.add({"class-names"}, &o.class_names,
         "comma-separated class names; empty: CamVid's for 11 classes, else Class0, Class1, ...");
+  f.add({"model"}, &o.model, "a model written by train_camvid --save: evaluate it over the test split of --data");
+  f.add({"data"}, &o.data_dir, "with --model: the CamVid folder (empty: train_camvid's generated set)");
+  f.add({"image-size"}, &o.image_size, "with --model: evaluate at this size HxW (empty: the model's training size)");
+  f.add({"split-seed"}, &o.split_seed, "with --model: seed of the 60/20/20 split (train_camvid's default)");
+  f.add({"batch-size"}, &o.batch_size, "with --model: images per forward pass");
   f.add({"json"}, &o.json_path, "write the metrics to this JSON file");
   f.add({"threads"}, &o.threads, "CPU threads (0: all)");
   return f.parse(argc, argv);
@@ -216,24 +154,25 @@ int run(int argc, char** argv) {
   if (!parse_options(argc, argv, o)) return 0;
   DL_CHECK(o.classes > 0 && o.classes < 255, "evaluate: --classes must be in [1, 254], got ", o.classes);
   if (o.threads > 0) dl::set_num_threads(o.threads);
-  const std::vector<std::string> names = class_names(o);
+  const std::vector<std::string> names = camvid::class_names(o.classes, o.class_names);
 
   SegmentationEvaluator ev(o.classes);
   if (!o.pred_dir.empty() || !o.truth_dir.empty()) {
     DL_CHECK(!o.pred_dir.empty() && !o.truth_dir.empty(), "evaluate: give both --pred DIR and --truth DIR");
     std::printf("evaluate: predictions %s, ground truth %s, %d classes\n", o.pred_dir.c_str(), o.truth_dir.c_str(),
                 o.classes);
+    DL_CHECK(o.model.empty(), "evaluate: give either --model or --pred/--truth, not both");
     evaluate_folders(o, ev);
-  }
-  // Hook: `else if (!o.model.empty()) evaluate_model(o, ev);` goes here (see the top of the file).
-  else {
-    DL_THROW("evaluate: give --pred DIR --truth DIR (see --help)");
+  } else if (!o.model.empty()) {
+    evaluate_model(o, ev);
+  } else {
+    DL_THROW("evaluate: give --model FILE or --pred DIR --truth DIR (see --help)");
   }
 
   const SegmentationMetrics m = ev.result();
-  print_metrics(m, names);
+  camvid::print_metrics(m, names);
   if (!o.json_path.empty()) {
-    write_json(o.json_path, m, names);
+    camvid::write_metrics_json(o.json_path, m, names);
     std::printf("\nwrote %s\n", o.json_path.c_str());
   }
   return 0;

@@ -24,6 +24,24 @@ const std::vector<ProgramSpec>& all_programs() {
        .estimate_flag = "--estimate-memory",
        .quiet_flags = {"--verbose", "off", "--progress", "plain"},
        .metrics = {{"accuracy", "test.accuracy", true}, {"test loss", "test.loss", false}}},
+      // DeepLabv3+ on CamVid (examples/camvid): its --image-size takes HxW, so the grid's single
+      // image-size number is not passed (give --image-size after "--" instead).
+      {.name = "train_camvid",
+       .binary = "train_camvid",
+       .batch_flag = "--mini-batch-size",
+       .epochs_flag = "--max-epochs",
+       .device_flag = "--device",
+       .threads_flag = "--threads",
+       .solver_flag = "--solver",
+       .learn_rate_flag = "--initial-learn-rate",
+       .report_flag = "--report-json",
+       .log_csv_flag = "--log-csv",
+       .memory_limit_flag = "--memory-limit",
+       .probe_steps_flag = "--probe-steps",
+       .quiet_flags = {"--verbose", "off", "--progress", "plain"},
+       .metrics = {{"global accuracy", "test.accuracy", true},
+                   {"mean IoU", "test.MeanIoU", false},
+                   {"test loss", "test.loss", false}}},
   };
   return programs;
 }

@@ -1,6 +1,5 @@
 // The reference programs a sweep can run, by name, with the flags each takes for every dimension
-// of the grid and the metrics its --report-json carries. A second program (the DeepLabv3+ trainer)
-// is one more entry in kPrograms.
+// of the grid and the metrics its --report-json carries: train_mnist and train_camvid (DeepLabv3+).
 #pragma once
 #include <string>
 #include <vector>

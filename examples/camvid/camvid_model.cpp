@@ -1,0 +1,159 @@
+// The CamVid model file, prediction and evaluation of a split (see camvid_model.h).
+#include "camvid_model.h"
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <numeric>
+
+#include "dl/autograd/engine.h"
+#include "dl/core/safetensors.h"
+#include "dl/nn/state.h"
+
+namespace dl::examples::camvid {
+
+namespace {
+constexpr const char* kNormalisationName = "input_normalisation";
+constexpr const char* kKind = "deeplabv3plus-camvid";
+
+int64_t meta_int(const SafeTensors& f, const std::string& key, const std::string& path) {
+  const auto it = f.metadata.find(key);
+  DL_CHECK(it != f.metadata.end(), path, ": not a train_camvid model (no metadata '", key, "')");
+  try {
+    size_t used = 0;
+    const long long v = std::stoll(it->second, &used);
+    DL_CHECK(used == it->second.size(), "");
+    return v;
+  } catch (const std::exception&) {
+    DL_THROW(path, ": metadata '", key, "' is '", it->second, "', expected an integer");
+  }
+}
+// N x C x H x W logits (any device) -> N x H x W int32 argmax over C on the CPU (the first maximum).
+Tensor argmax_channels(const Tensor& logits_any) {
+  const Tensor logits = logits_any.to(Device::cpu()).to(DType::kFloat32);
+  DL_CHECK(logits.dim() == 4, "argmax over classes: expected N x C x H x W logits, got ", logits.shape().str());
+  const int64_t n = logits.size(0), c = logits.size(1), hw = logits.size(2) * logits.size(3);
+  Tensor labels = Tensor::empty(Shape({n, logits.size(2), logits.size(3)}), DType::kInt32);
+  const float* l = logits.data<float>();
+  int32_t* out = labels.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t p = 0; p < hw; ++p) {
+      const float* lp = l + i * c * hw + p;
+      int64_t best = 0;
+      for (int64_t k = 1; k < c; ++k)
+        if (lp[k * hw] > lp[best * hw]) best = k;
+      out[i * hw + p] = static_cast<int32_t>(best);
+    }
+  return labels;
+}
+
+}  // namespace
+
+data::SynthOptions default_synth_options() {
+  data::SynthOptions o;
+  o.images = 120;
+  o.height = 96;
+  o.width = 128;
+  o.seed = 1;
+  return o;
+}
+
+std::string resolve_data_dir(const std::string& data_dir, const std::string& program) {
+  if (!data_dir.empty()) return data_dir;
+  const data::SynthOptions o = default_synth_options();
+  std::printf("%s: no --data: using the generated CamVid-format set in %s (%lld images of %lldx%lld, seed %llu)\n",
+              program.c_str(), kDefaultSynthDir, static_cast<long long>(o.images), static_cast<long long>(o.height),
+              static_cast<long long>(o.width), static_cast<unsigned long long>(o.seed));
+  std::fflush(stdout);
+  if (data::ensure_synthetic_camvid(kDefaultSynthDir, o))
+    std::printf("%s: generated %s\n", program.c_str(), kDefaultSynthDir);
+  return kDefaultSynthDir;
+}
+
+void save_camvid_model(const std::string& path, const nn::DeepLabV3Plus& model, const ModelInfo& info) {
+  std::vector<std::pair<std::string, Tensor>> tensors = model.state();
+  for (auto& [name, t] : tensors) {
+    DL_CHECK(name != kNormalisationName, "save_camvid_model: the model has a tensor named ", name);
+    t = t.to(Device::cpu());
+  }
+  tensors.emplace_back(kNormalisationName, data::normalisation_to_tensor(info.normalisation));
+  save_safetensors(path, tensors,
+                   {{"format", "pt"},
+                    {"producer", "libdl train_camvid"},
+                    {"kind", kKind},
+                    {"num_classes", std::to_string(info.num_classes)},
+                    {"image_pooling", info.image_pooling ? "1" : "0"},
+                    {"height", std::to_string(info.height)},
+                    {"width", std::to_string(info.width)},
+                    {"split_seed", std::to_string(info.split_seed)}});
+}
+
+LoadedModel load_camvid_model(const std::string& path) {
+  SafeTensors f = load_safetensors(path);
+  const auto kind = f.metadata.find("kind");
+  DL_CHECK(kind != f.metadata.end() && kind->second == kKind, path, ": not a train_camvid model (metadata kind '",
+           kind == f.metadata.end() ? std::string() : kind->second, "', expected '", kKind, "')");
+  LoadedModel m;
+  m.info.num_classes = static_cast<int>(meta_int(f, "num_classes", path));
+  m.info.image_pooling = meta_int(f, "image_pooling", path) != 0;
+  m.info.height = meta_int(f, "height", path);
+  m.info.width = meta_int(f, "width", path);
+  m.info.split_seed = static_cast<uint64_t>(meta_int(f, "split_seed", path));
+  DL_CHECK(m.info.num_classes > 0 && m.info.num_classes < 255, path, ": num_classes ", m.info.num_classes,
+           " outside [1, 254]");
+  DL_CHECK(m.info.height > 0 && m.info.width > 0, path, ": bad input size ", m.info.height, "x", m.info.width);
+
+  nn::NamedTensors state;
+  bool found = false;
+  for (auto& [name, t] : f.tensors) {
+    if (name == kNormalisationName) {
+      m.info.normalisation = data::normalisation_from_tensor(t);
+      found = true;
+    } else {
+      state.emplace_back(name, t);
+    }
+  }
+  DL_CHECK(found, path, ": no '", kNormalisationName, "' tensor (the input normalisation)");
+  nn::DeepLabV3PlusOptions o;
+  o.num_classes = m.info.num_classes;
+  o.image_pooling = m.info.image_pooling;
+  m.net = std::make_unique<nn::DeepLabV3Plus>(o);
+  nn::load_state(*m.net, state, path);
+  m.net->eval();
+  return m;
+}
+
+Tensor predict_labels(nn::Layer& model, const Tensor& inputs) {
+  const bool was_training = model.is_training();
+  model.eval();
+  Tensor labels;
+  {
+    autograd::NoGradGuard no_grad;
+    labels = argmax_channels(model.forward(inputs));
+  }
+  model.train(was_training);
+  return labels;
+}
+
+double evaluate_segmentation(nn::Layer& model, const data::Dataset& d, int64_t batch_size,
+                             metrics::SegmentationEvaluator& ev, const ops::CrossEntropyOptions* loss) {
+  DL_CHECK(batch_size > 0, "evaluate_segmentation: batch size ", batch_size);
+  const bool was_training = model.is_training();
+  model.eval();
+  autograd::NoGradGuard no_grad;
+  double loss_sum = 0;
+  std::vector<int64_t> idx;
+  for (int64_t b = 0; b < d.size(); b += batch_size) {
+    idx.resize(static_cast<size_t>(std::min(batch_size, d.size() - b)));
+    std::iota(idx.begin(), idx.end(), b);
+    const data::Batch batch = d.get_batch(idx);
+    const Tensor logits = model.forward(batch.inputs);  // N x C x H x W
+    if (loss)
+      loss_sum += ops::cross_entropy(logits, batch.targets, *loss).item<double>() * static_cast<double>(idx.size());
+    ev.add(argmax_channels(logits), batch.targets.to(Device::cpu()));
+  }
+  model.train(was_training);
+  return loss && d.size() ? loss_sum / static_cast<double>(d.size()) : std::numeric_limits<double>::quiet_NaN();
+}
+
+}  // namespace dl::examples::camvid

@@ -1,0 +1,59 @@
+// What the CamVid programs (train_camvid, evaluate, segment) share besides reporting: the trained
+// model's file, running the network to label maps, evaluating a split, and the default data set.
+//
+// The model file is safetensors: the DeepLabv3+ state (names of dl/nn/deeplab.h), one more tensor
+// "input_normalisation" (float32 2 x 3: the training split's per-channel mean row, then std row, of
+// pixel / 255), and metadata kind = "deeplabv3plus-camvid", num_classes, image_pooling (0 or 1),
+// height and width (the input size it was trained at) and split_seed.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dl/data/camvid.h"
+#include "dl/data/camvid_synth.h"
+#include "dl/metrics/segmentation.h"
+#include "dl/nn/deeplab.h"
+#include "dl/ops/loss.h"
+
+namespace dl::examples::camvid {
+
+// The split seed of train_camvid and evaluate (the same default in both, so that evaluate scores the
+// test split that training held out).
+inline constexpr uint64_t kDefaultSplitSeed = 0;
+
+// The generated data set used when --data is not given: 120 images of 96 x 128 (seed 1) in
+// data/camvid_synth, written on first use.
+inline constexpr const char* kDefaultSynthDir = "data/camvid_synth";
+data::SynthOptions default_synth_options();
+// `data_dir` when given, else the default generated set (written when missing, with a line saying so).
+std::string resolve_data_dir(const std::string& data_dir, const std::string& program);
+
+struct ModelInfo {
+  int num_classes = data::kCamVidNumClasses;
+  bool image_pooling = true;
+  int64_t height = 0, width = 0;  // the input size of training
+  uint64_t split_seed = kDefaultSplitSeed;
+  data::Normalisation normalisation;
+};
+
+void save_camvid_model(const std::string& path, const nn::DeepLabV3Plus& model, const ModelInfo& info);
+
+struct LoadedModel {
+  std::unique_ptr<nn::DeepLabV3Plus> net;
+  ModelInfo info;
+};
+// Builds the network from the metadata and loads every tensor (all names and shapes checked; the only
+// tensor without a counterpart allowed is input_normalisation). Throws dl::Error naming the file.
+LoadedModel load_camvid_model(const std::string& path);
+
+// inputs N x 3 x H x W (normalised) -> N x H x W int32 class indices: argmax over dim 1 of the logits,
+// in eval mode and without recording a graph (the model's train/eval flag is restored).
+Tensor predict_labels(nn::Layer& model, const Tensor& inputs);
+
+// Runs the model over every sample of `d` (batches of `batch_size`), adding the predicted and true
+// label maps to `ev`. With `loss` given, returns the mean cross-entropy per sample, else NaN.
+double evaluate_segmentation(nn::Layer& model, const data::Dataset& d, int64_t batch_size,
+                             metrics::SegmentationEvaluator& ev, const ops::CrossEntropyOptions* loss = nullptr);
+
+}  // namespace dl::examples::camvid
