@@ -144,12 +144,14 @@ template <typename F> void for_each_block(const Blocking& bl, int64_t n, F&& bod
     for (int64_t blk = 0; blk < bl.blocks; ++blk) run(blk, 0);
     return;
   }
+  ParallelErrors errors;
 #pragma omp parallel num_threads(num_threads())
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t per = (bl.blocks + nt - 1) / nt;
-    for (int64_t blk = t * per; blk < std::min(bl.blocks, (t + 1) * per); ++blk) run(blk, t);
+    for (int64_t blk = t * per; blk < std::min(bl.blocks, (t + 1) * per); ++blk) errors.run([&] { run(blk, t); });
   }
+  errors.rethrow();
 }
 // Note [conv engines]: oneDNN's direct kernels win on large feature maps (ResNet stages at 360 x 480);
 // the blocked im2col + GEMM path wins on MNIST's small images, where oneDNN's layout reorders cost
@@ -192,12 +194,16 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b,
   const int64_t kdim = cg * g.r * g.s;
   const Blocking bl = choose_blocking(g);
   const int64_t ld_max = bl.images * plane;
-  std::vector<Scratch<T>> cols(static_cast<size_t>(num_threads())), outs(cols.size());
+  // Buffers are taken before the parallel region, so that running out of memory throws from here.
+  const size_t workers = bl.parallel ? static_cast<size_t>(num_threads()) : 1;
+  std::vector<Scratch<T>> cols(workers), outs(workers);
+  for (size_t t = 0; t < workers; ++t) {
+    cols[t].ensure(static_cast<size_t>(kdim * ld_max));
+    outs[t].ensure(static_cast<size_t>(kg * ld_max));
+  }
   for_each_block(bl, g.n, [&](int64_t n0, int64_t nb, int t) {
     Scratch<T>& col = cols[t];
     Scratch<T>& out = outs[t];
-    col.ensure(static_cast<size_t>(kdim * ld_max));
-    out.ensure(static_cast<size_t>(kg * ld_max));
     const int64_t ld = nb * plane;
     for (int gi = 0; gi < g.p.groups; ++gi) {
       for (int64_t i = 0; i < nb; ++i)
@@ -223,15 +229,18 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* d
   const int64_t wsize = g.k * kdim;
   const Blocking bl = choose_blocking(g);
   const int64_t ld_max = bl.images * plane;
-  const size_t threads = static_cast<size_t>(num_threads());
-  std::vector<Scratch<T>> cols(threads), dys(threads), dws(threads), dbs(threads);
+  // Buffers are taken before the parallel region, so that running out of memory throws from here.
+  const size_t workers = bl.parallel ? static_cast<size_t>(num_threads()) : 1;
+  std::vector<Scratch<T>> cols(workers), dys(workers), dws(workers), dbs(workers);
+  for (size_t t = 0; t < workers; ++t) {
+    cols[t].ensure(static_cast<size_t>(kdim * ld_max));
+    dys[t].ensure(static_cast<size_t>(kg * ld_max));
+    if (dw) dws[t].ensure_zeroed(static_cast<size_t>(wsize));
+    if (db) dbs[t].ensure_zeroed(static_cast<size_t>(g.k));
+  }
   for_each_block(bl, g.n, [&](int64_t n0, int64_t nb, int t) {
     Scratch<T>& col = cols[t];
     Scratch<T>& dyb = dys[t];
-    col.ensure(static_cast<size_t>(kdim * ld_max));
-    dyb.ensure(static_cast<size_t>(kg * ld_max));
-    if (dw) dws[t].ensure_zeroed(static_cast<size_t>(wsize));
-    if (db) dbs[t].ensure_zeroed(static_cast<size_t>(g.k));
     if (dx) std::fill(dx + n0 * g.c * g.h * g.w, dx + (n0 + nb) * g.c * g.h * g.w, T(0));
     const int64_t ld = nb * plane;
     for (int gi = 0; gi < g.p.groups; ++gi) {
