@@ -28,12 +28,15 @@ double max_rel_error(const torch::Tensor& ref, const torch::Tensor& got) {
 }
 double max_rel_error(const torch::Tensor& ref, const dl::Tensor& got) { return max_rel_error(ref, to_torch(got)); }
 
-// Note [pooling-branch conditioning]: the image-pooling branch normalises N values per channel
-// (N x 256 x 1 x 1), so its batch norm divides by the spread of N pooled features; float32 rounding
-// upstream is amplified there and no two float32 implementations agree to 1e-4 on the gradients
-// below it (libtorch's own float32 disagrees with its float64 by as much). With `exact` set the
-// bound is 1e-4 against libtorch float32; otherwise libdl must be as close to libtorch float64 as
-// libtorch float32 is (within a factor 2, or 1e-4).
+// Note [parity conditioning]: logits and the loss are compared with libtorch float32 and float64 at
+// 1e-4. Gradients are ill-conditioned in float32 wherever batch norm follows: a convolution's
+// weight gradient before a training-mode batch norm is a sum of terms that cancel (batch norm
+// removes the mean of dY), and the image-pooling branch normalises only N values per channel. Two
+// float32 implementations then differ by more than 1e-4 (here libtorch float32 is up to 1.3e-2 off
+// its own float64 result on decoder.conv1.conv.weight, while libdl is within 1e-5 of it), so the
+// gradients are held to the exact answer: libdl must be as close to libtorch float64 as libtorch
+// float32 is (within a factor 2), or within 1e-4. With `exact` set, libtorch float32 itself is the
+// reference at 1e-4. DL_PARITY_DEBUG=1 prints the three errors per parameter.
 void check_parity(bool image_pooling, int64_t n, int64_t h, int64_t w, bool exact) {
   torch::set_num_threads(2);
   dl::Generator gen(11);
@@ -118,6 +121,9 @@ void check_parity(bool image_pooling, int64_t n, int64_t h, int64_t w, bool exac
     if (!p.tensor.grad().defined()) FAIL() << p.name;
     const auto &g32 = tgrads.at(p.name), &g64 = tgrads64.at(p.name);
     EXPECT_LE(max_rel_error(reference(g32, g64), p.tensor.grad()), bound(g32, g64)) << p.name;
+    if (std::getenv("DL_PARITY_DEBUG"))
+      std::printf("%-45s libdl-vs-f64 %.2e  torch32-vs-f64 %.2e  libdl-vs-torch32 %.2e\n", p.name.c_str(),
+                  max_rel_error(g64, p.tensor.grad()), max_rel_error(g64, g32), max_rel_error(g32, p.tensor.grad()));
     ++checked;
   }
   EXPECT_EQ(checked, static_cast<int>(tgrads.size()));
@@ -127,7 +133,7 @@ void check_parity(bool image_pooling, int64_t n, int64_t h, int64_t w, bool exac
   for (const auto& [name, t] : net.named_buffers()) EXPECT_LE(max_rel_error(tbufs.at(name), t), 1e-4) << name;
 }
 
-TEST(DeepLabTorchParity, WithoutImagePooling) { check_parity(false, 2, 64, 96, /*exact=*/true); }
+TEST(DeepLabTorchParity, WithoutImagePooling) { check_parity(false, 2, 64, 96, /*exact=*/false); }
 TEST(DeepLabTorchParity, WithImagePooling) { check_parity(true, 8, 32, 48, /*exact=*/false); }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include "dl/config.h"
@@ -168,11 +169,17 @@ bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float
                             float* db) {
   guarded("convolution backward", [&](Engine& e) {
     Primitives& p = primitives_for(g, db != nullptr);
+    // dy is reordered once when both backward primitives want the same layout (the usual case).
+    std::optional<Staged> ddst_data, ddst_weights;
+    if (dx) ddst_data.emplace(p.dst, p.bwd_data.diff_dst_desc(), const_cast<float*>(dy), true, e);
+    if (dw || db) {
+      if (!dx || p.bwd_weights.diff_dst_desc() != p.bwd_data.diff_dst_desc())
+        ddst_weights.emplace(p.dst, p.bwd_weights.diff_dst_desc(), const_cast<float*>(dy), true, e);
+    }
     if (dx) {
-      Staged ddst(p.dst, p.bwd_data.diff_dst_desc(), const_cast<float*>(dy), true, e);
       Staged wei(p.wei, p.bwd_data.weights_desc(), const_cast<float*>(w), true, e);
       Staged dsrc(p.src, p.bwd_data.diff_src_desc(), dx, false, e);
-      p.bwd_data_prim.execute(e.stream, {{DNNL_ARG_DIFF_DST, ddst.mem()}, {DNNL_ARG_WEIGHTS, wei.mem()},
+      p.bwd_data_prim.execute(e.stream, {{DNNL_ARG_DIFF_DST, ddst_data->mem()}, {DNNL_ARG_WEIGHTS, wei.mem()},
                                          {DNNL_ARG_DIFF_SRC, dsrc.mem()}});
       dsrc.store(e);
       e.stream.wait();  // before the staged buffers go back to the allocator
@@ -182,9 +189,9 @@ bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float
       Scratch<float> dw_sink;
       float* dw_out = dw ? dw : dw_sink.ensure(static_cast<size_t>(p.wei.get_size() / sizeof(float)));
       Staged src(p.src, p.bwd_weights.src_desc(), const_cast<float*>(x), true, e);
-      Staged ddst(p.dst, p.bwd_weights.diff_dst_desc(), const_cast<float*>(dy), true, e);
+      const memory& ddst = ddst_weights ? ddst_weights->mem() : ddst_data->mem();
       Staged dwei(p.wei, p.bwd_weights.diff_weights_desc(), dw_out, false, e);
-      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src.mem()}, {DNNL_ARG_DIFF_DST, ddst.mem()},
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src.mem()}, {DNNL_ARG_DIFF_DST, ddst},
                                            {DNNL_ARG_DIFF_WEIGHTS, dwei.mem()}};
       if (db) args.emplace(DNNL_ARG_DIFF_BIAS, memory(p.bias, e.engine, db));
       p.bwd_weights_prim.execute(e.stream, args);

@@ -16,9 +16,9 @@ Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const Conv2d
 
 namespace dl {
 
-// How float32 convolutions run on the CPU: kAuto (oneDNN's direct kernels for feature maps of at
-// least 1024 output pixels when libdl was built with oneDNN, im2col + GEMM otherwise), or one
-// engine always. The environment variable DL_CPU_CONV=auto|im2col|onednn sets the initial choice.
+// How float32 convolutions run on the CPU: kAuto (oneDNN's direct kernels when libdl was built
+// with oneDNN and a group has at least 8 input channels, im2col + GEMM otherwise: Note [conv
+// engines] in backend/cpu/conv2d.cpp), or one engine always. The environment variable DL_CPU_CONV=auto|im2col|onednn sets the initial choice.
 enum class CpuConvEngine { kAuto, kIm2col, kOneDnn };
 void set_cpu_conv_engine(CpuConvEngine e);
 CpuConvEngine cpu_conv_engine();
