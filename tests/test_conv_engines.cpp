@@ -77,7 +77,24 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{2, 8, 9, 11, 12, 3, 3, 1, 1, 1, 4, true}, Case{1, 3, 45, 61, 16, 7, 7, 2, 3, 1, 1, false},
                       Case{2, 16, 40, 40, 8, 1, 1, 1, 0, 1, 1, true}, Case{1, 4, 5, 6, 4, 3, 3, 1, 18, 18, 1, false}));
 
-TEST(ConvEngines, AutoChoosesByPlaneAndFloat64StaysOnIm2col) {
+TEST(ConvEngines, OneDnnIsBitReproducible) {
+  // Same inputs, same threads: the same bits (resumed training relies on it).
+  if (!dl::cpu_onednn_available()) GTEST_SKIP() << "libdl built without oneDNN";
+  const dl::Conv2dGeometry g = dl::ops::conv2d_geometry({4, 16, 20, 20}, {32, 16, 3, 3}, {.padding = {1, 1}});
+  dl::Generator gen(5);
+  const auto x = dl::Tensor::randn({4, 16, 20, 20}, gen).to_vector_f32();
+  const auto w = dl::Tensor::randn({32, 16, 3, 3}, gen).to_vector_f32();
+  const auto dy = dl::Tensor::randn({4, 32, 20, 20}, gen).to_vector_f32();
+  std::vector<std::vector<float>> dws;
+  for (int run = 0; run < 2; ++run) {
+    auto dx = filled(static_cast<int64_t>(x.size()), 0.f), dw = filled(static_cast<int64_t>(w.size()), 0.f);
+    ASSERT_TRUE(dl::cpu::onednn_conv2d_backward(g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), nullptr));
+    dws.push_back(dw);
+  }
+  EXPECT_EQ(dws[0], dws[1]);
+}
+
+TEST(ConvEngines, EnginesAgreeThroughTheOpAndFloat64StaysOnIm2col) {
   // Through the op front end both engines give the same values, in float32 and float64.
   dl::Generator gen(3);
   const dl::Tensor x = dl::Tensor::randn({1, 4, 40, 40}, gen), w = dl::Tensor::randn({4, 4, 3, 3}, gen);
