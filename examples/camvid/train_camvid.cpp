@@ -22,6 +22,7 @@
 #include <numeric>
 
 #include "../common/flags.h"
+#include "../common/run_report.h"
 #include "../sweep/json.h"
 #include "../sweep/units.h"
 #include "camvid_model.h"
@@ -41,42 +42,11 @@ namespace camvid = dl::examples::camvid;
 Json g_report = Json::object();
 std::string g_report_path;
 
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
-// Written to a temporary and renamed: a reader never sees half a report.
-void write_json_file(const std::string& path, const Json& j) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    DL_CHECK(f.good(), tmp, ": cannot open for writing");
-    f << j.dump(2) << '\n';
-    DL_CHECK(f.good(), tmp, ": write failed");
-  }
-  std::filesystem::rename(tmp, path);
-}
+using dl::examples::first_n;
+using dl::examples::write_json_file;
 
 void write_report(const std::string& status, const std::string& error = "") {
-  if (g_report_path.empty()) return;
-  g_report["status"] = status;
-  if (!error.empty()) g_report["error"] = error;
-  Json& mem = g_report["memory"];
-  mem["peak_rss_bytes"] = dl::train::peak_rss_bytes();
-  mem["allocator_peak_bytes"] = dl::CpuAllocator::instance().stats().peak_bytes;
-  mem["allocator_limit_bytes"] = dl::CpuAllocator::instance().limit();
-  g_report["cpu_seconds"] = cpu_seconds();
-  write_json_file(g_report_path, g_report);
-}
-
-// n indices of a data set, repeated when n exceeds its size (the probe's batches can be larger).
-std::shared_ptr<const dl::data::Dataset> first_n(std::shared_ptr<const dl::data::Dataset> d, int64_t n) {
-  std::vector<int64_t> idx(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i % d->size();
-  return std::make_shared<dl::data::SubsetDataset>(d, std::move(idx));
+  dl::examples::write_run_report(g_report_path, g_report, status, error);
 }
 
 int run(int argc, char** argv) {

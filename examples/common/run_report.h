@@ -1,0 +1,64 @@
+// The run report of the example programs (--report-json): a JSON object filled as a run goes and
+// written atomically with the process's memory and CPU figures, so that a failed run still says
+// what it was. Shared by train_mnist and train_camvid, read by dl-sweep.
+#pragma once
+#include <sys/resource.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../sweep/json.h"
+#include "dl/core/allocator.h"
+#include "dl/data/dataset.h"
+#include "dl/train/resources.h"
+
+namespace dl::examples {
+
+// User plus system CPU time of this process.
+inline double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+// Written to a temporary and renamed: a reader never sees half a report.
+inline void write_json_file(const std::string& path, const dl::sweep::Json& j) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    DL_CHECK(f.good(), tmp, ": cannot open for writing");
+    f << j.dump(2) << '\n';
+    DL_CHECK(f.good(), tmp, ": write failed");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+// Adds the status (and error), the memory figures and the CPU time, then writes `report` to `path`
+// (nothing when `path` is empty).
+inline void write_run_report(const std::string& path, dl::sweep::Json& report, const std::string& status,
+                             const std::string& error) {
+  if (path.empty()) return;
+  report["status"] = status;
+  if (!error.empty()) report["error"] = error;
+  dl::sweep::Json& mem = report["memory"];
+  mem["peak_rss_bytes"] = dl::train::peak_rss_bytes();
+  mem["allocator_peak_bytes"] = dl::CpuAllocator::instance().stats().peak_bytes;
+  mem["allocator_limit_bytes"] = dl::CpuAllocator::instance().limit();
+  report["cpu_seconds"] = cpu_seconds();
+  write_json_file(path, report);
+}
+
+// The first n samples of a data set, repeated when n exceeds its size (the probe's batches can be
+// larger than the data set); the data set itself when n <= 0.
+inline std::shared_ptr<const dl::data::Dataset> first_n(std::shared_ptr<const dl::data::Dataset> d, int64_t n) {
+  if (n <= 0) return d;
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i % d->size();
+  return std::make_shared<dl::data::SubsetDataset>(d, std::move(idx));
+}
+
+}  // namespace dl::examples
