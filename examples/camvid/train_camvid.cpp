@@ -222,19 +222,7 @@ int run(int argc, char** argv) {
                 static_cast<long long>(trainer.iteration()));
   }
   const dl::train::TrainingReport r = trainer.fit(train_set);
-  Json& tr = g_report["training"];
-  tr["seconds"] = r.total_seconds;
-  tr["train_seconds"] = r.train_seconds;
-  tr["iterations"] = r.iterations;
-  tr["epochs"] = r.epochs_completed;
-  tr["images_per_second"] = r.images_per_second;
-  Json epochs = Json::array();
-  for (double e : r.epoch_seconds) epochs.push_back(e);
-  tr["epoch_seconds"] = epochs;
-  tr["validation_accuracy"] = r.validation_accuracy;
-  tr["validation_loss"] = r.validation_loss;
-  tr["stopped_early"] = r.stopped_early;
-  tr["allocator_peak_bytes"] = r.allocator_peak_bytes;
+  g_report["training"] = dl::examples::training_json(r);
   if (probe_steps > 0) {
     std::printf("Probe: %lld steps at batch %lld fit; peak RSS %.1f MiB, allocator peak %.1f MiB\n",
                 static_cast<long long>(r.iterations), static_cast<long long>(o.mini_batch_size),

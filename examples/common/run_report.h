@@ -14,6 +14,7 @@
 #include "dl/core/allocator.h"
 #include "dl/data/dataset.h"
 #include "dl/train/resources.h"
+#include "dl/train/trainer.h"
 
 namespace dl::examples {
 
@@ -50,6 +51,24 @@ inline void write_run_report(const std::string& path, dl::sweep::Json& report, c
   mem["allocator_limit_bytes"] = dl::CpuAllocator::instance().limit();
   report["cpu_seconds"] = cpu_seconds();
   write_json_file(path, report);
+}
+
+// The "training" section of a report: times, iterations, throughput, validation, allocator peak.
+inline dl::sweep::Json training_json(const dl::train::TrainingReport& r) {
+  dl::sweep::Json tr = dl::sweep::Json::object();
+  tr["seconds"] = r.total_seconds;
+  tr["train_seconds"] = r.train_seconds;
+  tr["iterations"] = r.iterations;
+  tr["epochs"] = r.epochs_completed;
+  tr["images_per_second"] = r.images_per_second;
+  dl::sweep::Json epochs = dl::sweep::Json::array();
+  for (double e : r.epoch_seconds) epochs.push_back(e);
+  tr["epoch_seconds"] = epochs;
+  tr["validation_accuracy"] = r.validation_accuracy;
+  tr["validation_loss"] = r.validation_loss;
+  tr["stopped_early"] = r.stopped_early;
+  tr["allocator_peak_bytes"] = r.allocator_peak_bytes;
+  return tr;
 }
 
 // The first n samples of a data set, repeated when n exceeds its size (the probe's batches can be
