@@ -3,13 +3,19 @@
 find_package(Eigen3 3.3 REQUIRED NO_MODULE)
 find_package(OpenMP REQUIRED)
 find_package(ZLIB REQUIRED)
+find_package(Threads REQUIRED)
 find_path(STB_INCLUDE_DIR stb_image.h PATHS /usr/include/stb /usr/include)
 
 # oneDNN: the optional CPU convolution engine (Debian's libdnnl-dev).
 set(DL_ONEDNN "AUTO" CACHE STRING "Build the oneDNN CPU convolution engine: AUTO, ON or OFF")
 set(DL_HAVE_ONEDNN OFF)
 if(NOT DL_ONEDNN STREQUAL "OFF")
-  find_package(dnnl CONFIG QUIET)
+  # Debian's dnnl-config.cmake asks for OpenCL (its GPU runtime) with REQUIRED, which would stop the
+  # configuration on a machine without the OpenCL headers: look first, and go without oneDNN then.
+  find_package(OpenCL QUIET)
+  if(OpenCL_FOUND)
+    find_package(dnnl CONFIG QUIET)
+  endif()
   if(dnnl_FOUND)
     set(DL_HAVE_ONEDNN ON)
   elseif(DL_ONEDNN STREQUAL "ON")
@@ -38,6 +44,29 @@ if(NOT DL_CUDA STREQUAL "OFF")
   find_library(CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu)
   if(CUDAToolkit_FOUND AND CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY)
     set(DL_HAVE_CUDA ON)
+    # Architectures: every GPU generation cuDNN 9 serves, and Volta (sm_70, the V100s of the seed's
+    # cloud) where the toolkit still compiles for it (CUDA 12; CUDA 13 dropped it). CI builds one.
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
+      set(DL_CUDA_ARCHS 75 80 86 89 90)
+      if(CUDAToolkit_VERSION VERSION_LESS 13)
+        list(PREPEND DL_CUDA_ARCHS 70)
+      endif()
+      set(CMAKE_CUDA_ARCHITECTURES "${DL_CUDA_ARCHS}" CACHE STRING "CUDA architectures to build for")
+    endif()
+    if(NOT CMAKE_CUDA_COMPILER)
+      set(CMAKE_CUDA_COMPILER "${CUDAToolkit_NVCC_EXECUTABLE}")
+    endif()
+    enable_language(CUDA)
+    # CMake 3.25 does not know that nvcc 12+ takes C++20: tell it (later CMake versions know).
+    if(NOT DEFINED CMAKE_CUDA20_STANDARD_COMPILE_OPTION AND CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 12.0)
+      set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+      set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+      set(CMAKE_CUDA20_COMPILE_FEATURES cuda_std_20)
+      list(APPEND CMAKE_CUDA_COMPILE_FEATURES cuda_std_20)
+    endif()
+    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+
   elseif(DL_CUDA STREQUAL "ON")
     message(FATAL_ERROR "DL_CUDA=ON but the CUDA toolkit (${CUDAToolkit_FOUND}) or cuDNN "
                         "(${CUDNN_INCLUDE_DIR}, ${CUDNN_LIBRARY}) was not found")

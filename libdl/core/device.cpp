@@ -67,8 +67,6 @@ void check_device_usable(Device device) {
   DL_CHECK(p.count > 0, "device ", device.str(), " requested but no CUDA device is usable: ", p.why_none);
   DL_CHECK(device.index < p.count, "device ", device.str(), " requested but only ", p.count,
            " CUDA device(s) exist");
-  DL_THROW("device ", device.str(), ": libdl's CUDA tensor backend is not available in this build yet; "
-           "use --device cpu");
 }
 
 }  // namespace dl

@@ -8,15 +8,21 @@
 
 #include "dl/autograd/engine.h"
 #include "dl/core/allocator.h"
+#include "core/device_memory.h"
 
 namespace dl {
 
 Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
   check_device_usable(device);
-  data_ = CpuAllocator::instance().allocate(bytes);
+  data_ = device.is_cpu() ? CpuAllocator::instance().allocate(bytes) : detail::device_allocate(bytes, device);
 }
 
-Storage::~Storage() { CpuAllocator::instance().release(data_, bytes_); }
+Storage::~Storage() {
+  if (device_.is_cpu())
+    CpuAllocator::instance().release(data_, bytes_);
+  else
+    detail::device_release(data_, bytes_, device_);
+}
 
 namespace detail {
 void check_dtype(const Tensor& t, DType expected) {
@@ -112,6 +118,7 @@ void* Tensor::raw_data() const {
 
 template <typename T> T Tensor::item() const {
   DL_CHECK(numel() == 1, "item(): expected a tensor with one element, got shape ", shape().str());
+  if (!device().is_cpu()) return to(Device::cpu()).item<T>();
   T out{};
   visit_dtype(dtype(), raw_data(), [&](auto* p) { out = static_cast<T>(*p); });
   return out;
@@ -122,6 +129,7 @@ template int32_t Tensor::item<int32_t>() const;
 template int64_t Tensor::item<int64_t>() const;
 
 std::vector<float> Tensor::to_vector_f32() const {
+  if (!device().is_cpu()) return to(Device::cpu()).to_vector_f32();
   std::vector<float> out(static_cast<size_t>(numel()));
   visit_dtype(dtype(), raw_data(), [&](auto* p) {
     for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(p[i]);
@@ -171,7 +179,8 @@ Tensor Tensor::to(Device device) const {
 
 Tensor Tensor::to(DType dtype) const {
   if (dtype == this->dtype()) return *this;
-  DL_CHECK(device().is_cpu(), "to(dtype): conversion on ", device().str(), " is not supported");
+  // Conversions on a device go through the host: they serve labels and checkpoints, not the hot path.
+  if (!device().is_cpu()) return to(Device::cpu()).to(dtype).to(device());
   Tensor out = empty(shape(), dtype, device());
   visit_dtype(this->dtype(), raw_data(), [&](auto* src) {
     visit_dtype(dtype, out.raw_data(), [&](auto* dst) {
@@ -196,11 +205,15 @@ Tensor Tensor::detach() const {
 void Tensor::copy_(const Tensor& src) {
   DL_CHECK(src.shape() == shape() && src.dtype() == dtype(), "copy_: expected ", shape().str(), " ",
            dtype_name(dtype()), ", got ", src.shape().str(), " ", dtype_name(src.dtype()));
-  if (raw_data() == src.raw_data() || nbytes() == 0) return;
-  std::memmove(raw_data(), src.raw_data(), nbytes());
+  if (nbytes() == 0 || (raw_data() == src.raw_data() && device() == src.device())) return;
+  if (device().is_cpu() && src.device().is_cpu())
+    std::memmove(raw_data(), src.raw_data(), nbytes());
+  else
+    detail::device_copy(raw_data(), device(), src.raw_data(), src.device(), nbytes());
 }
 
 void Tensor::fill_(double value) {
+  if (!device().is_cpu()) return detail::device_fill(raw_data(), dtype(), numel(), value, device());
   visit_dtype(dtype(), raw_data(), [&](auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
     std::fill(p, p + numel(), static_cast<T>(value));

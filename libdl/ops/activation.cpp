@@ -14,7 +14,7 @@ Tensor relu(const Tensor& x) {
   dispatch(x, "relu", [&](auto t) {
     using T = decltype(t);
     cpu::relu_forward(x.data<T>(), y.data<T>(), x.numel());
-  });
+  }, [&](int dev) { DL_CUDA_BODY(cuda::relu_forward(dev, f32(x), f32(y), x.numel())); });
   if (!autograd::needs_record({x})) return y;
   Tensor saved = y.detach();
   return autograd::record("relu", y, {x}, [saved](const Tensor& gy, const std::vector<bool>&) {
@@ -22,7 +22,7 @@ Tensor relu(const Tensor& x) {
     dispatch(gy, "relu_backward", [&](auto t) {
       using T = decltype(t);
       cpu::relu_backward(saved.data<T>(), gy.data<T>(), gx.data<T>(), gy.numel());
-    });
+    }, [&](int dev) { DL_CUDA_BODY(cuda::relu_backward(dev, f32(saved), f32(gy), f32(gx), gy.numel())); });
     return std::vector<Tensor>{gx};
   });
 }

@@ -32,6 +32,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
       using T = decltype(t);
       cpu::batch_norm_forward_infer(x.data<T>(), gamma.data<T>(), beta.data<T>(), running_mean.data<T>(),
                                     running_var.data<T>(), n, c, s, eps, y.data<T>());
+    }, [&](int dev) {
+      DL_CUDA_BODY(cuda::batch_norm_forward_infer(dev, f32(x), f32(gamma), f32(beta), f32(running_mean),
+                                                  f32(running_var), n, c, s, eps, f32(y)));
     });
     if (!autograd::needs_record({x, gamma, beta})) return y;
     Tensor sx = x.detach(), sg = gamma.detach(), sm = running_mean.clone(), sv = running_var.clone();
@@ -43,6 +46,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
         using T = decltype(t);
         cpu::batch_norm_backward_infer(sx.data<T>(), sg.data<T>(), gy.data<T>(), sm.data<T>(), sv.data<T>(), n, c, s,
                                        eps, gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(), gb.data<T>());
+      }, [&](int dev) {
+        DL_CUDA_BODY(cuda::batch_norm_backward_infer(dev, f32(sx), f32(sg), f32(gy), f32(sm), f32(sv), n, c, s, eps,
+                                                     f32(gx), f32(gg), f32(gb)));
       });
       return std::vector<Tensor>{gx, needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
     });
@@ -62,6 +68,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
       rm[i] = (T(1) - m) * rm[i] + m * mean.data<T>()[i];
       rv[i] = (T(1) - m) * rv[i] + m * var_unbiased.data<T>()[i];
     }
+  }, [&](int dev) {
+    DL_CUDA_BODY(cuda::batch_norm_forward_train(dev, f32(x), f32(gamma), f32(beta), n, c, s, eps, f32(y), f32(mean),
+                                                f32(invstd), f32(var_unbiased));
+                 cuda::lerp_(dev, f32(running_mean), f32(mean), static_cast<float>(opt.momentum), c);
+                 cuda::lerp_(dev, f32(running_var), f32(var_unbiased), static_cast<float>(opt.momentum), c));
   });
   if (!autograd::needs_record({x, gamma, beta})) return y;
   Tensor sx = x.detach(), sg = gamma.detach();
@@ -72,6 +83,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
       using T = decltype(t);
       cpu::batch_norm_backward(sx.data<T>(), sg.data<T>(), gy.data<T>(), mean.data<T>(), invstd.data<T>(), n, c, s,
                                gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(), gb.data<T>());
+    }, [&](int dev) {
+      DL_CUDA_BODY(cuda::batch_norm_backward(dev, f32(sx), f32(sg), f32(gy), f32(mean), f32(invstd), n, c, s, eps,
+                                             f32(gx), f32(gg), f32(gb)));
     });
     return std::vector<Tensor>{gx, needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
   });

@@ -40,7 +40,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   dispatch(x, "conv2d", [&](auto t) {
     using T = decltype(t);
     cpu::conv2d_forward(g, x.data<T>(), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>());
-  });
+  }, [&](int dev) { DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(x), f32(weight), f32(bias), f32(y))); });
   if (!autograd::needs_record({x, weight, bias})) return y;
   Tensor sx = x.detach(), sw = weight.detach();
   const bool has_bias = bias.defined();
@@ -52,6 +52,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
       using T = decltype(t);
       auto out = [](Tensor& u) { return u.defined() ? u.data<T>() : nullptr; };
       cpu::conv2d_backward(g, sx.data<T>(), sw.data<T>(), gy.data<T>(), out(gx), out(gw), out(gb));
+    }, [&](int dev) {
+      DL_CUDA_BODY(cuda::conv2d_backward(dev, g, f32(sx), f32(sw), f32(gy), f32(gx), f32(gw), f32(gb)));
     });
     return std::vector<Tensor>{gx, gw, gb};
   });

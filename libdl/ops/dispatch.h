@@ -4,8 +4,18 @@
 #include <initializer_list>
 #include <utility>
 
+#include "backend/cuda/cuda_ops.h"
 #include "dl/autograd/engine.h"
+#include "dl/config.h"
 #include "dl/core/tensor.h"
+
+// The CUDA body of an op, compiled only when libdl is built with CUDA (the cuda:: functions exist
+// then); otherwise a throw, unreachable in practice since no CUDA tensor can be made.
+#if DL_WITH_CUDA
+#define DL_CUDA_BODY(...) __VA_ARGS__
+#else
+#define DL_CUDA_BODY(...) ::dl::ops::detail::no_cuda_body()
+#endif
 
 namespace dl::ops::detail {
 
@@ -45,8 +55,8 @@ inline void check_same(std::initializer_list<std::pair<const char*, const Tensor
   }
 }
 
-// Calls f(T{}) with T = float or double per the dtype; throws for any other device than the CPU,
-// which has the only body so far (never a silent fallback).
+// Calls f(T{}) with T = float or double per the dtype, for ops with a CPU body only; throws for any
+// other device (never a silent fallback).
 template <typename F> decltype(auto) dispatch(const Tensor& t, const char* op, F&& f) {
   DL_CHECK(t.device().is_cpu(), op, ": no body for device ", t.device().str());
   switch (t.dtype()) {
@@ -56,7 +66,24 @@ template <typename F> decltype(auto) dispatch(const Tensor& t, const char* op, F
   }
 }
 
+[[noreturn]] inline void no_cuda_body() { DL_THROW("libdl was built without its CUDA backend"); }
+
+// Calls cpu(T{}) with T = float or double on the CPU, or cuda(device index) for a float32 tensor on a
+// CUDA device (the CUDA backend computes in float32). Never falls back from one device to the other.
+template <typename C, typename G> void dispatch(const Tensor& t, const char* op, C&& cpu, G&& cuda) {
+  if (t.device().is_cuda()) {
+    DL_CHECK(t.dtype() == DType::kFloat32, op, ": the CUDA backend computes in float32, got ", dtype_name(t.dtype()),
+             " on ", t.device().str());
+    cuda(t.device().index);
+    return;
+  }
+  dispatch(t, op, std::forward<C>(cpu));
+}
+
 // Typed pointer or null for an undefined tensor.
 template <typename T> const T* ptr_or_null(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
+template <typename T> T* out_or_null(Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
+inline float* f32(Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+inline const float* f32(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 
 }  // namespace dl::ops::detail

@@ -26,6 +26,8 @@ void sgdm_update_(Tensor& w, const Tensor& g, Tensor& v, double lr, double momen
   dispatch(w, "sgdm_update_", [&](auto t) {
     using T = decltype(t);
     cpu::sgdm_update(w.data<T>(), g.data<T>(), v.data<T>(), w.numel(), T(lr), T(momentum), T(l2));
+  }, [&](int dev) {
+    DL_CUDA_BODY(cuda::sgdm_update(dev, f32(w), f32(g), f32(v), w.numel(), float(lr), float(momentum), float(l2)));
   });
 }
 
@@ -37,6 +39,9 @@ void adam_update_(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, double lr, d
     using T = decltype(tag);
     cpu::adam_update(w.data<T>(), g.data<T>(), m.data<T>(), v.data<T>(), w.numel(), T(lr), T(beta1), T(beta2), T(eps),
                      T(l2), t);
+  }, [&](int dev) {
+    DL_CUDA_BODY(cuda::adam_update(dev, f32(w), f32(g), f32(m), f32(v), w.numel(), float(lr), float(beta1),
+                                   float(beta2), float(eps), float(l2), t));
   });
 }
 
@@ -45,6 +50,9 @@ void rmsprop_update_(Tensor& w, const Tensor& g, Tensor& v, double lr, double de
   dispatch(w, "rmsprop_update_", [&](auto t) {
     using T = decltype(t);
     cpu::rmsprop_update(w.data<T>(), g.data<T>(), v.data<T>(), w.numel(), T(lr), T(decay), T(eps), T(l2));
+  }, [&](int dev) {
+    DL_CUDA_BODY(cuda::rmsprop_update(dev, f32(w), f32(g), f32(v), w.numel(), float(lr), float(decay), float(eps),
+                                      float(l2)));
   });
 }
 

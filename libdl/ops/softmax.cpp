@@ -2,6 +2,8 @@
 #include "dl/ops/softmax.h"
 
 #include <cmath>
+#include <limits>
+#include <string>
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/loss.h"
@@ -30,7 +32,7 @@ Tensor softmax_impl(const Tensor& x, bool log) {
   dispatch(x, op, [&](auto t) {
     using T = decltype(t);
     cpu::softmax_forward(x.data<T>(), y.data<T>(), l.n, l.c, l.s, log);
-  });
+  }, [&](int dev) { DL_CUDA_BODY(cuda::softmax_forward(dev, f32(x), f32(y), l.n, l.c, l.s, log)); });
   if (!autograd::needs_record({x})) return y;
   Tensor sy = y.detach();
   return autograd::record(op, y, {x}, [sy, l, log](const Tensor& gy, const std::vector<bool>&) {
@@ -38,7 +40,7 @@ Tensor softmax_impl(const Tensor& x, bool log) {
     dispatch(gy, "softmax_backward", [&](auto t) {
       using T = decltype(t);
       cpu::softmax_backward(sy.data<T>(), gy.data<T>(), gx.data<T>(), l.n, l.c, l.s, log);
-    });
+    }, [&](int dev) { DL_CUDA_BODY(cuda::softmax_backward(dev, f32(sy), f32(gy), f32(gx), l.n, l.c, l.s, log)); });
     return std::vector<Tensor>{gx};
   });
 }
@@ -65,24 +67,45 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntr
   DL_CHECK(labels.device() == logits.device(), op, ": labels on ", labels.device().str(), ", logits on ",
            logits.device().str());
   // Labels are validated here, once, so that no backend reads out of range.
-  const int32_t* y = labels.data<int32_t>();
   const int64_t count = labels.numel();
-  for (int64_t i = 0; i < count; ++i) {
-    if (opt.ignore_index >= 0 && y[i] == opt.ignore_index) continue;
-    DL_CHECK(y[i] >= 0 && y[i] < l.c, op, ": label ", y[i], " at position ", i, " is outside the class range [0, ",
-             l.c, ")", opt.ignore_index >= 0 ? " and is not the ignored label " + std::to_string(opt.ignore_index) : "");
+  const auto bad_label = [&](int32_t label, const std::string& where) {
+    DL_THROW(op, ": label ", label, where, " is outside the class range [0, ", l.c, ")",
+             opt.ignore_index >= 0 ? " and is not the ignored label " + std::to_string(opt.ignore_index) : "");
+  };
+  if (labels.device().is_cuda()) {
+    // One 8-byte read back per call (a synchronisation, like reading the loss for the progress table):
+    // the position of the first bad label, found by a kernel, and then that label.
+    const int32_t skip = opt.ignore_index >= 0 ? opt.ignore_index : std::numeric_limits<int32_t>::min();
+    int32_t first = skip;
+    dispatch(logits, op, [](auto) {}, [&](int dev) {
+      DL_CUDA_BODY(first = cuda::first_bad_label(dev, labels.data<int32_t>(), count, l.c, skip));
+    });
+    if (first != skip) bad_label(first, "");
+  } else {
+    const int32_t* y = labels.data<int32_t>();
+    for (int64_t i = 0; i < count; ++i) {
+      if (opt.ignore_index >= 0 && y[i] == opt.ignore_index) continue;
+      if (y[i] < 0 || y[i] >= l.c) bad_label(y[i], " at position " + std::to_string(i));
+    }
   }
 
   Tensor log_probs = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
   Tensor loss = Tensor::empty({1}, logits.dtype(), logits.device());
   double total = 0, wsum = 0;
+  // On CUDA the denominator stays on the device for the backward; an all-ignored batch gives a NaN loss
+  // there (no read back), which the trainer's NaN check reports.
+  Tensor device_wsum = logits.device().is_cuda() ? Tensor::empty({1}, DType::kFloat64, logits.device()) : Tensor();
   dispatch(logits, op, [&](auto t) {
     using T = decltype(t);
-    cpu::cross_entropy_forward(logits.data<T>(), y, ptr_or_null<T>(w), l.n, l.c, l.s, opt.ignore_index,
-                               log_probs.data<T>(), &total, &wsum);
+    cpu::cross_entropy_forward(logits.data<T>(), labels.data<int32_t>(), ptr_or_null<T>(w), l.n, l.c, l.s,
+                               opt.ignore_index, log_probs.data<T>(), &total, &wsum);
     DL_CHECK(wsum > 0, op, ": no sample counted (every label ignored or of zero weight) in labels ",
              labels.shape().str());
     loss.data<T>()[0] = static_cast<T>(total / wsum);
+  }, [&](int dev) {
+    DL_CUDA_BODY(cuda::cross_entropy_forward(dev, f32(logits), labels.data<int32_t>(), f32(w), l.n, l.c, l.s,
+                                             opt.ignore_index, f32(log_probs), f32(loss),
+                                             device_wsum.data<double>()));
   });
   if (!autograd::needs_record({logits})) return loss;
   Tensor sw = w.defined() ? w.detach() : Tensor();
@@ -95,6 +118,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntr
       const T scale = static_cast<T>(gy.item<double>() / wsum);
       cpu::cross_entropy_backward(log_probs.data<T>(), saved_labels.data<int32_t>(), ptr_or_null<T>(sw), l.n, l.c, l.s,
                                   ignore, scale, gx.data<T>());
+    }, [&](int dev) {
+      DL_CUDA_BODY(cuda::cross_entropy_backward(dev, f32(log_probs), saved_labels.data<int32_t>(), f32(sw), l.n, l.c,
+                                                l.s, ignore, f32(gy), device_wsum.data<double>(), f32(gx)));
     });
     return std::vector<Tensor>{gx};
   });

@@ -1,0 +1,104 @@
+// cuBLAS fully connected layer over row-major float32 matrices: x N x I, w O x I, y N x O, on the device's compute
+// stream. Outputs are assigned (beta = 0), never accumulated; see Note [row-major GEMM].
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include "backend/cuda/cuda_ops.h"
+#include "backend/cuda/cudnn_utils.h"
+#include "backend/cuda/runtime.h"
+
+namespace dl::cuda {
+
+// Note [row-major GEMM]
+// cuBLAS is column-major. A row-major R x C matrix with leading dimension C is, read column-major, its
+// transpose C x R with the same leading dimension. So each product is computed transposed, with the operands in
+// swapped order, and every matrix keeps its own row length as leading dimension:
+//   y = x w^T     ->  y^T (O x N)  = w^T (I x O, op T)   x^T (I x N)
+//   dx = dy w     ->  dx^T (I x N) = w^T (I x O)         dy^T (O x N)
+//   dw = dy^T x   ->  dw^T (I x O) = x^T (I x N)         dy^T (O x N, op T)
+//   db = 1^T dy   ->  db (O)       = dy^T (O x N) 1 (N)  (a GEMV against a vector of ones)
+// The compute type is CUBLAS_COMPUTE_32F, or CUBLAS_COMPUTE_32F_FAST_TF32 when allow_tf32(), passed per call
+// to cublasGemmEx so that the shared handle's math mode is never changed. Scalars are host floats (the handle's
+// default pointer mode).
+
+namespace {
+
+// C (m x n, ldc = m) = op(A) op(B), k the inner dimension; with k = 0 the product is a sum of nothing.
+void gemm(int device, const DeviceContext& ctx, cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k,
+          const float* a, int lda, const float* b, int ldb, float* c) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    fill(device, c, static_cast<int64_t>(m) * n, 0.0f);
+    return;
+  }
+  const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  DL_CUBLAS_CHECK(cublasGemmEx(ctx.cublas, op_a, op_b, m, n, k, &kOne, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, &kZero,
+                               c, CUDA_R_32F, m, compute, CUBLAS_GEMM_DEFAULT));
+}
+
+// A vector of ones per device for the column sums of the bias gradient, grown on demand and never shrunk.
+struct Ones {
+  DeviceBuffer buffer;
+  int64_t length = 0;
+};
+
+struct OnesCache {
+  std::mutex mu;
+  std::map<int, Ones> per_device;
+};
+
+// db (out) = column sums of dy (rows x out, row-major). The lock is held until the GEMV is queued, so the ones
+// cannot be replaced under it; a replaced buffer returns to the caching allocator in stream order.
+void column_sums(int device, const DeviceContext& ctx, const float* dy, float* db, int rows, int out) {
+  if (out == 0) return;
+  if (rows == 0) {
+    fill(device, db, out, 0.0f);
+    return;
+  }
+  // Never destroyed, like the allocator that owns its memory (Note [process-lifetime CUDA objects], runtime.cpp).
+  static OnesCache* const cache = new OnesCache;
+  std::lock_guard<std::mutex> lock(cache->mu);
+  Ones& ones = cache->per_device[device];
+  if (ones.length < rows) {
+    const int64_t length = std::max<int64_t>(rows, 2 * ones.length);
+    DeviceBuffer grown(static_cast<size_t>(length) * sizeof(float), device);
+    fill(device, grown.as<float>(), length, 1.0f);  // queued before the GEMV below, on the same stream
+    ones.buffer = std::move(grown);
+    ones.length = length;
+  }
+  DL_CUBLAS_CHECK(
+      cublasSgemv(ctx.cublas, CUBLAS_OP_N, out, rows, &kOne, dy, out, ones.buffer.as<float>(), 1, &kZero, db, 1));
+}
+
+}  // namespace
+
+// y (N x O) = x (N x I) w^T (+ b broadcast over rows), Note [row-major GEMM].
+void linear_forward(int device, const float* x, const float* w, const float* b, float* y, int64_t n, int64_t in,
+                    int64_t out) {
+  DeviceGuard guard(device);
+  DeviceContext& ctx = context(device);
+  const int rows = to_int(n, "linear N"), ni = to_int(in, "linear in features"),
+            no = to_int(out, "linear out features");
+  if (rows == 0 || no == 0) return;  // nothing to write
+  gemm(device, ctx, CUBLAS_OP_T, CUBLAS_OP_N, no, rows, ni, w, ni, x, ni, y);
+  if (b != nullptr) bias_add_acc(device, y, b, n, out);
+}
+
+// dx (N x I) = dy w, dw (O x I) = dy^T x, db (O) = column sums of dy; each may be null (not wanted).
+void linear_backward(int device, const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                     int64_t n, int64_t in, int64_t out) {
+  DeviceGuard guard(device);
+  DeviceContext& ctx = context(device);
+  const int rows = to_int(n, "linear N"), ni = to_int(in, "linear in features"),
+            no = to_int(out, "linear out features");
+  if (dx != nullptr) gemm(device, ctx, CUBLAS_OP_N, CUBLAS_OP_N, ni, rows, no, w, ni, dy, no, dx);
+  if (dw != nullptr) gemm(device, ctx, CUBLAS_OP_N, CUBLAS_OP_T, ni, no, rows, x, ni, dy, no, dw);
+  if (db != nullptr) column_sums(device, ctx, dy, db, rows, no);
+}
+
+}  // namespace dl::cuda

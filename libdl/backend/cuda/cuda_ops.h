@@ -1,0 +1,112 @@
+// The CUDA backend: computational bodies over device buffers, float32, on the device's compute
+// stream (never synchronising the host). Front ends in ops/ check shapes, dtypes and devices first;
+// these functions trust them. As on the CPU, every output is assigned, never accumulated, unless the
+// name ends in _acc. `device` is the CUDA device index of the tensors.
+//   cudnn_*.cpp:  convolution, batch norm, ReLU, pooling, softmax (cuDNN); linear (cuBLAS)
+//   kernels.cu:   launches of the hand-written kernels of kernels/ (element-wise, cross-entropy,
+//                 concat, bilinear resize, optimiser updates, segmentation metrics)
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "dl/ops/params.h"
+
+namespace dl::cuda {
+
+// ---- cuDNN: convolution (Note [cudnn algorithm cache] in cudnn_conv.cpp) ----
+enum class ConvAlgoSearch { kHeuristic, kTimed };
+void set_conv_algo_search(ConvAlgoSearch s);   // default kTimed (cudnnFind*, once per shape)
+ConvAlgoSearch conv_algo_search();
+void set_conv_workspace_limit(size_t bytes);   // default 1 GiB
+size_t conv_workspace_limit();
+void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y);
+// dx, dw, db may each be null (not wanted).
+void conv2d_backward(int device, const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx,
+                     float* dw, float* db);
+
+// ---- cuDNN: batch norm over N x C x S (spatial mode); same outputs as the CPU backend ----
+void batch_norm_forward_train(int device, const float* x, const float* gamma, const float* beta, int64_t n, int64_t c,
+                              int64_t s, double eps, float* y, float* mean, float* invstd, float* var_unbiased);
+void batch_norm_forward_infer(int device, const float* x, const float* gamma, const float* beta, const float* mean,
+                              const float* var, int64_t n, int64_t c, int64_t s, double eps, float* y);
+void batch_norm_backward(int device, const float* x, const float* gamma, const float* dy, const float* mean,
+                         const float* invstd, int64_t n, int64_t c, int64_t s, double eps, float* dx, float* dgamma,
+                         float* dbeta);
+
+// ---- cuDNN: activation, pooling, softmax ----
+void relu_forward(int device, const float* x, float* y, int64_t n);
+void relu_backward(int device, const float* y, const float* dy, float* dx, int64_t n);
+// Pooling backward takes the forward's input and output (cuDNN finds the max again).
+void max_pool2d_forward(int device, const Pool2dGeometry& g, const float* x, float* y);
+void max_pool2d_backward(int device, const Pool2dGeometry& g, const float* x, const float* y, const float* dy,
+                         float* dx);
+void avg_pool2d_forward(int device, const Pool2dGeometry& g, const float* x, float* y);
+void avg_pool2d_backward(int device, const Pool2dGeometry& g, const float* x, const float* y, const float* dy,
+                         float* dx);
+void softmax_forward(int device, const float* x, float* y, int64_t n, int64_t c, int64_t s, bool log);
+void softmax_backward(int device, const float* y, const float* dy, float* dx, int64_t n, int64_t c, int64_t s,
+                      bool log);
+
+// ---- cuBLAS: linear, x N x I, w O x I, y N x O ----
+void linear_forward(int device, const float* x, const float* w, const float* b, float* y, int64_t n, int64_t in,
+                    int64_t out);
+void linear_backward(int device, const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                     int64_t n, int64_t in, int64_t out);
+
+// ---- hand-written kernels (kernels/*.cuh) ----
+void fill(int device, float* y, int64_t n, float value);
+void add(int device, const float* a, const float* b, float* y, int64_t n);
+void sub(int device, const float* a, const float* b, float* y, int64_t n);
+void mul(int device, const float* a, const float* b, float* y, int64_t n);
+void scale(int device, const float* a, float s, float* y, int64_t n);
+void axpy_acc(int device, float alpha, const float* x, float* y, int64_t n);  // y += alpha x
+void sum(int device, const float* a, float* out, int64_t n);                  // out[0] = sum (deterministic)
+// y = s * x[0] broadcast to n elements (backward of sum/mean), reading the scalar on the device.
+void broadcast_scalar(int device, const float* x, float s, float* y, int64_t n);
+void bias_add_acc(int device, float* y, const float* b, int64_t rows, int64_t cols);  // y[r][c] += b[c]
+// y = (1 - m) y + m x: running statistics of batch norm.
+void lerp_(int device, float* y, const float* x, float m, int64_t n);
+
+// Weighted cross-entropy over N x C x S logits. Writes log-probabilities and loss[0] = weighted mean
+// (weighted loss sum / weight sum); weight_sum[0] keeps the denominator for the backward.
+void cross_entropy_forward(int device, const float* logits, const int32_t* labels, const float* weights, int64_t n,
+                           int64_t c, int64_t s, int32_t ignore_index, float* log_probs, float* loss,
+                           double* weight_sum);
+// dlogits = gy[0] / weight_sum[0] * w[y] (softmax - onehot(y)), both scalars read on the device.
+void cross_entropy_backward(int device, const float* log_probs, const int32_t* labels, const float* weights,
+                            int64_t n, int64_t c, int64_t s, int32_t ignore_index, const float* gy,
+                            const double* weight_sum, float* dlogits);
+// Labels outside [0, C) other than ignore_index: returns the first such label, or ignore_index if none
+// (one small device-to-host read; the front end calls it only when asked to validate).
+int32_t first_bad_label(int device, const int32_t* labels, int64_t count, int64_t c, int32_t ignore_index);
+
+void concat_channels(int device, const float* const* xs, const int64_t* cs, int count, int64_t n, int64_t s, float* y);
+void split_channels(int device, const float* y, const int64_t* cs, int count, int64_t n, int64_t s,
+                    float* const* dxs);
+void resize_bilinear_forward(int device, const float* x, float* y, int64_t planes, int64_t h, int64_t w, int64_t oh,
+                             int64_t ow);
+void resize_bilinear_backward(int device, const float* dy, float* dx, int64_t planes, int64_t h, int64_t w,
+                              int64_t oh, int64_t ow);
+void batch_norm_backward_infer(int device, const float* x, const float* gamma, const float* dy, const float* mean,
+                               const float* var, int64_t n, int64_t c, int64_t s, double eps, float* dx,
+                               float* dgamma, float* dbeta);
+
+// Segmentation metrics of int32 label maps images x h x w on the device (kernels/confusion.cuh and
+// kernels/bf_score.cuh): adds the C x C confusion matrix into `confusion` and writes `bf_counts`
+// (images x C x 4: predicted boundary pixels, of them matched, true boundary pixels, of them matched).
+// Throws dl::Error naming the first pixel whose label is neither a class nor void. Synchronises (one
+// read of the results): metrics, not the training step.
+void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, int64_t images, int64_t h, int64_t w,
+                         int c, int32_t void_label, std::vector<int64_t>& confusion,
+                         std::vector<unsigned long long>& bf_counts);
+// Predicted classes (argmax over C, first on ties) of logits N x C x S.
+void argmax_channels(int device, const float* logits, int64_t n, int64_t c, int64_t s, int32_t* out);
+
+void sgdm_update(int device, float* w, const float* g, float* v, int64_t n, float lr, float momentum, float l2);
+void adam_update(int device, float* w, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
+                 float beta2, float eps, float l2, int64_t t);
+void rmsprop_update(int device, float* w, const float* g, float* v, int64_t n, float lr, float decay, float eps,
+                    float l2);
+
+}  // namespace dl::cuda

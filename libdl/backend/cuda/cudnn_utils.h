@@ -1,0 +1,117 @@
+// RAII owners of the cuDNN descriptors the backend uses (tensor, filter, convolution, pooling, activation) and
+// the helpers that set them for NCHW float32: 4-d tensors, and N x C x S data viewed as N x C x S x 1. Every
+// descriptor is created in a constructor that throws dl::Error on failure and destroyed in a destructor that
+// never throws; the owners are move-only. Also the checked narrowing of int64 sizes to the int that cuDNN
+// and cuBLAS take. Only compiled with CUDA (DL_WITH_CUDA); nothing here is public API.
+#pragma once
+#include <cudnn.h>
+
+#include <cstdint>
+#include <limits>
+#include <utility>
+
+#include "backend/cuda/runtime.h"
+#include "dl/core/error.h"
+#include "dl/ops/params.h"
+
+namespace dl::cuda {
+
+// The blend factors of cuDNN's "y = alpha op(x) + beta y" (float32 data takes float scalars, host memory).
+inline constexpr float kOne = 1.0f;
+inline constexpr float kZero = 0.0f;
+
+// A size for a cuDNN or cuBLAS argument: throws dl::Error naming the value when it does not fit in an int.
+inline int to_int(int64_t v, const char* what) {
+  DL_CHECK(v >= 0 && v <= std::numeric_limits<int>::max(), "CUDA backend: ", what, " = ", v,
+           " does not fit in the 32-bit int that cuDNN/cuBLAS take");
+  return static_cast<int>(v);
+}
+
+// Owns one cuDNN descriptor: created on construction, destroyed on destruction, moved but never copied.
+template <typename T, cudnnStatus_t (*kCreate)(T*), cudnnStatus_t (*kDestroy)(T)>
+class CudnnDescriptor {
+ public:
+  CudnnDescriptor() { DL_CUDNN_CHECK(kCreate(&desc_)); }
+  ~CudnnDescriptor() { reset(); }
+  CudnnDescriptor(CudnnDescriptor&& o) noexcept : desc_(std::exchange(o.desc_, nullptr)) {}
+  CudnnDescriptor& operator=(CudnnDescriptor&& o) noexcept {
+    if (this != &o) {
+      reset();
+      desc_ = std::exchange(o.desc_, nullptr);
+    }
+    return *this;
+  }
+  CudnnDescriptor(const CudnnDescriptor&) = delete;
+  CudnnDescriptor& operator=(const CudnnDescriptor&) = delete;
+
+  T get() const { return desc_; }
+
+ private:
+  // Destroying a valid descriptor only frees host memory; its status is dropped because a destructor must not
+  // throw (and a moved-from owner holds nothing).
+  void reset() noexcept {
+    if (desc_ != nullptr) static_cast<void>(kDestroy(desc_));
+    desc_ = nullptr;
+  }
+
+  T desc_ = nullptr;
+};
+
+using TensorDescriptor =
+    CudnnDescriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
+using FilterDescriptor =
+    CudnnDescriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
+using ConvolutionDescriptor =
+    CudnnDescriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
+using PoolingDescriptor =
+    CudnnDescriptor<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor, cudnnDestroyPoolingDescriptor>;
+using ActivationDescriptor =
+    CudnnDescriptor<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor, cudnnDestroyActivationDescriptor>;
+
+// A packed NCHW float32 tensor n x c x h x w.
+inline TensorDescriptor tensor_nchw(int64_t n, int64_t c, int64_t h, int64_t w) {
+  TensorDescriptor d;
+  DL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, to_int(n, "N"),
+                                            to_int(c, "C"), to_int(h, "H"), to_int(w, "W")));
+  return d;
+}
+
+// N x C x S (channels in the middle, S contiguous) as the 4-d tensor N x C x S x 1.
+inline TensorDescriptor tensor_ncs(int64_t n, int64_t c, int64_t s) { return tensor_nchw(n, c, s, 1); }
+
+// A packed float32 filter K x C x R x S (C is the input channels per group).
+inline FilterDescriptor filter_kcrs(int64_t k, int64_t c, int64_t r, int64_t s) {
+  FilterDescriptor d;
+  DL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, to_int(k, "K"),
+                                            to_int(c, "C / groups"), to_int(r, "R"), to_int(s, "S")));
+  return d;
+}
+
+// Cross-correlation (what the library calls convolution) with float32 accumulation; stride, padding, dilation
+// and groups are cuDNN's own, so no path lowers a dilated or grouped convolution by hand.
+inline ConvolutionDescriptor convolution_2d(const Conv2dParams& p, cudnnMathType_t math) {
+  ConvolutionDescriptor d;
+  DL_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d.get(), p.padding[0], p.padding[1], p.stride[0], p.stride[1],
+                                                 p.dilation[0], p.dilation[1], CUDNN_CROSS_CORRELATION,
+                                                 CUDNN_DATA_FLOAT));
+  DL_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d.get(), p.groups));
+  DL_CUDNN_CHECK(cudnnSetConvolutionMathType(d.get(), math));
+  return d;
+}
+
+// A 2-D pooling window; NaN propagates through max pooling, as on the CPU.
+inline PoolingDescriptor pooling_2d(const Pool2dParams& p, cudnnPoolingMode_t mode) {
+  PoolingDescriptor d;
+  DL_CUDNN_CHECK(cudnnSetPooling2dDescriptor(d.get(), mode, CUDNN_PROPAGATE_NAN, p.kernel[0], p.kernel[1], p.padding[0],
+                                             p.padding[1], p.stride[0], p.stride[1]));
+  return d;
+}
+
+// An activation without a coefficient (ReLU, sigmoid, tanh); NaN propagates.
+inline ActivationDescriptor activation(cudnnActivationMode_t mode) {
+  ActivationDescriptor d;
+  DL_CUDNN_CHECK(cudnnSetActivationDescriptor(d.get(), mode, CUDNN_PROPAGATE_NAN, /*coef=*/0.0));
+  return d;
+}
+
+}  // namespace dl::cuda

@@ -1,0 +1,494 @@
+// The CUDA runtime layer of the backend (runtime.h): error reporting for the CUDA runtime, cuDNN and
+// cuBLAS; the version check; the per-device contexts (streams, library handles); the caching device
+// allocator; scratch, pinned and copy helpers; the TF32 switch. Host code only, compiled by the C++
+// compiler against the CUDA runtime API.
+//
+// Note [process-lifetime CUDA objects]: the device contexts (streams, cuDNN and cuBLAS handles, the copy
+// events) and the allocator with its cached blocks are created once and never destroyed. Destroying them
+// from static destructors would run after, or interleaved with, the CUDA runtime's own teardown at exit,
+// where every call can fail or crash; the driver reclaims all of it when the process ends.
+#include "backend/cuda/runtime.h"
+
+#include <array>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace dl::cuda {
+namespace {
+
+constexpr int kMaxDevices = 64;
+constexpr size_t kSmallLimit = size_t{1} << 20;  // up to 1 MiB: 512-byte size classes
+constexpr size_t kSmallStep = 512;
+constexpr size_t kLargeStep = size_t{2} << 20;   // above: multiples of 2 MiB
+constexpr size_t kMaxRequest = size_t{1} << 50;  // keeps the rounding below from overflowing
+
+// The size class a request is served from (and cached under).
+size_t size_class(size_t bytes) {
+  const size_t step = bytes <= kSmallLimit ? kSmallStep : kLargeStep;
+  return (bytes + step - 1) / step * step;
+}
+
+std::string mib(double bytes) {
+  char text[48];
+  std::snprintf(text, sizeof text, "%.1f MiB", bytes / (1024.0 * 1024.0));
+  return text;
+}
+
+// "free A MiB of T MiB" for the current device. Runs while an error is being reported, so it never throws.
+std::string memory_info_text() {
+  size_t free_bytes = 0;
+  size_t total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+    static_cast<void>(cudaGetLastError());
+    return "free memory unknown (cudaMemGetInfo failed)";
+  }
+  return "free " + mib(static_cast<double>(free_bytes)) + " of " + mib(static_cast<double>(total_bytes));
+}
+
+// True when the variable is set to something other than "" and "0".
+bool env_flag(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && value[0] != '\0' && std::strcmp(value, "0") != 0;
+}
+
+// CUDA encodes versions as 1000 * major + 10 * minor: 13000 is "13.0".
+std::string cuda_version_text(int64_t v) { return detail::str_cat(v / 1000, ".", v % 1000 / 10); }
+int64_t cudnn_major(int64_t v) { return v >= 90000 ? v / 10000 : v / 1000; }
+// cuDNN 9 encodes 10000 * major + 100 * minor + patch (91900 is "9.19.0"); cuDNN 8 used 1000 * major.
+std::string cudnn_version_text(int64_t v) {
+  const int64_t major = cudnn_major(v);
+  const int64_t rest = v - major * (v >= 90000 ? 10000 : 1000);
+  return detail::str_cat(major, ".", rest / 100, ".", rest % 100);
+}
+
+void check_cuda_versions() {
+  int runtime = 0;
+  int driver = 0;
+  DL_CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
+  DL_CUDA_CHECK(cudaDriverGetVersion(&driver));
+  DL_CHECK(runtime / 1000 == CUDART_VERSION / 1000 && runtime >= CUDART_VERSION,
+           "the CUDA runtime found at run time is ", cuda_version_text(runtime), " but libdl was compiled against ",
+           cuda_version_text(CUDART_VERSION), " (same major version, same or newer minor version needed)");
+  DL_CHECK(driver != 0, "no NVIDIA driver found: libdl uses CUDA ", cuda_version_text(runtime),
+           ", which needs a driver for CUDA ", runtime / 1000, ".0 or newer");
+  // Minor version compatibility: any driver of the runtime's major version (or newer) runs it.
+  DL_CHECK(driver / 1000 >= runtime / 1000, "the NVIDIA driver supports CUDA up to ", cuda_version_text(driver),
+           " but libdl uses the CUDA ", cuda_version_text(runtime), " runtime: update the driver to one for CUDA ",
+           runtime / 1000, ".0 or newer");
+}
+
+void check_cudnn_versions() {
+  const auto found = static_cast<int64_t>(cudnnGetVersion());
+  DL_CHECK(cudnn_major(found) == CUDNN_MAJOR && found >= CUDNN_VERSION, "cuDNN found at run time is ",
+           cudnn_version_text(found), " but libdl was compiled against ", cudnn_version_text(CUDNN_VERSION),
+           " (the major versions must match; a newer minor version is fine)");
+  const auto cudart = static_cast<int64_t>(cudnnGetCudartVersion());
+  DL_CHECK(cudart / 1000 == CUDART_VERSION / 1000, "cuDNN ", cudnn_version_text(found),
+           " found at run time was built for CUDA ", cuda_version_text(cudart), " but libdl uses CUDA ",
+           cuda_version_text(CUDART_VERSION), ": install the cuDNN build for CUDA ", CUDART_VERSION / 1000);
+}
+
+// Runs check_versions() before the first use of a device. A failed check is not remembered: the next use
+// checks (and fails) again.
+void ensure_versions_checked() {
+  static std::once_flag once;
+  std::call_once(once, check_versions);
+}
+
+// The number of CUDA devices, asked once (after the version check, so that an old driver is reported as
+// such rather than as cudaErrorInsufficientDriver).
+int device_count() {
+  static const int count = [] {
+    ensure_versions_checked();
+    int n = 0;
+    const cudaError_t err = cudaGetDeviceCount(&n);
+    if (err == cudaErrorNoDevice) {
+      static_cast<void>(cudaGetLastError());
+      return 0;
+    }
+    if (err != cudaSuccess) throw_cuda_error(err, "cudaGetDeviceCount(&n)", __FILE__, __LINE__);
+    return n;
+  }();
+  return count;
+}
+
+void check_device(int device) {
+  const int count = device_count();
+  DL_CHECK(device >= 0 && device < count, "no CUDA device cuda:", device, ": this machine has ", count,
+           " CUDA device(s)");
+  DL_CHECK(device < kMaxDevices, "cuda:", device, " is beyond the ", kMaxDevices, " devices libdl supports");
+}
+
+// cudaFree on `device` for paths that must not throw (release, called from destructors). A failure is
+// either a sticky error from earlier work, which the runtime returns again to the next checked call, or
+// a bad pointer, which stays in the last-error slot for the next DL_CUDA_CHECK_LAUNCH to report.
+void free_ignoring_errors(void* ptr, int device) {
+  int previous = -1;
+  const bool switched =
+      cudaGetDevice(&previous) == cudaSuccess && previous != device && cudaSetDevice(device) == cudaSuccess;
+  static_cast<void>(cudaFree(ptr));
+  if (switched) static_cast<void>(cudaSetDevice(previous));
+}
+
+// Everything made once per device; constant-initialised, so usable from any static initialiser.
+struct DeviceSlot {
+  std::once_flag once;
+  DeviceContext* context = nullptr;
+  cudaEvent_t copy_done = nullptr;  // Note [one copy event per device] in copy_to_device_async
+};
+DeviceSlot g_slots[kMaxDevices];
+
+// Builds the context of `device` (Note [process-lifetime CUDA objects]). A failure leaves the objects
+// made so far behind; it happens only when the device is unusable.
+DeviceContext* create_context(int device, cudaEvent_t* copy_done) {
+  DeviceGuard guard(device);
+  auto ctx = std::make_unique<DeviceContext>();
+  ctx->device = device;
+  DL_CUDA_CHECK(cudaGetDeviceProperties(&ctx->props, device));
+  DL_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->compute, cudaStreamNonBlocking));
+  DL_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->copy, cudaStreamNonBlocking));
+  DL_CUDNN_CHECK(cudnnCreate(&ctx->cudnn));
+  DL_CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->compute));
+  DL_CUBLAS_CHECK(cublasCreate(&ctx->cublas));
+  DL_CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->compute));
+  DL_CUDA_CHECK(cudaEventCreateWithFlags(copy_done, cudaEventDisableTiming));
+  return ctx.release();
+}
+
+std::atomic<bool>& tf32_flag() {
+  static std::atomic<bool> flag{env_flag("DL_ALLOW_TF32")};
+  return flag;
+}
+
+}  // namespace
+
+// ---- errors ----
+
+void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line) {
+  std::string message = detail::str_cat("CUDA error ", cudaGetErrorName(err), " (", static_cast<int>(err),
+                                        "): ", cudaGetErrorString(err), ", in ", call);
+  if (err == cudaErrorMemoryAllocation) message += "; " + memory_info_text() + " on the current device";
+  // The error is reported now: clear the last-error slot so that the next DL_CUDA_CHECK_LAUNCH does not
+  // report it again. (Sticky errors stay; the runtime keeps returning them from every call.)
+  static_cast<void>(cudaGetLastError());
+  detail::throw_error(file, line, message);
+}
+
+void throw_cudnn_error(cudnnStatus_t st, const char* call, const char* file, int line) {
+  std::string message =
+      detail::str_cat("cuDNN error ", cudnnGetErrorString(st), " (", static_cast<int>(st), "), in ", call);
+  char last[512] = {};
+  cudnnGetLastErrorString(last, sizeof last);  // this thread's most recent cuDNN message, if any
+  if (last[0] != '\0') message += detail::str_cat(" (cuDNN's last message: ", last, ")");
+  detail::throw_error(file, line, message);
+}
+
+void throw_cublas_error(cublasStatus_t st, const char* call, const char* file, int line) {
+  detail::throw_error(file, line,
+                      detail::str_cat("cuBLAS error ", cublas_status_name(st), " (", static_cast<int>(st),
+                                      "): ", cublasGetStatusString(st), ", in ", call));
+}
+
+const char* cublas_status_name(cublasStatus_t st) {
+  switch (st) {  // no default: -Wswitch names a status added by a newer cuBLAS
+    case CUBLAS_STATUS_SUCCESS:
+      return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+      return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+      return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR:
+      return "CUBLAS_STATUS_LICENSE_ERROR";
+  }
+  return "CUBLAS_STATUS_<unknown>";
+}
+
+// ---- device guard, versions, contexts ----
+
+// previous_ stays -1 when `device` is already current: nothing to restore, and no cudaSetDevice on the way
+// in or out (the common case on one GPU).
+DeviceGuard::DeviceGuard(int device) {
+  int current = -1;
+  DL_CUDA_CHECK(cudaGetDevice(&current));
+  if (current == device) return;
+  DL_CUDA_CHECK(cudaSetDevice(device));
+  previous_ = current;
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (previous_ >= 0) static_cast<void>(cudaSetDevice(previous_));  // never throws
+}
+
+void check_versions() {
+  check_cuda_versions();
+  check_cudnn_versions();
+}
+
+DeviceContext& context(int device) {
+  check_device(device);
+  DeviceSlot& slot = g_slots[device];
+  // call_once publishes slot's fields to every thread that returns from it.
+  std::call_once(slot.once, [&slot, device] { slot.context = create_context(device, &slot.copy_done); });
+  return *slot.context;
+}
+
+// ---- the caching allocator ----
+//
+// Stream-ordered reuse: all backend work on a device runs on its compute stream, and a block is released
+// only after the work using it has been queued. A later op that gets the block queues its work behind that
+// on the same stream, so it cannot touch the block early, without any host synchronisation. (Work queued
+// on another stream does not get this guarantee: see Note [copy stream and reused blocks].)
+
+struct CudaAllocator::Impl {
+  struct Pool {
+    std::unordered_map<size_t, std::vector<void*>> free_blocks;  // size class -> cached blocks
+    AllocatorStats stats;
+  };
+  mutable std::mutex mu;
+  std::array<Pool, kMaxDevices> pools;
+  bool caching = true;  // fixed at construction
+
+  Pool& pool_of(int device) { return pools[static_cast<size_t>(device)]; }
+  void* take_cached(Pool& pool, size_t cls);
+  void* malloc_block(size_t bytes, size_t cls, int device);
+  cudaError_t free_cached(int device);
+  [[noreturn]] void throw_out_of_memory(size_t bytes, size_t cls, int device, int64_t cached_before);
+};
+
+void* CudaAllocator::Impl::take_cached(Pool& pool, size_t cls) {
+  auto it = pool.free_blocks.find(cls);
+  if (it == pool.free_blocks.end() || it->second.empty()) return nullptr;
+  void* p = it->second.back();
+  it->second.pop_back();
+  return p;
+}
+
+// cudaMalloc of one size class on `device`; on out of memory, gives the device's cache back and tries once
+// more. The caller holds mu.
+void* CudaAllocator::Impl::malloc_block(size_t bytes, size_t cls, int device) {
+  DeviceGuard guard(device);
+  Pool& pool = pool_of(device);
+  void* p = nullptr;
+  cudaError_t err = cudaMalloc(&p, cls);
+  if (err == cudaErrorMemoryAllocation) {
+    static_cast<void>(cudaGetLastError());  // not sticky: clear it so that no later check reports it
+    const int64_t cached_before = pool.stats.reserved_bytes - pool.stats.current_bytes;
+    const cudaError_t free_err = free_cached(device);
+    if (free_err != cudaSuccess) throw_cuda_error(free_err, "cudaFree (emptying the cache)", __FILE__, __LINE__);
+    err = cudaMalloc(&p, cls);
+    if (err == cudaErrorMemoryAllocation) {
+      static_cast<void>(cudaGetLastError());
+      throw_out_of_memory(bytes, cls, device, cached_before);
+    }
+  }
+  if (err != cudaSuccess) throw_cuda_error(err, "cudaMalloc(&p, cls)", __FILE__, __LINE__);
+  pool.stats.reserved_bytes += static_cast<int64_t>(cls);
+  return p;
+}
+
+// Frees every cached block of `device`, which the caller has made current; the caller holds mu. Returns
+// the first error. A block whose cudaFree failed is dropped all the same (freeing it again could not help).
+cudaError_t CudaAllocator::Impl::free_cached(int device) {
+  Pool& pool = pool_of(device);
+  cudaError_t first = cudaSuccess;
+  for (auto& [cls, blocks] : pool.free_blocks) {
+    for (void* b : blocks) {
+      const cudaError_t err = cudaFree(b);
+      if (first == cudaSuccess) first = err;
+      pool.stats.reserved_bytes -= static_cast<int64_t>(cls);
+    }
+  }
+  pool.free_blocks.clear();
+  return first;
+}
+
+// Runs with `device` current (for cudaMemGetInfo).
+void CudaAllocator::Impl::throw_out_of_memory(size_t bytes, size_t cls, int device, int64_t cached_before) {
+  const AllocatorStats& st = pool_of(device).stats;
+  DL_THROW("CUDA out of memory on cuda:", device, ": asked for ", mib(static_cast<double>(bytes)), " (class ",
+           mib(static_cast<double>(cls)), "); ", memory_info_text(), "; the allocator holds ",
+           mib(static_cast<double>(st.reserved_bytes)), " reserved, ", mib(static_cast<double>(st.current_bytes)),
+           " in use (", mib(static_cast<double>(cached_before)), " were cached and have been freed)");
+}
+
+CudaAllocator::CudaAllocator() : impl_(new Impl) { impl_->caching = !env_flag("DL_CUDA_NO_CACHE"); }
+
+CudaAllocator& CudaAllocator::instance() {
+  static CudaAllocator* allocator = new CudaAllocator();  // Note [process-lifetime CUDA objects]
+  return *allocator;
+}
+
+void* CudaAllocator::allocate(size_t bytes, int device) {
+  if (bytes == 0) return nullptr;
+  check_device(device);
+  DL_CHECK(bytes <= kMaxRequest, "CUDA allocation of ", bytes, " bytes on cuda:", device, " is beyond any device");
+  const size_t cls = size_class(bytes);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl::Pool& pool = impl_->pool_of(device);
+  void* p = impl_->take_cached(pool, cls);
+  if (p != nullptr) {
+    ++pool.stats.cache_hits;
+  } else {
+    p = impl_->malloc_block(bytes, cls, device);
+  }
+  ++pool.stats.alloc_count;
+  pool.stats.current_bytes += static_cast<int64_t>(cls);
+  if (pool.stats.current_bytes > pool.stats.peak_bytes) pool.stats.peak_bytes = pool.stats.current_bytes;
+  return p;
+}
+
+// The block may still be in use by work queued on the compute stream; see the stream-order note above.
+void CudaAllocator::release(void* ptr, size_t bytes, int device) {
+  if (ptr == nullptr) return;
+  DL_CHECK(device >= 0 && device < kMaxDevices, "CudaAllocator::release: bad device ", device);
+  const size_t cls = size_class(bytes);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl::Pool& pool = impl_->pool_of(device);
+  pool.stats.current_bytes -= static_cast<int64_t>(cls);
+  if (impl_->caching) {
+    pool.free_blocks[cls].push_back(ptr);
+    return;
+  }
+  free_ignoring_errors(ptr, device);  // synchronises the device: only with DL_CUDA_NO_CACHE, for debugging
+  pool.stats.reserved_bytes -= static_cast<int64_t>(cls);
+}
+
+AllocatorStats CudaAllocator::stats(int device) const {
+  check_device(device);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->pool_of(device).stats;
+}
+
+void CudaAllocator::reset_peak(int device) {
+  check_device(device);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  AllocatorStats& st = impl_->pool_of(device).stats;
+  st.peak_bytes = st.current_bytes;
+}
+
+// cudaFree synchronises the device: fine here, off the hot path.
+void CudaAllocator::empty_cache() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  cudaError_t first = cudaSuccess;
+  for (int d = 0; d < kMaxDevices; ++d) {
+    const AllocatorStats& st = impl_->pool_of(d).stats;
+    if (st.reserved_bytes == st.current_bytes) continue;  // nothing cached
+    DeviceGuard guard(d);
+    const cudaError_t err = impl_->free_cached(d);
+    if (first == cudaSuccess) first = err;
+  }
+  if (first != cudaSuccess) throw_cuda_error(first, "cudaFree (emptying the cache)", __FILE__, __LINE__);
+}
+
+bool CudaAllocator::caching() const { return impl_->caching; }
+
+// ---- buffers ----
+
+DeviceBuffer::DeviceBuffer(size_t bytes, int device)
+    : ptr_(CudaAllocator::instance().allocate(bytes, device)), bytes_(bytes), device_(device) {}
+
+DeviceBuffer::~DeviceBuffer() { CudaAllocator::instance().release(ptr_, bytes_, device_); }
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept
+    : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)), device_(o.device_) {}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    CudaAllocator::instance().release(ptr_, bytes_, device_);
+    ptr_ = std::exchange(o.ptr_, nullptr);
+    bytes_ = std::exchange(o.bytes_, 0);
+    device_ = o.device_;
+  }
+  return *this;
+}
+
+PinnedBuffer::PinnedBuffer(size_t bytes) : bytes_(bytes) {
+  if (bytes == 0) return;
+  ensure_versions_checked();
+  DL_CUDA_CHECK(cudaMallocHost(&ptr_, bytes));
+}
+
+// The caller must not free a buffer that a queued copy still reads (see copy_to_device_async).
+PinnedBuffer::~PinnedBuffer() {
+  if (ptr_ != nullptr) static_cast<void>(cudaFreeHost(ptr_));  // never throws
+}
+
+PinnedBuffer::PinnedBuffer(PinnedBuffer&& o) noexcept
+    : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_ != nullptr) static_cast<void>(cudaFreeHost(ptr_));
+    ptr_ = std::exchange(o.ptr_, nullptr);
+    bytes_ = std::exchange(o.bytes_, 0);
+  }
+  return *this;
+}
+
+// ---- copies ----
+
+void copy_bytes(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, int device, bool blocking) {
+  if (bytes == 0) return;
+  DeviceContext& ctx = context(device);
+  DeviceGuard guard(device);
+  DL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, ctx.compute));
+  if (blocking) DL_CUDA_CHECK(cudaStreamSynchronize(ctx.compute));
+}
+
+// Note [one copy event per device]: the event is recorded again by every call. That is correct because
+// cudaStreamWaitEvent waits for the work captured by the event's most recent record *at the time of the
+// wait call*; a later record does not change what an earlier wait waits for. With several threads copying
+// at once, a wait may capture another thread's later record, which follows this copy on the (in-order)
+// copy stream: compute then waits a little longer, never too little.
+//
+// Lifetimes (the caller's duty; the data loader's): `pinned_src` is read asynchronously, so it must stay
+// alive and unchanged until the copy has completed, i.e. until synchronize(device), or
+// cudaStreamSynchronize(context(device).copy), returns.
+//
+// Note [copy stream and reused blocks]: the copy runs on the copy stream, which does not wait for the
+// compute stream. `dst` must therefore not be memory that work already queued on the compute stream may
+// still use. A block just handed out again by the caching allocator can be such memory (its previous
+// owner's kernels may still be queued), so the data loader should copy into device buffers it reuses only
+// after the compute work reading them is known to be done. Making the copy stream wait for the compute
+// stream first would remove the hazard, and with it all overlap of copy and compute.
+void copy_to_device_async(void* dst, const void* pinned_src, size_t bytes, int device) {
+  if (bytes == 0) return;
+  DeviceContext& ctx = context(device);
+  const cudaEvent_t copy_done = g_slots[device].copy_done;
+  DeviceGuard guard(device);
+  DL_CUDA_CHECK(cudaMemcpyAsync(dst, pinned_src, bytes, cudaMemcpyHostToDevice, ctx.copy));
+  DL_CUDA_CHECK(cudaEventRecord(copy_done, ctx.copy));
+  DL_CUDA_CHECK(cudaStreamWaitEvent(ctx.compute, copy_done, 0));
+}
+
+void synchronize(int device) {
+  DeviceContext& ctx = context(device);
+  DL_CUDA_CHECK(cudaStreamSynchronize(ctx.copy));
+  DL_CUDA_CHECK(cudaStreamSynchronize(ctx.compute));
+}
+
+// ---- options ----
+
+void set_allow_tf32(bool on) { tf32_flag().store(on, std::memory_order_relaxed); }
+bool allow_tf32() { return tf32_flag().load(std::memory_order_relaxed); }
+
+}  // namespace dl::cuda

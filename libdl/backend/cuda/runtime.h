@@ -1,0 +1,155 @@
+// The CUDA runtime layer of the backend: the one family of error macros, the per-device context
+// (compute stream, copy stream, cuDNN and cuBLAS handles bound to the compute stream), the device
+// guard, the caching device allocator, pinned host buffers and scratch buffers. Only compiled when
+// libdl is built with CUDA (DL_WITH_CUDA); nothing here is public API.
+//
+// Streams: every op of the backend runs on its device's compute stream, so blocks released to the
+// caching allocator can be reused by the next op without synchronising (stream order). The copy
+// stream carries host-to-device copies of the data loader, which record an event that the compute
+// stream waits on (no host synchronisation).
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "dl/core/allocator.h"
+#include "dl/core/error.h"
+
+namespace dl::cuda {
+
+// ---- errors: the stringified call, file:line, the library's own text, a dl::Error ----
+[[noreturn]] void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line);
+[[noreturn]] void throw_cudnn_error(cudnnStatus_t st, const char* call, const char* file, int line);
+[[noreturn]] void throw_cublas_error(cublasStatus_t st, const char* call, const char* file, int line);
+const char* cublas_status_name(cublasStatus_t st);
+
+}  // namespace dl::cuda
+
+#define DL_CUDA_CHECK(call)                                                                      \
+  do {                                                                                           \
+    const cudaError_t dl_err_ = (call);                                                          \
+    if (dl_err_ != cudaSuccess) ::dl::cuda::throw_cuda_error(dl_err_, #call, __FILE__, __LINE__); \
+  } while (0)
+#define DL_CUDNN_CHECK(call)                                                                               \
+  do {                                                                                                     \
+    const cudnnStatus_t dl_st_ = (call);                                                                   \
+    if (dl_st_ != CUDNN_STATUS_SUCCESS) ::dl::cuda::throw_cudnn_error(dl_st_, #call, __FILE__, __LINE__); \
+  } while (0)
+#define DL_CUBLAS_CHECK(call)                                                                                \
+  do {                                                                                                       \
+    const cublasStatus_t dl_st_ = (call);                                                                    \
+    if (dl_st_ != CUBLAS_STATUS_SUCCESS) ::dl::cuda::throw_cublas_error(dl_st_, #call, __FILE__, __LINE__); \
+  } while (0)
+// After every kernel launch: launch-configuration errors surface here, at the launch site. (Errors
+// inside the kernel surface at the next synchronising call, as CUDA reports them.)
+#define DL_CUDA_CHECK_LAUNCH() DL_CUDA_CHECK(cudaPeekAtLastError())
+
+namespace dl::cuda {
+
+// Makes `device` current for the scope and restores the previous one.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+// Everything the backend holds per device; created on first use (which also runs the version check).
+struct DeviceContext {
+  int device = 0;
+  cudaStream_t compute = nullptr;  // every op of the backend
+  cudaStream_t copy = nullptr;     // asynchronous host-to-device copies of the data loader
+  cudnnHandle_t cudnn = nullptr;   // bound to `compute`
+  cublasHandle_t cublas = nullptr; // bound to `compute`
+  cudaDeviceProp props{};
+};
+DeviceContext& context(int device);
+inline cudaStream_t compute_stream(int device) { return context(device).compute; }
+
+// Compares the CUDA runtime and cuDNN found at run time with those compiled against; throws dl::Error
+// naming both versions when they do not match (major for cuDNN, and a driver older than the runtime).
+void check_versions();
+
+// ---- the caching device allocator ----
+// Blocks are rounded up to size classes (512 B granularity below 1 MiB, 2 MiB above), cached per device
+// when released and reused for requests of the same class. Statistics follow dl::AllocatorStats.
+// DL_CUDA_NO_CACHE=1 (environment, read once) turns caching off: every block goes back to cudaFree at
+// once, so that compute-sanitizer sees every allocation. Out of memory first empties the cache and
+// retries, then throws dl::Error with the request, the device's free memory and what the cache holds.
+class CudaAllocator {
+ public:
+  static CudaAllocator& instance();
+  void* allocate(size_t bytes, int device);
+  void release(void* ptr, size_t bytes, int device);
+  AllocatorStats stats(int device) const;
+  void reset_peak(int device);
+  void empty_cache();  // every device
+  bool caching() const;
+
+ private:
+  CudaAllocator();
+  struct Impl;
+  Impl* impl_;
+};
+
+// A scratch block from the caching allocator, returned when it goes out of scope (stream order makes
+// reuse safe). Like ggml's pool_alloc.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(size_t bytes, int device);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void* get() const { return ptr_; }
+  template <typename T> T* as() const { return static_cast<T*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+  int device_ = 0;
+};
+
+// Page-locked host memory (cudaMallocHost), for the data loader's staging buffers.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes);
+  ~PinnedBuffer();
+  PinnedBuffer(PinnedBuffer&& o) noexcept;
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  void* get() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Copies between host and device memory, or device and device, ordered on the device's compute stream.
+// `blocking` waits for the copy (device-to-host copies whose result the caller reads at once).
+void copy_bytes(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, int device, bool blocking);
+// Host-to-device copy on the copy stream from pinned memory, with the compute stream made to wait for it.
+void copy_to_device_async(void* dst, const void* pinned_src, size_t bytes, int device);
+// Waits for everything queued on the device (used at the end of an epoch and by timers, never per op).
+void synchronize(int device);
+
+// ---- options ----
+// TF32 tensor-core math in cuBLAS GEMMs and cuDNN convolutions: off by default (float32 results).
+void set_allow_tf32(bool on);
+bool allow_tf32();
+
+}  // namespace dl::cuda

@@ -1,0 +1,459 @@
+// Every hand-written CUDA kernel of kernels/, its exact source compiled by the host compiler and run by
+// the emulation (kernels/emu), against the CPU backend or a plain reference, at several launch shapes:
+// block sizes that do and do not divide the data, grids smaller than the data (grid-stride loops), one
+// block. Outputs start poisoned (NaN / 0xA5 bytes), so a kernel that skips an element fails. The
+// emulation itself is tested too: barriers, shared-memory poisoning, and a reduction with a missing
+// barrier that must give a wrong answer.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/optim_update.h"
+#include "dl/metrics/segmentation.h"
+// The kernel sources (and, through compat.cuh, the emulation's CUDA vocabulary) come last.
+#include "batch_norm.cuh"
+#include "bf_score.cuh"
+#include "concat.cuh"
+#include "confusion.cuh"
+#include "cross_entropy.cuh"
+#include "elementwise.cuh"
+#include "optim.cuh"
+#include "resize.cuh"
+#include "missing_barrier_kernel.cuh"
+
+namespace {
+
+using dl::emu::Launcher;
+constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
+
+struct LaunchShape {
+  int block;
+  int64_t max_grid;
+};
+std::string describe(const LaunchShape& s) {
+  return "block " + std::to_string(s.block) + ", grid cap " + std::to_string(s.max_grid);
+}
+// Power-of-two blocks (block reductions need them), one block, grids far smaller than the data.
+const std::vector<LaunchShape> kReductionShapes = {{32, 1}, {64, 3}, {128, 1 << 20}, {256, 5}, {512, 2}};
+// Element-wise kernels also take blocks that are not powers of two.
+const std::vector<LaunchShape> kAnyShapes = {{32, 1}, {96, 3}, {128, 1 << 20}, {200, 2}, {256, 1 << 20}};
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+void expect_near_all(const std::vector<float>& got, const std::vector<float>& want, double tol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_FALSE(std::isnan(got[i])) << what << ": element " << i << " was not written";
+    ASSERT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i]))) << what << ": element " << i;
+  }
+}
+
+// ---- the emulation itself ----
+
+// Each thread writes its index to shared memory, the block waits, then each reads its neighbour's.
+DL_GLOBAL void rotate_kernel(int* out) {
+  DL_SHARED(int, slot, 1024);
+  slot[threadIdx.x] = static_cast<int>(threadIdx.x);
+  __syncthreads();
+  out[blockIdx.x * blockDim.x + threadIdx.x] = slot[(threadIdx.x + 1) % blockDim.x];
+}
+
+TEST(Emulation, BarrierOrdersSharedMemoryAcrossFibers) {
+  for (int block : {1, 7, 64, 256}) {
+    std::vector<int> out(3 * block, -1);
+    Launcher l;
+    const uint64_t before = dl::emu::barrier_count();
+    l.launch(rotate_kernel, dim3(3), dim3(block), out.data());
+    EXPECT_EQ(dl::emu::barrier_count() - before, static_cast<uint64_t>(3 * block));
+    for (int b = 0; b < 3; ++b)
+      for (int t = 0; t < block; ++t) ASSERT_EQ(out[b * block + t], (t + 1) % block) << "block " << b << " thread " << t;
+  }
+}
+
+// Reads shared memory that no thread of the block wrote.
+DL_GLOBAL void read_unwritten_kernel(float* out) {
+  DL_SHARED(float, slot, 64);
+  out[threadIdx.x] = slot[threadIdx.x];
+}
+
+TEST(Emulation, SharedMemoryIsPoisonedPerBlock) {
+  std::vector<float> out(64, 0.f);
+  Launcher l;
+  l.launch(read_unwritten_kernel, dim3(2), dim3(64), out.data());
+  for (float v : out) EXPECT_TRUE(std::isnan(v));
+}
+
+DL_GLOBAL void throwing_kernel(int bad_block) {
+  if (static_cast<int>(blockIdx.x) == bad_block && threadIdx.x == 3) throw std::runtime_error("kernel-side failure");
+}
+
+TEST(Emulation, ErrorsAndBadLaunchesAreReported) {
+  Launcher l;
+  EXPECT_THROW(l.launch(throwing_kernel, dim3(8), dim3(32), 5), std::runtime_error);
+  EXPECT_THROW(l.launch(throwing_kernel, dim3(1), dim3(2048), 0), std::invalid_argument);
+  EXPECT_THROW(dl::kern::check_reduction_block(96, "sum"), std::invalid_argument);
+}
+
+double buggy_sum(const std::vector<float>& a, int block) {
+  double out = std::numeric_limits<double>::quiet_NaN();
+  Launcher l;
+  l.launch(dl::test::sum_missing_barrier_kernel, dim3(1), dim3(block), a.data(), static_cast<int64_t>(a.size()), &out);
+  return out;
+}
+
+// The check that tests/test_kernels_barrier_bug.cpp makes and that must fail (ctest WILL_FAIL): here
+// we assert that it does fail, on every block size where a barrier matters.
+TEST(Emulation, MissingBarrierGivesAWrongSum) {
+  const std::vector<float> a = random_floats(5000, 11, 0.5f, 1.5f);
+  double want = 0;
+  for (float x : a) want += x;
+  for (int block : {64, 128, 256, 512}) {
+    const double got = buggy_sum(a, block);
+    EXPECT_FALSE(std::abs(got - want) <= 1e-6 * want) << "block " << block << ": the emulation did not expose the race";
+  }
+}
+
+// ---- element-wise ----
+
+TEST(Kernels, ElementWiseMatchCpu) {
+  const int64_t n = 1000;  // no block size here divides it
+  const std::vector<float> a = random_floats(n, 1), b = random_floats(n, 2);
+  for (const LaunchShape& s : kAnyShapes) {
+    Launcher l{s.block, s.max_grid};
+    std::vector<float> got(n, kNaNf), want(n);
+    dl::kern::launch_1d(l, dl::kern::binary_kernel<dl::kern::AddOp>, n, a.data(), b.data(), got.data(), n,
+                        dl::kern::AddOp{});
+    dl::cpu::add(a.data(), b.data(), want.data(), n);
+    expect_near_all(got, want, 0, "add, " + describe(s));
+    got.assign(n, kNaNf);
+    dl::kern::launch_1d(l, dl::kern::binary_kernel<dl::kern::SubOp>, n, a.data(), b.data(), got.data(), n,
+                        dl::kern::SubOp{});
+    dl::cpu::sub(a.data(), b.data(), want.data(), n);
+    expect_near_all(got, want, 0, "sub, " + describe(s));
+    got.assign(n, kNaNf);
+    dl::kern::launch_1d(l, dl::kern::binary_kernel<dl::kern::MulOp>, n, a.data(), b.data(), got.data(), n,
+                        dl::kern::MulOp{});
+    dl::cpu::mul(a.data(), b.data(), want.data(), n);
+    expect_near_all(got, want, 0, "mul, " + describe(s));
+    got.assign(n, kNaNf);
+    dl::kern::launch_1d(l, dl::kern::scale_kernel<float>, n, a.data(), 2.5f, got.data(), n);
+    dl::cpu::scale(a.data(), 2.5f, want.data(), n);
+    expect_near_all(got, want, 0, "scale, " + describe(s));
+    got = b;
+    want = b;
+    dl::kern::launch_1d(l, dl::kern::axpy_kernel<float>, n, -0.5f, a.data(), got.data(), n);
+    dl::cpu::axpy_acc(-0.5f, a.data(), want.data(), n);
+    expect_near_all(got, want, 0, "axpy, " + describe(s));
+    got = b;
+    dl::kern::launch_1d(l, dl::kern::lerp_kernel<float>, n, got.data(), a.data(), 0.1f, n);
+    for (int64_t i = 0; i < n; ++i) want[i] = 0.9f * b[i] + 0.1f * a[i];
+    expect_near_all(got, want, 1e-6, "lerp, " + describe(s));
+    got.assign(n, kNaNf);
+    dl::kern::launch_1d(l, dl::kern::broadcast_scalar_kernel<float>, n, a.data() + 7, 0.25f, got.data(), n);
+    want.assign(n, 0.25f * a[7]);
+    expect_near_all(got, want, 0, "broadcast, " + describe(s));
+    got = b;
+    dl::kern::launch_1d(l, dl::kern::bias_add_kernel<float>, n, got.data(), a.data(), int64_t{40}, int64_t{25});
+    for (int64_t i = 0; i < n; ++i) want[i] = b[i] + a[i % 25];
+    expect_near_all(got, want, 0, "bias_add, " + describe(s));
+    got.assign(n, kNaNf);
+    dl::kern::launch_1d(l, dl::kern::fill_kernel<float>, n, got.data(), n, 3.f);
+    want.assign(n, 3.f);
+    expect_near_all(got, want, 0, "fill, " + describe(s));
+  }
+}
+
+TEST(Kernels, SumIsExactToDoubleAndDeterministic) {
+  for (int64_t n : {0, 1, 511, 1000, 100003}) {
+    const std::vector<float> a = random_floats(static_cast<size_t>(n), 3);
+    double want = 0;
+    for (float x : a) want += x;
+    for (const LaunchShape& s : kReductionShapes) {
+      Launcher l{s.block, s.max_grid};
+      float got = kNaNf, again = kNaNf;
+      dl::kern::run_sum(l, a.data(), n, 1.f, &got);
+      dl::kern::run_sum(l, a.data(), n, 1.f, &again);
+      EXPECT_NEAR(got, want, 1e-5 * (1 + std::abs(want))) << "n " << n << ", " << describe(s);
+      EXPECT_EQ(got, again) << "same launch shape, another result: n " << n << ", " << describe(s);
+    }
+  }
+}
+
+// ---- weighted cross-entropy ----
+
+struct CeCase {
+  int64_t n, c, s;
+  bool weighted;
+};
+
+TEST(Kernels, CrossEntropyForwardBackwardMatchCpu) {
+  const int32_t ignore = 255;
+  for (const CeCase& k : {CeCase{3, 5, 37, true}, CeCase{2, 11, 130, true}, CeCase{7, 10, 1, false}}) {
+    const int64_t pix = k.n * k.s, total = pix * k.c;
+    const std::vector<float> logits = random_floats(total, 5, -4.f, 4.f);
+    const std::vector<float> weights = random_floats(k.c, 6, 0.2f, 3.f);
+    std::vector<int32_t> labels(pix);
+    std::mt19937 rng(7);
+    for (auto& y : labels) y = rng() % 6 == 0 ? ignore : static_cast<int32_t>(rng() % k.c);
+    const float* w = k.weighted ? weights.data() : nullptr;
+
+    std::vector<float> want_lp(total), want_dx(total);
+    double loss_sum = 0, wsum = 0;
+    dl::cpu::cross_entropy_forward(logits.data(), labels.data(), w, k.n, k.c, k.s, ignore, want_lp.data(), &loss_sum,
+                                   &wsum);
+    const float gy = 0.75f;
+    dl::cpu::cross_entropy_backward(want_lp.data(), labels.data(), w, k.n, k.c, k.s, ignore,
+                                    static_cast<float>(gy / wsum), want_dx.data());
+    for (const LaunchShape& s : kReductionShapes) {
+      Launcher l{s.block, s.max_grid};
+      std::vector<float> lp(total, kNaNf), dx(total, kNaNf);
+      float loss = kNaNf;
+      double ws = -1;
+      dl::kern::run_cross_entropy_forward(l, logits.data(), labels.data(), w, k.n, k.c, k.s, ignore, lp.data(), &loss,
+                                          &ws);
+      const std::string what = "C " + std::to_string(k.c) + ", S " + std::to_string(k.s) + ", " + describe(s);
+      expect_near_all(lp, want_lp, 1e-6, "log-probabilities, " + what);
+      EXPECT_NEAR(loss, loss_sum / wsum, 1e-6) << what;
+      EXPECT_NEAR(ws, wsum, 1e-9 * wsum) << what;
+      dl::kern::run_cross_entropy_backward(l, lp.data(), labels.data(), w, k.n, k.c, k.s, ignore, &gy, &ws, dx.data());
+      expect_near_all(dx, want_dx, 1e-6, "dlogits, " + what);
+    }
+  }
+}
+
+TEST(Kernels, CrossEntropyWithNothingCountedIsNaN) {
+  const std::vector<float> logits = random_floats(4 * 3, 8);
+  const std::vector<int32_t> labels(4, 255);
+  std::vector<float> lp(12, kNaNf);
+  float loss = 0;
+  double ws = -1;
+  Launcher l{64, 2};
+  dl::kern::run_cross_entropy_forward(l, logits.data(), labels.data(), static_cast<const float*>(nullptr), int64_t{4},
+                                      int64_t{3}, int64_t{1}, 255, lp.data(), &loss, &ws);
+  EXPECT_TRUE(std::isnan(loss));
+  EXPECT_EQ(ws, 0.0);
+}
+
+TEST(Kernels, FindsTheFirstBadLabel) {
+  std::vector<int32_t> labels(1000, 2);
+  labels[517] = 11;
+  labels[800] = -1;
+  labels[100] = 255;  // ignored, fine
+  for (const LaunchShape& s : kAnyShapes) {
+    Launcher l{s.block, s.max_grid};
+    unsigned long long first = 0;
+    dl::kern::run_find_bad_label(l, labels.data(), int64_t{1000}, int64_t{11}, 255, &first);
+    EXPECT_EQ(first, 517u) << describe(s);
+    std::vector<int32_t> good(1000, 3);
+    dl::kern::run_find_bad_label(l, good.data(), int64_t{1000}, int64_t{11}, 255, &first);
+    EXPECT_EQ(first, 1000u) << describe(s);
+  }
+}
+
+// ---- segmentation metrics: confusion matrix (argmax fused) and BF score ----
+
+// Blobby label maps: a few rectangles of classes over a background, some void.
+std::vector<int32_t> blob_map(int images, int h, int w, int c, uint32_t seed, bool with_void) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> m(static_cast<size_t>(images) * h * w);
+  for (int i = 0; i < images; ++i) {
+    int32_t* p = m.data() + static_cast<size_t>(i) * h * w;
+    std::fill(p, p + h * w, static_cast<int32_t>(rng() % c));
+    for (int r = 0; r < 8; ++r) {
+      const int y0 = rng() % h, x0 = rng() % w, y1 = std::min(h, y0 + 1 + static_cast<int>(rng() % (h / 2 + 1))),
+                x1 = std::min(w, x0 + 1 + static_cast<int>(rng() % (w / 2 + 1)));
+      const int32_t k = with_void && r == 7 ? 255 : static_cast<int32_t>(rng() % c);
+      for (int y = y0; y < y1; ++y)
+        for (int x = x0; x < x1; ++x) p[y * w + x] = k;
+    }
+    for (int j = 0; j < h * w / 50; ++j) p[rng() % (h * w)] = static_cast<int32_t>(rng() % c);  // speckles
+  }
+  return m;
+}
+
+TEST(Kernels, ConfusionMatrixFromLabelsAndFromLogits) {
+  const int c = 7, n = 3, h = 19, w = 23;
+  const int64_t s = h * w, pixels = n * s;
+  const std::vector<int32_t> truth = blob_map(n, h, w, c, 21, true);
+  const std::vector<float> logits = random_floats(static_cast<size_t>(pixels * c), 22);
+  std::vector<int32_t> pred(pixels);
+  for (int64_t p = 0; p < pixels; ++p) {  // argmax, first maximum on ties
+    const int64_t base = (p / s) * c * s + p % s;
+    int best = 0;
+    for (int k = 1; k < c; ++k)
+      if (logits[base + k * s] > logits[base + best * s]) best = k;
+    pred[p] = best;
+  }
+  std::vector<unsigned long long> want(c * c, 0);
+  for (int64_t p = 0; p < pixels; ++p)
+    if (truth[p] != 255) ++want[truth[p] * c + pred[p]];
+
+  for (const LaunchShape& sh : kAnyShapes) {
+    Launcher l{sh.block, sh.max_grid};
+    std::vector<int32_t> am(pixels, -7);
+    dl::kern::run_argmax(l, logits.data(), int64_t{n}, int64_t{c}, s, am.data());
+    EXPECT_EQ(am, pred) << describe(sh);
+    for (bool fused : {false, true}) {
+      std::vector<unsigned long long> got(c * c, 0);
+      unsigned long long bad = 0;
+      dl::kern::run_confusion(l, fused ? nullptr : pred.data(), logits.data(), truth.data(), pixels, s, c, 255,
+                              got.data(), &bad);
+      EXPECT_EQ(got, want) << (fused ? "argmax fused, " : "labels, ") << describe(sh);
+      EXPECT_EQ(bad, static_cast<unsigned long long>(pixels));
+    }
+  }
+  std::vector<int32_t> broken = pred;
+  broken[300] = c;  // out of range where the truth is not void
+  broken[200] = -3;
+  std::vector<unsigned long long> got(c * c, 0);
+  unsigned long long bad = 0;
+  Launcher l{64, 3};
+  dl::kern::run_confusion(l, broken.data(), static_cast<const float*>(nullptr), truth.data(), pixels, s, c, 255,
+                          got.data(), &bad);
+  EXPECT_EQ(bad, truth[200] != 255 ? 200u : (truth[300] != 255 ? 300u : static_cast<unsigned long long>(pixels)));
+}
+
+TEST(Kernels, BoundaryF1MatchesTheCpuMetric) {
+  struct Size {
+    int images, h, w, c;
+  };
+  // theta = 0.75% of the diagonal: under one pixel, then about 1.9 and 3.8 pixels.
+  for (const Size& z : {Size{3, 31, 47, 5}, Size{2, 150, 200, 6}, Size{1, 300, 400, 11}}) {
+    const std::vector<int32_t> truth = blob_map(z.images, z.h, z.w, z.c, 31 + z.h, true);
+    std::vector<int32_t> pred = blob_map(z.images, z.h, z.w, z.c, 32 + z.h, false);
+    // Make the prediction a shifted, noisy copy of the truth in half of each image, so that boundaries match.
+    for (int i = 0; i < z.images; ++i)
+      for (int y = 0; y < z.h; ++y)
+        for (int x = 0; x < z.w / 2; ++x) {
+          const int32_t t = truth[(static_cast<size_t>(i) * z.h + y) * z.w + std::min(z.w - 1, x + 1)];
+          pred[(static_cast<size_t>(i) * z.h + y) * z.w + x] = t == 255 ? 0 : t;
+        }
+    const std::vector<LaunchShape> shapes = {{64, 1}, {100, 3}, {256, 1 << 20}};
+    for (const LaunchShape& sh : shapes) {
+      Launcher l{sh.block, sh.max_grid};
+      std::vector<unsigned long long> pc(z.images * z.c * 2, 99), tc(z.images * z.c * 2, 99);
+      dl::kern::run_bf_counts(l, pred.data(), truth.data(), z.images, z.h, z.w, z.c, 255, pc.data(), tc.data());
+      for (int i = 0; i < z.images; ++i) {
+        const size_t off = static_cast<size_t>(i) * z.h * z.w;
+        const std::vector<double> want = dl::metrics::bf_scores(pred.data() + off, truth.data() + off, z.h, z.w, z.c);
+        for (int k = 0; k < z.c; ++k) {
+          const size_t b = (static_cast<size_t>(i) * z.c + k) * 2;
+          const double got = dl::kern::bf_from_counts(pc[b], pc[b + 1], tc[b], tc[b + 1]);
+          if (std::isnan(want[k]))
+            EXPECT_TRUE(std::isnan(got)) << "image " << i << " class " << k;
+          else
+            EXPECT_NEAR(got, want[k], 1e-12) << z.h << "x" << z.w << " image " << i << " class " << k << ", "
+                                             << describe(sh);
+        }
+      }
+    }
+  }
+}
+
+// ---- optimiser updates ----
+
+TEST(Kernels, OptimiserUpdatesMatchCpu) {
+  const int64_t n = 777;
+  const std::vector<float> w0 = random_floats(n, 41), g = random_floats(n, 42), m0 = random_floats(n, 43, -0.1f, 0.1f),
+                           v0 = random_floats(n, 44, 0.f, 0.2f);
+  for (const LaunchShape& s : kAnyShapes) {
+    Launcher l{s.block, s.max_grid};
+    std::vector<float> w = w0, v = m0, wr = w0, vr = m0;
+    dl::kern::run_sgdm(l, w.data(), g.data(), v.data(), n, 0.01f, 0.9f, 1e-4f);
+    dl::cpu::sgdm_update(wr.data(), g.data(), vr.data(), n, 0.01f, 0.9f, 1e-4f);
+    expect_near_all(w, wr, 1e-7, "sgdm w, " + describe(s));
+    expect_near_all(v, vr, 1e-7, "sgdm v, " + describe(s));
+
+    std::vector<float> m = m0, mr = m0;
+    w = w0, v = v0, wr = w0, vr = v0;
+    dl::kern::run_adam(l, w.data(), g.data(), m.data(), v.data(), n, 0.01f, 0.9f, 0.999f, 1e-8f, 1e-4f, int64_t{3});
+    dl::cpu::adam_update(wr.data(), g.data(), mr.data(), vr.data(), n, 0.01f, 0.9f, 0.999f, 1e-8f, 1e-4f, int64_t{3});
+    expect_near_all(w, wr, 1e-6, "adam w, " + describe(s));
+    expect_near_all(m, mr, 1e-7, "adam m, " + describe(s));
+    expect_near_all(v, vr, 1e-7, "adam v, " + describe(s));
+
+    w = w0, v = v0, wr = w0, vr = v0;
+    dl::kern::run_rmsprop(l, w.data(), g.data(), v.data(), n, 0.01f, 0.9f, 1e-8f, 0.f);
+    dl::cpu::rmsprop_update(wr.data(), g.data(), vr.data(), n, 0.01f, 0.9f, 1e-8f, 0.f);
+    expect_near_all(w, wr, 1e-6, "rmsprop w, " + describe(s));
+    expect_near_all(v, vr, 1e-7, "rmsprop v, " + describe(s));
+  }
+}
+
+// ---- bilinear resize, concat, batch norm (inference backward) ----
+
+TEST(Kernels, BilinearResizeForwardBackwardMatchCpu) {
+  struct Case {
+    int64_t planes, h, w, oh, ow;
+  };
+  for (const Case& k : {Case{3, 7, 5, 16, 9}, Case{2, 9, 12, 4, 5}, Case{1, 8, 8, 64, 64}, Case{4, 6, 6, 6, 6},
+                        Case{2, 45, 60, 180, 240}, Case{1, 1, 1, 3, 2}}) {
+    const std::vector<float> x = random_floats(k.planes * k.h * k.w, 51), dy = random_floats(k.planes * k.oh * k.ow, 52);
+    std::vector<float> want_y(k.planes * k.oh * k.ow), want_dx(k.planes * k.h * k.w);
+    dl::cpu::resize_bilinear_forward(x.data(), want_y.data(), k.planes, k.h, k.w, k.oh, k.ow);
+    dl::cpu::resize_bilinear_backward(dy.data(), want_dx.data(), k.planes, k.h, k.w, k.oh, k.ow);
+    for (const LaunchShape& s : kAnyShapes) {
+      Launcher l{s.block, s.max_grid};
+      std::vector<float> y(want_y.size(), kNaNf), dx(want_dx.size(), kNaNf);
+      dl::kern::run_resize_bilinear_forward(l, x.data(), y.data(), k.planes, k.h, k.w, k.oh, k.ow);
+      dl::kern::run_resize_bilinear_backward(l, dy.data(), dx.data(), k.planes, k.h, k.w, k.oh, k.ow);
+      const std::string what = std::to_string(k.h) + "x" + std::to_string(k.w) + " -> " + std::to_string(k.oh) + "x" +
+                               std::to_string(k.ow) + ", " + describe(s);
+      expect_near_all(y, want_y, 1e-6, "forward " + what);
+      expect_near_all(dx, want_dx, 2e-5, "backward " + what);
+    }
+  }
+}
+
+TEST(Kernels, ConcatAndSplitMatchCpu) {
+  const int64_t n = 3, s = 13;
+  const std::vector<int64_t> cs = {4, 1, 6};
+  std::vector<std::vector<float>> xs;
+  for (int k = 0; k < 3; ++k) xs.push_back(random_floats(n * cs[k] * s, 60 + k));
+  const float* ptrs[3] = {xs[0].data(), xs[1].data(), xs[2].data()};
+  std::vector<float> want(n * 11 * s);
+  dl::cpu::concat_channels(ptrs, cs.data(), 3, n, s, want.data());
+  for (const LaunchShape& sh : kAnyShapes) {
+    Launcher l{sh.block, sh.max_grid};
+    std::vector<float> y(want.size(), kNaNf);
+    dl::kern::run_concat(l, ptrs, cs.data(), 3, n, s, y.data());
+    expect_near_all(y, want, 0, "concat, " + describe(sh));
+    std::vector<float> d0(xs[0].size(), kNaNf), d2(xs[2].size(), kNaNf);
+    float* outs[3] = {d0.data(), nullptr, d2.data()};  // the middle part is not wanted
+    dl::kern::run_split(l, y.data(), cs.data(), 3, n, s, outs);
+    expect_near_all(d0, xs[0], 0, "split part 0, " + describe(sh));
+    expect_near_all(d2, xs[2], 0, "split part 2, " + describe(sh));
+  }
+}
+
+TEST(Kernels, BatchNormInferenceBackwardMatchesCpu) {
+  const int64_t n = 3, c = 5, s = 37;
+  const std::vector<float> x = random_floats(n * c * s, 71), dy = random_floats(n * c * s, 72),
+                           gamma = random_floats(c, 73), mean = random_floats(c, 74),
+                           var = random_floats(c, 75, 0.5f, 2.f);
+  std::vector<float> want_dx(x.size()), want_dg(c), want_db(c);
+  dl::cpu::batch_norm_backward_infer(x.data(), gamma.data(), dy.data(), mean.data(), var.data(), n, c, s, 1e-5,
+                                     want_dx.data(), want_dg.data(), want_db.data());
+  for (const LaunchShape& sh : kReductionShapes) {
+    Launcher l{sh.block, sh.max_grid};
+    std::vector<float> dx(x.size(), kNaNf), dg(c, kNaNf), db(c, kNaNf);
+    dl::kern::run_batch_norm_backward_infer(l, x.data(), gamma.data(), dy.data(), mean.data(), var.data(), n, c, s,
+                                            1e-5, dx.data(), dg.data(), db.data());
+    expect_near_all(dx, want_dx, 1e-6, "dx, " + describe(sh));
+    expect_near_all(dg, want_dg, 1e-5, "dgamma, " + describe(sh));
+    expect_near_all(db, want_db, 1e-5, "dbeta, " + describe(sh));
+  }
+}
+
+}  // namespace
