@@ -142,14 +142,21 @@ double evaluate_segmentation(nn::Layer& model, const data::Dataset& d, int64_t b
   model.eval();
   autograd::NoGradGuard no_grad;
   double loss_sum = 0;
+  // Batches go where the model is; so do the class weights of the loss.
+  const std::vector<Tensor> params = model.parameters();
+  const Device device = params.empty() ? Device::cpu() : params.front().device();
+  ops::CrossEntropyOptions loss_on_device = loss ? *loss : ops::CrossEntropyOptions{};
+  if (loss_on_device.class_weights.defined()) loss_on_device.class_weights = loss_on_device.class_weights.to(device);
   std::vector<int64_t> idx;
   for (int64_t b = 0; b < d.size(); b += batch_size) {
     idx.resize(static_cast<size_t>(std::min(batch_size, d.size() - b)));
     std::iota(idx.begin(), idx.end(), b);
-    const data::Batch batch = d.get_batch(idx);
+    data::Batch batch = d.get_batch(idx);
+    batch.inputs = batch.inputs.to(device);
     const Tensor logits = model.forward(batch.inputs);  // N x C x H x W
     if (loss)
-      loss_sum += ops::cross_entropy(logits, batch.targets, *loss).item<double>() * static_cast<double>(idx.size());
+      loss_sum += ops::cross_entropy(logits, batch.targets.to(device), loss_on_device).item<double>() *
+                  static_cast<double>(idx.size());
     ev.add(argmax_channels(logits), batch.targets.to(Device::cpu()));
   }
   model.train(was_training);

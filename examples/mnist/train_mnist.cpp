@@ -167,6 +167,7 @@ int run(int argc, char** argv) {
   const dl::train::ProgressMode progress_mode = dl::train::parse_progress_mode(progress);
   const dl::Device dev = dl::Device::parse(device);
   dl::check_device_usable(dev);
+  o.device = dev;
   if (threads > 0) dl::set_num_threads(threads);
   dl::manual_seed(seed);
   o.seed = seed;

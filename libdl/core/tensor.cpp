@@ -220,6 +220,15 @@ void Tensor::fill_(double value) {
   });
 }
 
+void Tensor::move_to_(Device device) {
+  TensorImpl& t = const_cast<TensorImpl&>(checked(impl_));
+  if (device == this->device()) return;
+  const Tensor moved = to(device);
+  t.storage = moved.impl()->storage;
+  t.offset = moved.impl()->offset;
+  if (t.grad.defined()) t.grad.move_to_(device);
+}
+
 bool Tensor::shares_storage_with(const Tensor& other) const {
   return defined() && other.defined() && impl_->storage == other.impl_->storage;
 }

@@ -22,6 +22,7 @@
 #include "dl/ops/softmax.h"
 #include "dl/data/dataloader.h"
 #include "dl/data/dataset.h"
+#include "dl/data/device_stager.h"
 #include "dl/data/idx.h"
 #include "dl/data/mnist.h"
 #include "dl/metrics/accuracy.h"

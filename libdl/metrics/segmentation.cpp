@@ -1,6 +1,11 @@
 // Semantic segmentation metrics (see dl/metrics/segmentation.h for the definitions).
 #include "dl/metrics/segmentation.h"
 
+#include "dl/config.h"
+#if DL_WITH_CUDA
+#include "backend/cuda/cuda_ops.h"
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -254,8 +259,10 @@ void SegmentationEvaluator::add(const int32_t* pred, const int32_t* truth, int64
   std::vector<int64_t> confusion(confusion_.size(), 0);
   std::vector<int32_t> clean;
   count_image(pred, truth, h, w, num_classes_, void_label_, confusion, clean);
-  const std::vector<double> bf = bf_scores_clean(clean.data(), truth, h, w, num_classes_);
+  accumulate(confusion, bf_scores_clean(clean.data(), truth, h, w, num_classes_));
+}
 
+void SegmentationEvaluator::accumulate(const std::vector<int64_t>& confusion, const std::vector<double>& bf) {
   for (size_t i = 0; i < confusion.size(); ++i) confusion_[i] += confusion[i];
   for (int c = 0; c < num_classes_; ++c)
     if (!std::isnan(bf[c])) {
@@ -280,9 +287,40 @@ void SegmentationEvaluator::add(const Tensor& pred, const Tensor& truth) {
   for (const Tensor* t : {&pred, &truth})
     DL_CHECK(t->dtype() == DType::kInt32 || t->dtype() == DType::kUInt8,
              "SegmentationEvaluator::add: expected int32 or uint8 labels, got ", dtype_name(t->dtype()));
+  if (pred.device().is_cuda() && truth.device() == pred.device()) return add_on_device(pred, truth);
   const Tensor p = pred.to(Device::cpu()).to(DType::kInt32), t = truth.to(Device::cpu()).to(DType::kInt32);
   const int64_t n = pred.dim() == 3 ? pred.size(0) : 1, h = pred.size(-2), w = pred.size(-1);
   for (int64_t i = 0; i < n; ++i) add(p.data<int32_t>() + i * h * w, t.data<int32_t>() + i * h * w, h, w);
+}
+
+void SegmentationEvaluator::add_on_device(const Tensor& pred_any, const Tensor& truth_any) {
+#if DL_WITH_CUDA
+  const Tensor pred = pred_any.to(DType::kInt32), truth = truth_any.to(DType::kInt32);
+  const int64_t n = pred.dim() == 3 ? pred.size(0) : 1, h = pred.size(-2), w = pred.size(-1);
+  DL_CHECK(num_classes_ <= 32, "SegmentationEvaluator: the CUDA kernels count at most 32 classes, got ", num_classes_,
+           "; pass CPU tensors");
+  std::vector<int64_t> confusion(confusion_.size(), 0);
+  std::vector<unsigned long long> counts;  // per image and class: predicted (total, matched), true (total, matched)
+  cuda::segmentation_counts(pred.device().index, pred.data<int32_t>(), truth.data<int32_t>(), n, h, w, num_classes_,
+                            void_label_, confusion, counts);
+  // The confusion of the whole batch goes in with the first image; the BF scores image by image.
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<double> bf(num_classes_, kNaN);
+    for (int c = 0; c < num_classes_; ++c) {
+      const unsigned long long* q = counts.data() + (i * num_classes_ + c) * 4;
+      if (q[0] == 0 && q[2] == 0) continue;  // in neither map
+      if (q[0] == 0 || q[2] == 0) {
+        bf[c] = 0.0;  // in one map only
+        continue;
+      }
+      const double p = static_cast<double>(q[1]) / q[0], r = static_cast<double>(q[3]) / q[2];
+      bf[c] = p + r > 0 ? 2 * p * r / (p + r) : 0.0;
+    }
+    accumulate(i == 0 ? confusion : std::vector<int64_t>(confusion.size(), 0), bf);
+  }
+#else
+  DL_THROW("SegmentationEvaluator: label maps on ", pred_any.device().str(), " but libdl was built without CUDA");
+#endif
 }
 
 void SegmentationEvaluator::merge(const SegmentationEvaluator& other) {

@@ -16,6 +16,10 @@ Tensor& Module::register_buffer(const std::string& name, Tensor t) {
   return buffers_.back().second;
 }
 
+void Module::to(Device device) {
+  for (auto& [name, t] : state()) t.move_to_(device);
+}
+
 void Module::collect(const std::string& prefix, std::vector<ParamRef>* params, NamedTensors* buffers) const {
   if (params)
     for (const auto& p : params_) params->push_back({prefix + p.name, p.tensor, p.l2_factor});

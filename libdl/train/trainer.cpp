@@ -13,6 +13,7 @@
 #include "dl/core/allocator.h"
 #include "dl/core/serialize.h"
 #include "dl/data/dataloader.h"
+#include "dl/data/device_stager.h"
 #include "dl/metrics/accuracy.h"
 #include "dl/nn/state.h"
 #include "dl/train/resources.h"
@@ -23,6 +24,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr int kTableWidth = 118;  // between the outer bars of the verbose table
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// A batch on the training device (a plain copy: evaluation is not where copies need to overlap).
+data::Batch stage_to(data::Batch b, Device device) {
+  if (device.is_cpu()) return b;
+  b.inputs = b.inputs.to(device);
+  b.targets = b.targets.to(device);
+  return b;
+}
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const nn::Layer& model, const TrainingOptions& o) {
   auto params = model.parameter_refs();
@@ -70,13 +79,18 @@ std::string format_hms(double seconds) {
 Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
     : model_(model), o_(options), out_(&std::cout), shuffle_gen_(options.seed) {
   o_.validate();
+  check_device_usable(o_.device);
+  model_.to(o_.device);  // before the optimiser makes its state tensors beside the parameters
   optimizer_ = make_optimizer(model_, o_);
 }
 
 Trainer::~Trainer() = default;
 
 void Trainer::set_validation_data(std::shared_ptr<const data::Dataset> validation) { validation_ = std::move(validation); }
-void Trainer::set_loss_options(const ops::CrossEntropyOptions& loss) { loss_ = loss; }
+void Trainer::set_loss_options(const ops::CrossEntropyOptions& loss) {
+  loss_ = loss;
+  if (loss_.class_weights.defined()) loss_.class_weights = loss_.class_weights.to(o_.device);
+}
 void Trainer::set_gradient_hook(std::function<void(const std::vector<nn::ParamRef>&)> hook) { hook_ = std::move(hook); }
 void Trainer::set_output(std::ostream* out) { out_ = out; }
 void Trainer::set_progress(ProgressMode mode) { progress_mode_ = mode; }
@@ -110,7 +124,7 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
   for (int64_t b = 0; b < d.size(); b += batch_size) {
     idx.resize(static_cast<size_t>(std::min(batch_size, d.size() - b)));
     std::iota(idx.begin(), idx.end(), b);
-    const data::Batch batch = d.get_batch(idx);
+    const data::Batch batch = stage_to(d.get_batch(idx), o_.device);
     const Tensor logits = model_.forward(batch.inputs);
     loss_sum += ops::cross_entropy(logits, batch.targets, loss_).item<double>() * static_cast<double>(idx.size());
     const metrics::Counts c = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
@@ -164,6 +178,7 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   lo.batch_size = o_.mini_batch_size;
   lo.shuffle = o_.shuffle == "every-epoch";
   data::DataLoader loader(source, lo);
+  data::DeviceStager stager(o_.device);
   loader.generator().set_state(shuffle_gen_.state());
 
   std::ofstream csv;
@@ -188,8 +203,12 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
     const auto te = Clock::now();
     optimizer_->set_learning_rate(learn_rate_for(epoch));
     loader.start_epoch();
-    data::Batch batch;
-    while (!stop && loader.next(batch)) {
+    // The next batch's copy to the device is queued before the current step's work (DeviceStager).
+    data::Batch host;
+    if (loader.next(host)) stager.prefetch(host);
+    while (!stop && stager.staged() > 0) {
+      const data::Batch batch = stager.next();
+      if (loader.next(host)) stager.prefetch(host);
       const auto ts = Clock::now();
       const Tensor logits = model_.forward(batch.inputs);
       const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);

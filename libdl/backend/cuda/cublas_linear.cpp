@@ -8,6 +8,7 @@
 #include <mutex>
 #include <utility>
 
+#include "backend/cuda/cublas_loader.h"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cudnn_utils.h"
 #include "backend/cuda/runtime.h"
@@ -37,7 +38,7 @@ void gemm(int device, const DeviceContext& ctx, cublasOperation_t op_a, cublasOp
     return;
   }
   const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  DL_CUBLAS_CHECK(cublasGemmEx(ctx.cublas, op_a, op_b, m, n, k, &kOne, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, &kZero,
+  DL_CUBLAS_CHECK(cublas().gemm_ex(ctx.cublas, op_a, op_b, m, n, k, &kOne, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, &kZero,
                                c, CUDA_R_32F, m, compute, CUBLAS_GEMM_DEFAULT));
 }
 
@@ -72,7 +73,7 @@ void column_sums(int device, const DeviceContext& ctx, const float* dy, float* d
     ones.length = length;
   }
   DL_CUBLAS_CHECK(
-      cublasSgemv(ctx.cublas, CUBLAS_OP_N, out, rows, &kOne, dy, out, ones.buffer.as<float>(), 1, &kZero, db, 1));
+      cublas().sgemv(ctx.cublas, CUBLAS_OP_N, out, rows, &kOne, dy, out, ones.buffer.as<float>(), 1, &kZero, db, 1));
 }
 
 }  // namespace

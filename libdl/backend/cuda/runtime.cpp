@@ -9,6 +9,8 @@
 // where every call can fail or crash; the driver reclaims all of it when the process ends.
 #include "backend/cuda/runtime.h"
 
+#include "backend/cuda/cublas_loader.h"
+
 #include <array>
 #include <atomic>
 #include <cstdio>
@@ -141,13 +143,13 @@ void free_ignoring_errors(void* ptr, int device) {
 struct DeviceSlot {
   std::once_flag once;
   DeviceContext* context = nullptr;
-  cudaEvent_t copy_done = nullptr;  // Note [one copy event per device] in copy_to_device_async
+  cudaEvent_t compute_mark = nullptr;  // Note [one compute mark per device] in copy_to_device_async
 };
 DeviceSlot g_slots[kMaxDevices];
 
 // Builds the context of `device` (Note [process-lifetime CUDA objects]). A failure leaves the objects
 // made so far behind; it happens only when the device is unusable.
-DeviceContext* create_context(int device, cudaEvent_t* copy_done) {
+DeviceContext* create_context(int device, cudaEvent_t* compute_mark) {
   DeviceGuard guard(device);
   auto ctx = std::make_unique<DeviceContext>();
   ctx->device = device;
@@ -156,9 +158,9 @@ DeviceContext* create_context(int device, cudaEvent_t* copy_done) {
   DL_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->copy, cudaStreamNonBlocking));
   DL_CUDNN_CHECK(cudnnCreate(&ctx->cudnn));
   DL_CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->compute));
-  DL_CUBLAS_CHECK(cublasCreate(&ctx->cublas));
-  DL_CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->compute));
-  DL_CUDA_CHECK(cudaEventCreateWithFlags(copy_done, cudaEventDisableTiming));
+  DL_CUBLAS_CHECK(cublas().create(&ctx->cublas));
+  DL_CUBLAS_CHECK(cublas().set_stream(ctx->cublas, ctx->compute));
+  DL_CUDA_CHECK(cudaEventCreateWithFlags(compute_mark, cudaEventDisableTiming));
   return ctx.release();
 }
 
@@ -193,7 +195,8 @@ void throw_cudnn_error(cudnnStatus_t st, const char* call, const char* file, int
 void throw_cublas_error(cublasStatus_t st, const char* call, const char* file, int line) {
   detail::throw_error(file, line,
                       detail::str_cat("cuBLAS error ", cublas_status_name(st), " (", static_cast<int>(st),
-                                      "): ", cublasGetStatusString(st), ", in ", call));
+                                      "): ", cublas_if_loaded() ? cublas_if_loaded()->status_string(st) : "",
+                                      ", in ", call));
 }
 
 const char* cublas_status_name(cublasStatus_t st) {
@@ -247,7 +250,7 @@ DeviceContext& context(int device) {
   check_device(device);
   DeviceSlot& slot = g_slots[device];
   // call_once publishes slot's fields to every thread that returns from it.
-  std::call_once(slot.once, [&slot, device] { slot.context = create_context(device, &slot.copy_done); });
+  std::call_once(slot.once, [&slot, device] { slot.context = create_context(device, &slot.compute_mark); });
   return *slot.context;
 }
 
@@ -454,30 +457,33 @@ void copy_bytes(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, i
   if (blocking) DL_CUDA_CHECK(cudaStreamSynchronize(ctx.compute));
 }
 
-// Note [one copy event per device]: the event is recorded again by every call. That is correct because
+// Note [one compute mark per device]: the event is recorded again by every call. That is correct because
 // cudaStreamWaitEvent waits for the work captured by the event's most recent record *at the time of the
-// wait call*; a later record does not change what an earlier wait waits for. With several threads copying
-// at once, a wait may capture another thread's later record, which follows this copy on the (in-order)
-// copy stream: compute then waits a little longer, never too little.
+// wait call*; a later record does not change what an earlier wait waits for.
 //
-// Lifetimes (the caller's duty; the data loader's): `pinned_src` is read asynchronously, so it must stay
-// alive and unchanged until the copy has completed, i.e. until synchronize(device), or
-// cudaStreamSynchronize(context(device).copy), returns.
+// Lifetimes (the caller's duty; the DeviceStager's): `pinned_src` is read asynchronously, so it must stay
+// alive and unchanged until `done` has completed.
 //
-// Note [copy stream and reused blocks]: the copy runs on the copy stream, which does not wait for the
-// compute stream. `dst` must therefore not be memory that work already queued on the compute stream may
-// still use. A block just handed out again by the caching allocator can be such memory (its previous
-// owner's kernels may still be queued), so the data loader should copy into device buffers it reuses only
-// after the compute work reading them is known to be done. Making the copy stream wait for the compute
-// stream first would remove the hazard, and with it all overlap of copy and compute.
-void copy_to_device_async(void* dst, const void* pinned_src, size_t bytes, int device) {
-  if (bytes == 0) return;
+// Note [copy stream and reused blocks]: `dst` usually comes from the caching allocator, and the block may
+// have been released by a tensor whose kernels are still queued on the compute stream. So the copy stream
+// first waits for the compute work queued *so far* (an event recorded now), then copies. The overlap
+// comes from the order of calls: the trainer stages batch k + 1 before it queues step k, and makes the
+// compute stream wait for that copy (compute_wait on `done`) only when batch k + 1 becomes current, so
+// the copy runs while step k computes.
+void copy_to_device_async(void* dst, const void* pinned_src, size_t bytes, int device, cudaEvent_t done) {
   DeviceContext& ctx = context(device);
-  const cudaEvent_t copy_done = g_slots[device].copy_done;
+  const DeviceSlot& slot = g_slots[device];
   DeviceGuard guard(device);
-  DL_CUDA_CHECK(cudaMemcpyAsync(dst, pinned_src, bytes, cudaMemcpyHostToDevice, ctx.copy));
-  DL_CUDA_CHECK(cudaEventRecord(copy_done, ctx.copy));
-  DL_CUDA_CHECK(cudaStreamWaitEvent(ctx.compute, copy_done, 0));
+  DL_CUDA_CHECK(cudaEventRecord(slot.compute_mark, ctx.compute));
+  DL_CUDA_CHECK(cudaStreamWaitEvent(ctx.copy, slot.compute_mark, 0));
+  if (bytes > 0) DL_CUDA_CHECK(cudaMemcpyAsync(dst, pinned_src, bytes, cudaMemcpyHostToDevice, ctx.copy));
+  DL_CUDA_CHECK(cudaEventRecord(done, ctx.copy));
+}
+
+void compute_wait(int device, cudaEvent_t event) {
+  DeviceContext& ctx = context(device);
+  DeviceGuard guard(device);
+  DL_CUDA_CHECK(cudaStreamWaitEvent(ctx.compute, event, 0));
 }
 
 void synchronize(int device) {

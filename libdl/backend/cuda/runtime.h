@@ -142,8 +142,12 @@ class PinnedBuffer {
 // Copies between host and device memory, or device and device, ordered on the device's compute stream.
 // `blocking` waits for the copy (device-to-host copies whose result the caller reads at once).
 void copy_bytes(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, int device, bool blocking);
-// Host-to-device copy on the copy stream from pinned memory, with the compute stream made to wait for it.
-void copy_to_device_async(void* dst, const void* pinned_src, size_t bytes, int device);
+// Host-to-device copy on the copy stream from pinned memory, after the compute work queued so far (dst
+// may be a reused block); `done` is recorded after it. The compute stream does not wait: call
+// compute_wait(device, done) before queueing work that reads dst.
+void copy_to_device_async(void* dst, const void* pinned_src, size_t bytes, int device, cudaEvent_t done);
+// Makes the device's compute stream wait for `event` (no host synchronisation).
+void compute_wait(int device, cudaEvent_t event);
 // Waits for everything queued on the device (used at the end of an epoch and by timers, never per op).
 void synchronize(int device);
 

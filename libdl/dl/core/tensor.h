@@ -84,6 +84,9 @@ class Tensor {
   void fill_(double value);
   void zero_() { fill_(0.0); }
   bool shares_storage_with(const Tensor& other) const;
+  // Moves the data to `device` in place: every handle of this tensor (and its grad) sees the new
+  // storage. Used to move a model's parameters and buffers; views of the old storage keep the old data.
+  void move_to_(Device device);
 
   // ---- autograd ----
   bool requires_grad() const;

@@ -78,6 +78,11 @@ class SegmentationEvaluator {
   std::vector<double> bf_sum_;         // per class: sum of the BF scores of the images scoring it
   std::vector<int64_t> bf_count_;      // per class: images scoring it
   std::vector<double> image_mean_bf_;  // per image
+
+  // Adds one image's confusion counts (C x C) and BF scores (C, NaN where not scored).
+  void accumulate(const std::vector<int64_t>& confusion, const std::vector<double>& bf);
+  // N x H x W int32 label maps on a CUDA device: counted there by the kernels of kernels/.
+  void add_on_device(const Tensor& pred, const Tensor& truth);
 };
 
 }  // namespace dl::metrics

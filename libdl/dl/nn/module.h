@@ -37,6 +37,8 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
   void zero_grad();
+  // Moves every parameter and buffer of the tree to `device`, in place (handles held by layers follow).
+  void to(Device device);
 
  protected:
   Tensor& register_parameter(const std::string& name, Tensor t, double l2_factor = 1.0);

@@ -5,6 +5,8 @@
 #include <limits>
 #include <string>
 
+#include "dl/core/device.h"
+
 namespace dl::train {
 
 struct TrainingOptions {
@@ -31,6 +33,7 @@ struct TrainingOptions {
   std::string output_network = "last-iteration";  // or "best-validation-loss"
   std::string log_csv;                         // a CSV row per iteration when set
   uint64_t seed = 0;                           // the shuffling generator's seed
+  Device device = Device::cpu();               // MATLAB's ExecutionEnvironment: where the model trains
 
   // Throws dl::Error naming the first option out of range.
   void validate() const;
