@@ -103,6 +103,15 @@ void run_bf_counts(L& l, const int32_t* pred, const int32_t* truth, int64_t imag
   check_classes(c, kMaxBfClasses, "bf_score");
   const int64_t plane = h * w;
   const int block = l.block_size(256);
+  if (images <= 0 || plane <= 0) return;
+  if (images > 65535) {  // gridDim.y limit: in chunks of images
+    for (int64_t i = 0; i < images; i += 65535) {
+      const int64_t m = images - i < 65535 ? images - i : 65535;
+      run_bf_counts(l, pred + i * plane, truth + i * plane, m, h, w, c, void_label, pred_counts + i * c * 2,
+                    truth_counts + i * c * 2);
+    }
+    return;
+  }
   const dim3 grid(l.grid_size(plane, block), static_cast<unsigned>(images));
   auto bnd = l.template scratch<int32_t>(2 * images * plane);
   int32_t* bnd_pred = bnd.get();

@@ -7,6 +7,13 @@
 //             result depends only on the launch shape.
 //   backward: dlogits = gy[0] / weight_sum[0] * w[y] * (softmax - onehot(y)), zero at ignored pixels;
 //             both scalars are read on the device (no host round trip between forward and backward).
+// Labels are checked here, not by the host before the launch: one outside [0, C) that is not the ignored
+// label (ignore_index >= 0) is never used as an index; it makes the loss NaN and its gradient zero, and
+// find_bad_label_kernel (run by check_labels on the error path) names it.
+
+// Whether label y is ignored, or a class (in range).
+DL_HD bool label_ignored(int32_t y, int32_t ignore_index) { return ignore_index >= 0 && y == ignore_index; }
+DL_HD bool label_in_range(int32_t y, int64_t c) { return y >= 0 && y < c; }
 #pragma once
 #include "compat.cuh"
 #include "elementwise.cuh"
@@ -28,11 +35,14 @@ DL_GLOBAL void cross_entropy_forward_kernel(const T* logits, const int32_t* labe
     const T lz = static_cast<T>(log(z));
     for (int64_t k = 0; k < c; ++k) log_probs[base + k * s] = logits[base + k * s] - mx - lz;
     const int32_t y = labels[p];
-    if (y != ignore_index) {
-      const double w = weights ? static_cast<double>(weights[y]) : 1.0;
-      loss -= w * static_cast<double>(log_probs[base + y * s]);
-      wsum += w;
+    if (label_ignored(y, ignore_index)) continue;
+    if (!label_in_range(y, c)) {
+      loss = static_cast<double>(NAN);
+      continue;
     }
+    const double w = weights ? static_cast<double>(weights[y]) : 1.0;
+    loss -= w * static_cast<double>(log_probs[base + y * s]);
+    wsum += w;
   }
   const double block_loss = block_reduce_sum(loss, smem);
   const double block_weight = block_reduce_sum(wsum, smem);
@@ -69,7 +79,7 @@ DL_GLOBAL void cross_entropy_backward_kernel(const T* log_probs, const int32_t* 
   DL_GRID_STRIDE_LOOP(p, n * s) {
     const int64_t base = (p / s) * c * s + p % s;
     const int32_t y = labels[p];
-    if (y == ignore_index) {
+    if (label_ignored(y, ignore_index) || !label_in_range(y, c)) {
       for (int64_t k = 0; k < c; ++k) dlogits[base + k * s] = T(0);
       continue;
     }
@@ -79,12 +89,13 @@ DL_GLOBAL void cross_entropy_backward_kernel(const T* log_probs, const int32_t* 
   }
 }
 
-// first_bad[0] = min over positions of labels outside [0, c) that are not ignore_index (initially count).
+// first_bad[0] = min over positions of labels outside [0, c) that are not ignored (initially count).
 DL_GLOBAL void find_bad_label_kernel(const int32_t* labels, int64_t count, int64_t c, int32_t ignore_index,
                                      unsigned long long* first_bad) {
   DL_GRID_STRIDE_LOOP(i, count) {
     const int32_t y = labels[i];
-    if (y != ignore_index && (y < 0 || y >= c)) atomicMin(first_bad, static_cast<unsigned long long>(i));
+    if (!label_ignored(y, ignore_index) && !label_in_range(y, c))
+      atomicMin(first_bad, static_cast<unsigned long long>(i));
   }
 }
 

@@ -245,6 +245,35 @@ TEST(Kernels, CrossEntropyWithNothingCountedIsNaN) {
   EXPECT_EQ(ws, 0.0);
 }
 
+// A label out of range is never an index: the loss is NaN, its pixel's gradient zero (AddressSanitizer
+// watches the reads of weights[] and log_probs[] here).
+TEST(Kernels, CrossEntropyBadLabelGivesNaNWithoutOutOfRangeReads) {
+  const int64_t n = 2, c = 5, s = 9;
+  const std::vector<float> logits = random_floats(n * c * s, 81);
+  const std::vector<float> weights = random_floats(c, 82, 0.5f, 1.5f);
+  std::vector<int32_t> labels(n * s, 1);
+  labels[4] = 1000000;
+  labels[11] = -7;
+  for (int32_t ignore : {255, -1}) {
+    Launcher l{64, 2};
+    std::vector<float> lp(n * c * s, kNaNf), dx(n * c * s, kNaNf);
+    float loss = 0;
+    double ws = -1;
+    dl::kern::run_cross_entropy_forward(l, logits.data(), labels.data(), weights.data(), n, c, s, ignore, lp.data(),
+                                        &loss, &ws);
+    EXPECT_TRUE(std::isnan(loss)) << "ignore " << ignore;
+    const float gy = 1.f;
+    const double one = 1.0;
+    dl::kern::run_cross_entropy_backward(l, lp.data(), labels.data(), weights.data(), n, c, s, ignore, &gy, &one,
+                                         dx.data());
+    for (int64_t k = 0; k < c; ++k) {
+      EXPECT_EQ(dx[(0 * c + k) * s + 4], 0.f);
+      EXPECT_EQ(dx[(1 * c + k) * s + 2], 0.f);
+      EXPECT_TRUE(std::isfinite(dx[(0 * c + k) * s + 3]));
+    }
+  }
+}
+
 TEST(Kernels, FindsTheFirstBadLabel) {
   std::vector<int32_t> labels(1000, 2);
   labels[517] = 11;
@@ -258,6 +287,9 @@ TEST(Kernels, FindsTheFirstBadLabel) {
     std::vector<int32_t> good(1000, 3);
     dl::kern::run_find_bad_label(l, good.data(), int64_t{1000}, int64_t{11}, 255, &first);
     EXPECT_EQ(first, 1000u) << describe(s);
+    good[900] = -1;  // with no ignored label (-1), -1 is out of range like any other negative label
+    dl::kern::run_find_bad_label(l, good.data(), int64_t{1000}, int64_t{11}, -1, &first);
+    EXPECT_EQ(first, 900u) << describe(s);
   }
 }
 

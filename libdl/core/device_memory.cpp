@@ -32,8 +32,9 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
              ": copies between two GPUs go through the host in this version");
     cuda::copy_bytes(dst, src, bytes, cudaMemcpyDeviceToDevice, dst_device.index, /*blocking=*/false);
   } else if (dst_device.is_cuda()) {
-    // Pageable host memory: cudaMemcpyAsync stages it before returning, so the source may be reused.
-    cuda::copy_bytes(dst, src, bytes, cudaMemcpyHostToDevice, dst_device.index, /*blocking=*/false);
+    // From pageable memory the caller may reuse at once: wait for the copy (Tensor::to, evaluation and
+    // checkpoints; the training loop's batches go through DeviceStager's pinned buffers instead).
+    cuda::copy_bytes(dst, src, bytes, cudaMemcpyHostToDevice, dst_device.index, /*blocking=*/true);
   } else {
     cuda::copy_bytes(dst, src, bytes, cudaMemcpyDeviceToHost, src_device.index, /*blocking=*/true);
   }

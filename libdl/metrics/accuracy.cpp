@@ -1,6 +1,11 @@
 // Argmax accuracy.
 #include "dl/metrics/accuracy.h"
 
+#include "dl/config.h"
+#if DL_WITH_CUDA
+#include "backend/cuda/cuda_ops.h"
+#endif
+
 namespace dl::metrics {
 
 namespace {
@@ -27,6 +32,22 @@ Counts count_correct(const Tensor& logits, const Tensor& labels, int32_t ignore_
   const int64_t n = logits.size(0), c = logits.size(1), s = n * c ? logits.numel() / (n * c) : 0;
   DL_CHECK(labels.numel() == n * s, "count_correct: logits ", logits.shape().str(), " and labels ",
            labels.shape().str(), " disagree");
+#if DL_WITH_CUDA
+  if (logits.device().is_cuda() && logits.dtype() == DType::kFloat32) {
+    // The argmax runs on the device; the predicted classes (C times smaller than the logits) come back.
+    Tensor pred = Tensor::empty({n * s}, DType::kInt32, logits.device());
+    cuda::argmax_channels(logits.device().index, logits.data<float>(), n, c, s, pred.data<int32_t>());
+    const Tensor p = pred.to(Device::cpu()), y = labels.to(Device::cpu());
+    Counts k;
+    for (int64_t i = 0; i < n * s; ++i) {
+      const int32_t label = y.data<int32_t>()[i];
+      if (ignore_index >= 0 && label == ignore_index) continue;
+      k.correct += p.data<int32_t>()[i] == label;
+      ++k.total;
+    }
+    return k;
+  }
+#endif
   const Tensor x = logits.to(Device::cpu()), y = labels.to(Device::cpu());
   if (x.dtype() == DType::kFloat64) return count(x.data<double>(), y.data<int32_t>(), n, c, s, ignore_index);
   return count(x.data<float>(), y.data<int32_t>(), n, c, s, ignore_index);

@@ -49,6 +49,29 @@ Tensor softmax_impl(const Tensor& x, bool log) {
 Tensor softmax(const Tensor& x) { return softmax_impl(x, false); }
 Tensor log_softmax(const Tensor& x) { return softmax_impl(x, true); }
 
+void check_labels(const Tensor& labels, int64_t num_classes, int32_t ignore_index) {
+  check_defined(labels, "check_labels", "labels");
+  DL_CHECK(labels.dtype() == DType::kInt32, "check_labels: expected int32 labels, got ", dtype_name(labels.dtype()));
+  const int64_t count = labels.numel();
+  int64_t pos = count;
+  int32_t label = 0;
+  if (labels.device().is_cuda()) {
+    DL_CUDA_BODY(const auto [p, v] = cuda::first_bad_label(labels.device().index, labels.data<int32_t>(), count,
+                                                           num_classes, ignore_index);
+                 pos = p; label = v);
+  } else {
+    const int32_t* y = labels.data<int32_t>();
+    for (int64_t i = 0; i < count && pos == count; ++i)
+      if (!(ignore_index >= 0 && y[i] == ignore_index) && (y[i] < 0 || y[i] >= num_classes)) {
+        pos = i;
+        label = y[i];
+      }
+  }
+  DL_CHECK(pos == count, "cross_entropy: label ", label, " at position ", pos, " is outside the class range [0, ",
+           num_classes, ")",
+           ignore_index >= 0 ? " and is not the ignored label " + std::to_string(ignore_index) : "");
+}
+
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntropyOptions& opt) {
   const char* op = "cross_entropy";
   check_float(logits, op, "logits");
@@ -67,27 +90,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntr
   DL_CHECK(labels.device() == logits.device(), op, ": labels on ", labels.device().str(), ", logits on ",
            logits.device().str());
   // Labels are validated here, once, so that no backend reads out of range.
-  const int64_t count = labels.numel();
-  const auto bad_label = [&](int32_t label, const std::string& where) {
-    DL_THROW(op, ": label ", label, where, " is outside the class range [0, ", l.c, ")",
-             opt.ignore_index >= 0 ? " and is not the ignored label " + std::to_string(opt.ignore_index) : "");
-  };
-  if (labels.device().is_cuda()) {
-    // One 8-byte read back per call (a synchronisation, like reading the loss for the progress table):
-    // the position of the first bad label, found by a kernel, and then that label.
-    const int32_t skip = opt.ignore_index >= 0 ? opt.ignore_index : std::numeric_limits<int32_t>::min();
-    int32_t first = skip;
-    dispatch(logits, op, [](auto) {}, [&](int dev) {
-      DL_CUDA_BODY(first = cuda::first_bad_label(dev, labels.data<int32_t>(), count, l.c, skip));
-    });
-    if (first != skip) bad_label(first, "");
-  } else {
-    const int32_t* y = labels.data<int32_t>();
-    for (int64_t i = 0; i < count; ++i) {
-      if (opt.ignore_index >= 0 && y[i] == opt.ignore_index) continue;
-      if (y[i] < 0 || y[i] >= l.c) bad_label(y[i], " at position " + std::to_string(i));
-    }
-  }
+  // On the CPU here; on CUDA inside the kernel (see loss.h).
+  if (labels.device().is_cpu()) check_labels(labels, l.c, opt.ignore_index);
 
   Tensor log_probs = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
   Tensor loss = Tensor::empty({1}, logits.dtype(), logits.device());

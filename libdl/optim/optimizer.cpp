@@ -88,6 +88,8 @@ void RmsProp::update(size_t i, Tensor& w, const Tensor& g) {
 
 namespace {
 double squared_norm(const Tensor& g) {
+  // On a device: the reduction runs there and one value comes back.
+  if (!g.device().is_cpu()) return ops::sum(ops::mul(g, g)).item<double>();
   const auto v = g.to(DType::kFloat64);
   const double* p = v.data<double>();
   double s = 0;
@@ -125,8 +127,10 @@ double clip_grad_norm_per_parameter(const std::vector<nn::ParamRef>& params, dou
 double clip_grad_value(const std::vector<nn::ParamRef>& params, double threshold) {
   double worst = 0;
   for (const auto& p : params) {
-    Tensor g = p.tensor.grad();
-    if (!g.defined()) continue;
+    Tensor grad = p.tensor.grad();
+    if (!grad.defined()) continue;
+    // Clipping by value is opt-in and rare: on a device the gradient makes a round trip through the host.
+    Tensor g = grad.device().is_cpu() ? grad : grad.to(Device::cpu());
     auto clamp = [&](auto* d) {
       for (int64_t i = 0; i < g.numel(); ++i) {
         worst = std::max(worst, std::fabs(static_cast<double>(d[i])));
@@ -138,6 +142,7 @@ double clip_grad_value(const std::vector<nn::ParamRef>& params, double threshold
       clamp(g.data<float>());
     else
       clamp(g.data<double>());
+    if (!grad.device().is_cpu()) grad.copy_(g);
   }
   return worst;
 }

@@ -212,12 +212,19 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
       const auto ts = Clock::now();
       const Tensor logits = model_.forward(batch.inputs);
       const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
-      const double loss_value = loss.item<double>();
-      DL_CHECK(std::isfinite(loss_value), "training diverged: the mini-batch loss is ", loss_value, " at epoch ", epoch,
-               ", iteration ", iteration_ + 1, " (learn rate ", optimizer_->learning_rate(),
-               "); lower InitialLearnRate or set GradientThreshold");
       optimizer_->zero_grad();
       loss.backward();
+      // Read after the backward is queued, so that a device computes it while the host waits; before the
+      // update, so that a non-finite loss changes no weight.
+      const double loss_value = loss.item<double>();
+      if (!std::isfinite(loss_value)) {
+        // On a device, labels are checked only now (ops::cross_entropy); say so if one was out of range.
+        if (!batch.targets.device().is_cpu()) ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
+        DL_THROW("training diverged: the mini-batch loss is ", loss_value, " at epoch ", epoch, ", iteration ",
+                 iteration_ + 1, " (learn rate ", optimizer_->learning_rate(),
+                 "); lower InitialLearnRate or set GradientThreshold",
+                 batch.targets.device().is_cpu() ? "" : " (on a GPU a batch whose labels are all ignored gives NaN too)");
+      }
       clip_gradients();
       if (hook_) hook_(optimizer_->params());
       optimizer_->step();

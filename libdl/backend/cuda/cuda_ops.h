@@ -8,6 +8,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "dl/ops/params.h"
@@ -77,9 +78,10 @@ void cross_entropy_forward(int device, const float* logits, const int32_t* label
 void cross_entropy_backward(int device, const float* log_probs, const int32_t* labels, const float* weights,
                             int64_t n, int64_t c, int64_t s, int32_t ignore_index, const float* gy,
                             const double* weight_sum, float* dlogits);
-// Labels outside [0, C) other than ignore_index: returns the first such label, or ignore_index if none
-// (one small device-to-host read; the front end calls it only when asked to validate).
-int32_t first_bad_label(int device, const int32_t* labels, int64_t count, int64_t c, int32_t ignore_index);
+// The first position of a label outside [0, C) other than ignore_index, and that label; {count, 0} when
+// there is none. Synchronises (two small reads): for error paths, not the training step.
+std::pair<int64_t, int32_t> first_bad_label(int device, const int32_t* labels, int64_t count, int64_t c,
+                                            int32_t ignore_index);
 
 void concat_channels(int device, const float* const* xs, const int64_t* cs, int count, int64_t n, int64_t s, float* y);
 void split_channels(int device, const float* y, const int64_t* cs, int count, int64_t n, int64_t s,

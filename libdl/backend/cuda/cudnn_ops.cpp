@@ -55,6 +55,7 @@ void batch_norm_forward_train(int device, const float* x, const float* gamma, co
 
 void batch_norm_forward_infer(int device, const float* x, const float* gamma, const float* beta, const float* mean,
                               const float* var, int64_t n, int64_t c, int64_t s, double eps, float* y) {
+  if (n * c * s == 0) return;  // an empty batch (cuDNN rejects zero-sized descriptors)
   DeviceGuard guard(device);
   DeviceContext& ctx = context(device);
   check_bn_epsilon(eps);

@@ -103,16 +103,17 @@ void cross_entropy_backward(int device, const float* log_probs, const int32_t* l
   CudaLauncher l(device);
   kern::run_cross_entropy_backward(l, log_probs, labels, weights, n, c, s, ignore_index, gy, weight_sum, dlogits);
 }
-int32_t first_bad_label(int device, const int32_t* labels, int64_t count, int64_t c, int32_t ignore_index) {
+std::pair<int64_t, int32_t> first_bad_label(int device, const int32_t* labels, int64_t count, int64_t c,
+                                            int32_t ignore_index) {
   CudaLauncher l(device);
   auto first = l.scratch<unsigned long long>(1);
   kern::run_find_bad_label(l, labels, count, c, ignore_index, first.get());
   unsigned long long pos = 0;
   copy_bytes(&pos, first.get(), sizeof pos, cudaMemcpyDeviceToHost, device, /*blocking=*/true);
-  if (pos >= static_cast<unsigned long long>(count)) return ignore_index;
+  if (pos >= static_cast<unsigned long long>(count)) return {count, 0};
   int32_t label = 0;
   copy_bytes(&label, labels + pos, sizeof label, cudaMemcpyDeviceToHost, device, /*blocking=*/true);
-  return label;
+  return {static_cast<int64_t>(pos), label};
 }
 
 // ---- shape ops, resize, batch norm ----

@@ -135,7 +135,11 @@ void free_ignoring_errors(void* ptr, int device) {
   int previous = -1;
   const bool switched =
       cudaGetDevice(&previous) == cudaSuccess && previous != device && cudaSetDevice(device) == cudaSuccess;
-  static_cast<void>(cudaFree(ptr));
+  if (cudaFree(ptr) != cudaSuccess) {
+    // Not thrown (callers are destructors), and cleared so that the next checked call, say a launch check
+    // with cudaPeekAtLastError, does not report it as its own; a broken device fails that call anyway.
+    static_cast<void>(cudaGetLastError());
+  }
   if (switched) static_cast<void>(cudaSetDevice(previous));
 }
 
