@@ -1,6 +1,7 @@
 // A kernel with a deliberate barrier bug, checked against its reference the way tests/test_kernels.cpp
-// checks every real kernel. This test MUST fail: ctest registers it WILL_FAIL, so it passes only
-// while the emulation (shuffled fibers, poisoned shared memory) exposes the missing __syncthreads().
+// checks every real kernel. This test MUST fail: ctest passes it only when GoogleTest reports this test
+// FAILED (tests/CMakeLists.txt), i.e. while the emulation (shuffled fibers, poisoned shared memory)
+// exposes the missing __syncthreads().
 #include <gtest/gtest.h>
 
 #include <random>

@@ -221,8 +221,9 @@ void Tensor::fill_(double value) {
 }
 
 void Tensor::move_to_(Device device) {
-  TensorImpl& t = const_cast<TensorImpl&>(checked(impl_));
+  checked(impl_);
   if (device == this->device()) return;
+  TensorImpl& t = *impl_;
   const Tensor moved = to(device);
   t.storage = moved.impl()->storage;
   t.offset = moved.impl()->offset;

@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "backend/cuda/cuda_ops.h"
@@ -309,8 +310,14 @@ void run_direction(const DeviceContext& ctx, const Conv2dGeometry& g, ConvDescs&
       }
     }
     DL_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), c.math));
-    DL_CUDNN_CHECK(D::run(ctx.cudnn, d, o, static_cast<typename D::Algo>(c.algo), ws.get(), c.workspace));
-    return;
+    const cudnnStatus_t st = D::run(ctx.cudnn, d, o, static_cast<typename D::Algo>(c.algo), ws.get(), c.workspace);
+    if (st == CUDNN_STATUS_SUCCESS) return;
+    // A listed algorithm may still refuse this configuration at launch (heuristic lists are not always
+    // exact): try the next one, and report the last refusal.
+    if (i + 1 == list.size()) {
+      const std::string call = std::string("cuDNN convolution ") + D::kName + " with its last candidate algorithm";
+      throw_cudnn_error(st, call.c_str(), __FILE__, __LINE__);
+    }
   }
   DL_THROW("cuDNN convolution ", D::kName, ": no candidate algorithm could run");
 }
