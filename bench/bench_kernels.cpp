@@ -18,14 +18,14 @@
 // compiled as is and the Cuda half as an object library with DL_BENCH_GPU_HALF=1.
 #include <benchmark/benchmark.h>
 
-#include "conv_cases.h"
-
 #include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "conv_cases.h"
 
 namespace {
 
@@ -400,8 +400,8 @@ const std::vector<ActCase>& act_cases() {
   return cases;
 }
 
-using dl::bench::ConvCase;
 using dl::bench::conv_cases;
+using dl::bench::ConvCase;
 
 #if DL_WITH_CUDA
 constexpr int kDevice = 0;

@@ -42,4 +42,4 @@ void run_batch_norm_backward_infer(L& l, const T* x, const T* gamma, const T* dy
            var, n, c, s, eps, dx, dgamma, dbeta);
 }
 
-}  // namespace dl::kern::DL_KERN_ABI
+}  // namespace dl::kern::inline DL_KERN_ABI

@@ -129,4 +129,4 @@ void run_bf_counts(L& l, const int32_t* pred, const int32_t* truth, int64_t imag
            static_cast<const int32_t*>(bnd_pred), h, w, c, radius, theta2, truth_counts);
 }
 
-}  // namespace dl::kern::DL_KERN_ABI
+}  // namespace dl::kern::inline DL_KERN_ABI

@@ -31,7 +31,7 @@
 #include "emu/emu.h"
 #define DL_GLOBAL inline
 #define DL_DEVICE inline
-#define DL_SHARED(T, name, N)                                      \
+#define DL_SHARED(T, name, N)                                     \
   static thread_local ::dl::emu::SharedArray<T, (N)> name##_emu_; \
   T* const name = name##_emu_.get()
 #endif
@@ -66,8 +66,8 @@ inline void check_classes(int c, int max_classes, const char* kernel) {
 }
 
 // Grid-stride loop bounds: first item and stride of the calling thread in dimension x.
-#define DL_GRID_STRIDE_LOOP(i, count)                                                                   \
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (count);        \
+#define DL_GRID_STRIDE_LOOP(i, count)                                                        \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (count); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
 // Sum over the block of one double per thread (blockDim.x a power of two, at most kMaxBlock), tree
@@ -86,4 +86,4 @@ DL_DEVICE double block_reduce_sum(double v, double* smem) {
   return total;
 }
 
-}  // namespace dl::kern::DL_KERN_ABI
+}  // namespace dl::kern::inline DL_KERN_ABI

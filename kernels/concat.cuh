@@ -11,7 +11,8 @@ namespace dl::kern::inline DL_KERN_ABI {
 
 constexpr int kMaxConcat = 8;
 
-template <typename Ptr> struct ConcatArgs {
+template <typename Ptr>
+struct ConcatArgs {
   Ptr parts[kMaxConcat];
   int64_t channels[kMaxConcat];
   int count;
@@ -19,7 +20,8 @@ template <typename Ptr> struct ConcatArgs {
 };
 
 // The part that channel ch of the output belongs to, and the channel within it.
-template <typename Ptr> DL_HD int find_part(const ConcatArgs<Ptr>& a, int64_t ch, int64_t* local) {
+template <typename Ptr>
+DL_HD int find_part(const ConcatArgs<Ptr>& a, int64_t ch, int64_t* local) {
   int k = 0;
   while (k + 1 < a.count && ch >= a.channels[k]) {
     ch -= a.channels[k];
@@ -29,7 +31,8 @@ template <typename Ptr> DL_HD int find_part(const ConcatArgs<Ptr>& a, int64_t ch
   return k;
 }
 
-template <typename T> DL_GLOBAL void concat_kernel(ConcatArgs<const T*> a, int64_t n, int64_t s, T* y) {
+template <typename T>
+DL_GLOBAL void concat_kernel(ConcatArgs<const T*> a, int64_t n, int64_t s, T* y) {
   DL_GRID_STRIDE_LOOP(i, n * a.total_channels * s) {
     const int64_t j = i % s, ch = i / s % a.total_channels, b = i / (s * a.total_channels);
     int64_t local = 0;
@@ -39,7 +42,8 @@ template <typename T> DL_GLOBAL void concat_kernel(ConcatArgs<const T*> a, int64
 }
 
 // Parts whose pointer is null are not wanted and not written.
-template <typename T> DL_GLOBAL void split_kernel(const T* y, ConcatArgs<T*> a, int64_t n, int64_t s) {
+template <typename T>
+DL_GLOBAL void split_kernel(const T* y, ConcatArgs<T*> a, int64_t n, int64_t s) {
   DL_GRID_STRIDE_LOOP(i, n * a.total_channels * s) {
     const int64_t j = i % s, ch = i / s % a.total_channels, b = i / (s * a.total_channels);
     int64_t local = 0;
@@ -48,7 +52,8 @@ template <typename T> DL_GLOBAL void split_kernel(const T* y, ConcatArgs<T*> a, 
   }
 }
 
-template <typename Ptr> ConcatArgs<Ptr> make_concat_args(const Ptr* parts, const int64_t* cs, int count) {
+template <typename Ptr>
+ConcatArgs<Ptr> make_concat_args(const Ptr* parts, const int64_t* cs, int count) {
   if (count < 1 || count > kMaxConcat)
     throw std::invalid_argument("concat kernel: expected 1 to " + std::to_string(kMaxConcat) + " inputs, got " +
                                 std::to_string(count));
@@ -75,4 +80,4 @@ void run_split(L& l, const T* y, const int64_t* cs, int count, int64_t n, int64_
   launch_1d(l, split_kernel<T>, n * a.total_channels * s, y, a, n, s);
 }
 
-}  // namespace dl::kern::DL_KERN_ABI
+}  // namespace dl::kern::inline DL_KERN_ABI

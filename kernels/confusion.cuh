@@ -13,7 +13,8 @@ namespace dl::kern::inline DL_KERN_ABI {
 constexpr int kMaxConfusionClasses = 32;
 
 // The class with the largest logit at pixel p of N x C x S logits; the first one on ties.
-template <typename T> DL_HD int32_t argmax_at(const T* logits, int64_t p, int64_t c, int64_t s) {
+template <typename T>
+DL_HD int32_t argmax_at(const T* logits, int64_t p, int64_t c, int64_t s) {
   const int64_t base = (p / s) * c * s + p % s;
   int32_t best = 0;
   T vmax = logits[base];
@@ -25,7 +26,8 @@ template <typename T> DL_HD int32_t argmax_at(const T* logits, int64_t p, int64_
   return best;
 }
 
-template <typename T> DL_GLOBAL void argmax_kernel(const T* logits, int64_t n, int64_t c, int64_t s, int32_t* out) {
+template <typename T>
+DL_GLOBAL void argmax_kernel(const T* logits, int64_t n, int64_t c, int64_t s, int32_t* out) {
   DL_GRID_STRIDE_LOOP(p, n * s) out[p] = argmax_at(logits, p, c, s);
 }
 
@@ -34,7 +36,7 @@ template <typename T>
 DL_GLOBAL void confusion_kernel(const int32_t* pred, const T* logits, const int32_t* truth, int64_t pixels, int64_t s,
                                 int c, int32_t void_label, unsigned long long* confusion,
                                 unsigned long long* first_bad) {
-  DL_SHARED(unsigned int, hist, kMaxConfusionClasses * kMaxConfusionClasses);
+  DL_SHARED(unsigned int, hist, kMaxConfusionClasses* kMaxConfusionClasses);
   const int bins = c * c;
   for (int i = threadIdx.x; i < bins; i += blockDim.x) hist[i] = 0u;
   __syncthreads();
@@ -68,8 +70,9 @@ void run_confusion(L& l, const int32_t* pred, const T* logits, const int32_t* tr
            void_label, confusion, first_bad);
 }
 
-template <typename L, typename T> void run_argmax(L& l, const T* logits, int64_t n, int64_t c, int64_t s, int32_t* out) {
+template <typename L, typename T>
+void run_argmax(L& l, const T* logits, int64_t n, int64_t c, int64_t s, int32_t* out) {
   launch_1d(l, argmax_kernel<T>, n * s, logits, n, c, s, out);
 }
 
-}  // namespace dl::kern::DL_KERN_ABI
+}  // namespace dl::kern::inline DL_KERN_ABI

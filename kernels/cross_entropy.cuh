@@ -114,9 +114,8 @@ void run_cross_entropy_forward(L& l, const T* logits, const int32_t* labels, con
 }
 
 template <typename L, typename T>
-void run_cross_entropy_backward(L& l, const T* log_probs, const int32_t* labels, const T* weights, int64_t n,
-                                int64_t c, int64_t s, int32_t ignore_index, const T* gy, const double* weight_sum,
-                                T* dlogits) {
+void run_cross_entropy_backward(L& l, const T* log_probs, const int32_t* labels, const T* weights, int64_t n, int64_t c,
+                                int64_t s, int32_t ignore_index, const T* gy, const double* weight_sum, T* dlogits) {
   launch_1d(l, cross_entropy_backward_kernel<T>, n * s, log_probs, labels, weights, n, c, s, ignore_index, gy,
             weight_sum, dlogits);
 }
@@ -130,4 +129,4 @@ void run_find_bad_label(L& l, const int32_t* labels, int64_t count, int64_t c, i
   launch_1d(l, find_bad_label_kernel, count, labels, count, c, ignore_index, first_bad);
 }
 
-}  // namespace dl::kern::DL_KERN_ABI
+}  // namespace dl::kern::inline DL_KERN_ABI

@@ -5,43 +5,57 @@
 
 namespace dl::kern::inline DL_KERN_ABI {
 
-struct AddOp { DL_HD float operator()(float a, float b) const { return a + b; } };
-struct SubOp { DL_HD float operator()(float a, float b) const { return a - b; } };
-struct MulOp { DL_HD float operator()(float a, float b) const { return a * b; } };
+struct AddOp {
+  DL_HD float operator()(float a, float b) const { return a + b; }
+};
+struct SubOp {
+  DL_HD float operator()(float a, float b) const { return a - b; }
+};
+struct MulOp {
+  DL_HD float operator()(float a, float b) const { return a * b; }
+};
 
-template <typename T> DL_GLOBAL void fill_kernel(T* y, int64_t n, T value) {
+template <typename T>
+DL_GLOBAL void fill_kernel(T* y, int64_t n, T value) {
   DL_GRID_STRIDE_LOOP(i, n) y[i] = value;
 }
 
-template <typename Op> DL_GLOBAL void binary_kernel(const float* a, const float* b, float* y, int64_t n, Op op) {
+template <typename Op>
+DL_GLOBAL void binary_kernel(const float* a, const float* b, float* y, int64_t n, Op op) {
   DL_GRID_STRIDE_LOOP(i, n) y[i] = op(a[i], b[i]);
 }
 
-template <typename T> DL_GLOBAL void scale_kernel(const T* a, T s, T* y, int64_t n) {
+template <typename T>
+DL_GLOBAL void scale_kernel(const T* a, T s, T* y, int64_t n) {
   DL_GRID_STRIDE_LOOP(i, n) y[i] = s * a[i];
 }
 
-template <typename T> DL_GLOBAL void axpy_kernel(T alpha, const T* x, T* y, int64_t n) {
+template <typename T>
+DL_GLOBAL void axpy_kernel(T alpha, const T* x, T* y, int64_t n) {
   DL_GRID_STRIDE_LOOP(i, n) y[i] += alpha * x[i];
 }
 
 // y = (1 - m) y + m x
-template <typename T> DL_GLOBAL void lerp_kernel(T* y, const T* x, T m, int64_t n) {
+template <typename T>
+DL_GLOBAL void lerp_kernel(T* y, const T* x, T m, int64_t n) {
   DL_GRID_STRIDE_LOOP(i, n) y[i] = (T(1) - m) * y[i] + m * x[i];
 }
 
 // y[i] = s * x[0]: the scalar is read on the device, so no host round trip.
-template <typename T> DL_GLOBAL void broadcast_scalar_kernel(const T* x, T s, T* y, int64_t n) {
+template <typename T>
+DL_GLOBAL void broadcast_scalar_kernel(const T* x, T s, T* y, int64_t n) {
   DL_GRID_STRIDE_LOOP(i, n) y[i] = s * x[0];
 }
 
 // y[r][c] += b[c] over rows x cols, row-major.
-template <typename T> DL_GLOBAL void bias_add_kernel(T* y, const T* b, int64_t rows, int64_t cols) {
+template <typename T>
+DL_GLOBAL void bias_add_kernel(T* y, const T* b, int64_t rows, int64_t cols) {
   DL_GRID_STRIDE_LOOP(i, rows * cols) y[i] += b[i % cols];
 }
 
 // First pass of the sum: partial[blockIdx.x] = sum over the items this block's threads visit.
-template <typename T> DL_GLOBAL void sum_partial_kernel(const T* a, int64_t n, double* partial) {
+template <typename T>
+DL_GLOBAL void sum_partial_kernel(const T* a, int64_t n, double* partial) {
   DL_SHARED(double, smem, kMaxBlock);
   double v = 0;
   DL_GRID_STRIDE_LOOP(i, n) v += static_cast<double>(a[i]);
@@ -50,7 +64,8 @@ template <typename T> DL_GLOBAL void sum_partial_kernel(const T* a, int64_t n, d
 }
 
 // Second pass, one block: out[0] = scale * sum of the m partials.
-template <typename T> DL_GLOBAL void sum_final_kernel(const double* partial, int64_t m, T scale, T* out) {
+template <typename T>
+DL_GLOBAL void sum_final_kernel(const double* partial, int64_t m, T scale, T* out) {
   DL_SHARED(double, smem, kMaxBlock);
   double v = 0;
   for (int64_t i = threadIdx.x; i < m; i += blockDim.x) v += partial[i];
@@ -59,14 +74,16 @@ template <typename T> DL_GLOBAL void sum_final_kernel(const double* partial, int
 }
 
 // ---- launch sequences (Note [launchers]) ----
-template <typename L, typename K, typename... A> void launch_1d(L& l, K kernel, int64_t n, A... args) {
+template <typename L, typename K, typename... A>
+void launch_1d(L& l, K kernel, int64_t n, A... args) {
   if (n <= 0) return;
   const int block = l.block_size(256);
   l.launch(kernel, dim3(l.grid_size(n, block)), dim3(block), args...);
 }
 
 // out[0] = scale * sum(a[0..n)); the order of the additions depends only on the launch shape.
-template <typename L, typename T> void run_sum(L& l, const T* a, int64_t n, T scale, T* out) {
+template <typename L, typename T>
+void run_sum(L& l, const T* a, int64_t n, T scale, T* out) {
   const int block = l.block_size(256);
   check_reduction_block(block, "sum");
   const unsigned grid = n > 0 ? l.grid_size(n, block) : 1u;
@@ -76,4 +93,4 @@ template <typename L, typename T> void run_sum(L& l, const T* a, int64_t n, T sc
            static_cast<int64_t>(grid), scale, out);
 }
 
-}  // namespace dl::kern::DL_KERN_ABI
+}  // namespace dl::kern::inline DL_KERN_ABI

@@ -9,7 +9,8 @@
 
 namespace dl::kern::inline DL_KERN_ABI {
 
-template <typename T> DL_GLOBAL void sgdm_kernel(T* w, const T* g, T* v, int64_t n, T lr, T momentum, T l2) {
+template <typename T>
+DL_GLOBAL void sgdm_kernel(T* w, const T* g, T* v, int64_t n, T lr, T momentum, T l2) {
   DL_GRID_STRIDE_LOOP(i, n) {
     const T gi = g[i] + l2 * w[i];
     v[i] = momentum * v[i] - lr * gi;
@@ -27,7 +28,8 @@ DL_GLOBAL void adam_kernel(T* w, const T* g, T* m, T* v, int64_t n, T lr, T beta
   }
 }
 
-template <typename T> DL_GLOBAL void rmsprop_kernel(T* w, const T* g, T* v, int64_t n, T lr, T decay, T eps, T l2) {
+template <typename T>
+DL_GLOBAL void rmsprop_kernel(T* w, const T* g, T* v, int64_t n, T lr, T decay, T eps, T l2) {
   DL_GRID_STRIDE_LOOP(i, n) {
     const T gi = g[i] + l2 * w[i];
     v[i] = decay * v[i] + (T(1) - decay) * gi * gi;
@@ -36,7 +38,8 @@ template <typename T> DL_GLOBAL void rmsprop_kernel(T* w, const T* g, T* v, int6
 }
 
 // ---- launch sequences (Note [launchers]) ----
-template <typename L, typename T> void run_sgdm(L& l, T* w, const T* g, T* v, int64_t n, T lr, T momentum, T l2) {
+template <typename L, typename T>
+void run_sgdm(L& l, T* w, const T* g, T* v, int64_t n, T lr, T momentum, T l2) {
   launch_1d(l, sgdm_kernel<T>, n, w, g, v, n, lr, momentum, l2);
 }
 
@@ -52,4 +55,4 @@ void run_rmsprop(L& l, T* w, const T* g, T* v, int64_t n, T lr, T decay, T eps, 
   launch_1d(l, rmsprop_kernel<T>, n, w, g, v, n, lr, decay, eps, l2);
 }
 
-}  // namespace dl::kern::DL_KERN_ABI
+}  // namespace dl::kern::inline DL_KERN_ABI

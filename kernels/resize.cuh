@@ -35,8 +35,8 @@ DL_HD void reaching_outputs(int64_t i, int64_t in, int64_t out, int64_t* lo, int
   const double scale = static_cast<double>(out) / static_cast<double>(in);
   int64_t a = static_cast<int64_t>((static_cast<double>(i) - 1.0 + 0.5) * scale - 0.5) - 1;
   int64_t b = static_cast<int64_t>((static_cast<double>(i) + 1.0 + 0.5) * scale - 0.5) + 2;
-  if (i == 0) a = 0;                // clamped taps of the first rows read input 0
-  if (i == in - 1) b = out;         // and of the last rows input in - 1
+  if (i == 0) a = 0;         // clamped taps of the first rows read input 0
+  if (i == in - 1) b = out;  // and of the last rows input in - 1
   *lo = a < 0 ? 0 : a;
   *hi = b > out ? out : b;
 }
@@ -75,4 +75,4 @@ void run_resize_bilinear_backward(L& l, const T* dy, T* dx, int64_t planes, int6
   launch_1d(l, resize_bilinear_backward_kernel<T>, planes * h * w, dy, dx, planes, h, w, oh, ow);
 }
 
-}  // namespace dl::kern::DL_KERN_ABI
+}  // namespace dl::kern::inline DL_KERN_ABI

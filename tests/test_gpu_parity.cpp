@@ -34,10 +34,10 @@ std::string why_no_gpu() {
   }
 }
 
-#define DL_REQUIRE_GPU()                                                 \
-  do {                                                                   \
-    const std::string why = why_no_gpu();                                \
-    if (!why.empty()) GTEST_SKIP() << "no usable CUDA device: " << why;  \
+#define DL_REQUIRE_GPU()                                                \
+  do {                                                                  \
+    const std::string why = why_no_gpu();                               \
+    if (!why.empty()) GTEST_SKIP() << "no usable CUDA device: " << why; \
   } while (0)
 
 TEST(GpuRuntime, MissingDeviceGivesAClearError) {
@@ -91,12 +91,11 @@ TEST_F(GpuParity, Convolution) {
     Shape x, w;
     dl::Conv2dParams p;
   };
-  const std::vector<Case> cases = {
-      {{4, 3, 28, 28}, {8, 3, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 1}},
-      {{2, 16, 15, 17}, {32, 16, 3, 3}, {{2, 2}, {1, 1}, {1, 1}, 1}},
-      {{2, 8, 20, 20}, {8, 8, 3, 3}, {{1, 1}, {6, 6}, {6, 6}, 1}},   // atrous
-      {{2, 8, 9, 9}, {12, 2, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 4}},    // groups
-      {{3, 5, 7, 6}, {4, 5, 1, 1}, {{1, 1}, {0, 0}, {1, 1}, 1}}};
+  const std::vector<Case> cases = {{{4, 3, 28, 28}, {8, 3, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 1}},
+                                   {{2, 16, 15, 17}, {32, 16, 3, 3}, {{2, 2}, {1, 1}, {1, 1}, 1}},
+                                   {{2, 8, 20, 20}, {8, 8, 3, 3}, {{1, 1}, {6, 6}, {6, 6}, 1}},  // atrous
+                                   {{2, 8, 9, 9}, {12, 2, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 4}},   // groups
+                                   {{3, 5, 7, 6}, {4, 5, 1, 1}, {{1, 1}, {0, 0}, {1, 1}, 1}}};
   for (const Case& k : cases) {
     const dl::Conv2dGeometry g = dl::ops::conv2d_geometry(k.x, k.w, k.p);
     const Tensor x = rnd(k.x, 1), w = rnd(k.w, 2), b = rnd({g.k}, 3), dy = rnd({g.n, g.k, g.ho, g.wo}, 4);
@@ -140,8 +139,8 @@ TEST_F(GpuParity, BatchNorm) {
   expect_match(yi.cpu, yi.gpu, 1e-4, "batch norm inference y");
   dl::cpu::batch_norm_backward_infer(x.data<float>(), gamma.data<float>(), dy.data<float>(), mean.cpu.data<float>(),
                                      var.cpu.data<float>(), n, c, s, 1e-5, dxi.c(), dgi.c(), dbi.c());
-  dl::cuda::batch_norm_backward_infer(0, G(xd), G(gd), G(dyd), G(mean.gpu), G(var.gpu), n, c, s, 1e-5, dxi.g(),
-                                      dgi.g(), dbi.g());
+  dl::cuda::batch_norm_backward_infer(0, G(xd), G(gd), G(dyd), G(mean.gpu), G(var.gpu), n, c, s, 1e-5, dxi.g(), dgi.g(),
+                                      dbi.g());
   expect_match(dxi.cpu, dxi.gpu, 1e-4, "batch norm inference dx");
   expect_match(dgi.cpu, dgi.gpu, 1e-4, "batch norm inference dgamma");
   expect_match(dbi.cpu, dbi.gpu, 1e-4, "batch norm inference dbeta");
@@ -255,10 +254,10 @@ TEST_F(GpuParity, CrossEntropyResizeConcatOptimisers) {
   const Tensor w0 = rnd({300}, 21), g0 = rnd({300}, 22), m0 = rnd({300}, 23, 0, 0.1);
   Tensor wc = w0.clone(), mc = m0.clone(), vc = m0.clone(), wg = w0.to(kGpu), mg = m0.to(kGpu), vg = m0.to(kGpu);
   const Tensor gg = g0.to(kGpu);
-  dl::cpu::adam_update(wc.data<float>(), g0.data<float>(), mc.data<float>(), vc.data<float>(), 300, 0.01f, 0.9f,
-                       0.999f, 1e-8f, 1e-4f, 5);
-  dl::cuda::adam_update(0, wg.data<float>(), G(gg), mg.data<float>(), vg.data<float>(), 300, 0.01f, 0.9f, 0.999f,
-                        1e-8f, 1e-4f, 5);
+  dl::cpu::adam_update(wc.data<float>(), g0.data<float>(), mc.data<float>(), vc.data<float>(), 300, 0.01f, 0.9f, 0.999f,
+                       1e-8f, 1e-4f, 5);
+  dl::cuda::adam_update(0, wg.data<float>(), G(gg), mg.data<float>(), vg.data<float>(), 300, 0.01f, 0.9f, 0.999f, 1e-8f,
+                        1e-4f, 5);
   expect_match(wc, wg, 1e-6, "adam w");
   dl::cpu::sgdm_update(wc.data<float>(), g0.data<float>(), mc.data<float>(), 300, 0.01f, 0.9f, 1e-4f);
   dl::cuda::sgdm_update(0, wg.data<float>(), G(gg), mg.data<float>(), 300, 0.01f, 0.9f, 1e-4f);
@@ -283,17 +282,15 @@ TEST_F(GpuParity, SegmentationMetrics) {
   ev.add(Tensor::from_vector<int32_t>({images, h, w}, pred), Tensor::from_vector<int32_t>({images, h, w}, truth));
   EXPECT_EQ(confusion, ev.confusion());
   for (int64_t i = 0; i < images; ++i) {
-    const std::vector<double> want =
-        dl::metrics::bf_scores(pred.data() + i * h * w, truth.data() + i * h * w, h, w, c);
+    const std::vector<double> want = dl::metrics::bf_scores(pred.data() + i * h * w, truth.data() + i * h * w, h, w, c);
     for (int k = 0; k < c; ++k) {
       const unsigned long long* q = counts.data() + (i * c + k) * 4;
-      const double got = q[0] + q[2] == 0 ? NAN
-                         : q[0] == 0 || q[2] == 0
-                             ? 0.0
-                             : [&] {
-                                 const double p = double(q[1]) / q[0], r = double(q[3]) / q[2];
-                                 return p + r > 0 ? 2 * p * r / (p + r) : 0.0;
-                               }();
+      const double got = q[0] + q[2] == 0         ? NAN
+                         : q[0] == 0 || q[2] == 0 ? 0.0
+                                                  : [&] {
+                                                      const double p = double(q[1]) / q[0], r = double(q[3]) / q[2];
+                                                      return p + r > 0 ? 2 * p * r / (p + r) : 0.0;
+                                                    }();
       if (std::isnan(want[k]))
         EXPECT_TRUE(std::isnan(got));
       else
@@ -344,7 +341,8 @@ TEST_F(GpuParity, MnistTrainingStep) {
   expect_match(lc, lg, 1e-4, "MNIST loss");
   const auto sc = cpu_model.state(), sg = gpu_model.state();
   ASSERT_EQ(sc.size(), sg.size());
-  for (size_t i = 0; i < sc.size(); ++i) expect_match(sc[i].second, sg[i].second, 1e-3, "after one step: " + sc[i].first);
+  for (size_t i = 0; i < sc.size(); ++i)
+    expect_match(sc[i].second, sg[i].second, 1e-3, "after one step: " + sc[i].first);
 }
 
 TEST_F(GpuParity, CachingAllocatorReusesAndReports) {

@@ -22,9 +22,9 @@
 #include "confusion.cuh"
 #include "cross_entropy.cuh"
 #include "elementwise.cuh"
+#include "missing_barrier_kernel.cuh"
 #include "optim.cuh"
 #include "resize.cuh"
-#include "missing_barrier_kernel.cuh"
 
 namespace {
 
@@ -51,7 +51,8 @@ std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float
   return v;
 }
 
-void expect_near_all(const std::vector<float>& got, const std::vector<float>& want, double tol, const std::string& what) {
+void expect_near_all(const std::vector<float>& got, const std::vector<float>& want, double tol,
+                     const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_FALSE(std::isnan(got[i])) << what << ": element " << i << " was not written";
@@ -77,7 +78,8 @@ TEST(Emulation, BarrierOrdersSharedMemoryAcrossFibers) {
     l.launch(rotate_kernel, dim3(3), dim3(block), out.data());
     EXPECT_EQ(dl::emu::barrier_count() - before, static_cast<uint64_t>(3 * block));
     for (int b = 0; b < 3; ++b)
-      for (int t = 0; t < block; ++t) ASSERT_EQ(out[b * block + t], (t + 1) % block) << "block " << b << " thread " << t;
+      for (int t = 0; t < block; ++t)
+        ASSERT_EQ(out[b * block + t], (t + 1) % block) << "block " << b << " thread " << t;
   }
 }
 
@@ -385,8 +387,8 @@ TEST(Kernels, BoundaryF1MatchesTheCpuMetric) {
           if (std::isnan(want[k]))
             EXPECT_TRUE(std::isnan(got)) << "image " << i << " class " << k;
           else
-            EXPECT_NEAR(got, want[k], 1e-12) << z.h << "x" << z.w << " image " << i << " class " << k << ", "
-                                             << describe(sh);
+            EXPECT_NEAR(got, want[k], 1e-12)
+                << z.h << "x" << z.w << " image " << i << " class " << k << ", " << describe(sh);
         }
       }
     }
@@ -431,7 +433,8 @@ TEST(Kernels, BilinearResizeForwardBackwardMatchCpu) {
   };
   for (const Case& k : {Case{3, 7, 5, 16, 9}, Case{2, 9, 12, 4, 5}, Case{1, 8, 8, 64, 64}, Case{4, 6, 6, 6, 6},
                         Case{2, 45, 60, 180, 240}, Case{1, 1, 1, 3, 2}}) {
-    const std::vector<float> x = random_floats(k.planes * k.h * k.w, 51), dy = random_floats(k.planes * k.oh * k.ow, 52);
+    const std::vector<float> x = random_floats(k.planes * k.h * k.w, 51),
+                             dy = random_floats(k.planes * k.oh * k.ow, 52);
     std::vector<float> want_y(k.planes * k.oh * k.ow), want_dx(k.planes * k.h * k.w);
     dl::cpu::resize_bilinear_forward(x.data(), want_y.data(), k.planes, k.h, k.w, k.oh, k.ow);
     dl::cpu::resize_bilinear_backward(dy.data(), want_dx.data(), k.planes, k.h, k.w, k.oh, k.ow);

@@ -85,7 +85,8 @@ class BlockRunner {
   void reserve_stacks(size_t n) {
     if (n <= stack_capacity_) return;
     if (stacks_) munmap(stacks_, stack_capacity_ * kStackBytes);
-    void* p = mmap(nullptr, n * kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void* p =
+        mmap(nullptr, n * kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) throw std::runtime_error("emulation: cannot map " + std::to_string(n) + " fiber stacks");
     stacks_ = static_cast<char*>(p);
     stack_capacity_ = n;
@@ -220,8 +221,8 @@ void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
   const int workers = static_cast<int>(std::min<uint64_t>(std::max(opt.workers, 1), blocks));
   std::vector<std::thread> pool;
   for (int w = 1; w < workers; ++w)
-    pool.emplace_back(run_blocks, std::cref(order), std::ref(next), grid, block, std::cref(body), seed + w,
-                      opt.shuffle, std::ref(error), std::ref(error_mutex));
+    pool.emplace_back(run_blocks, std::cref(order), std::ref(next), grid, block, std::cref(body), seed + w, opt.shuffle,
+                      std::ref(error), std::ref(error_mutex));
   run_blocks(order, next, grid, block, body, seed, opt.shuffle, error, error_mutex);
   for (std::thread& t : pool) t.join();
   if (error) std::rethrow_exception(error);

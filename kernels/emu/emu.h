@@ -8,6 +8,8 @@
 //   - atomics are std::atomic_ref operations (blocks of different OS threads do race).
 // Warp-level primitives are not provided: no kernel here uses them.
 #pragma once
+#include <math.h>
+
 #include <atomic>
 #include <cmath>
 #include <cstddef>
@@ -15,7 +17,6 @@
 #include <cstring>
 #include <functional>
 #include <limits>
-#include <math.h>
 #include <memory>
 #include <type_traits>
 
@@ -47,7 +48,8 @@ void launch(dim3 grid, dim3 block, const std::function<void()>& body);
 // Statistics of the last launches (tests check that barriers were really hit).
 uint64_t barrier_count();
 
-template <typename T> T poison_value() {
+template <typename T>
+T poison_value() {
   if constexpr (std::is_floating_point_v<T>) {
     return std::numeric_limits<T>::quiet_NaN();
   } else {
@@ -58,7 +60,8 @@ template <typename T> T poison_value() {
 }
 
 // Storage of one DL_SHARED array on one OS thread; poisoned the first time each block asks for it.
-template <typename T, size_t N> struct SharedArray {
+template <typename T, size_t N>
+struct SharedArray {
   T data[N];
   uint64_t serial = ~uint64_t{0};
   T* get() {
@@ -80,16 +83,24 @@ template <typename T, size_t N> struct SharedArray {
 inline void __syncthreads() { ::dl::emu::sync_threads(); }
 
 // ---- atomics: CUDA's names and semantics (return the old value) ----
-template <typename T> T atomicAdd(T* address, T value) { return std::atomic_ref<T>(*address).fetch_add(value); }
-template <typename T> T atomicOr(T* address, T value) { return std::atomic_ref<T>(*address).fetch_or(value); }
-template <typename T> T atomicMin(T* address, T value) {
+template <typename T>
+T atomicAdd(T* address, T value) {
+  return std::atomic_ref<T>(*address).fetch_add(value);
+}
+template <typename T>
+T atomicOr(T* address, T value) {
+  return std::atomic_ref<T>(*address).fetch_or(value);
+}
+template <typename T>
+T atomicMin(T* address, T value) {
   std::atomic_ref<T> a(*address);
   T old = a.load();
   while (value < old && !a.compare_exchange_weak(old, value)) {
   }
   return old;
 }
-template <typename T> T atomicMax(T* address, T value) {
+template <typename T>
+T atomicMax(T* address, T value) {
   std::atomic_ref<T> a(*address);
   T old = a.load();
   while (value > old && !a.compare_exchange_weak(old, value)) {
@@ -101,9 +112,9 @@ namespace dl::emu {
 
 // The Launcher of Note [launchers] for the emulation: launch shape chosen by the test.
 struct Launcher {
-  int block = 128;                 // block size of every launch (0: the kernel's preferred one)
-  int64_t max_grid = 1 << 20;      // cap on grid-stride grids (small values: grids smaller than the data)
-  int launches = 0;                // kernels launched so far
+  int block = 128;             // block size of every launch (0: the kernel's preferred one)
+  int64_t max_grid = 1 << 20;  // cap on grid-stride grids (small values: grids smaller than the data)
+  int launches = 0;            // kernels launched so far
 
   int block_size(int preferred) const { return block > 0 ? block : preferred; }
   unsigned grid_size(int64_t items, int block_threads) const {
@@ -111,15 +122,18 @@ struct Launcher {
     if (g > max_grid) g = max_grid;
     return static_cast<unsigned>(g < 1 ? 1 : g);
   }
-  template <typename... P, typename... A> void launch(void (*kernel)(P...), dim3 grid, dim3 block_dim, A... args) {
+  template <typename... P, typename... A>
+  void launch(void (*kernel)(P...), dim3 grid, dim3 block_dim, A... args) {
     ++launches;
     ::dl::emu::launch(grid, block_dim, [&] { kernel(static_cast<P>(args)...); });
   }
-  template <typename T> struct Scratch {
+  template <typename T>
+  struct Scratch {
     std::unique_ptr<T[]> data;
     T* get() const { return data.get(); }
   };
-  template <typename T> Scratch<T> scratch(int64_t count) const {
+  template <typename T>
+  Scratch<T> scratch(int64_t count) const {
     Scratch<T> s{std::make_unique<T[]>(static_cast<size_t>(count < 1 ? 1 : count))};
     for (int64_t i = 0; i < count; ++i) s.data[i] = poison_value<T>();
     return s;

@@ -15,7 +15,9 @@ namespace dl::detail {
 
 #if DL_WITH_CUDA
 
-void* device_allocate(size_t bytes, Device device) { return cuda::CudaAllocator::instance().allocate(bytes, device.index); }
+void* device_allocate(size_t bytes, Device device) {
+  return cuda::CudaAllocator::instance().allocate(bytes, device.index);
+}
 
 void device_release(void* ptr, size_t bytes, Device device) noexcept {
   try {
@@ -44,8 +46,8 @@ void device_fill(void* ptr, DType dtype, int64_t count, double value, Device dev
   if (count == 0) return;
   if (value == 0.0) {
     cuda::DeviceGuard guard(device.index);
-    DL_CUDA_CHECK(cudaMemsetAsync(ptr, 0, static_cast<size_t>(count) * dtype_size(dtype),
-                                  cuda::compute_stream(device.index)));
+    DL_CUDA_CHECK(
+        cudaMemsetAsync(ptr, 0, static_cast<size_t>(count) * dtype_size(dtype), cuda::compute_stream(device.index)));
   } else if (dtype == DType::kFloat32) {
     cuda::fill(device.index, static_cast<float*>(ptr), count, static_cast<float>(value));
   } else {
@@ -53,10 +55,17 @@ void device_fill(void* ptr, DType dtype, int64_t count, double value, Device dev
     std::vector<unsigned char> host(static_cast<size_t>(count) * dtype_size(dtype));
     for (int64_t i = 0; i < count; ++i) {
       switch (dtype) {
-        case DType::kFloat64: reinterpret_cast<double*>(host.data())[i] = value; break;
-        case DType::kInt32: reinterpret_cast<int32_t*>(host.data())[i] = static_cast<int32_t>(value); break;
-        case DType::kUInt8: host[i] = static_cast<unsigned char>(value); break;
-        case DType::kFloat32: break;
+        case DType::kFloat64:
+          reinterpret_cast<double*>(host.data())[i] = value;
+          break;
+        case DType::kInt32:
+          reinterpret_cast<int32_t*>(host.data())[i] = static_cast<int32_t>(value);
+          break;
+        case DType::kUInt8:
+          host[i] = static_cast<unsigned char>(value);
+          break;
+        case DType::kFloat32:
+          break;
       }
     }
     cuda::copy_bytes(ptr, host.data(), host.size(), cudaMemcpyHostToDevice, device.index, /*blocking=*/true);

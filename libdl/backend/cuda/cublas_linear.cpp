@@ -38,8 +38,8 @@ void gemm(int device, const DeviceContext& ctx, cublasOperation_t op_a, cublasOp
     return;
   }
   const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  DL_CUBLAS_CHECK(cublas().gemm_ex(ctx.cublas, op_a, op_b, m, n, k, &kOne, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, &kZero,
-                               c, CUDA_R_32F, m, compute, CUBLAS_GEMM_DEFAULT));
+  DL_CUBLAS_CHECK(cublas().gemm_ex(ctx.cublas, op_a, op_b, m, n, k, &kOne, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb,
+                                   &kZero, c, CUDA_R_32F, m, compute, CUBLAS_GEMM_DEFAULT));
 }
 
 // A vector of ones per device for the column sums of the bias gradient, grown on demand and never shrunk.

@@ -18,7 +18,8 @@ namespace {
 
 std::atomic<const CublasApi*> g_loaded{nullptr};
 
-template <typename F> void resolve(void* lib, const char* name, const std::string& file, F* out) {
+template <typename F>
+void resolve(void* lib, const char* name, const std::string& file, F* out) {
   void* sym = dlsym(lib, name);
   DL_CHECK(sym != nullptr, "cuBLAS: ", file, " has no entry point ", name, " (", dlerror(), ")");
   *out = reinterpret_cast<F>(sym);

@@ -17,9 +17,9 @@ namespace dl::cuda {
 
 // ---- cuDNN: convolution (Note [cudnn algorithm cache] in cudnn_conv.cpp) ----
 enum class ConvAlgoSearch { kHeuristic, kTimed };
-void set_conv_algo_search(ConvAlgoSearch s);   // default kTimed (cudnnFind*, once per shape)
+void set_conv_algo_search(ConvAlgoSearch s);  // default kTimed (cudnnFind*, once per shape)
 ConvAlgoSearch conv_algo_search();
-void set_conv_workspace_limit(size_t bytes);   // default 1 GiB
+void set_conv_workspace_limit(size_t bytes);  // default 1 GiB
 size_t conv_workspace_limit();
 void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y);
 // dx, dw, db may each be null (not wanted).
@@ -75,24 +75,23 @@ void cross_entropy_forward(int device, const float* logits, const int32_t* label
                            int64_t c, int64_t s, int32_t ignore_index, float* log_probs, float* loss,
                            double* weight_sum);
 // dlogits = gy[0] / weight_sum[0] * w[y] (softmax - onehot(y)), both scalars read on the device.
-void cross_entropy_backward(int device, const float* log_probs, const int32_t* labels, const float* weights,
-                            int64_t n, int64_t c, int64_t s, int32_t ignore_index, const float* gy,
-                            const double* weight_sum, float* dlogits);
+void cross_entropy_backward(int device, const float* log_probs, const int32_t* labels, const float* weights, int64_t n,
+                            int64_t c, int64_t s, int32_t ignore_index, const float* gy, const double* weight_sum,
+                            float* dlogits);
 // The first position of a label outside [0, C) other than ignore_index, and that label; {count, 0} when
 // there is none. Synchronises (two small reads): for error paths, not the training step.
 std::pair<int64_t, int32_t> first_bad_label(int device, const int32_t* labels, int64_t count, int64_t c,
                                             int32_t ignore_index);
 
 void concat_channels(int device, const float* const* xs, const int64_t* cs, int count, int64_t n, int64_t s, float* y);
-void split_channels(int device, const float* y, const int64_t* cs, int count, int64_t n, int64_t s,
-                    float* const* dxs);
+void split_channels(int device, const float* y, const int64_t* cs, int count, int64_t n, int64_t s, float* const* dxs);
 void resize_bilinear_forward(int device, const float* x, float* y, int64_t planes, int64_t h, int64_t w, int64_t oh,
                              int64_t ow);
-void resize_bilinear_backward(int device, const float* dy, float* dx, int64_t planes, int64_t h, int64_t w,
-                              int64_t oh, int64_t ow);
+void resize_bilinear_backward(int device, const float* dy, float* dx, int64_t planes, int64_t h, int64_t w, int64_t oh,
+                              int64_t ow);
 void batch_norm_backward_infer(int device, const float* x, const float* gamma, const float* dy, const float* mean,
-                               const float* var, int64_t n, int64_t c, int64_t s, double eps, float* dx,
-                               float* dgamma, float* dbeta);
+                               const float* var, int64_t n, int64_t c, int64_t s, double eps, float* dx, float* dgamma,
+                               float* dbeta);
 
 // Segmentation metrics of int32 label maps images x h x w on the device (kernels/confusion.cuh and
 // kernels/bf_score.cuh): adds the C x C confusion matrix into `confusion` and writes `bf_counts`

@@ -28,15 +28,18 @@ class CudaLauncher {
     int64_t g = (items + block - 1) / block;
     return static_cast<unsigned>(g < 1 ? 1 : (g > cap ? cap : g));
   }
-  template <typename... P, typename... A> void launch(void (*kernel)(P...), dim3 grid, dim3 block, A... args) {
+  template <typename... P, typename... A>
+  void launch(void (*kernel)(P...), dim3 grid, dim3 block, A... args) {
     kernel<<<grid, block, 0, ctx_.compute>>>(static_cast<P>(args)...);
     DL_CUDA_CHECK_LAUNCH();
   }
-  template <typename T> struct Scratch {
+  template <typename T>
+  struct Scratch {
     DeviceBuffer buffer;
     T* get() const { return buffer.as<T>(); }
   };
-  template <typename T> Scratch<T> scratch(int64_t count) const {
+  template <typename T>
+  Scratch<T> scratch(int64_t count) const {
     return Scratch<T>{DeviceBuffer(static_cast<size_t>(count < 1 ? 1 : count) * sizeof(T), device_)};
   }
 
@@ -97,9 +100,9 @@ void cross_entropy_forward(int device, const float* logits, const int32_t* label
   CudaLauncher l(device);
   kern::run_cross_entropy_forward(l, logits, labels, weights, n, c, s, ignore_index, log_probs, loss, weight_sum);
 }
-void cross_entropy_backward(int device, const float* log_probs, const int32_t* labels, const float* weights,
-                            int64_t n, int64_t c, int64_t s, int32_t ignore_index, const float* gy,
-                            const double* weight_sum, float* dlogits) {
+void cross_entropy_backward(int device, const float* log_probs, const int32_t* labels, const float* weights, int64_t n,
+                            int64_t c, int64_t s, int32_t ignore_index, const float* gy, const double* weight_sum,
+                            float* dlogits) {
   CudaLauncher l(device);
   kern::run_cross_entropy_backward(l, log_probs, labels, weights, n, c, s, ignore_index, gy, weight_sum, dlogits);
 }
@@ -117,13 +120,11 @@ std::pair<int64_t, int32_t> first_bad_label(int device, const int32_t* labels, i
 }
 
 // ---- shape ops, resize, batch norm ----
-void concat_channels(int device, const float* const* xs, const int64_t* cs, int count, int64_t n, int64_t s,
-                     float* y) {
+void concat_channels(int device, const float* const* xs, const int64_t* cs, int count, int64_t n, int64_t s, float* y) {
   CudaLauncher l(device);
   kern::run_concat(l, xs, cs, count, n, s, y);
 }
-void split_channels(int device, const float* y, const int64_t* cs, int count, int64_t n, int64_t s,
-                    float* const* dxs) {
+void split_channels(int device, const float* y, const int64_t* cs, int count, int64_t n, int64_t s, float* const* dxs) {
   CudaLauncher l(device);
   kern::run_split(l, y, cs, count, n, s, dxs);
 }
@@ -132,14 +133,14 @@ void resize_bilinear_forward(int device, const float* x, float* y, int64_t plane
   CudaLauncher l(device);
   kern::run_resize_bilinear_forward(l, x, y, planes, h, w, oh, ow);
 }
-void resize_bilinear_backward(int device, const float* dy, float* dx, int64_t planes, int64_t h, int64_t w,
-                              int64_t oh, int64_t ow) {
+void resize_bilinear_backward(int device, const float* dy, float* dx, int64_t planes, int64_t h, int64_t w, int64_t oh,
+                              int64_t ow) {
   CudaLauncher l(device);
   kern::run_resize_bilinear_backward(l, dy, dx, planes, h, w, oh, ow);
 }
 void batch_norm_backward_infer(int device, const float* x, const float* gamma, const float* dy, const float* mean,
-                               const float* var, int64_t n, int64_t c, int64_t s, double eps, float* dx,
-                               float* dgamma, float* dbeta) {
+                               const float* var, int64_t n, int64_t c, int64_t s, double eps, float* dx, float* dgamma,
+                               float* dbeta) {
   CudaLauncher l(device);
   kern::run_batch_norm_backward_infer(l, x, gamma, dy, mean, var, n, c, s, eps, dx, dgamma, dbeta);
 }
@@ -162,8 +163,8 @@ void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, 
   std::vector<unsigned long long> host_conf(static_cast<size_t>(c) * c + 1), host_counts(2 * images * c * 2);
   copy_bytes(host_conf.data(), conf.get(), host_conf.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost,
              device, /*blocking=*/false);
-  copy_bytes(host_counts.data(), counts.get(), host_counts.size() * sizeof(unsigned long long),
-             cudaMemcpyDeviceToHost, device, /*blocking=*/true);
+  copy_bytes(host_counts.data(), counts.get(), host_counts.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost,
+             device, /*blocking=*/true);
   const unsigned long long bad = host_conf.back();
   if (bad < static_cast<unsigned long long>(pixels)) {
     int32_t labels[2] = {0, 0};

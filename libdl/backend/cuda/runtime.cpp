@@ -9,8 +9,6 @@
 // where every call can fail or crash; the driver reclaims all of it when the process ends.
 #include "backend/cuda/runtime.h"
 
-#include "backend/cuda/cublas_loader.h"
-
 #include <array>
 #include <atomic>
 #include <cstdio>
@@ -21,6 +19,8 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "backend/cuda/cublas_loader.h"
 
 namespace dl::cuda {
 namespace {
@@ -198,9 +198,8 @@ void throw_cudnn_error(cudnnStatus_t st, const char* call, const char* file, int
 
 void throw_cublas_error(cublasStatus_t st, const char* call, const char* file, int line) {
   detail::throw_error(file, line,
-                      detail::str_cat("cuBLAS error ", cublas_status_name(st), " (", static_cast<int>(st),
-                                      "): ", cublas_if_loaded() ? cublas_if_loaded()->status_string(st) : "",
-                                      ", in ", call));
+                      detail::str_cat("cuBLAS error ", cublas_status_name(st), " (", static_cast<int>(st), "): ",
+                                      cublas_if_loaded() ? cublas_if_loaded()->status_string(st) : "", ", in ", call));
 }
 
 const char* cublas_status_name(cublasStatus_t st) {

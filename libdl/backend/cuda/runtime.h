@@ -29,19 +29,19 @@ const char* cublas_status_name(cublasStatus_t st);
 
 }  // namespace dl::cuda
 
-#define DL_CUDA_CHECK(call)                                                                      \
-  do {                                                                                           \
-    const cudaError_t dl_err_ = (call);                                                          \
+#define DL_CUDA_CHECK(call)                                                                       \
+  do {                                                                                            \
+    const cudaError_t dl_err_ = (call);                                                           \
     if (dl_err_ != cudaSuccess) ::dl::cuda::throw_cuda_error(dl_err_, #call, __FILE__, __LINE__); \
   } while (0)
-#define DL_CUDNN_CHECK(call)                                                                               \
-  do {                                                                                                     \
-    const cudnnStatus_t dl_st_ = (call);                                                                   \
+#define DL_CUDNN_CHECK(call)                                                                              \
+  do {                                                                                                    \
+    const cudnnStatus_t dl_st_ = (call);                                                                  \
     if (dl_st_ != CUDNN_STATUS_SUCCESS) ::dl::cuda::throw_cudnn_error(dl_st_, #call, __FILE__, __LINE__); \
   } while (0)
-#define DL_CUBLAS_CHECK(call)                                                                                \
-  do {                                                                                                       \
-    const cublasStatus_t dl_st_ = (call);                                                                    \
+#define DL_CUBLAS_CHECK(call)                                                                               \
+  do {                                                                                                      \
+    const cublasStatus_t dl_st_ = (call);                                                                   \
     if (dl_st_ != CUBLAS_STATUS_SUCCESS) ::dl::cuda::throw_cublas_error(dl_st_, #call, __FILE__, __LINE__); \
   } while (0)
 // After every kernel launch: launch-configuration errors surface here, at the launch site. (Errors
@@ -65,10 +65,10 @@ class DeviceGuard {
 // Everything the backend holds per device; created on first use (which also runs the version check).
 struct DeviceContext {
   int device = 0;
-  cudaStream_t compute = nullptr;  // every op of the backend
-  cudaStream_t copy = nullptr;     // asynchronous host-to-device copies of the data loader
-  cudnnHandle_t cudnn = nullptr;   // bound to `compute`
-  cublasHandle_t cublas = nullptr; // bound to `compute`
+  cudaStream_t compute = nullptr;   // every op of the backend
+  cudaStream_t copy = nullptr;      // asynchronous host-to-device copies of the data loader
+  cudnnHandle_t cudnn = nullptr;    // bound to `compute`
+  cublasHandle_t cublas = nullptr;  // bound to `compute`
   cudaDeviceProp props{};
 };
 DeviceContext& context(int device);
@@ -112,7 +112,10 @@ class DeviceBuffer {
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   void* get() const { return ptr_; }
-  template <typename T> T* as() const { return static_cast<T*>(ptr_); }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
   size_t bytes() const { return bytes_; }
 
  private:
