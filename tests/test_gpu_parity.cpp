@@ -5,6 +5,7 @@
 // the error a user gets when asking for a GPU that is not there is checked on every machine.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -200,14 +201,39 @@ TEST_F(GpuParity, LinearAndElementWise) {
   expect_match(dw.cpu, dw.gpu, 1e-5, "linear dw");
   expect_match(db.cpu, db.gpu, 1e-5, "linear db");
 
-  const Tensor a = rnd({1001}, 16), c = rnd({1001}, 17), ad = a.to(kGpu), cd = c.to(kGpu);
-  Out sum({1}), prod({1001});
-  sum.cpu.data<float>()[0] = dl::cpu::sum(a.data<float>(), 1001);
-  dl::cuda::sum(0, G(ad), sum.g(), 1001);
+  const int64_t m = 1001;
+  const Tensor a = rnd({m}, 16), c = rnd({m}, 17), ad = a.to(kGpu), cd = c.to(kGpu);
+  Out sum({1});
+  sum.cpu.data<float>()[0] = dl::cpu::sum(a.data<float>(), m);
+  dl::cuda::sum(0, G(ad), sum.g(), m);
   expect_match(sum.cpu, sum.gpu, 1e-5, "sum");
-  dl::cpu::mul(a.data<float>(), c.data<float>(), prod.c(), 1001);
-  dl::cuda::mul(0, G(ad), G(cd), prod.g(), 1001);
-  expect_match(prod.cpu, prod.gpu, 0, "mul");
+  const float* A = a.data<float>();
+  const float* C = c.data<float>();
+  struct Binary {
+    const char* name;
+    void (*cpu)(const float*, const float*, float*, int64_t);
+    void (*gpu)(int, const float*, const float*, float*, int64_t);
+  };
+  for (const Binary& op : {Binary{"add", dl::cpu::add<float>, dl::cuda::add},
+                           Binary{"sub", dl::cpu::sub<float>, dl::cuda::sub},
+                           Binary{"mul", dl::cpu::mul<float>, dl::cuda::mul}}) {
+    Out y({m});
+    op.cpu(A, C, y.c(), m);
+    op.gpu(0, G(ad), G(cd), y.g(), m);
+    expect_match(y.cpu, y.gpu, 0, op.name);
+  }
+  Out scaled({m});
+  dl::cpu::scale(A, -1.5f, scaled.c(), m);
+  dl::cuda::scale(0, G(ad), -1.5f, scaled.g(), m);
+  expect_match(scaled.cpu, scaled.gpu, 0, "scale");
+  Tensor yc = c.clone(), yg = c.to(kGpu);  // accumulating: both start from the same values
+  dl::cpu::axpy_acc(0.25f, A, yc.data<float>(), m);
+  dl::cuda::axpy_acc(0, 0.25f, G(ad), yg.data<float>(), m);
+  expect_match(yc, yg, 0, "axpy");
+  Out filled({m});
+  std::fill(filled.c(), filled.c() + m, 0.5f);
+  dl::cuda::fill(0, filled.g(), m, 0.5f);
+  expect_match(filled.cpu, filled.gpu, 0, "fill");
 }
 
 TEST_F(GpuParity, CrossEntropyResizeConcatOptimisers) {
@@ -262,6 +288,17 @@ TEST_F(GpuParity, CrossEntropyResizeConcatOptimisers) {
   dl::cpu::sgdm_update(wc.data<float>(), g0.data<float>(), mc.data<float>(), 300, 0.01f, 0.9f, 1e-4f);
   dl::cuda::sgdm_update(0, wg.data<float>(), G(gg), mg.data<float>(), 300, 0.01f, 0.9f, 1e-4f);
   expect_match(wc, wg, 1e-6, "sgdm w");
+  dl::cpu::rmsprop_update(wc.data<float>(), g0.data<float>(), vc.data<float>(), 300, 0.01f, 0.9f, 1e-8f, 1e-4f);
+  dl::cuda::rmsprop_update(0, wg.data<float>(), G(gg), vg.data<float>(), 300, 0.01f, 0.9f, 1e-8f, 1e-4f);
+  expect_match(wc, wg, 1e-6, "rmsprop w");
+
+  Out part0({n, c, h, w}), part1({n, 3, h, w});
+  float* outs_c[2] = {part0.c(), part1.c()};
+  float* outs_g[2] = {part0.g(), part1.g()};
+  dl::cpu::split_channels(cat.cpu.data<float>(), cs, 2, n, s, outs_c);
+  dl::cuda::split_channels(0, G(cat.gpu), cs, 2, n, s, outs_g);
+  expect_match(part0.cpu, part0.gpu, 0, "split, part 0");
+  expect_match(part1.cpu, part1.gpu, 0, "split, part 1");
 }
 
 TEST_F(GpuParity, SegmentationMetrics) {
