@@ -10,15 +10,15 @@
 // Labels are checked here, not by the host before the launch: one outside [0, C) that is not the ignored
 // label (ignore_index >= 0) is never used as an index; it makes the loss NaN and its gradient zero, and
 // find_bad_label_kernel (run by check_labels on the error path) names it.
-
-// Whether label y is ignored, or a class (in range).
-DL_HD bool label_ignored(int32_t y, int32_t ignore_index) { return ignore_index >= 0 && y == ignore_index; }
-DL_HD bool label_in_range(int32_t y, int64_t c) { return y >= 0 && y < c; }
 #pragma once
 #include "compat.cuh"
 #include "elementwise.cuh"
 
 namespace dl::kern::inline DL_KERN_ABI {
+
+// Whether label y is ignored, or a class (in range).
+DL_HD bool label_ignored(int32_t y, int32_t ignore_index) { return ignore_index >= 0 && y == ignore_index; }
+DL_HD bool label_in_range(int32_t y, int64_t c) { return y >= 0 && y < c; }
 
 template <typename T>
 DL_GLOBAL void cross_entropy_forward_kernel(const T* logits, const int32_t* labels, const T* weights, int64_t n,

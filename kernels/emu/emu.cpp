@@ -3,6 +3,7 @@
 #include "emu/emu.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 #include <ucontext.h>
 
 #include <algorithm>
@@ -15,6 +16,11 @@
 #include <thread>
 #include <vector>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) && !defined(__SANITIZE_ADDRESS__)
+#define __SANITIZE_ADDRESS__ 1  // clang before 2025 reports AddressSanitizer only this way
+#endif
+#endif
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
 #define DL_EMU_ASAN 1
@@ -82,12 +88,22 @@ class BlockRunner {
   }
 
  private:
+  // One mapping for n stacks; the lowest page of each is a guard (PROT_NONE), so a kernel that overflows
+  // its fiber's stack faults instead of writing into the next fiber's.
   void reserve_stacks(size_t n) {
     if (n <= stack_capacity_) return;
     if (stacks_) munmap(stacks_, stack_capacity_ * kStackBytes);
+    stacks_ = nullptr;
+    stack_capacity_ = 0;
     void* p =
         mmap(nullptr, n * kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) throw std::runtime_error("emulation: cannot map " + std::to_string(n) + " fiber stacks");
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    for (size_t i = 0; i < n; ++i)
+      if (mprotect(static_cast<char*>(p) + i * kStackBytes, page, PROT_NONE) != 0) {
+        munmap(p, n * kStackBytes);
+        throw std::runtime_error("emulation: cannot protect the guard page of a fiber stack");
+      }
     stacks_ = static_cast<char*>(p);
     stack_capacity_ = n;
   }
@@ -161,7 +177,6 @@ void run_blocks(const std::vector<uint64_t>& order, std::atomic<size_t>& next, d
                 std::mutex& error_mutex) {
   BlockRunner runner;
   BlockRunner::current_runner() = &runner;
-  std::mt19937_64 rng(seed);
   ThreadState& st = state();
   st.block_dim = block;
   st.grid_dim = grid;
@@ -170,6 +185,9 @@ void run_blocks(const std::vector<uint64_t>& order, std::atomic<size_t>& next, d
     st.block_idx = dim3(static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
                         static_cast<unsigned>(b / (static_cast<uint64_t>(grid.x) * grid.y)));
     st.block_serial = g_block_serial.fetch_add(1);
+    // Each block's fiber order depends on the launch's seed and the block's index only, not on which
+    // OS thread took it: a failing order can be replayed.
+    std::mt19937_64 rng(seed ^ (0xD1B54A32D192ED03ull * (b + 1)));
     try {
       runner.run(body, block, rng, shuffle);
     } catch (...) {
@@ -220,9 +238,12 @@ void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
   std::mutex error_mutex;
   const int workers = static_cast<int>(std::min<uint64_t>(std::max(opt.workers, 1), blocks));
   std::vector<std::thread> pool;
-  for (int w = 1; w < workers; ++w)
-    pool.emplace_back(run_blocks, std::cref(order), std::ref(next), grid, block, std::cref(body), seed + w, opt.shuffle,
-                      std::ref(error), std::ref(error_mutex));
+  try {
+    for (int w = 1; w < workers; ++w)
+      pool.emplace_back(run_blocks, std::cref(order), std::ref(next), grid, block, std::cref(body), seed,
+                        opt.shuffle, std::ref(error), std::ref(error_mutex));
+  } catch (...) {  // a thread could not be started: the caller runs the rest
+  }
   run_blocks(order, next, grid, block, body, seed, opt.shuffle, error, error_mutex);
   for (std::thread& t : pool) t.join();
   if (error) std::rethrow_exception(error);

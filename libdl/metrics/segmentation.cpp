@@ -287,7 +287,9 @@ void SegmentationEvaluator::add(const Tensor& pred, const Tensor& truth) {
   for (const Tensor* t : {&pred, &truth})
     DL_CHECK(t->dtype() == DType::kInt32 || t->dtype() == DType::kUInt8,
              "SegmentationEvaluator::add: expected int32 or uint8 labels, got ", dtype_name(t->dtype()));
-  if (pred.device().is_cuda() && truth.device() == pred.device()) return add_on_device(pred, truth);
+  // The device kernels hold 32 classes in shared memory; more go through the CPU.
+  if (pred.device().is_cuda() && truth.device() == pred.device() && num_classes_ <= 32)
+    return add_on_device(pred, truth);
   const Tensor p = pred.to(Device::cpu()).to(DType::kInt32), t = truth.to(Device::cpu()).to(DType::kInt32);
   const int64_t n = pred.dim() == 3 ? pred.size(0) : 1, h = pred.size(-2), w = pred.size(-1);
   for (int64_t i = 0; i < n; ++i) add(p.data<int32_t>() + i * h * w, t.data<int32_t>() + i * h * w, h, w);
@@ -297,8 +299,6 @@ void SegmentationEvaluator::add_on_device(const Tensor& pred_any, const Tensor& 
 #if DL_WITH_CUDA
   const Tensor pred = pred_any.to(DType::kInt32), truth = truth_any.to(DType::kInt32);
   const int64_t n = pred.dim() == 3 ? pred.size(0) : 1, h = pred.size(-2), w = pred.size(-1);
-  DL_CHECK(num_classes_ <= 32, "SegmentationEvaluator: the CUDA kernels count at most 32 classes, got ", num_classes_,
-           "; pass CPU tensors");
   std::vector<int64_t> confusion(confusion_.size(), 0);
   std::vector<unsigned long long> counts;  // per image and class: predicted (total, matched), true (total, matched)
   cuda::segmentation_counts(pred.device().index, pred.data<int32_t>(), truth.data<int32_t>(), n, h, w, num_classes_,

@@ -126,7 +126,15 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
     std::iota(idx.begin(), idx.end(), b);
     const data::Batch batch = stage_to(d.get_batch(idx), o_.device);
     const Tensor logits = model_.forward(batch.inputs);
-    loss_sum += ops::cross_entropy(logits, batch.targets, loss_).item<double>() * static_cast<double>(idx.size());
+    const double loss = ops::cross_entropy(logits, batch.targets, loss_).item<double>();
+    // On a device, labels are checked only when the loss says something is wrong (ops::cross_entropy
+    // throws on the CPU); a batch whose labels are all ignored is an error there as on the CPU.
+    if (!std::isfinite(loss) && !batch.targets.device().is_cpu()) {
+      ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
+      DL_CHECK(metrics::count_correct(logits, batch.targets, loss_.ignore_index).total > 0,
+               "evaluation: no sample counted (every label ignored) in the batch at sample ", b);
+    }
+    loss_sum += loss * static_cast<double>(idx.size());
     const metrics::Counts c = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
     counts.correct += c.correct;
     counts.total += c.total;

@@ -33,7 +33,8 @@ struct TrainingOptions {
   std::string output_network = "last-iteration";  // or "best-validation-loss"
   std::string log_csv;                         // a CSV row per iteration when set
   uint64_t seed = 0;                           // the shuffling generator's seed
-  Device device = Device::cpu();               // MATLAB's ExecutionEnvironment: where the model trains
+  Device device = Device::cpu();               // MATLAB's ExecutionEnvironment: the Trainer moves the model
+                                               // there when it is made, and it stays there
 
   // Throws dl::Error naming the first option out of range.
   void validate() const;
