@@ -100,6 +100,35 @@ DL_GLOBAL void throwing_kernel(int bad_block) {
   if (static_cast<int>(blockIdx.x) == bad_block && threadIdx.x == 3) throw std::runtime_error("kernel-side failure");
 }
 
+DL_GLOBAL void divergent_barrier_kernel(int* out) {
+  if (threadIdx.x == 3) {
+    __syncthreads();
+  } else {
+    __syncthreads();
+  }
+  out[threadIdx.x] = 1;
+}
+
+DL_GLOBAL void early_exit_barrier_kernel(int* out) {
+  if (threadIdx.x % 2 == 1) return;
+  __syncthreads();
+  out[threadIdx.x] = 1;
+}
+
+TEST(Emulation, DivergentBarriersAreErrors) {
+  std::vector<int> out(2 * 64, 0);
+  Launcher l;
+  for (auto* kernel : {divergent_barrier_kernel, early_exit_barrier_kernel}) {
+    try {
+      l.launch(kernel, dim3(2), dim3(64), out.data());
+      ADD_FAILURE() << "a divergent __syncthreads() went unnoticed";
+    } catch (const std::logic_error& e) {
+      EXPECT_NE(std::string(e.what()).find("divergent __syncthreads()"), std::string::npos) << e.what();
+    }
+  }
+  l.launch(rotate_kernel, dim3(2), dim3(64), out.data());  // the emulation still works afterwards
+}
+
 TEST(Emulation, ErrorsAndBadLaunchesAreReported) {
   Launcher l;
   EXPECT_THROW(l.launch(throwing_kernel, dim3(8), dim3(32), 5), std::runtime_error);

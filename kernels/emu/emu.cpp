@@ -3,8 +3,8 @@
 #include "emu/emu.h"
 
 #include <sys/mman.h>
-#include <unistd.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <exception>
@@ -42,6 +42,8 @@ struct Fiber {
   ucontext_t ctx;
   dim3 idx;
   bool done = false;
+  const char* barrier_file = "";  // where the fiber waits, while it waits
+  int barrier_line = 0;
   void* asan_fake_stack = nullptr;
 };
 
@@ -69,17 +71,50 @@ class BlockRunner {
       for (size_t i : order)
         if (!fibers_[i].done) resume(i);
       for (const Fiber& f : fibers_) alive += f.done ? 0 : 1;
+      if (alive > 0 && !error_) check_barrier(alive);
+      if (error_) break;  // fibers still waiting are abandoned; their stacks are reused
     }
     if (error_) std::rethrow_exception(error_);
   }
 
   // Called on a fiber's stack by __syncthreads().
-  void yield_to_scheduler() {
+  void yield_to_scheduler(const char* file, int line) {
     g_barriers.fetch_add(1, std::memory_order_relaxed);
     Fiber& f = fibers_[current_];
+    f.barrier_file = file;
+    f.barrier_line = line;
     switch_out(&f.asan_fake_stack);
     swapcontext(&f.ctx, &scheduler_);
     switch_in(f.asan_fake_stack);
+  }
+
+  // After a round with live fibers, all of them wait at one barrier: the same call site, and nobody exited.
+  void check_barrier(size_t alive) {
+    const Fiber* waiting = nullptr;
+    const Fiber* other = nullptr;
+    for (const Fiber& f : fibers_) {
+      if (f.done) {
+        other = &f;
+        continue;
+      }
+      if (!waiting) waiting = &f;
+      if (f.barrier_line != waiting->barrier_line || std::strcmp(f.barrier_file, waiting->barrier_file) != 0) {
+        other = &f;
+        break;
+      }
+    }
+    if (!other) return;
+    const auto where = [](const Fiber& f) {
+      return "thread (" + std::to_string(f.idx.x) + ", " + std::to_string(f.idx.y) + ", " + std::to_string(f.idx.z) +
+             ")";
+    };
+    std::string msg = "emulation: divergent __syncthreads() in block (" + std::to_string(state().block_idx.x) + ", " +
+                      std::to_string(state().block_idx.y) + "): " + where(*waiting) + " waits at " +
+                      waiting->barrier_file + ":" + std::to_string(waiting->barrier_line) + " while " + where(*other);
+    msg += other->done ? " has exited"
+                       : " waits at " + std::string(other->barrier_file) + ":" + std::to_string(other->barrier_line);
+    msg += " (" + std::to_string(alive) + " of " + std::to_string(fibers_.size()) + " threads waiting)";
+    error_ = std::make_exception_ptr(std::logic_error(msg));
   }
 
   static BlockRunner*& current_runner() {
@@ -213,10 +248,10 @@ Options& options() {
 
 uint64_t barrier_count() { return g_barriers.load(); }
 
-void sync_threads() {
+void sync_threads(const char* file, int line) {
   BlockRunner* r = BlockRunner::current_runner();
   if (!r) throw std::logic_error("__syncthreads() called outside an emulated kernel launch");
-  r->yield_to_scheduler();
+  r->yield_to_scheduler(file, line);
 }
 
 void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
@@ -240,8 +275,8 @@ void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
   std::vector<std::thread> pool;
   try {
     for (int w = 1; w < workers; ++w)
-      pool.emplace_back(run_blocks, std::cref(order), std::ref(next), grid, block, std::cref(body), seed,
-                        opt.shuffle, std::ref(error), std::ref(error_mutex));
+      pool.emplace_back(run_blocks, std::cref(order), std::ref(next), grid, block, std::cref(body), seed, opt.shuffle,
+                        std::ref(error), std::ref(error_mutex));
   } catch (...) {  // a thread could not be started: the caller runs the rest
   }
   run_blocks(order, next, grid, block, body, seed, opt.shuffle, error, error_mutex);

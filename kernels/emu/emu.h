@@ -34,7 +34,10 @@ struct ThreadState {
   uint64_t block_serial = 0;  // unique per block run, process-wide (shared-memory poisoning)
 };
 ThreadState& state();
-void sync_threads();
+// __syncthreads() at file:line. Every live thread of the block must wait at the same call site: a
+// barrier that some threads reach at another call site, or after others have exited, throws
+// std::logic_error naming both (divergent barriers are undefined behaviour in CUDA).
+void sync_threads(const char* file, int line);
 
 struct Options {
   int workers = 2;         // OS threads that run blocks
@@ -80,7 +83,7 @@ struct SharedArray {
 #define blockIdx (::dl::emu::state().block_idx)
 #define blockDim (::dl::emu::state().block_dim)
 #define gridDim (::dl::emu::state().grid_dim)
-inline void __syncthreads() { ::dl::emu::sync_threads(); }
+#define __syncthreads() ::dl::emu::sync_threads(__FILE__, __LINE__)
 
 // ---- atomics: CUDA's names and semantics (return the old value) ----
 template <typename T>
