@@ -5,7 +5,11 @@
 //     when a block first touches them, so a read before any write of the block shows;
 //   - __syncthreads() switches back to the block's scheduler, which resumes the fibers in a new
 //     random order once all have arrived (or exited): a missing barrier changes the result;
+//   - every live thread of a block must wait at the same __syncthreads() call site (file:line), and none
+//     may have exited while others wait: a divergent barrier throws std::logic_error;
 //   - atomics are std::atomic_ref operations (blocks of different OS threads do race).
+// The order of blocks and of fibers depends on Options::seed, the launch's number in the process and the
+// block's index only, so a failing order replays.
 // Warp-level primitives are not provided: no kernel here uses them.
 #pragma once
 #include <math.h>

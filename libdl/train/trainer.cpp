@@ -211,12 +211,17 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
     const auto te = Clock::now();
     optimizer_->set_learning_rate(learn_rate_for(epoch));
     loader.start_epoch();
-    // The next batch's copy to the device is queued before the current step's work (DeviceStager).
+    // On a device the next batch's copy is queued before the current step's work (DeviceStager), so they
+    // overlap; on the CPU the next batch is read after the step, as it always was.
+    const bool overlap = !o_.device.is_cpu();
     data::Batch host;
-    if (loader.next(host)) stager.prefetch(host);
+    const auto fetch = [&] {
+      if (loader.next(host)) stager.prefetch(host);
+    };
+    fetch();
     while (!stop && stager.staged() > 0) {
       const data::Batch batch = stager.next();
-      if (loader.next(host)) stager.prefetch(host);
+      if (overlap) fetch();
       const auto ts = Clock::now();
       const Tensor logits = model_.forward(batch.inputs);
       const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
@@ -279,6 +284,7 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
         progress_->update({epoch, o_.max_epochs, iteration_, last_iteration, rec.seconds, iteration_ - first_iteration,
                            rec.loss, report.validation_accuracy},
                           false);
+      if (!overlap && !stop) fetch();
     }
     ++epoch_;
     shuffle_gen_.set_state(loader.generator().state());
