@@ -191,6 +191,50 @@ TEST(Trainer, NanLossIsAClearError) {
   }
 }
 
+TEST(Trainer, CheckLabelsNamesTheFirstBadOne) {
+  const dl::Tensor labels = dl::Tensor::from_vector<int32_t>({6}, {0, 3, 255, 2, 9, -1});
+  EXPECT_NO_THROW(dl::ops::check_labels(labels.slice(0, 4), 4, 255));
+  try {
+    dl::ops::check_labels(labels, 4, 255);
+    FAIL() << "label 9 is out of range";
+  } catch (const dl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("label 9 at position 4"), std::string::npos) << e.what();
+  }
+  // Without an ignored label, 255 is a label like any other: out of range.
+  EXPECT_THROW(dl::ops::check_labels(labels, 4, -1), dl::Error);
+}
+
+// Asking for a GPU that is not there stops before anything is trained, saying why; with one, the model
+// moves there (and the gpu suite checks the rest).
+TEST(Trainer, DeviceOptionMovesTheModelOrSaysWhyNot) {
+  dl::Generator gen(1);
+  dl::nn::MnistCnn model(small_cnn(), gen);
+  auto o = quick_options();
+  o.device = dl::Device::cuda(0);
+  if (dl::cuda_available()) {
+    dl::train::Trainer trainer(model, o);
+    for (const auto& [name, t] : model.state()) EXPECT_TRUE(t.device().is_cuda()) << name;
+    return;
+  }
+  try {
+    dl::train::Trainer trainer(model, o);
+    FAIL() << "training on a missing GPU must throw";
+  } catch (const dl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cuda:0"), std::string::npos) << e.what();
+  }
+  for (const auto& [name, t] : model.state()) EXPECT_TRUE(t.device().is_cpu()) << name << " moved anyway";
+}
+
+TEST(Trainer, DeviceStagerPassesCpuBatchesThroughInOrder) {
+  dl::data::DeviceStager stager(dl::Device::cpu());
+  EXPECT_THROW(stager.next(), dl::Error);
+  for (int i = 0; i < 2; ++i)
+    stager.prefetch({dl::Tensor::full({2, 3}, i), dl::Tensor::full({2}, i, dl::DType::kInt32)});
+  EXPECT_THROW(stager.prefetch({dl::Tensor::zeros({1}), dl::Tensor()}), dl::Error);  // two slots only
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(stager.next().inputs.to_vector_f32()[0], static_cast<float>(i));
+  EXPECT_EQ(stager.staged(), 0);
+}
+
 TEST(Trainer, ResumeIsBitForBitAndOtherModelsAreRejected) {
   const fs::path dir = temp_dir("resume");
   auto train = quadrants(200, 1);
