@@ -38,8 +38,15 @@ inline void write_json_file(const std::string& path, const dl::sweep::Json& j) {
   std::filesystem::rename(tmp, path);
 }
 
+// The device the program trains on, for the memory figures of its report (set once the flags are read).
+inline dl::Device& report_device() {
+  static dl::Device device = dl::Device::cpu();
+  return device;
+}
+
 // Adds the status (and error), the memory figures and the CPU time, then writes `report` to `path`
-// (nothing when `path` is empty).
+// (nothing when `path` is empty). allocator_peak_bytes is the training device's caching allocator
+// (the GPU's on a GPU: the sweep's peak device memory), host_allocator_peak_bytes the CPU's.
 inline void write_run_report(const std::string& path, dl::sweep::Json& report, const std::string& status,
                              const std::string& error) {
   if (path.empty()) return;
@@ -47,7 +54,18 @@ inline void write_run_report(const std::string& path, dl::sweep::Json& report, c
   if (!error.empty()) report["error"] = error;
   dl::sweep::Json& mem = report["memory"];
   mem["peak_rss_bytes"] = dl::train::peak_rss_bytes();
-  mem["allocator_peak_bytes"] = dl::CpuAllocator::instance().stats().peak_bytes;
+  const int64_t host_peak = dl::CpuAllocator::instance().stats().peak_bytes;
+  int64_t device_peak = host_peak;
+  if (!report_device().is_cpu()) {
+    try {
+      device_peak = dl::allocator_stats(report_device()).peak_bytes;
+    } catch (const dl::Error&) {
+      device_peak = 0;  // the device was never usable: nothing was allocated there
+    }
+  }
+  mem["device"] = report_device().str();
+  mem["allocator_peak_bytes"] = device_peak;
+  mem["host_allocator_peak_bytes"] = host_peak;
   mem["allocator_limit_bytes"] = dl::CpuAllocator::instance().limit();
   report["cpu_seconds"] = cpu_seconds();
   write_json_file(path, report);

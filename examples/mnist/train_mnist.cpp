@@ -15,6 +15,8 @@
 
 #include "../common/flags.h"
 #include "../common/run_report.h"
+#include "../sweep/json.h"
+#include "../sweep/units.h"
 #include "dl/core/allocator.h"
 #include "dl/data/dataset.h"
 #include "dl/data/mnist.h"
@@ -24,8 +26,6 @@
 #include "dl/train/progress.h"
 #include "dl/train/resources.h"
 #include "dl/train/trainer.h"
-#include "../sweep/json.h"
-#include "../sweep/units.h"
 
 namespace {
 
@@ -166,6 +166,7 @@ int run(int argc, char** argv) {
   dl::CpuAllocator::instance().set_limit(dl::sweep::parse_bytes(memory_limit));
   const dl::train::ProgressMode progress_mode = dl::train::parse_progress_mode(progress);
   const dl::Device dev = dl::Device::parse(device);
+  dl::examples::report_device() = dev;
   dl::check_device_usable(dev);
   o.device = dev;
   if (threads > 0) dl::set_num_threads(threads);
@@ -227,8 +228,8 @@ int run(int argc, char** argv) {
               r.epochs_completed, static_cast<long long>(r.iterations), dl::train::format_hms(r.total_seconds).c_str(),
               r.total_seconds, r.epoch_seconds.empty() ? 0.0 : r.total_seconds / r.epoch_seconds.size(),
               r.images_per_second);
-  std::printf("Memory: peak RSS %.1f MiB, allocator peak %.1f MiB\n", r.peak_rss_bytes / 1048576.0,
-              r.allocator_peak_bytes / 1048576.0);
+  std::printf("Memory: peak RSS %.1f MiB, %s allocator peak %.1f MiB\n", r.peak_rss_bytes / 1048576.0,
+              dev.str().c_str(), r.allocator_peak_bytes / 1048576.0);
   std::printf("Test loss: %.4f\nTest accuracy: %.4f\n", test_result.loss, test_result.accuracy);
   write_report("ok");
   return 0;

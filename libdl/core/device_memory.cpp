@@ -5,11 +5,34 @@
 #include <vector>
 
 #include "dl/config.h"
+#include "dl/core/allocator.h"
 #include "dl/core/error.h"
 #if DL_WITH_CUDA
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/runtime.h"
 #endif
+
+namespace dl {
+
+AllocatorStats allocator_stats(Device device) {
+  if (device.is_cpu()) return CpuAllocator::instance().stats();
+  check_device_usable(device);
+#if DL_WITH_CUDA
+  return cuda::CudaAllocator::instance().stats(device.index);
+#else
+  DL_THROW("unreachable: ", device.str(), " passed check_device_usable without CUDA");
+#endif
+}
+
+void reset_allocator_peak(Device device) {
+  if (device.is_cpu()) return CpuAllocator::instance().reset_peak();
+  check_device_usable(device);
+#if DL_WITH_CUDA
+  cuda::CudaAllocator::instance().reset_peak(device.index);
+#endif
+}
+
+}  // namespace dl
 
 namespace dl::detail {
 

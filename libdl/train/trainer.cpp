@@ -171,7 +171,7 @@ void Trainer::print_row(const IterationRecord& r) const {
 TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   DL_CHECK(train && train->size() > 0, "Trainer::fit: the training set is empty");
   const auto t0 = Clock::now();
-  CpuAllocator::instance().reset_peak();
+  reset_allocator_peak(o_.device);
 
   // "once" shuffles a single time from the seed, so a resumed run sees the same order.
   std::shared_ptr<const data::Dataset> source = train;
@@ -310,7 +310,7 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   report.total_seconds = since(t0);
   report.images_per_second = report.train_seconds > 0 ? static_cast<double>(images) / report.train_seconds : 0;
   report.peak_rss_bytes = peak_rss_bytes();
-  report.allocator_peak_bytes = CpuAllocator::instance().stats().peak_bytes;
+  report.allocator_peak_bytes = allocator_stats(o_.device).peak_bytes;
   return report;
 }
 

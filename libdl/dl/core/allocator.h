@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "dl/core/device.h"
+
 namespace dl {
 
 struct AllocatorStats {
@@ -44,5 +46,11 @@ class CpuAllocator {
 
 // Rounds a request up to the size class the allocator serves it from.
 size_t allocation_size_class(size_t bytes);
+
+// The caching allocator of any device: the CPU allocator above for the CPU, the CUDA caching allocator
+// for a GPU (its blocks, not the driver's or cuDNN's own memory). Throws dl::Error for a device this
+// build or machine cannot use.
+AllocatorStats allocator_stats(Device device);
+void reset_allocator_peak(Device device);
 
 }  // namespace dl

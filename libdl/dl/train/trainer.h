@@ -46,7 +46,7 @@ struct TrainingReport {
   double validation_loss = std::numeric_limits<double>::quiet_NaN();
   double validation_accuracy = std::numeric_limits<double>::quiet_NaN();
   int64_t peak_rss_bytes = 0;
-  int64_t allocator_peak_bytes = 0;
+  int64_t allocator_peak_bytes = 0;  // of the training device's caching allocator (the CPU's on the CPU)
 };
 
 class Trainer {
