@@ -53,12 +53,16 @@ DL_GLOBAL void bias_add_kernel(T* y, const T* b, int64_t rows, int64_t cols) {
   DL_GRID_STRIDE_LOOP(i, rows * cols) y[i] += b[i % cols];
 }
 
-// First pass of the sum: partial[blockIdx.x] = sum over the items this block's threads visit.
+// First pass of the sum: partial[blockIdx.x] = sum over the items this block's threads visit, of the
+// items or (square) of their squares, in double.
 template <typename T>
-DL_GLOBAL void sum_partial_kernel(const T* a, int64_t n, double* partial) {
+DL_GLOBAL void sum_partial_kernel(const T* a, int64_t n, bool square, double* partial) {
   DL_SHARED(double, smem, kMaxBlock);
   double v = 0;
-  DL_GRID_STRIDE_LOOP(i, n) v += static_cast<double>(a[i]);
+  DL_GRID_STRIDE_LOOP(i, n) {
+    const double x = static_cast<double>(a[i]);
+    v += square ? x * x : x;
+  }
   const double total = block_reduce_sum(v, smem);
   if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
@@ -81,15 +85,16 @@ void launch_1d(L& l, K kernel, int64_t n, A... args) {
   l.launch(kernel, dim3(l.grid_size(n, block)), dim3(block), args...);
 }
 
-// out[0] = scale * sum(a[0..n)); the order of the additions depends only on the launch shape.
-template <typename L, typename T>
-void run_sum(L& l, const T* a, int64_t n, T scale, T* out) {
+// out[0] = scale * sum(a[0..n)), or of a[i]^2 with square (out may be double: a gradient's squared norm);
+// the order of the additions depends only on the launch shape.
+template <typename L, typename T, typename O>
+void run_sum(L& l, const T* a, int64_t n, O scale, O* out, bool square = false) {
   const int block = l.block_size(256);
   check_reduction_block(block, "sum");
   const unsigned grid = n > 0 ? l.grid_size(n, block) : 1u;
   auto partial = l.template scratch<double>(grid);
-  l.launch(sum_partial_kernel<T>, dim3(grid), dim3(block), a, n, partial.get());
-  l.launch(sum_final_kernel<T>, dim3(1), dim3(block), static_cast<const double*>(partial.get()),
+  l.launch(sum_partial_kernel<T>, dim3(grid), dim3(block), a, n, square, partial.get());
+  l.launch(sum_final_kernel<O>, dim3(1), dim3(block), static_cast<const double*>(partial.get()),
            static_cast<int64_t>(grid), scale, out);
 }
 

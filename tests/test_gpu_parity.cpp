@@ -207,6 +207,7 @@ TEST_F(GpuParity, LinearAndElementWise) {
   sum.cpu.data<float>()[0] = dl::cpu::sum(a.data<float>(), m);
   dl::cuda::sum(0, G(ad), sum.g(), m);
   expect_match(sum.cpu, sum.gpu, 1e-5, "sum");
+  EXPECT_NEAR(dl::ops::squared_norm(ad), dl::ops::squared_norm(a), 1e-9 * dl::ops::squared_norm(a)) << "squared norm";
   const float* A = a.data<float>();
   const float* C = c.data<float>();
   struct Binary {

@@ -217,6 +217,11 @@ TEST(Kernels, SumIsExactToDoubleAndDeterministic) {
       dl::kern::run_sum(l, a.data(), n, 1.f, &again);
       EXPECT_NEAR(got, want, 1e-5 * (1 + std::abs(want))) << "n " << n << ", " << describe(s);
       EXPECT_EQ(got, again) << "same launch shape, another result: n " << n << ", " << describe(s);
+      double squares = -1, want_squares = 0;
+      for (float x : a) want_squares += static_cast<double>(x) * x;
+      dl::kern::run_sum(l, a.data(), n, 1.0, &squares, /*square=*/true);
+      EXPECT_NEAR(squares, want_squares, 1e-12 * (1 + want_squares))
+          << "sum of squares, n " << n << ", " << describe(s);
     }
   }
 }

@@ -99,6 +99,21 @@ Tensor sum(const Tensor& a) {
   });
 }
 
+double squared_norm(const Tensor& a) {
+  check_float(a, "squared_norm", "a");
+  double result = 0;
+  dispatch(a, "squared_norm", [&](auto t) {
+    using T = decltype(t);
+    const T* p = a.data<T>();
+    for (int64_t i = 0; i < a.numel(); ++i) result += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+  }, [&](int dev) {
+    Tensor out = Tensor::empty({1}, DType::kFloat64, a.device());
+    DL_CUDA_BODY(cuda::sum_squares(dev, f32(a), out.data<double>(), a.numel()));
+    result = out.item<double>();
+  });
+  return result;
+}
+
 Tensor mean(const Tensor& a) {
   DL_CHECK(a.defined() && a.numel() > 0, "mean: expected a non-empty tensor");
   return scale(sum(a), 1.0 / static_cast<double>(a.numel()));

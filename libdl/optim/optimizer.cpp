@@ -87,15 +87,8 @@ void RmsProp::update(size_t i, Tensor& w, const Tensor& g) {
 }
 
 namespace {
-double squared_norm(const Tensor& g) {
-  // On a device: the reduction runs there and one value comes back.
-  if (!g.device().is_cpu()) return ops::sum(ops::mul(g, g)).item<double>();
-  const auto v = g.to(DType::kFloat64);
-  const double* p = v.data<double>();
-  double s = 0;
-  for (int64_t i = 0; i < v.numel(); ++i) s += p[i] * p[i];
-  return s;
-}
+// In double on every device (on a GPU the reduction runs there and one value comes back).
+double squared_norm(const Tensor& g) { return ops::squared_norm(g); }
 void scale_grad(const nn::ParamRef& p, double f) {
   Tensor g = p.tensor.grad();
   ops::add_(g, g, f - 1.0);  // g += (f - 1) g

@@ -63,6 +63,7 @@ void mul(int device, const float* a, const float* b, float* y, int64_t n);
 void scale(int device, const float* a, float s, float* y, int64_t n);
 void axpy_acc(int device, float alpha, const float* x, float* y, int64_t n);  // y += alpha x
 void sum(int device, const float* a, float* out, int64_t n);                  // out[0] = sum (deterministic)
+void sum_squares(int device, const float* a, double* out, int64_t n);        // out[0] = sum of a[i]^2, in double
 // y = s * x[0] broadcast to n elements (backward of sum/mean), reading the scalar on the device.
 void broadcast_scalar(int device, const float* x, float s, float* y, int64_t n);
 void bias_add_acc(int device, float* y, const float* b, int64_t rows, int64_t cols);  // y[r][c] += b[c]

@@ -80,6 +80,10 @@ void sum(int device, const float* a, float* out, int64_t n) {
   CudaLauncher l(device);
   kern::run_sum(l, a, n, 1.f, out);
 }
+void sum_squares(int device, const float* a, double* out, int64_t n) {
+  CudaLauncher l(device);
+  kern::run_sum(l, a, n, 1.0, out, /*square=*/true);
+}
 void broadcast_scalar(int device, const float* x, float s, float* y, int64_t n) {
   CudaLauncher l(device);
   kern::launch_1d(l, kern::broadcast_scalar_kernel<float>, n, x, s, y, n);
