@@ -52,10 +52,16 @@ void device_release(void* ptr, size_t bytes, Device device) noexcept {
 
 void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
   if (bytes == 0) return;
-  if (dst_device.is_cuda() && src_device.is_cuda()) {
-    DL_CHECK(dst_device == src_device, "copy between ", src_device.str(), " and ", dst_device.str(),
-             ": copies between two GPUs go through the host in this version");
+  if (dst_device.is_cuda() && dst_device == src_device) {
     cuda::copy_bytes(dst, src, bytes, cudaMemcpyDeviceToDevice, dst_device.index, /*blocking=*/false);
+  } else if (dst_device.is_cuda() && src_device.is_cuda()) {
+    // Between two GPUs (peer access or staged by the driver): after the work that made `src`, and waited
+    // for, since the source block may go back to its device's cache as soon as this returns.
+    cuda::synchronize(src_device.index);
+    cuda::DeviceGuard guard(dst_device.index);
+    const cudaStream_t stream = cuda::compute_stream(dst_device.index);
+    DL_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device.index, src, src_device.index, bytes, stream));
+    DL_CUDA_CHECK(cudaStreamSynchronize(stream));
   } else if (dst_device.is_cuda()) {
     // From pageable memory the caller may reuse at once: wait for the copy (Tensor::to, evaluation and
     // checkpoints; the training loop's batches go through DeviceStager's pinned buffers instead).
