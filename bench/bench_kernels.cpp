@@ -642,8 +642,7 @@ void conv_case(benchmark::State& state, const ConvCase& c, bool backward) {
                 [&] { dl::cuda::conv2d_backward(kDevice, g, f32(x), f32(w), f32(y), f32(dx), f32(dw), f32(db)); });
   else
     time_on_gpu(state, kRepeats, [&] { dl::cuda::conv2d_forward(kDevice, g, f32(x), f32(w), f32(b), f32(y)); });
-  const double flops = 2.0 * c.n * c.k * ho * wo * c.c * c.r * c.r;
-  set_flops(state, flops * (backward ? 2 : 1));  // backward: data and weight gradients
+  set_flops(state, dl::bench::conv_flops(c) * (backward ? 2 : 1));  // backward: data and weight gradients
 }
 
 void batch_norm_train_case(benchmark::State& state, const ActCase& k, bool backward) {

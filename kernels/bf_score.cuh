@@ -6,12 +6,13 @@
 //      class k looks for a boundary pixel of class k in the other map at squared distance < theta^2
 //      (theta = 0.75% of the image diagonal) within the window of radius ceil(theta); per-block counts
 //      of (boundary pixels, matched pixels) per class in shared memory, then global atomics.
-//   3. On the host (bf_from_counts): precision, recall and F1 per class per image.
+//   3. On the host (dl::metrics::bf_score_from_counts): precision, recall and F1 per class per image.
 // Grid: blockIdx.y is the image, blockIdx.x a grid-stride loop over its pixels.
 #pragma once
 #include <cmath>
 
 #include "compat.cuh"
+#include "dl/metrics/segmentation.h"  // before compat.cuh: no CUDA names in scope for it
 #include "elementwise.cuh"
 
 namespace dl::kern::inline DL_KERN_ABI {
@@ -78,23 +79,6 @@ DL_GLOBAL void bf_match_kernel(const int32_t* from, const int32_t* to, int64_t h
     if (local[i] != 0u) atomicAdd(&out[i], static_cast<unsigned long long>(local[i]));
 }
 
-// theta^2 exactly as the CPU metric computes it, and the search radius that covers it.
-inline double bf_theta2(int64_t h, int64_t w) {
-  const double theta = 0.0075 * std::sqrt(static_cast<double>(h * h + w * w));
-  return theta * theta;
-}
-inline int bf_radius(int64_t h, int64_t w) { return static_cast<int>(std::ceil(std::sqrt(bf_theta2(h, w)))); }
-
-// F1 of one class of one image from its counts: NaN when the class is in neither map, 0 when in one only.
-DL_HD double bf_from_counts(unsigned long long pred_total, unsigned long long pred_matched,
-                            unsigned long long truth_total, unsigned long long truth_matched) {
-  if (pred_total == 0 && truth_total == 0) return NAN;
-  if (pred_total == 0 || truth_total == 0) return 0.0;
-  const double p = static_cast<double>(pred_matched) / static_cast<double>(pred_total);
-  const double r = static_cast<double>(truth_matched) / static_cast<double>(truth_total);
-  return p + r > 0 ? 2 * p * r / (p + r) : 0.0;
-}
-
 // ---- launch sequence (Note [launchers]) ----
 // pred, truth: images x h x w (device). pred_counts / truth_counts: images x c x 2 (device, zeroed here).
 template <typename L>
@@ -121,8 +105,9 @@ void run_bf_counts(L& l, const int32_t* pred, const int32_t* truth, int64_t imag
   l.launch(boundary_kernel, grid, dim3(block), pred, truth, h, w, c, void_label, bnd_pred);
   l.launch(boundary_kernel, grid, dim3(block), truth, static_cast<const int32_t*>(nullptr), h, w, c, void_label,
            bnd_truth);
-  const double theta2 = bf_theta2(h, w);
-  const int radius = bf_radius(h, w);
+  // theta^2 exactly as the CPU metric has it; the window radius ceil(theta) covers every d^2 < theta^2.
+  const double theta2 = metrics::bf_theta_squared(h, w);
+  const int radius = static_cast<int>(std::ceil(std::sqrt(theta2)));
   l.launch(bf_match_kernel, grid, dim3(block), static_cast<const int32_t*>(bnd_pred),
            static_cast<const int32_t*>(bnd_truth), h, w, c, radius, theta2, pred_counts);
   l.launch(bf_match_kernel, grid, dim3(block), static_cast<const int32_t*>(bnd_truth),

@@ -4,6 +4,7 @@
 // matrix with one atomic each. Pixels whose truth is the void label are skipped; a label out of range
 // records the first such pixel (atomicMin) for the host to report, and is not counted.
 #pragma once
+#include "argmax.cuh"
 #include "compat.cuh"
 #include "elementwise.cuh"
 
@@ -12,19 +13,6 @@ namespace dl::kern::inline DL_KERN_ABI {
 // Classes the shared histogram holds (C x C bins of 4 bytes: 4 KiB).
 constexpr int kMaxConfusionClasses = 32;
 
-// The class with the largest logit at pixel p of N x C x S logits; the first one on ties.
-template <typename T>
-DL_HD int32_t argmax_at(const T* logits, int64_t p, int64_t c, int64_t s) {
-  const int64_t base = (p / s) * c * s + p % s;
-  int32_t best = 0;
-  T vmax = logits[base];
-  for (int64_t k = 1; k < c; ++k)
-    if (logits[base + k * s] > vmax) {
-      vmax = logits[base + k * s];
-      best = static_cast<int32_t>(k);
-    }
-  return best;
-}
 
 template <typename T>
 DL_GLOBAL void argmax_kernel(const T* logits, int64_t n, int64_t c, int64_t s, int32_t* out) {

@@ -215,9 +215,9 @@ TEST_F(GpuParity, LinearAndElementWise) {
     void (*cpu)(const float*, const float*, float*, int64_t);
     void (*gpu)(int, const float*, const float*, float*, int64_t);
   };
-  for (const Binary& op : {Binary{"add", dl::cpu::add<float>, dl::cuda::add},
-                           Binary{"sub", dl::cpu::sub<float>, dl::cuda::sub},
-                           Binary{"mul", dl::cpu::mul<float>, dl::cuda::mul}}) {
+  for (const Binary& op :
+       {Binary{"add", dl::cpu::add<float>, dl::cuda::add}, Binary{"sub", dl::cpu::sub<float>, dl::cuda::sub},
+        Binary{"mul", dl::cpu::mul<float>, dl::cuda::mul}}) {
     Out y({m});
     op.cpu(A, C, y.c(), m);
     op.gpu(0, G(ad), G(cd), y.g(), m);
@@ -323,12 +323,8 @@ TEST_F(GpuParity, SegmentationMetrics) {
     const std::vector<double> want = dl::metrics::bf_scores(pred.data() + i * h * w, truth.data() + i * h * w, h, w, c);
     for (int k = 0; k < c; ++k) {
       const unsigned long long* q = counts.data() + (i * c + k) * 4;
-      const double got = q[0] + q[2] == 0         ? NAN
-                         : q[0] == 0 || q[2] == 0 ? 0.0
-                                                  : [&] {
-                                                      const double p = double(q[1]) / q[0], r = double(q[3]) / q[2];
-                                                      return p + r > 0 ? 2 * p * r / (p + r) : 0.0;
-                                                    }();
+      const double got = dl::metrics::bf_score_from_counts(static_cast<int64_t>(q[0]), static_cast<int64_t>(q[1]),
+                                                           static_cast<int64_t>(q[2]), static_cast<int64_t>(q[3]));
       if (std::isnan(want[k]))
         EXPECT_TRUE(std::isnan(got));
       else

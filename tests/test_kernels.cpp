@@ -417,7 +417,9 @@ TEST(Kernels, BoundaryF1MatchesTheCpuMetric) {
         const std::vector<double> want = dl::metrics::bf_scores(pred.data() + off, truth.data() + off, z.h, z.w, z.c);
         for (int k = 0; k < z.c; ++k) {
           const size_t b = (static_cast<size_t>(i) * z.c + k) * 2;
-          const double got = dl::kern::bf_from_counts(pc[b], pc[b + 1], tc[b], tc[b + 1]);
+          const double got =
+              dl::metrics::bf_score_from_counts(static_cast<int64_t>(pc[b]), static_cast<int64_t>(pc[b + 1]),
+                                                static_cast<int64_t>(tc[b]), static_cast<int64_t>(tc[b + 1]));
           if (std::isnan(want[k]))
             EXPECT_TRUE(std::isnan(got)) << "image " << i << " class " << k;
           else

@@ -1,6 +1,7 @@
 // Argmax accuracy.
 #include "dl/metrics/accuracy.h"
 
+#include "argmax.cuh"
 #include "dl/config.h"
 #if DL_WITH_CUDA
 #include "backend/cuda/cuda_ops.h"
@@ -15,11 +16,7 @@ template <typename T> Counts count(const T* x, const int32_t* y, int64_t n, int6
     for (int64_t j = 0; j < s; ++j) {
       const int32_t label = y[i * s + j];
       if (ignore >= 0 && label == ignore) continue;
-      const T* p = x + i * c * s + j;
-      int64_t best = 0;
-      for (int64_t q = 1; q < c; ++q)
-        if (p[q * s] > p[best * s]) best = q;
-      k.correct += best == label;
+      k.correct += argmax_at(x, i * s + j, c, s) == label;
       ++k.total;
     }
   return k;
@@ -38,11 +35,12 @@ Counts count_correct(const Tensor& logits, const Tensor& labels, int32_t ignore_
     Tensor pred = Tensor::empty({n * s}, DType::kInt32, logits.device());
     cuda::argmax_channels(logits.device().index, logits.data<float>(), n, c, s, pred.data<int32_t>());
     const Tensor p = pred.to(Device::cpu()), y = labels.to(Device::cpu());
+    const int32_t* predicted = p.data<int32_t>();
+    const int32_t* truth = y.data<int32_t>();
     Counts k;
     for (int64_t i = 0; i < n * s; ++i) {
-      const int32_t label = y.data<int32_t>()[i];
-      if (ignore_index >= 0 && label == ignore_index) continue;
-      k.correct += p.data<int32_t>()[i] == label;
+      if (ignore_index >= 0 && truth[i] == ignore_index) continue;
+      k.correct += predicted[i] == truth[i];
       ++k.total;
     }
     return k;

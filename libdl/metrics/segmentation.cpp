@@ -165,9 +165,7 @@ double class_bf_score(const int32_t* pred, const int32_t* truth, int64_t h, int6
   const int64_t nt = boundary(truth, h, w, c, box, bt);
   const int64_t matched_pred = count_matched(bt, bp, bh, bw, theta2, scratch);
   const int64_t matched_true = count_matched(bp, bt, bh, bw, theta2, scratch);
-  const double precision = np ? static_cast<double>(matched_pred) / static_cast<double>(np) : 0.0;
-  const double recall = nt ? static_cast<double>(matched_true) / static_cast<double>(nt) : 0.0;
-  return precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0.0;
+  return bf_score_from_counts(np, matched_pred, nt, matched_true);
 }
 
 // Per-class BF scores of an image whose prediction has been cleaned (void wherever truth is void)
@@ -180,8 +178,7 @@ std::vector<double> bf_scores_clean(const int32_t* pred, const int32_t* truth, i
       if (p >= 0 && p < num_classes) box_p[p].add(y, x);
       if (t >= 0 && t < num_classes) box_t[t].add(y, x);
     }
-  const double theta = 0.0075 * std::sqrt(static_cast<double>(h * h + w * w));
-  const double theta2 = theta * theta;
+  const double theta2 = bf_theta_squared(h, w);
   std::vector<double> scores(num_classes, kNaN);
   std::vector<int> both;
   for (int c = 0; c < num_classes; ++c) {
@@ -227,6 +224,20 @@ void check_args(int64_t h, int64_t w, int num_classes) {
 }
 
 }  // namespace
+
+double bf_theta_squared(int64_t h, int64_t w) {
+  const double theta = 0.0075 * std::sqrt(static_cast<double>(h * h + w * w));
+  return theta * theta;
+}
+
+double bf_score_from_counts(int64_t pred_boundary, int64_t pred_matched, int64_t truth_boundary,
+                            int64_t truth_matched) {
+  if (pred_boundary == 0 && truth_boundary == 0) return kNaN;
+  if (pred_boundary == 0 || truth_boundary == 0) return 0.0;
+  const double precision = static_cast<double>(pred_matched) / static_cast<double>(pred_boundary);
+  const double recall = static_cast<double>(truth_matched) / static_cast<double>(truth_boundary);
+  return precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0.0;
+}
 
 std::vector<double> bf_scores(const int32_t* pred, const int32_t* truth, int64_t h, int64_t w, int num_classes,
                               int32_t void_label) {
@@ -308,13 +319,8 @@ void SegmentationEvaluator::add_on_device(const Tensor& pred_any, const Tensor& 
     std::vector<double> bf(num_classes_, kNaN);
     for (int c = 0; c < num_classes_; ++c) {
       const unsigned long long* q = counts.data() + (i * num_classes_ + c) * 4;
-      if (q[0] == 0 && q[2] == 0) continue;  // in neither map
-      if (q[0] == 0 || q[2] == 0) {
-        bf[c] = 0.0;  // in one map only
-        continue;
-      }
-      const double p = static_cast<double>(q[1]) / q[0], r = static_cast<double>(q[3]) / q[2];
-      bf[c] = p + r > 0 ? 2 * p * r / (p + r) : 0.0;
+      bf[c] = bf_score_from_counts(static_cast<int64_t>(q[0]), static_cast<int64_t>(q[1]), static_cast<int64_t>(q[2]),
+                                   static_cast<int64_t>(q[3]));
     }
     accumulate(i == 0 ? confusion : std::vector<int64_t>(confusion.size(), 0), bf);
   }

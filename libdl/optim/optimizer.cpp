@@ -87,8 +87,6 @@ void RmsProp::update(size_t i, Tensor& w, const Tensor& g) {
 }
 
 namespace {
-// In double on every device (on a GPU the reduction runs there and one value comes back).
-double squared_norm(const Tensor& g) { return ops::squared_norm(g); }
 void scale_grad(const nn::ParamRef& p, double f) {
   Tensor g = p.tensor.grad();
   ops::add_(g, g, f - 1.0);  // g += (f - 1) g
@@ -98,7 +96,7 @@ void scale_grad(const nn::ParamRef& p, double f) {
 double clip_grad_global_norm(const std::vector<nn::ParamRef>& params, double threshold) {
   double total = 0;
   for (const auto& p : params)
-    if (p.tensor.grad().defined()) total += squared_norm(p.tensor.grad());
+    if (p.tensor.grad().defined()) total += ops::squared_norm(p.tensor.grad());
   const double norm = std::sqrt(total);
   if (norm > threshold)
     for (const auto& p : params)
@@ -110,7 +108,7 @@ double clip_grad_norm_per_parameter(const std::vector<nn::ParamRef>& params, dou
   double worst = 0;
   for (const auto& p : params) {
     if (!p.tensor.grad().defined()) continue;
-    const double norm = std::sqrt(squared_norm(p.tensor.grad()));
+    const double norm = std::sqrt(ops::squared_norm(p.tensor.grad()));
     worst = std::max(worst, norm);
     if (norm > threshold) scale_grad(p, threshold / norm);
   }
