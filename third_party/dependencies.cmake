@@ -1,10 +1,16 @@
-# Finds what libdl builds against: Eigen, OpenMP, zlib, stb (header only), and optionally CUDA
+# Finds what libdl builds against: Eigen, OpenMP, zlib, libspng and libjpeg (images), and optionally CUDA
 # (with cuDNN and cuBLAS), GoogleTest, Google Benchmark and libtorch (the reference in tests/bench).
 find_package(Eigen3 3.3 REQUIRED NO_MODULE)
 find_package(OpenMP REQUIRED)
 find_package(ZLIB REQUIRED)
 find_package(Threads REQUIRED)
-find_path(STB_INCLUDE_DIR stb_image.h PATHS /usr/include/stb /usr/include)
+# Images (Note [image decoders] in libdl/dl/data/image_io.h): PNG through libspng, JPEG through
+# libjpeg-turbo (Debian's libspng-dev and libjpeg62-turbo-dev), linked by path so that the installed
+# package config needs nothing more.
+find_path(SPNG_INCLUDE_DIR spng.h REQUIRED)
+find_library(SPNG_LIBRARY spng REQUIRED)
+find_path(JPEG_INCLUDE_DIR jpeglib.h REQUIRED)
+find_library(JPEG_LIBRARY NAMES jpeg REQUIRED)
 
 # oneDNN: the optional CPU convolution engine (Debian's libdnnl-dev).
 set(DL_ONEDNN "AUTO" CACHE STRING "Build the oneDNN CPU convolution engine: AUTO, ON or OFF")

@@ -7,7 +7,9 @@
 #include <numeric>
 
 #include "dl/autograd/engine.h"
+#include "dl/core/parse.h"
 #include "dl/core/safetensors.h"
+#include "dl/data/image_io.h"
 #include "dl/nn/state.h"
 
 namespace dl::examples::camvid {
@@ -16,17 +18,10 @@ namespace {
 constexpr const char* kNormalisationName = "input_normalisation";
 constexpr const char* kKind = "deeplabv3plus-camvid";
 
-int64_t meta_int(const SafeTensors& f, const std::string& key, const std::string& path) {
+int64_t meta_int(const SafeTensors& f, const std::string& key, const std::string& path, int64_t lo, int64_t hi) {
   const auto it = f.metadata.find(key);
   DL_CHECK(it != f.metadata.end(), path, ": not a train_camvid model (no metadata '", key, "')");
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(it->second, &used);
-    DL_CHECK(used == it->second.size(), "");
-    return v;
-  } catch (const std::exception&) {
-    DL_THROW(path, ": metadata '", key, "' is '", it->second, "', expected an integer");
-  }
+  return parse_int(it->second, lo, hi, path + ": metadata '" + key + "'");
 }
 // N x C x H x W logits (any device) -> N x H x W int32 argmax over C on the CPU (the first maximum).
 Tensor argmax_channels(const Tensor& logits_any) {
@@ -94,14 +89,16 @@ LoadedModel load_camvid_model(const std::string& path) {
   DL_CHECK(kind != f.metadata.end() && kind->second == kKind, path, ": not a train_camvid model (metadata kind '",
            kind == f.metadata.end() ? std::string() : kind->second, "', expected '", kKind, "')");
   LoadedModel m;
-  m.info.num_classes = static_cast<int>(meta_int(f, "num_classes", path));
-  m.info.image_pooling = meta_int(f, "image_pooling", path) != 0;
-  m.info.height = meta_int(f, "height", path);
-  m.info.width = meta_int(f, "width", path);
-  m.info.split_seed = static_cast<uint64_t>(meta_int(f, "split_seed", path));
-  DL_CHECK(m.info.num_classes > 0 && m.info.num_classes < 255, path, ": num_classes ", m.info.num_classes,
-           " outside [1, 254]");
-  DL_CHECK(m.info.height > 0 && m.info.width > 0, path, ": bad input size ", m.info.height, "x", m.info.width);
+  const data::ImageLimits limits;
+  m.info.num_classes = static_cast<int>(meta_int(f, "num_classes", path, 1, 254));
+  m.info.image_pooling = meta_int(f, "image_pooling", path, 0, 1) != 0;
+  m.info.height = meta_int(f, "height", path, 1, limits.max_side);
+  m.info.width = meta_int(f, "width", path, 1, limits.max_side);
+  DL_CHECK(m.info.height * m.info.width <= limits.max_pixels, path, ": input size ", m.info.height, "x", m.info.width,
+           " is over ", limits.max_pixels, " pixels");
+  const auto seed = f.metadata.find("split_seed");
+  DL_CHECK(seed != f.metadata.end(), path, ": not a train_camvid model (no metadata 'split_seed')");
+  m.info.split_seed = parse_uint(seed->second, std::numeric_limits<uint64_t>::max(), path + ": metadata 'split_seed'");
 
   nn::NamedTensors state;
   bool found = false;

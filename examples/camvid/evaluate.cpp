@@ -27,6 +27,7 @@
 
 #include "../common/flags.h"
 #include "camvid_model.h"
+#include "dl/core/file_io.h"
 #include "dl/core/threads.h"
 #include "dl/data/camvid_palette.h"
 #include "dl/data/label_image.h"
@@ -136,16 +137,17 @@ bool parse_options(int argc, char** argv, Options& o) {
                         "or of a model trained by train_camvid over the test split of a CamVid folder.");
   f.add({"pred"}, &o.pred_dir, "folder of predicted label PNGs (8-bit class indices, 255 = void, or CamVid RGB)");
   f.add({"truth"}, &o.truth_dir, "folder of ground-truth label PNGs, same forms");
-  f.add({"classes"}, &o.classes, "number of classes");
+  f.add({"classes"}, &o.classes, "number of classes", 1, 254);
   f.add({"class-names"}, &o.class_names,
         "comma-separated class names; empty: CamVid's for 11 classes, else Class0, Class1, ...");
   f.add({"model"}, &o.model, "a model written by train_camvid --save: evaluate it over the test split of --data");
   f.add({"data"}, &o.data_dir, "with --model: the CamVid folder (empty: train_camvid's generated set)");
   f.add({"image-size"}, &o.image_size, "with --model: evaluate at this size HxW (empty: the model's training size)");
   f.add({"split-seed"}, &o.split_seed, "with --model: seed of the 60/20/20 split (train_camvid's default)");
-  f.add({"batch-size"}, &o.batch_size, "with --model: images per forward pass");
+  f.add({"batch-size"}, &o.batch_size, "with --model: images per forward pass", decltype(o.batch_size){1},
+        decltype(o.batch_size){1} << 20);
   f.add({"json"}, &o.json_path, "write the metrics to this JSON file");
-  f.add({"threads"}, &o.threads, "CPU threads (0: all)");
+  f.add({"threads"}, &o.threads, "CPU threads (0: all)", 0, 1024);
   return f.parse(argc, argv);
 }
 
@@ -153,6 +155,7 @@ int run(int argc, char** argv) {
   Options o;
   if (!parse_options(argc, argv, o)) return 0;
   DL_CHECK(o.classes > 0 && o.classes < 255, "evaluate: --classes must be in [1, 254], got ", o.classes);
+  dl::check_output_paths({{o.json_path, "metrics file"}});
   if (o.threads > 0) dl::set_num_threads(o.threads);
   const std::vector<std::string> names = camvid::class_names(o.classes, o.class_names);
 

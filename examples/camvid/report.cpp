@@ -1,4 +1,5 @@
 // Printing and JSON of the segmentation metrics (see report.h).
+#include "dl/core/file_io.h"
 #include "report.h"
 
 #include <algorithm>
@@ -124,14 +125,7 @@ void write_metrics_json(const std::string& path, const metrics::SegmentationMetr
   for (size_t c = 0; c < names.size(); ++c) s += (c ? ", " : "") + sweep::Json::quote(names[c]);
   s += "],\n  \"NumImages\": " + std::to_string(m.num_images) + "\n}\n";
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    DL_CHECK(f.good(), "cannot open '", tmp, "' for writing");
-    f << s;
-    DL_CHECK(f.good(), "cannot write '", tmp, "'");
-  }
-  std::filesystem::rename(tmp, path);
+  write_file_atomically(path, s);
 }
 
 }  // namespace dl::examples::camvid

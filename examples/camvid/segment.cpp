@@ -7,9 +7,6 @@
 // argmax of the logits, and the label map resized back to the image's size with nearest neighbours.
 // --out-labels gets it as an RGB PNG in the CamVid palette (void black; `evaluate --pred` reads it),
 // --overlay the image blended with the class colours (--alpha of colour, void pixels left as they are).
-#include <stb_image.h>
-#include <stb_image_write.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -20,7 +17,9 @@
 #include "camvid_model.h"
 #include "dl/autograd/engine.h"
 #include "dl/core/threads.h"
+#include "dl/core/file_io.h"
 #include "dl/data/camvid_palette.h"
+#include "dl/data/image_io.h"
 #include "dl/data/label_image.h"
 #include "dl/ops/resize.h"
 
@@ -28,18 +27,7 @@ namespace {
 
 namespace camvid = dl::examples::camvid;
 
-struct Image {
-  int height = 0, width = 0;
-  std::unique_ptr<stbi_uc, void (*)(void*)> rgb{nullptr, stbi_image_free};  // H x W x 3
-};
-
-Image read_rgb(const std::string& path) {
-  Image im;
-  int channels = 0;
-  im.rgb.reset(stbi_load(path.c_str(), &im.width, &im.height, &channels, 3));
-  DL_CHECK(im.rgb, "segment: cannot read the image '", path, "': ", stbi_failure_reason());
-  return im;
-}
+using dl::data::Image;  // H x W x 3 RGB
 
 // H x W x 3 uint8 -> 1 x 3 x H x W float, (pixel / 255 - mean[c]) / std[c].
 dl::Tensor to_input(const Image& im, const dl::data::Normalisation& n) {
@@ -47,7 +35,7 @@ dl::Tensor to_input(const Image& im, const dl::data::Normalisation& n) {
   dl::Tensor x = dl::Tensor::empty(dl::Shape({1, 3, im.height, im.width}), dl::DType::kFloat32);
   float* out = x.data<float>();
   for (int c = 0; c < 3; ++c)
-    for (int64_t p = 0; p < hw; ++p) out[c * hw + p] = (im.rgb.get()[p * 3 + c] / 255.f - n.mean[c]) / n.std[c];
+    for (int64_t p = 0; p < hw; ++p) out[c * hw + p] = (im.pixels[p * 3 + c] / 255.f - n.mean[c]) / n.std[c];
   return x;
 }
 
@@ -76,12 +64,11 @@ void write_overlay(const std::string& path, const Image& im, const dl::Tensor& l
     const dl::data::Rgb c = dl::data::camvid_colour_of(l[p]);
     const uint8_t colour[3] = {c.r, c.g, c.b};
     for (int k = 0; k < 3; ++k) {
-      const double v = im.rgb.get()[p * 3 + k];
+      const double v = im.pixels[p * 3 + k];
       rgb[p * 3 + k] = static_cast<uint8_t>(is_class ? (1 - alpha) * v + alpha * colour[k] + 0.5 : v);
     }
   }
-  DL_CHECK(stbi_write_png(path.c_str(), im.width, im.height, 3, rgb.data(), 3 * im.width),
-           "segment: cannot write the overlay '", path, "'");
+  dl::data::write_png(path, rgb.data(), im.height, im.width, 3);
 }
 
 int run(int argc, char** argv) {
@@ -94,19 +81,20 @@ int run(int argc, char** argv) {
   f.add({"image"}, &image_path, "the image to label (PNG or JPEG)");
   f.add({"out-labels"}, &labels_path, "write the label map here: RGB PNG in the CamVid palette, the image's size");
   f.add({"overlay"}, &overlay_path, "write the image blended with the class colours here (empty: none)");
-  f.add({"alpha"}, &alpha, "weight of the class colour in the overlay");
+  f.add({"alpha"}, &alpha, "weight of the class colour in the overlay", 0.0, 1.0);
   f.add({"image-size"}, &image_size, "run the network at this size HxW (empty: the model's training size)");
-  f.add({"threads"}, &threads, "CPU threads (0: all)");
+  f.add({"threads"}, &threads, "CPU threads (0: all)", 0, 1024);
   if (!f.parse(argc, argv)) return 0;
   DL_CHECK(!model_path.empty() && !image_path.empty() && !labels_path.empty(),
            "segment: give --model FILE --image IN.png --out-labels OUT.png (see --help)");
   DL_CHECK(alpha >= 0 && alpha <= 1, "segment: --alpha must be in [0, 1], got ", alpha);
+  dl::check_output_paths({{labels_path, "label map"}, {overlay_path, "overlay"}});
   if (threads > 0) dl::set_num_threads(threads);
 
   camvid::LoadedModel m = camvid::load_camvid_model(model_path);
   const dl::data::ImageSize size =
       image_size.empty() ? dl::data::ImageSize{m.info.height, m.info.width} : dl::data::parse_image_size(image_size);
-  const Image im = read_rgb(image_path);
+  const Image im = dl::data::read_rgb_image(image_path);
   dl::Tensor x = to_input(im, m.info.normalisation);
   if (x.size(2) != size.height || x.size(3) != size.width) {
     dl::autograd::NoGradGuard no_grad;
@@ -115,7 +103,7 @@ int run(int argc, char** argv) {
   const dl::Tensor net_labels = camvid::predict_labels(*m.net, x);  // 1 x h x w
   const dl::Tensor labels = resize_nearest(net_labels.view(dl::Shape({size.height, size.width})), im.height, im.width);
   dl::data::write_label_png(labels_path, labels, dl::data::LabelPngFormat::kCamVidRgb);
-  std::printf("segment: %s (%dx%d, run at %lldx%lld) -> %s", image_path.c_str(), im.height, im.width,
+  std::printf("segment: %s (%lldx%lld, run at %lldx%lld) -> %s", image_path.c_str(), static_cast<long long>(im.height), static_cast<long long>(im.width),
               static_cast<long long>(size.height), static_cast<long long>(size.width), labels_path.c_str());
   if (!overlay_path.empty()) {
     write_overlay(overlay_path, im, labels, alpha);

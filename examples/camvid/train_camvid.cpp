@@ -81,26 +81,31 @@ int run(int argc, char** argv) {
           ", written on first use):\nits 72 training images take about "
           "8 s an epoch on 2 cores, the 30 epochs of the default recipe about 4 minutes.");
   f.add({"solver"}, &o.solver, "sgdm, adam or rmsprop");
-  f.add({"initial-learn-rate", "lr"}, &o.initial_learn_rate, "initial learning rate");
+  f.add({"initial-learn-rate", "lr"}, &o.initial_learn_rate, "initial learning rate", 1e-12, 1e6);
   f.add({"learn-rate-schedule"}, &o.learn_rate_schedule, "none or piecewise");
-  f.add({"learn-rate-drop-factor"}, &o.learn_rate_drop_factor, "factor of each piecewise drop");
-  f.add({"learn-rate-drop-period"}, &o.learn_rate_drop_period, "epochs between drops");
-  f.add({"max-epochs", "epochs"}, &o.max_epochs, "epochs to train");
+  f.add({"learn-rate-drop-factor"}, &o.learn_rate_drop_factor, "factor of each piecewise drop", 0.0, 1.0);
+  f.add({"learn-rate-drop-period"}, &o.learn_rate_drop_period, "epochs between drops", 1, 1000000);
+  f.add({"max-epochs", "epochs"}, &o.max_epochs, "epochs to train", 1, 1000000);
   f.add({"mini-batch-size", "batch-size"}, &o.mini_batch_size,
-        "mini-batch size (at least 2: batch norm of image pooling)");
+        "mini-batch size (at least 2: batch norm of image pooling)", int64_t{1}, int64_t{1} << 31);
   f.add({"shuffle"}, &o.shuffle, "once, every-epoch or never");
-  f.add({"validation-frequency"}, &o.validation_frequency, "iterations between validations (0: once per epoch)");
-  f.add({"validation-patience"}, &o.validation_patience, "validations without improvement before stopping (0: never)");
-  f.add({"l2-regularization"}, &o.l2_regularization, "L2 regularisation factor");
-  f.add({"momentum"}, &o.momentum, "sgdm momentum");
-  f.add({"gradient-decay-factor"}, &o.gradient_decay_factor, "adam beta1");
-  f.add({"squared-gradient-decay-factor"}, &o.squared_gradient_decay_factor, "adam beta2 / rmsprop decay");
-  f.add({"epsilon"}, &o.epsilon, "adam / rmsprop epsilon");
-  f.add({"gradient-threshold"}, &o.gradient_threshold, "gradient clipping threshold (inf: off)");
+  f.add({"validation-frequency"}, &o.validation_frequency, "iterations between validations (0: once per epoch)", 0,
+        1000000000);
+  f.add({"validation-patience"}, &o.validation_patience, "validations without improvement before stopping (0: never)", 0,
+        1000000000);
+  f.add({"l2-regularization"}, &o.l2_regularization, "L2 regularisation factor", 0.0, 1e6);
+  f.add({"momentum"}, &o.momentum, "sgdm momentum", 0.0, 0.999999);
+  f.add({"gradient-decay-factor"}, &o.gradient_decay_factor, "adam beta1", 0.0, 0.999999);
+  f.add({"squared-gradient-decay-factor"}, &o.squared_gradient_decay_factor, "adam beta2 / rmsprop decay", 0.0, 0.999999);
+  f.add({"epsilon"}, &o.epsilon, "adam / rmsprop epsilon", 1e-30, 1.0);
+  f.add({"gradient-threshold"}, &o.gradient_threshold, "gradient clipping threshold (inf: off)", 1e-30,
+        std::numeric_limits<double>::infinity());
   f.add({"gradient-threshold-method"}, &o.gradient_threshold_method, "l2norm, global-l2norm or absolute-value");
   f.add_switch({"verbose"}, &o.verbose, "print the progress table");
-  f.add({"verbose-frequency"}, &o.verbose_frequency, "iterations between table rows");
+  f.add({"verbose-frequency"}, &o.verbose_frequency, "iterations between table rows", 1, 1000000000);
   f.add({"checkpoint-path"}, &o.checkpoint_path, "folder for a checkpoint per epoch (empty: none)");
+  f.add({"keep-checkpoints"}, &o.keep_checkpoints, "keep only the newest N checkpoints of --checkpoint-path (0: all)", 0,
+        1000000);
   f.add({"output-network"}, &o.output_network, "last-iteration or best-validation-loss");
   f.add({"log-csv"}, &o.log_csv, "CSV file with a row per iteration (empty: none)");
   f.add({"data"}, &data_dir,
@@ -114,7 +119,7 @@ int run(int argc, char** argv) {
   f.add_switch({"augment"}, &augment, "random reflection and translation (+-10 px) of the training images");
   f.add_switch({"class-weights"}, &class_weights, "median-frequency class weights in the loss");
   f.add({"device"}, &device, "cpu or cuda");
-  f.add({"threads"}, &threads, "CPU threads (0: all)");
+  f.add({"threads"}, &threads, "CPU threads (0: all)", 0, 1024);
   f.add({"seed"}, &seed, "seed of initialisation, shuffling and augmentation");
   f.add({"save"}, &save, "write the trained model here (safetensors with the input normalisation)");
   f.add({"resume"}, &resume, "continue from a checkpoint written with --checkpoint-path");
@@ -125,6 +130,13 @@ int run(int argc, char** argv) {
   f.add({"progress"}, &progress, "progress line with ETA: auto, in-place, plain or off");
   if (!f.parse(argc, argv)) return 0;
 
+  {  // every option checked before any arithmetic on it (0 = once per epoch is resolved below)
+    dl::train::TrainingOptions check = o;
+    if (check.validation_frequency == 0) check.validation_frequency = 1;
+    check.validate();
+  }
+  DL_CHECK(probe_steps >= 0, "train_camvid: --probe-steps must be >= 0, got ", probe_steps);
+  dl::check_output_paths({{save, "model file"}, {report_json, "run report"}, {o.log_csv, "training log"}});
   g_report_path = report_json;
   g_report["program"] = "train_camvid";
   g_report["libdl_version"] = DL_VERSION;
@@ -140,7 +152,7 @@ int run(int argc, char** argv) {
   cfg["log_csv"] = o.log_csv;
   g_report["status"] = "running";
 
-  dl::CpuAllocator::instance().set_limit(dl::sweep::parse_bytes(memory_limit));
+  dl::CpuAllocator::instance().set_limit(dl::examples::parse_memory_limit(memory_limit));
   const dl::train::ProgressMode progress_mode = dl::train::parse_progress_mode(progress);
   const dl::Device dev = dl::Device::parse(device);
   dl::examples::report_device() = dev;

@@ -1,14 +1,18 @@
 // A small command-line parser for the example programs: "--name value" or "--name=value", several
 // names per option (--max-epochs and --epochs), --help lists every option with its default.
-// An unknown flag or a value that does not parse throws dl::Error naming both.
+// An unknown flag, a value that does not parse or one out of its range throws dl::Error naming both.
 #pragma once
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <iostream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "dl/core/error.h"
+#include "dl/core/parse.h"
+#include "../sweep/units.h"
 
 namespace dl::examples {
 
@@ -16,21 +20,26 @@ class Flags {
  public:
   explicit Flags(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
 
-  template <typename T> void add(std::vector<std::string> names, T* target, std::string help) {
+  // A value option; numbers are parsed strictly (dl/core/parse.h) and must lie in [lo, hi] (a double
+  // takes infinity only when hi is infinite).
+  template <typename T>
+  void add(std::vector<std::string> names, T* target, std::string help, T lo = std::numeric_limits<T>::lowest(),
+           T hi = std::numeric_limits<T>::max()) {
     std::ostringstream def;
     def << *target;
-    options_.push_back({std::move(names), std::move(help), def.str(), false, [target](const std::string& v) {
+    options_.push_back({std::move(names), std::move(help), def.str(), false, [target, lo, hi](const std::string& v) {
                           if constexpr (std::is_same_v<T, std::string>) {
                             *target = v;
-                            return true;
+                          } else if constexpr (std::is_floating_point_v<T>) {
+                            *target = static_cast<T>(dl::parse_double(v, lo, hi, "the value", std::isinf(hi)));
+                          } else if constexpr (std::is_unsigned_v<T>) {
+                            const uint64_t u = dl::parse_uint(v, hi, "the value");
+                            DL_CHECK(u >= lo, "the value: expected at least ", lo, ", got '", v, "'");
+                            *target = static_cast<T>(u);
                           } else {
-                            std::istringstream in(v);
-                            T parsed{};
-                            in >> parsed;
-                            if (in.fail() || !in.eof()) return false;
-                            *target = parsed;
-                            return true;
+                            *target = static_cast<T>(dl::parse_int(v, lo, hi, "the value"));
                           }
+                          return true;
                         }});
   }
   void add_switch(std::vector<std::string> names, bool* target, std::string help) {
@@ -67,7 +76,13 @@ class Flags {
       } else if (!has_value && i + 1 < argc && is_bool_word(argv[i + 1])) {
         value = argv[++i];  // "--verbose off"
       }
-      DL_CHECK(opt->set(value), program_, ": option ", arg, " cannot take the value '", value, "'");
+      bool ok = false;
+      try {
+        ok = opt->set(value);
+      } catch (const dl::Error& e) {
+        DL_THROW(program_, ": option ", arg, ": ", e.what());
+      }
+      DL_CHECK(ok, program_, ": option ", arg, " cannot take the value '", value, "'");
     }
     return true;
   }
@@ -101,5 +116,19 @@ class Flags {
   std::string program_, summary_;
   std::vector<Option> options_;
 };
+
+// --memory-limit: 0 (none) or a size of at least 1 MiB ("512MiB", "2G"); a fraction of a byte or a
+// limit no program can run under is an error, never "unlimited".
+inline int64_t parse_memory_limit(const std::string& text) {
+  int64_t bytes = 0;
+  try {
+    bytes = dl::sweep::parse_bytes(text);
+  } catch (const dl::Error& e) {
+    DL_THROW("--memory-limit: ", e.what());
+  }
+  DL_CHECK(bytes == 0 || bytes >= (int64_t{1} << 20), "--memory-limit: expected 0 (no limit) or at least 1MiB, got '",
+           text, "' (", bytes, " bytes)");
+  return bytes;
+}
 
 }  // namespace dl::examples

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dl/core/file_io.h"
 #include "../sweep/json.h"
 #include "dl/core/allocator.h"
 #include "dl/data/dataset.h"
@@ -28,14 +29,7 @@ inline double cpu_seconds() {
 
 // Written to a temporary and renamed: a reader never sees half a report.
 inline void write_json_file(const std::string& path, const dl::sweep::Json& j) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    DL_CHECK(f.good(), tmp, ": cannot open for writing");
-    f << j.dump(2) << '\n';
-    DL_CHECK(f.good(), tmp, ": write failed");
-  }
-  std::filesystem::rename(tmp, path);
+  dl::write_file_atomically(path, j.dump(2) + '\n');
 }
 
 // The device the program trains on, for the memory figures of its report (set once the flags are read).

@@ -109,39 +109,46 @@ int run(int argc, char** argv) {
 
   dl::examples::Flags f("train_mnist", "Trains the MNIST CNN (conv 8/16/32 + batch norm + ReLU + max pool, fc 10).");
   f.add({"solver"}, &o.solver, "sgdm, adam or rmsprop");
-  f.add({"initial-learn-rate", "lr"}, &o.initial_learn_rate, "initial learning rate");
+  f.add({"initial-learn-rate", "lr"}, &o.initial_learn_rate, "initial learning rate", 1e-12, 1e6);
   f.add({"learn-rate-schedule"}, &o.learn_rate_schedule, "none or piecewise");
-  f.add({"learn-rate-drop-factor"}, &o.learn_rate_drop_factor, "factor of each piecewise drop");
-  f.add({"learn-rate-drop-period"}, &o.learn_rate_drop_period, "epochs between drops");
-  f.add({"max-epochs", "epochs"}, &o.max_epochs, "epochs to train");
-  f.add({"mini-batch-size", "batch-size"}, &o.mini_batch_size, "mini-batch size");
+  f.add({"learn-rate-drop-factor"}, &o.learn_rate_drop_factor, "factor of each piecewise drop", 0.0, 1.0);
+  f.add({"learn-rate-drop-period"}, &o.learn_rate_drop_period, "epochs between drops", 1, 1000000);
+  f.add({"max-epochs", "epochs"}, &o.max_epochs, "epochs to train", 1, 1000000);
+  f.add({"mini-batch-size", "batch-size"}, &o.mini_batch_size, "mini-batch size", int64_t{1}, int64_t{1} << 31);
   f.add({"shuffle"}, &o.shuffle, "once, every-epoch or never");
-  f.add({"validation-frequency"}, &o.validation_frequency, "iterations between validations");
-  f.add({"validation-patience"}, &o.validation_patience, "validations without improvement before stopping (0: never)");
-  f.add({"l2-regularization"}, &o.l2_regularization, "L2 regularisation factor");
-  f.add({"momentum"}, &o.momentum, "sgdm momentum");
-  f.add({"gradient-decay-factor"}, &o.gradient_decay_factor, "adam beta1");
-  f.add({"squared-gradient-decay-factor"}, &o.squared_gradient_decay_factor, "adam beta2 / rmsprop decay");
-  f.add({"epsilon"}, &o.epsilon, "adam / rmsprop epsilon");
-  f.add({"gradient-threshold"}, &o.gradient_threshold, "gradient clipping threshold (inf: off)");
+  f.add({"validation-frequency"}, &o.validation_frequency, "iterations between validations", 1, 1000000000);
+  f.add({"validation-patience"}, &o.validation_patience, "validations without improvement before stopping (0: never)", 0,
+        1000000000);
+  f.add({"l2-regularization"}, &o.l2_regularization, "L2 regularisation factor", 0.0, 1e6);
+  f.add({"momentum"}, &o.momentum, "sgdm momentum", 0.0, 0.999999);
+  f.add({"gradient-decay-factor"}, &o.gradient_decay_factor, "adam beta1", 0.0, 0.999999);
+  f.add({"squared-gradient-decay-factor"}, &o.squared_gradient_decay_factor, "adam beta2 / rmsprop decay", 0.0, 0.999999);
+  f.add({"epsilon"}, &o.epsilon, "adam / rmsprop epsilon", 1e-30, 1.0);
+  f.add({"gradient-threshold"}, &o.gradient_threshold, "gradient clipping threshold (inf: off)", 1e-30,
+        std::numeric_limits<double>::infinity());
   f.add({"gradient-threshold-method"}, &o.gradient_threshold_method, "l2norm, global-l2norm or absolute-value");
   f.add_switch({"verbose"}, &o.verbose, "print the progress table");
-  f.add({"verbose-frequency"}, &o.verbose_frequency, "iterations between table rows");
+  f.add({"verbose-frequency"}, &o.verbose_frequency, "iterations between table rows", 1, 1000000000);
   f.add({"checkpoint-path"}, &o.checkpoint_path, "folder for a checkpoint per epoch (empty: none)");
+  f.add({"keep-checkpoints"}, &o.keep_checkpoints, "keep only the newest N checkpoints of --checkpoint-path (0: all)", 0,
+        1000000);
   f.add({"output-network"}, &o.output_network, "last-iteration or best-validation-loss");
   f.add({"log-csv"}, &o.log_csv, "CSV file with a row per iteration (empty: none)");
   f.add({"data"}, &data_dir, "folder with the four MNIST IDX files (plain or .gz)");
   f.add({"device"}, &device, "cpu or cuda");
-  f.add({"threads"}, &threads, "CPU threads (0: all)");
+  f.add({"threads"}, &threads, "CPU threads (0: all)", 0, 1024);
   f.add({"seed"}, &seed, "seed of initialisation and shuffling");
   f.add({"save"}, &save, "write the trained weights to this file");
   f.add({"resume"}, &resume, "continue from a checkpoint written with --checkpoint-path");
   f.add({"report-json"}, &report_json, "write a JSON summary of the run here (also when it fails)");
   f.add({"memory-limit"}, &memory_limit, "cap on the CPU allocator's bytes, e.g. 512MiB (0: none)");
-  f.add({"train-subset"}, &train_subset, "train on the first N training images only (0: all)");
-  f.add({"test-subset"}, &test_subset, "validate and test on the first N test images only (0: all)");
+  f.add({"train-subset"}, &train_subset, "train on the first N training images only (0: all)", int64_t{0},
+        int64_t{1} << 40);
+  f.add({"test-subset"}, &test_subset, "validate and test on the first N test images only (0: all)", int64_t{0},
+        int64_t{1} << 40);
   f.add({"probe-steps"}, &probe_steps,
-        "fit probe: train this many steps at the batch size on repeated training images, no validation (0: off)");
+        "fit probe: train this many steps at the batch size on repeated training images, no validation (0: off)",
+        int64_t{0}, int64_t{1} << 30);
   f.add({"estimate-memory"}, &estimate_path, "write the measured memory per batch element (JSON) here and exit");
   f.add({"image-size"}, &image_size, "input height and width (the MNIST CNN takes 28 only)");
   f.add({"progress"}, &progress, "progress line with ETA: auto, in-place, plain or off");
@@ -162,8 +169,11 @@ int run(int argc, char** argv) {
   cfg["log_csv"] = o.log_csv;
   g_report["status"] = "running";
 
+  o.validate();  // every option checked before any arithmetic on it
+  dl::check_output_paths({{save, "weights file"}, {report_json, "run report"}, {o.log_csv, "training log"},
+                          {estimate_path, "memory estimate"}});
   DL_CHECK(image_size == 28, "train_mnist: the MNIST CNN takes 28x28 images, got --image-size ", image_size);
-  dl::CpuAllocator::instance().set_limit(dl::sweep::parse_bytes(memory_limit));
+  dl::CpuAllocator::instance().set_limit(dl::examples::parse_memory_limit(memory_limit));
   const dl::train::ProgressMode progress_mode = dl::train::parse_progress_mode(progress);
   const dl::Device dev = dl::Device::parse(device);
   dl::examples::report_device() = dev;
@@ -176,6 +186,10 @@ int run(int argc, char** argv) {
 
   auto train = dl::data::load_mnist(data_dir, /*train=*/true);
   auto test = dl::data::load_mnist(data_dir, /*train=*/false);
+  for (const auto* split : {&train, &test})
+    DL_CHECK(split->images.size(2) == 28 && split->images.size(3) == 28, "train_mnist: the ",
+             split == &train ? "training" : "test", " images of ", data_dir, " are ", split->images.size(2), " x ",
+             split->images.size(3), " pixels; the MNIST CNN takes 28 x 28");
   std::printf("libdl %s | MNIST from %s: %lld training and %lld test images | %d threads\n", DL_VERSION,
               data_dir.c_str(), static_cast<long long>(train.images.size(0)),
               static_cast<long long>(test.images.size(0)), dl::num_threads());

@@ -1,4 +1,5 @@
 // The sweep report and the merge of reports.
+#include "dl/core/file_io.h"
 #include "report.h"
 
 #include <sys/wait.h>
@@ -28,14 +29,7 @@ std::string read_text(const std::string& path) {
 }
 
 void write_text(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    DL_CHECK(f.good(), tmp, ": cannot open for writing");
-    f << text;
-    DL_CHECK(f.good(), tmp, ": write failed");
-  }
-  std::filesystem::rename(tmp, path);
+  write_file_atomically(path, text);
 }
 
 std::string fixed(double v, int digits) {

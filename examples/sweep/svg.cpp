@@ -1,4 +1,5 @@
 // The SVG line chart.
+#include "dl/core/file_io.h"
 #include "svg.h"
 
 #include <algorithm>
@@ -149,14 +150,7 @@ std::string render_svg(const LineChart& c) {
 }
 
 void write_svg(const std::string& path, const LineChart& chart) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    DL_CHECK(f.good(), tmp, ": cannot open for writing");
-    f << render_svg(chart);
-    DL_CHECK(f.good(), tmp, ": write failed");
-  }
-  std::filesystem::rename(tmp, path);
+  write_file_atomically(path, render_svg(chart));
 }
 
 }  // namespace dl::sweep

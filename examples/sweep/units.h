@@ -30,8 +30,11 @@ inline int64_t parse_bytes(const std::string& text) {
   else if (unit == "KB") scale = 1e3;
   else if (unit == "MB") scale = 1e6;
   else if (unit == "GB") scale = 1e9;
-  DL_CHECK(scale > 0 && v >= 0, "expected a size in bytes like 512MiB or 2G, got '", text, "'");
-  return static_cast<int64_t>(std::llround(v * scale));
+  DL_CHECK(scale > 0 && v >= 0 && std::isfinite(v) && v * scale < 9.2e18,
+           "expected a size in bytes like 512MiB or 2G, got '", text, "'");
+  const double bytes = v * scale;
+  DL_CHECK(bytes == std::floor(bytes), "expected a whole number of bytes, got '", text, "' (", bytes, " bytes)");
+  return static_cast<int64_t>(bytes);
 }
 
 inline std::string format_mib(double bytes) {

@@ -2,6 +2,10 @@
 // 4 KiB, then quarter powers of two) and kept on a free list per class when released.
 #include "dl/core/allocator.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
@@ -14,11 +18,20 @@ namespace dl {
 size_t allocation_size_class(size_t bytes) {
   if (bytes == 0) bytes = 1;
   if (bytes <= 4096) return (bytes + 63) / 64 * 64;
+  // No machine has 2^60 bytes: such a request is served (refused) as it is, never rounded past 2^64.
+  if (bytes > (size_t{1} << 60)) return bytes;
   // Four classes per power of two: at most 25% slack.
-  size_t p = 4096;
-  while (p * 2 < bytes) p *= 2;
-  const size_t step = p / 4;
+  const size_t p = std::bit_ceil((bytes + 1) / 2);  // the power of two with p < bytes <= 2p
+  const size_t step = std::max<size_t>(p, 4096) / 4;
   return (bytes + step - 1) / step * step;
+}
+
+int64_t host_memory_bytes() {
+  static const int64_t bytes = [] {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page : int64_t{0};
+  }();
+  return bytes;
 }
 
 struct CpuAllocator::Impl {
@@ -50,6 +63,10 @@ CpuAllocator& CpuAllocator::instance() {
 }
 
 void* CpuAllocator::allocate(size_t bytes) {
+  // A request beyond the machine fails at once, with the size asked (never a minutes-long attempt).
+  const int64_t machine = host_memory_bytes();
+  DL_CHECK(machine <= 0 || bytes <= static_cast<size_t>(machine), "out of host memory: asked for ", bytes,
+           " bytes, more than this machine's ", machine, " bytes of memory");
   const size_t cls = allocation_size_class(bytes);
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto& st = impl_->stats;

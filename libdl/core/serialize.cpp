@@ -1,14 +1,13 @@
 // Reading and writing the libdl tensor file, with bounds checks on every record.
 #include "dl/core/serialize.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+
+#include "dl/core/file_io.h"
 
 namespace dl {
 
@@ -22,28 +21,31 @@ void put_str(std::string& out, const std::string& s) {
   out += s;
 }
 
-// A cursor over the file's bytes that names the file and the record on every overrun.
+// A cursor over the file that names the file and the record on every overrun, keeps the CRC-32 of
+// what it has read, and never reads into the trailing checksum.
 struct Reader {
-  const std::string& path;
-  const std::string& bytes;
-  size_t pos = 0;
-  size_t end;
-  void need(size_t n, const char* what) const {
-    DL_CHECK(n <= end - pos, path, ": truncated or corrupt tensor file: ", what, " needs ", n, " bytes at offset ", pos,
-             ", only ", end - pos, " remain");
+  FileReader& file;
+  uLong crc = crc32(0L, Z_NULL, 0);
+  uint64_t body_end() const { return file.size() - 4; }
+  void need(uint64_t n, const char* what) const {
+    DL_CHECK(n <= body_end() - file.offset(), file.path(), ": truncated or corrupt tensor file: ", what, " needs ", n,
+             " bytes at offset ", file.offset(), ", only ", body_end() - file.offset(), " remain");
+  }
+  void read(void* dst, size_t n, const char* what) {
+    need(n, what);
+    file.read_exact(dst, n, what);
+    crc = crc32_z(crc, static_cast<const Bytef*>(dst), n);
   }
   template <typename T> T get(const char* what) {
-    need(sizeof(T), what);
     T v;
-    std::memcpy(&v, bytes.data() + pos, sizeof(T));
-    pos += sizeof(T);
+    read(&v, sizeof(T), what);
     return v;
   }
   std::string get_str(const char* what) {
     const uint32_t n = get<uint32_t>(what);
     need(n, what);
-    std::string s = bytes.substr(pos, n);
-    pos += n;
+    std::string s(n, '\0');
+    read(s.data(), n, what);
     return s;
   }
 };
@@ -55,33 +57,9 @@ const Tensor* TensorFile::find(const std::string& name) const {
   return nullptr;
 }
 
-void write_file_atomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  DL_CHECK(fd >= 0, path, ": cannot create temporary file ", tmp, ": ", std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      DL_THROW(path, ": write failed after ", done, " of ", bytes.size(), " bytes: ", std::strerror(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    DL_THROW(path, ": cannot ", synced ? "rename the temporary file over it" : "flush the temporary file", ": ",
-             std::strerror(err));
-  }
-}
-
-void save_tensor_file(const std::string& path, const TensorFile& file) {
+void save_tensor_file(const std::string& path, const TensorFile& file, const TensorIoOptions& o) {
+  if (!o.allow_non_finite)
+    for (const auto& [name, t] : file.tensors) check_all_finite(t, path + " (not written)", name);
   std::string out(kMagic, sizeof(kMagic));
   put<uint32_t>(out, kVersion);
   put<uint64_t>(out, file.metadata.size());
@@ -104,29 +82,39 @@ void save_tensor_file(const std::string& path, const TensorFile& file) {
   write_file_atomically(path, out);
 }
 
-TensorFile load_tensor_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  DL_CHECK(in.good(), path, ": cannot open tensor file: ", std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string bytes = ss.str();
-  DL_CHECK(bytes.size() >= sizeof(kMagic) + 4 + 4 && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0, path,
-           ": not a libdl tensor file (expected magic DLTENSR1, file of ", bytes.size(), " bytes)");
-  uint32_t stored;
-  std::memcpy(&stored, bytes.data() + bytes.size() - 4, 4);
-  const uint32_t actual =
-      static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size() - 4));
-  DL_CHECK(stored == actual, path, ": checksum mismatch (stored ", stored, ", computed ", actual,
-           "): the file is corrupt or truncated");
+void check_all_finite(const Tensor& t, const std::string& origin, const std::string& name) {
+  if (!t.defined() || !(t.dtype() == DType::kFloat32 || t.dtype() == DType::kFloat64)) return;
+  const Tensor c = t.to(Device::cpu());
+  const int64_t n = c.numel();
+  auto scan = [&](const auto* p) {
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(p[i]))
+        DL_THROW(origin, ": tensor '", name, "' ", c.shape().str(), " holds ", p[i], " at element ", i,
+                 " (non-finite values are refused; the allow_non_finite option accepts them)");
+  };
+  if (c.dtype() == DType::kFloat32) scan(c.data<float>());
+  else scan(c.data<double>());
+}
 
-  Reader r{path, bytes, sizeof(kMagic), bytes.size() - 4};
+TensorFile load_tensor_file(const std::string& path, const TensorIoOptions& o) {
+  FileReader file(path, "libdl tensor file");
+  char magic[sizeof(kMagic)] = {};
+  const size_t got = file.read_some(magic, sizeof magic);
+  DL_CHECK(got == sizeof(kMagic) && std::memcmp(magic, kMagic, sizeof(kMagic)) == 0, path,
+           ": expected a libdl tensor file (magic DLTENSR1), got ", describe_file_signature(magic, got), " of ",
+           file.size(), " bytes");
+  DL_CHECK(file.size() >= sizeof(kMagic) + 4 + 8 + 8 + 4, path, ": truncated libdl tensor file (", file.size(),
+           " bytes; the smallest holds ", sizeof(kMagic) + 4 + 8 + 8 + 4, ")");
+  Reader r{file};
+  r.crc = crc32_z(r.crc, reinterpret_cast<const Bytef*>(magic), sizeof magic);
   const uint32_t version = r.get<uint32_t>("version");
-  DL_CHECK(version == kVersion, path, ": tensor file version ", version, ", this libdl reads version ", kVersion);
-  TensorFile file;
+  DL_CHECK(version == kVersion, path, ": tensor file version ", version, ", this libdl reads version ", kVersion,
+           " (or the file is corrupt)");
+  TensorFile out;
   const uint64_t nmeta = r.get<uint64_t>("metadata count");
   for (uint64_t i = 0; i < nmeta; ++i) {
     std::string k = r.get_str("metadata key");
-    file.metadata[k] = r.get_str("metadata value");
+    out.metadata[k] = r.get_str("metadata value");
   }
   const uint64_t count = r.get<uint64_t>("tensor count");
   for (uint64_t i = 0; i < count; ++i) {
@@ -136,24 +124,27 @@ TensorFile load_tensor_file(const std::string& path) {
     const uint8_t ndim = r.get<uint8_t>("ndim");
     DL_CHECK(ndim <= kMaxDims, path, ": tensor '", name, "' has ", int(ndim), " dimensions, at most ", kMaxDims);
     std::vector<int64_t> dims(ndim);
-    for (auto& d : dims) {
-      d = r.get<int64_t>("dimension");
-      DL_CHECK(d >= 0 && d < (int64_t(1) << 40), path, ": tensor '", name, "' has invalid dimension ", d);
-    }
-    const Shape shape(dims);
-    const uint64_t nbytes = r.get<uint64_t>("byte count");
+    for (auto& d : dims) d = r.get<int64_t>("dimension");
     const DType dtype = static_cast<DType>(dt);
-    DL_CHECK(nbytes == static_cast<uint64_t>(shape.numel()) * dtype_size(dtype), path, ": tensor '", name, "' ",
-             shape.str(), " ", dtype_name(dtype), " should hold ", shape.numel() * dtype_size(dtype), " bytes, record says ",
-             nbytes);
+    const uint64_t want = checked_byte_count(dims, dtype_size(dtype), path + ": tensor '" + name + "'");
+    const uint64_t nbytes = r.get<uint64_t>("byte count");
+    DL_CHECK(nbytes == want, path, ": tensor '", name, "' ", Shape(dims).str(), " ", dtype_name(dtype), " should hold ",
+             want, " bytes, the record says ", nbytes);
     r.need(nbytes, "tensor data");
-    Tensor t = Tensor::empty(shape, dtype);
-    if (nbytes) std::memcpy(t.raw_data(), bytes.data() + r.pos, nbytes);
-    r.pos += nbytes;
-    file.tensors.emplace_back(std::move(name), std::move(t));
+    Tensor t = Tensor::empty(Shape(dims), dtype);
+    if (nbytes) r.read(t.raw_data(), nbytes, "tensor data");
+    out.tensors.emplace_back(std::move(name), std::move(t));
   }
-  DL_CHECK(r.pos == r.end, path, ": ", r.end - r.pos, " unexpected bytes after the last tensor");
-  return file;
+  DL_CHECK(file.offset() == r.body_end(), path, ": ", r.body_end() - file.offset(),
+           " unexpected bytes after the last tensor (a corrupt file)");
+  uint32_t stored = 0;
+  file.read_exact(&stored, 4, "checksum");
+  const auto actual = static_cast<uint32_t>(r.crc);
+  DL_CHECK(stored == actual, path, ": checksum mismatch (stored ", stored, ", computed ", actual,
+           "): the file is corrupt or truncated");
+  if (!o.allow_non_finite)
+    for (const auto& [name, t] : out.tensors) check_all_finite(t, path, name);
+  return out;
 }
 
 }  // namespace dl

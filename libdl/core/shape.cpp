@@ -16,6 +16,28 @@ Shape::Shape(const std::vector<int64_t>& dims) {
     DL_CHECK(dims[i] >= 0, "tensor sizes must be non-negative, got ", dims[i], " in dimension ", i);
     dims_[i] = dims[i];
   }
+  int64_t n = 1;
+  bool zero = false, over = false;
+  for (int i = 0; i < ndim_; ++i) {
+    if (dims_[i] == 0) zero = true;
+    else if (!over && (__builtin_mul_overflow(n, dims_[i], &n) || n > kMaxElements)) over = true;
+  }
+  DL_CHECK(zero || !over, "a tensor of shape ", str(), " would have more than 2^56 elements");
+}
+
+uint64_t checked_byte_count(const std::vector<int64_t>& dims, size_t elem_size, const std::string& origin) {
+  DL_CHECK(dims.size() <= static_cast<size_t>(kMaxDims), origin, ": a tensor has at most ", kMaxDims,
+           " dimensions, got ", dims.size());
+  int64_t n = 1;
+  bool zero = false, over = false;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    DL_CHECK(dims[i] >= 0, origin, ": tensor sizes must be non-negative, got ", dims[i], " in dimension ", i);
+    if (dims[i] == 0) zero = true;
+    else if (!over && (__builtin_mul_overflow(n, dims[i], &n) || n > kMaxElements)) over = true;
+  }
+  if (zero) return 0;
+  DL_CHECK(!over, origin, ": the sizes multiply to more than 2^56 elements, more than any tensor can hold");
+  return static_cast<uint64_t>(n) * elem_size;
 }
 
 std::string Shape::str() const {

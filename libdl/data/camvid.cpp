@@ -2,7 +2,6 @@
 // statistics and the augmented Dataset (dl/data/camvid.h).
 #include "dl/data/camvid.h"
 
-#include <stb_image.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,6 +10,8 @@
 #include <map>
 
 #include "bilinear.cuh"
+#include "dl/core/parse.h"
+#include "dl/data/image_io.h"
 #include "dl/data/label_image.h"
 
 namespace fs = std::filesystem;
@@ -18,11 +19,12 @@ namespace fs = std::filesystem;
 namespace dl::data {
 
 ImageSize parse_image_size(const std::string& text) {
-  long long h = 0, w = 0;
-  char x = 0, extra = 0;
-  const int got = std::sscanf(text.c_str(), "%lld%c%lld%c", &h, &x, &w, &extra);
-  DL_CHECK(got == 3 && (x == 'x' || x == 'X') && h > 0 && w > 0,
-           "image size: expected HxW with positive H and W (e.g. 360x480), got '", text, "'");
+  const ImageLimits limits;
+  const size_t x = text.find_first_of("xX");
+  DL_CHECK(x != std::string::npos, "image size: expected HxW (e.g. 360x480), got '", text, "'");
+  const int64_t h = parse_int(text.substr(0, x), 1, limits.max_side, "image size '" + text + "': the height");
+  const int64_t w = parse_int(text.substr(x + 1), 1, limits.max_side, "image size '" + text + "': the width");
+  DL_CHECK(h * w <= limits.max_pixels, "image size '", text, "' is over ", limits.max_pixels, " pixels");
   return {h, w};
 }
 
@@ -79,18 +81,6 @@ std::vector<CamVidFile> find_camvid_files(const std::string& dir) {
 // Decoding
 namespace {
 
-struct StbPixels {
-  unsigned char* data = nullptr;
-  int width = 0, height = 0, channels = 0;
-  ~StbPixels() { stbi_image_free(data); }
-};
-
-void decode(const std::string& path, int desired_channels, StbPixels& out) {
-  DL_CHECK(fs::is_regular_file(path), "CamVid: missing file ", path);
-  out.data = stbi_load(path.c_str(), &out.width, &out.height, &out.channels, desired_channels);
-  DL_CHECK(out.data != nullptr, "CamVid: cannot decode ", path, ": ", stbi_failure_reason());
-}
-
 void resize_rgb_bilinear(const uint8_t* in, int64_t ih, int64_t iw, uint8_t* out, int64_t oh, int64_t ow) {
   std::vector<LinearTap> xs(static_cast<size_t>(ow));
   for (int64_t x = 0; x < ow; ++x) xs[x] = bilinear_tap(x, iw, ow);
@@ -125,8 +115,7 @@ void resize_label_nearest(const uint8_t* in, int64_t ih, int64_t iw, uint8_t* ou
 
 // Decodes one pair into the slots of sample i (already sized H x W).
 void load_pair(const CamVidFile& f, int64_t h, int64_t w, bool resize, uint8_t* image, uint8_t* label) {
-  StbPixels img;
-  decode(f.image_path, 3, img);
+  const Image img = read_rgb_image(f.image_path);
   const Tensor lab = read_camvid_label(f.label_path);
   const int64_t lh = lab.size(0), lw = lab.size(1);
   const uint8_t* l = lab.data<uint8_t>();
@@ -135,11 +124,11 @@ void load_pair(const CamVidFile& f, int64_t h, int64_t w, bool resize, uint8_t* 
   if (!resize) {
     DL_CHECK(img.height == h && img.width == w, "CamVid: ", f.image_path, " is ", img.height, "x", img.width,
              " but the first image is ", h, "x", w, " (give a target size to resize all)");
-    std::copy(img.data, img.data + h * w * 3, image);
+    std::copy(img.pixels.begin(), img.pixels.end(), image);
     std::copy(l, l + h * w, label);
     return;
   }
-  resize_rgb_bilinear(img.data, img.height, img.width, image, h, w);
+  resize_rgb_bilinear(img.pixels.data(), img.height, img.width, image, h, w);
   resize_label_nearest(l, lh, lw, label, h, w);
 }
 
@@ -166,20 +155,22 @@ CamVidImages load_camvid_files(const std::vector<CamVidFile>& files, ImageSize s
   CamVidImages d;
   const bool resize = !size.empty();
   if (resize) {
-    DL_CHECK(size.height > 0 && size.width > 0, "CamVid: target size must be positive, got ", size.height, "x",
-             size.width);
+    const ImageLimits limits;
+    DL_CHECK(size.height > 0 && size.width > 0 && size.height <= limits.max_side && size.width <= limits.max_side &&
+                 size.height * size.width <= limits.max_pixels,
+             "CamVid: expected a target size from 1x1 to ", limits.max_side, "x", limits.max_side, " (at most ",
+             limits.max_pixels, " pixels), got ", size.height, "x", size.width);
     d.height = size.height;
     d.width = size.width;
   } else {
-    int w = 0, h = 0, c = 0;
-    DL_CHECK(fs::is_regular_file(files[0].image_path), "CamVid: missing file ", files[0].image_path);
-    DL_CHECK(stbi_info(files[0].image_path.c_str(), &w, &h, &c), "CamVid: cannot decode ", files[0].image_path, ": ",
-             stbi_failure_reason());
-    d.height = h;
-    d.width = w;
+    const ImageInfo info = read_image_info(files[0].image_path);
+    d.height = info.height;
+    d.width = info.width;
   }
   const int64_t n = static_cast<int64_t>(files.size());
   const int64_t pixels = d.height * d.width;
+  checked_byte_count({n, pixels, 4}, 1, "CamVid: " + std::to_string(n) + " images of " + std::to_string(d.height) +
+                                            "x" + std::to_string(d.width));
   d.images.resize(static_cast<size_t>(n * pixels * 3));
   d.labels.resize(static_cast<size_t>(n * pixels));
   for (const auto& f : files) d.names.push_back(f.name);
@@ -305,7 +296,9 @@ Normalisation normalisation_from_tensor(const Tensor& t) {
   for (int c = 0; c < 3; ++c) {
     n.mean[c] = v[c];
     n.std[c] = v[3 + c];
-    DL_CHECK(n.std[c] > 0, "normalisation_from_tensor: std[", c, "] = ", n.std[c], " is not positive");
+    DL_CHECK(std::isfinite(n.mean[c]), "normalisation_from_tensor: mean[", c, "] = ", n.mean[c], " is not finite");
+    DL_CHECK(n.std[c] > 0 && std::isfinite(n.std[c]), "normalisation_from_tensor: std[", c, "] = ", n.std[c],
+             " is not positive and finite");
   }
   return n;
 }

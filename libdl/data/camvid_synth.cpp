@@ -2,7 +2,6 @@
 // into an image and its CamVid-coloured label map at once, then PNG files in CamVid's layout.
 #include "dl/data/camvid_synth.h"
 
-#include <stb_image_write.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,8 +12,10 @@
 #include <sstream>
 
 #include "dl/core/error.h"
+#include "dl/core/file_io.h"
 #include "dl/core/rng.h"
 #include "dl/data/camvid_palette.h"
+#include "dl/data/image_io.h"
 
 namespace fs = std::filesystem;
 
@@ -460,24 +461,9 @@ void finish(Scene& sc, std::vector<uint8_t>& image, std::vector<uint8_t>& label_
     }
 }
 
-// PNG to a temporary beside `path`, then renamed: never a partial file under the final name.
+// Atomically (dl::write_file_atomically): never a partial file under the final name.
 void write_png_atomic(const fs::path& path, int64_t h, int64_t w, const std::vector<uint8_t>& rgb) {
-  std::string bytes;
-  auto sink = [](void* ctx, void* data, int size) {
-    static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size);
-  };
-  DL_CHECK(stbi_write_png_to_func(sink, &bytes, static_cast<int>(w), static_cast<int>(h), 3, rgb.data(),
-                                  static_cast<int>(3 * w)),
-           "camvid_synth: cannot encode ", path.string());
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    DL_CHECK(f.good(), "camvid_synth: cannot write ", tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  DL_CHECK(!ec, "camvid_synth: cannot rename ", tmp.string(), " to ", path.string(), ": ", ec.message());
+  write_png(path.string(), rgb.data(), h, w, 3);
 }
 
 std::string stamp_text(const SynthOptions& o) {
@@ -538,23 +524,12 @@ void write_synthetic_camvid(const std::string& dir, const SynthOptions& o) {
   for (const auto& e : errors)
     if (!e.empty()) throw Error(e);
 
-  const fs::path stamp = root / kStampFile, tmp = root / (std::string(kStampFile) + ".tmp");
-  {
-    std::ofstream f(tmp);
-    f << stamp_text(o);
-    DL_CHECK(f.good(), "write_synthetic_camvid: cannot write ", tmp.string());
-  }
-  fs::rename(tmp, stamp, ec);
-  DL_CHECK(!ec, "write_synthetic_camvid: cannot rename ", tmp.string(), ": ", ec.message());
+  write_file_atomically((root / kStampFile).string(), stamp_text(o));
 }
 
 bool ensure_synthetic_camvid(const std::string& dir, const SynthOptions& o) {
-  std::ifstream f(fs::path(dir) / kStampFile);
-  if (f) {
-    std::stringstream s;
-    s << f.rdbuf();
-    if (s.str() == stamp_text(o)) return false;
-  }
+  const std::string stamp = (fs::path(dir) / kStampFile).string();
+  if (fs::is_regular_file(stamp) && read_file(stamp, "data set stamp", 4096) == stamp_text(o)) return false;
   write_synthetic_camvid(dir, o);
   return true;
 }

@@ -1,9 +1,6 @@
 // IDX reader (plain or gzip, detected by the magic bytes 1f 8b) and an atomic ubyte IDX writer.
 #include "dl/data/idx.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -13,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+
+#include "dl/core/file_io.h"
 
 namespace dl::data {
 
@@ -58,81 +57,110 @@ std::string dims_to_string(const std::vector<int64_t>& dims) {
   return s + "]";
 }
 
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  DL_CHECK(f != nullptr, "cannot open IDX file '", path, "': ", std::strerror(errno));
-  std::vector<uint8_t> content;
-  uint8_t buf[1 << 16];
-  for (;;) {
-    const size_t n = std::fread(buf, 1, sizeof buf, f);
-    content.insert(content.end(), buf, buf + n);
-    if (n < sizeof buf) break;
+// The bytes of an IDX file after its first two, plain or through gzip, read in order and never more
+// than asked for: the header is read and checked before the data is allocated.
+class IdxSource {
+ public:
+  IdxSource(FileReader& file, const uint8_t* head, size_t head_len, bool gz)
+      : file_(file), gz_(gz), head_(head, head + head_len) {
+    if (gz_) {
+      DL_CHECK(inflateInit2(&zs_, 16 + MAX_WBITS) == Z_OK, "cannot initialise zlib to read '", file_.path(), "'");
+      zlib_open_ = true;
+      in_.assign(head_.begin(), head_.end());
+      zs_.next_in = in_.data();
+      zs_.avail_in = static_cast<uInt>(in_.size());
+      head_.clear();
+    }
   }
-  const bool failed = std::ferror(f) != 0;
-  const int err = errno;
-  std::fclose(f);
-  DL_CHECK(!failed, "error reading IDX file '", path, "': ", std::strerror(err));
-  return content;
-}
-
-// Inflates a gzip file held in memory (several concatenated members allowed, as gzip allows).
-std::vector<uint8_t> gunzip(const std::string& path, const std::vector<uint8_t>& in) {
-  z_stream zs{};
-  DL_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "cannot initialise zlib to read '", path, "'");
-  struct Guard {
-    z_stream* zs;
-    ~Guard() { inflateEnd(zs); }
-  } guard{&zs};
-
-  // The gzip trailer's ISIZE (size mod 2^32 of the last member) as a first guess of the size.
-  size_t guess = size_t{1} << 16;
-  if (in.size() >= 18) {
-    const size_t n = in.size();
-    const uint32_t isize = uint32_t(in[n - 4]) | uint32_t(in[n - 3]) << 8 | uint32_t(in[n - 2]) << 16 |
-                           uint32_t(in[n - 1]) << 24;
-    guess = std::clamp<size_t>(isize, guess, std::min<size_t>(size_t{1} << 30, in.size() * 1032));
+  ~IdxSource() {
+    if (zlib_open_) inflateEnd(&zs_);
   }
-  std::vector<uint8_t> out(guess);
-  size_t produced = 0;
-  constexpr size_t kMaxChunk = size_t{1} << 30;
-  zs.next_in = const_cast<Bytef*>(in.data());
-  zs.avail_in = 0;
-  for (;;) {
-    size_t in_pos = static_cast<size_t>(zs.next_in - in.data());
-    if (zs.avail_in == 0 && in_pos < in.size())
-      zs.avail_in = static_cast<uInt>(std::min(in.size() - in_pos, kMaxChunk));
-    if (produced == out.size()) out.resize(out.size() * 2);
-    zs.next_out = out.data() + produced;
-    zs.avail_out = static_cast<uInt>(std::min(out.size() - produced, kMaxChunk));
-    const uInt in_before = zs.avail_in, out_before = zs.avail_out;
-    const int ret = inflate(&zs, Z_NO_FLUSH);
-    produced += out_before - zs.avail_out;
-    in_pos = static_cast<size_t>(zs.next_in - in.data());
-    if (ret == Z_STREAM_END) {
-      if (in_pos == in.size()) break;
-      const size_t rest = in.size() - in_pos;
-      if (rest >= 2 && in[in_pos] == 0x1f && in[in_pos + 1] == 0x8b) {  // another gzip member
-        inflateReset(&zs);
+  bool gzip() const { return gz_; }
+
+  // Reads up to n bytes; fewer only at the end of the (decompressed) content.
+  size_t read(uint8_t* dst, size_t n) {
+    if (!gz_) {
+      size_t done = 0;
+      while (done < n && head_pos_ < head_.size()) dst[done++] = head_[head_pos_++];
+      return done + file_.read_some(dst + done, n - done);
+    }
+    size_t done = 0;
+    while (done < n && !finished_) {
+      if (zs_.avail_in == 0) refill();
+      if (stream_ended_) {  // between gzip members: another member, or the end of the file
+        if (zs_.avail_in == 0) {
+          finished_ = true;
+          break;
+        }
+        DL_CHECK(zs_.avail_in >= 2 || file_.remaining() > 0, "corrupt gzip file '", file_.path(),
+                 "': expected the end of the file after the gzip stream, found more bytes");
+        if (zs_.avail_in < 2) refill_keep();
+        DL_CHECK(zs_.next_in[0] == 0x1f && zs_.next_in[1] == 0x8b, "corrupt gzip file '", file_.path(),
+                 "': expected the end of the file after the gzip stream at byte ", consumed(), ", found ",
+                 zs_.avail_in + file_.remaining(), " more bytes");
+        inflateReset(&zs_);
+        stream_ended_ = false;
+      }
+      zs_.next_out = dst + done;
+      zs_.avail_out = static_cast<uInt>(std::min<size_t>(n - done, size_t{1} << 30));
+      const uInt out_before = zs_.avail_out, in_before = zs_.avail_in;
+      const int ret = inflate(&zs_, Z_NO_FLUSH);
+      done += out_before - zs_.avail_out;
+      if (ret == Z_STREAM_END) {
+        stream_ended_ = true;
         continue;
       }
-      DL_THROW("corrupt gzip file '", path, "': expected the end of the file after the gzip stream at byte ",
-               in_pos, ", found ", rest, " more bytes");
+      if (ret == Z_BUF_ERROR || (ret == Z_OK && in_before == zs_.avail_in && out_before == zs_.avail_out)) {
+        DL_CHECK(!(zs_.avail_in == 0 && file_.remaining() == 0), "truncated gzip file '", file_.path(),
+                 "': the compressed stream ends early (", file_.size(), " bytes read, end of stream not reached)");
+        continue;
+      }
+      DL_CHECK(ret == Z_OK, "corrupt gzip file '", file_.path(), "': ", (zs_.msg ? zs_.msg : "zlib error"),
+               " (zlib code ", ret, ", at compressed byte ", consumed(), " of ", file_.size(), ")");
     }
-    if (ret == Z_OK) continue;
-    if (ret == Z_BUF_ERROR) {
-      if (zs.avail_in == 0 && in_pos == in.size())
-        DL_THROW("truncated gzip file '", path, "': the compressed stream ends early (", in.size(),
-                 " bytes read, ", produced, " bytes decompressed, end of stream not reached)");
-      if (in_before == zs.avail_in && out_before == zs.avail_out && zs.avail_out != 0)
-        DL_THROW("corrupt gzip file '", path, "': zlib made no progress at byte ", in_pos);
-      continue;
-    }
-    DL_THROW("corrupt gzip file '", path, "': ", (zs.msg ? zs.msg : "zlib error"), " (zlib code ", ret,
-             ", at compressed byte ", in_pos, " of ", in.size(), ")");
+    return done;
   }
-  out.resize(produced);
-  return out;
-}
+
+  // How many bytes follow what was read, counting at most `cap` (for gzip: what the members still
+  // decompress to; 0 when the last member ends exactly at the file's end).
+  uint64_t count_rest(uint64_t cap) {
+    uint8_t buf[4096];
+    uint64_t n = 0;
+    while (n < cap) {
+      const size_t got = read(buf, sizeof buf);
+      if (got == 0) break;
+      n += got;
+    }
+    return n;
+  }
+
+ private:
+  uint64_t consumed() const { return file_.offset() - zs_.avail_in; }
+  void refill() {
+    in_.resize(1 << 16);
+    const size_t got = file_.read_some(in_.data(), in_.size());
+    zs_.next_in = in_.data();
+    zs_.avail_in = static_cast<uInt>(got);
+  }
+  // Moves the unread input to the front and appends more (a gzip magic split across two reads).
+  void refill_keep() {
+    std::vector<uint8_t> rest(zs_.next_in, zs_.next_in + zs_.avail_in);
+    rest.resize(rest.size() + (1 << 16));
+    const size_t got = file_.read_some(rest.data() + zs_.avail_in, 1 << 16);
+    rest.resize(zs_.avail_in + got);
+    in_.swap(rest);
+    zs_.next_in = in_.data();
+    zs_.avail_in = static_cast<uInt>(in_.size());
+  }
+
+  FileReader& file_;
+  bool gz_;
+  std::vector<uint8_t> head_;
+  size_t head_pos_ = 0;
+  z_stream zs_{};
+  bool zlib_open_ = false, stream_ended_ = false, finished_ = false;
+  std::vector<uint8_t> in_;
+};
 
 uint32_t read_be32(const uint8_t* p) {
   return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);
@@ -198,33 +226,37 @@ Tensor IdxArray::to_tensor() const {
 }
 
 IdxArray read_idx(const std::string& path) {
-  std::vector<uint8_t> raw = read_file(path);
-  const bool gz = raw.size() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b;
-  std::vector<uint8_t> content = gz ? gunzip(path, raw) : std::move(raw);
+  FileReader file(path, "IDX file");
+  uint8_t first[2] = {};
+  const size_t first_len = file.read_some(first, 2);
+  const bool gz = first_len == 2 && first[0] == 0x1f && first[1] == 0x8b;
+  IdxSource src(file, first, first_len, gz);
   const char* how = gz ? " (after gzip decompression)" : "";
-  const size_t size = content.size();
 
-  DL_CHECK(size >= 4, "'", path, "' is not an IDX file: expected a 4-byte magic number 00 00 <type> <ndims>, found ",
-           size, " bytes", how);
-  const uint8_t* c = content.data();
+  uint8_t c[4] = {};
+  const size_t got = src.read(c, 4);
+  DL_CHECK(got == 4, "'", path, "' is not an IDX file: expected a 4-byte magic number 00 00 <type> <ndims>, found ",
+           got, " bytes", how);
   DL_CHECK(c[0] == 0 && c[1] == 0 && valid_type_byte(c[2]), "'", path,
            "' is not an IDX file: expected the magic 00 00 <type> <ndims> with type one of 08 (ubyte), 09 (sbyte), "
            "0b (short), 0c (int), 0d (float), 0e (double); found ",
-           hex_byte(c[0]), " ", hex_byte(c[1]), " ", hex_byte(c[2]), " ", hex_byte(c[3]), how);
+           hex_byte(c[0]), " ", hex_byte(c[1]), " ", hex_byte(c[2]), " ", hex_byte(c[3]), how,
+           gz ? std::string() : ": " + describe_file(path));
   IdxArray a;
   a.path = path;
   a.type = static_cast<IdxType>(c[2]);
   const size_t ndims = c[3];
   DL_CHECK(ndims >= 1, "'", path, "': expected at least one dimension in the IDX header, found 0");
-  const size_t header = 4 + 4 * ndims;
-  DL_CHECK(size >= header, "'", path, "': truncated IDX header: expected ", header, " bytes for ", ndims,
-           " dimensions, found ", size, how);
+  std::vector<uint8_t> dims_bytes(4 * ndims);
+  const size_t dims_got = src.read(dims_bytes.data(), dims_bytes.size());
+  DL_CHECK(dims_got == dims_bytes.size(), "'", path, "': truncated IDX header: expected ", 4 + 4 * ndims,
+           " bytes for ", ndims, " dimensions, found ", 4 + dims_got, how);
   // Element count; `saturated` once it passes 2^61, so that count * 8 never overflows (255 dimensions
   // of up to 2^31 would overflow any integer).
   bool any_zero = false, saturated = false;
   uint64_t count = 1;
   for (size_t i = 0; i < ndims; ++i) {
-    const uint32_t d = read_be32(c + 4 + 4 * i);
+    const uint32_t d = read_be32(dims_bytes.data() + 4 * i);
     DL_CHECK(d <= static_cast<uint32_t>(INT32_MAX), "'", path, "': dimension ", i, " of the IDX header is ", d,
              ", expected a non-negative 32-bit integer");
     a.dims.push_back(d);
@@ -234,16 +266,33 @@ IdxArray read_idx(const std::string& path) {
   }
   if (any_zero) count = 0, saturated = false;
   const size_t esize = idx_type_size(a.type);
-  const size_t found = size - header;
-  if (saturated || count * esize != found) {
+  const uint64_t header = 4 + 4 * ndims;
+  // The data the header declares must be possible before it is allocated: exactly the rest of a plain
+  // file; for gzip, at most what deflate's best ratio (1032:1) can expand the compressed bytes to.
+  const uint64_t compressed = file.size();
+  const uint64_t plain_found = gz ? 0 : file.size() - header;
+  const bool possible = !saturated && (gz ? count * esize <= compressed * 1032 + 1024 : count * esize == plain_found);
+  if (!possible) {
     const std::string expected = saturated ? std::string("more than 2^61") : std::to_string(count * esize);
-    const std::string what = (saturated || count * esize > found)
+    if (gz)
+      DL_THROW("'", path, "': the IDX header declares dims ", a.dims_str(), " of ", idx_type_name(a.type), " (",
+               expected, " bytes), more than the ", compressed, "-byte gzip file can hold");
+    const std::string what = (saturated || count * esize > plain_found)
                                  ? std::string(" (the file is truncated or the dims are wrong)")
-                                 : " (" + std::to_string(found - count * esize) + " trailing bytes)";
+                                 : " (" + std::to_string(plain_found - count * esize) + " trailing bytes)";
     DL_THROW("'", path, "': expected ", expected, " bytes of data for dims ", a.dims_str(), " of ",
-             idx_type_name(a.type), " (", esize, " byte", esize == 1 ? "" : "s", " each), found ", found, how, what);
+             idx_type_name(a.type), " (", esize, " byte", esize == 1 ? "" : "s", " each), found ", plain_found, what);
   }
-  a.bytes.assign(content.begin() + static_cast<std::ptrdiff_t>(header), content.end());
+  a.bytes.resize(static_cast<size_t>(count * esize));
+  const size_t data_got = src.read(a.bytes.data(), a.bytes.size());
+  if (data_got != a.bytes.size())
+    DL_THROW("'", path, "': expected ", count * esize, " bytes of data for dims ", a.dims_str(), " of ",
+             idx_type_name(a.type), ", found ", data_got, how, " (the file is truncated or the dims are wrong)");
+  constexpr uint64_t kCountCap = uint64_t{1} << 20;
+  const uint64_t rest = src.count_rest(kCountCap);
+  DL_CHECK(rest == 0, "'", path, "': expected ", count * esize, " bytes of data for dims ", a.dims_str(), " of ",
+           idx_type_name(a.type), ", found ", rest >= kCountCap ? "more than " : "", count * esize + rest, how, " (",
+           rest, rest >= kCountCap ? "+" : "", " trailing bytes)");
   if (esize > 1 && std::endian::native == std::endian::little) {
     for (size_t i = 0; i < a.bytes.size(); i += esize) std::reverse(a.bytes.begin() + i, a.bytes.begin() + i + esize);
   }
@@ -273,40 +322,9 @@ void write_idx_u8(const std::string& path, const std::vector<int64_t>& dims, con
     header.insert(header.end(), {uint8_t(u >> 24), uint8_t(u >> 16), uint8_t(u >> 8), uint8_t(u)});
   }
 
-  std::string tmp = path + ".tmp.XXXXXX";
-  const int fd = ::mkstemp(tmp.data());
-  DL_CHECK(fd >= 0, "cannot create a temporary file beside '", path, "': ", std::strerror(errno));
-  auto fail = [&](const char* what) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    DL_THROW("cannot write IDX file '", path, "' (", what, " of '", tmp, "'): ", std::strerror(err));
-  };
-  auto write_all = [&](const uint8_t* p, size_t n) {
-    while (n > 0) {
-      const ssize_t w = ::write(fd, p, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        fail("write");
-      }
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-  };
-  write_all(header.data(), header.size());
-  write_all(bytes.data(), bytes.size());
-  if (::fchmod(fd, 0644) != 0) fail("chmod");
-  if (::fsync(fd) != 0) fail("fsync");
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    DL_THROW("cannot write IDX file '", path, "' (close of '", tmp, "'): ", std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    DL_THROW("cannot write IDX file '", path, "' (rename from '", tmp, "'): ", std::strerror(err));
-  }
+  std::string out(header.begin(), header.end());
+  out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  write_file_atomically(path, out);
 }
 
 }  // namespace dl::data

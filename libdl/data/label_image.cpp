@@ -1,36 +1,49 @@
-// Label PNG reading and writing over stb_image / stb_image_write.
+// Label PNG reading (by bit depth and colour type, over libspng) and writing.
 #include "dl/data/label_image.h"
 
-#include <stb_image.h>
-#include <stb_image_write.h>
-
-#include <memory>
 #include <vector>
 
 #include "dl/data/camvid_palette.h"
+#include "dl/data/image_io.h"
 
 namespace dl::data {
 
 Tensor read_label_png(const std::string& path, LabelPngFormat* format) {
-  int w = 0, h = 0, channels = 0;
-  DL_CHECK(stbi_info(path.c_str(), &w, &h, &channels), "read_label_png: cannot read '", path,
-           "': ", stbi_failure_reason());
-  DL_CHECK(!stbi_is_16_bit(path.c_str()), "read_label_png: '", path,
-           "' has 16-bit samples; a label PNG has 8-bit class indices or 8-bit RGB colours");
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &channels, 0), stbi_image_free);
-  DL_CHECK(pixels, "read_label_png: cannot decode '", path, "': ", stbi_failure_reason());
-  DL_CHECK(w > 0 && h > 0, "read_label_png: '", path, "' is empty (", h, " x ", w, ")");
-
-  Tensor out = Tensor::empty({h, w}, DType::kUInt8);
+  const PngSamples png = read_png_samples(path);
+  Tensor out = Tensor::empty({png.height, png.width}, DType::kUInt8);
   uint8_t* dst = out.data<uint8_t>();
-  const int64_t n = static_cast<int64_t>(h) * w;
-  if (channels <= 2) {  // grey, or grey + alpha: the grey value is the label
-    for (int64_t i = 0; i < n; ++i) dst[i] = pixels.get()[i * channels];
+  const int64_t n = png.height * png.width;
+  const uint8_t* s = png.samples.data();
+  const int ch = png.channels;
+  if (png.color_type == 0 || png.color_type == 4) {  // grey (+ alpha): the grey sample is the class index
+    if (png.bit_depth == 16) {
+      for (int64_t i = 0; i < n; ++i) {
+        const unsigned v = unsigned(s[2 * i * ch]) << 8 | s[2 * i * ch + 1];
+        DL_CHECK(v <= 255, "label PNG '", path, "': 16-bit class index ", v, " at pixel (", i / png.width, ", ",
+                 i % png.width, ") does not fit in 8 bits");
+        dst[i] = static_cast<uint8_t>(v);
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) dst[i] = s[i * ch];
+    }
     if (format) *format = LabelPngFormat::kIndex;
-  } else {
-    camvid_rgb_to_labels(pixels.get(), n, channels, dst);
-    if (format) *format = LabelPngFormat::kCamVidRgb;
+    return out;
   }
+  DL_CHECK(png.bit_depth <= 8, "label PNG '", path, "' has 16-bit colour samples; a colour label PNG has 8-bit RGB");
+  if (png.color_type == 3) {  // palette: the colour each index stands for, as for RGB labels
+    const int64_t entries = static_cast<int64_t>(png.palette.size() / 3);
+    std::vector<uint8_t> rgb(static_cast<size_t>(n) * 3);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t k = s[i];
+      DL_CHECK(k < entries, "corrupt label PNG '", path, "': palette index ", k, " at pixel (", i / png.width, ", ",
+               i % png.width, ") is past the palette's ", entries, " entries");
+      for (int c = 0; c < 3; ++c) rgb[i * 3 + c] = png.palette[k * 3 + c];
+    }
+    camvid_rgb_to_labels(rgb.data(), n, 3, dst);
+  } else {  // RGB or RGBA
+    camvid_rgb_to_labels(s, n, ch, dst);
+  }
+  if (format) *format = LabelPngFormat::kCamVidRgb;
   return out;
 }
 
@@ -57,15 +70,13 @@ void write_label_png(const std::string& path, const Tensor& labels, LabelPngForm
     }
   }
 
-  int ok = 0;
   if (format == LabelPngFormat::kIndex) {
-    ok = stbi_write_png(path.c_str(), w, h, 1, index.data(), w);
+    write_png(path, index.data(), h, w, 1);
   } else {
     std::vector<uint8_t> rgb(static_cast<size_t>(n) * 3);
     camvid_labels_to_rgb(index.data(), n, rgb.data());
-    ok = stbi_write_png(path.c_str(), w, h, 3, rgb.data(), 3 * w);
+    write_png(path, rgb.data(), h, w, 3);
   }
-  DL_CHECK(ok, "write_label_png: cannot write '", path, "'");
 }
 
 }  // namespace dl::data

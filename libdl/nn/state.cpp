@@ -33,6 +33,16 @@ void load_state(Module& m, const NamedTensors& tensors, const std::string& origi
     DL_CHECK(src->shape() == t.shape() && src->dtype() == t.dtype(), origin, ": tensor '", name, "' is ",
              src->shape().str(), " ", dtype_name(src->dtype()), " in the file, the model expects ", t.shape().str(), " ",
              dtype_name(t.dtype()));
+    // A batch-norm variance below zero cannot come from training: a corrupt or hostile file.
+    const std::string var = "running_var";
+    if (name.size() >= var.size() && name.compare(name.size() - var.size(), var.size(), var) == 0 &&
+        src->dtype() == DType::kFloat32) {
+      const Tensor c = src->to(Device::cpu());
+      const float* v = c.data<float>();
+      for (int64_t i = 0; i < c.numel(); ++i)
+        DL_CHECK(v[i] >= 0, origin, ": tensor '", name, "' holds the variance ", v[i], " at element ", i,
+                 "; a batch-norm variance is never negative");
+    }
     sources.push_back(src);
   }
   for (const auto& [n, u] : tensors) {

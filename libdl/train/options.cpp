@@ -26,6 +26,12 @@ void TrainingOptions::validate() const {
   DL_CHECK(validation_patience >= 0, "TrainingOptions: ValidationPatience must be >= 0, got ", validation_patience);
   DL_CHECK(l2_regularization >= 0, "TrainingOptions: L2Regularization must be >= 0, got ", l2_regularization);
   DL_CHECK(momentum >= 0 && momentum < 1, "TrainingOptions: Momentum must be in [0, 1), got ", momentum);
+  DL_CHECK(gradient_decay_factor >= 0 && gradient_decay_factor < 1,
+           "TrainingOptions: GradientDecayFactor must be in [0, 1), got ", gradient_decay_factor);
+  DL_CHECK(squared_gradient_decay_factor >= 0 && squared_gradient_decay_factor < 1,
+           "TrainingOptions: SquaredGradientDecayFactor must be in [0, 1), got ", squared_gradient_decay_factor);
+  DL_CHECK(epsilon > 0 && std::isfinite(epsilon), "TrainingOptions: Epsilon must be positive and finite, got ", epsilon);
+  DL_CHECK(keep_checkpoints >= 0, "TrainingOptions: keep_checkpoints must be >= 0, got ", keep_checkpoints);
   DL_CHECK(gradient_threshold > 0, "TrainingOptions: GradientThreshold must be positive, got ", gradient_threshold);
   DL_CHECK(gradient_threshold_method == "l2norm" || gradient_threshold_method == "global-l2norm" ||
                gradient_threshold_method == "absolute-value",

@@ -5,12 +5,14 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
+#include <algorithm>
 #include <iostream>
 #include <numeric>
 
 #include "dl/autograd/engine.h"
 #include "dl/core/allocator.h"
+#include "dl/core/file_io.h"
+#include "dl/core/parse.h"
 #include "dl/core/serialize.h"
 #include "dl/data/dataloader.h"
 #include "dl/data/device_stager.h"
@@ -189,13 +191,17 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   data::DeviceStager stager(o_.device);
   loader.generator().set_state(shuffle_gen_.state());
 
-  std::ofstream csv;
+  CheckedAppendFile csv;  // every row's write checked: a full disk stops training with the file's name
   if (!o_.log_csv.empty()) {
     const bool fresh = iteration_ == 0 || !std::filesystem::exists(o_.log_csv);
-    csv.open(o_.log_csv, fresh ? std::ios::trunc : std::ios::app);
-    DL_CHECK(csv.good(), o_.log_csv, ": cannot open the training log for writing");
-    if (fresh) csv << "epoch,iteration,time_s,learn_rate,loss,accuracy,validation_loss,validation_accuracy\n";
+    csv = CheckedAppendFile(o_.log_csv, fresh);
+    if (fresh) csv.write("epoch,iteration,time_s,learn_rate,loss,accuracy,validation_loss,validation_accuracy\n");
   }
+  if (!o_.checkpoint_path.empty()) {
+    std::filesystem::create_directories(o_.checkpoint_path);
+    check_output_path(o_.checkpoint_path + "/checkpoint_epoch1.dlck", "checkpoint");
+  }
+  last_finite_check_ = iteration_;
 
   TrainingReport report;
   progress_ = std::make_unique<ProgressLine>(out_, progress_mode_);
@@ -254,6 +260,7 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
       const bool validate = validation_ && (iteration_ == 1 || iteration_ % o_.validation_frequency == 0 ||
                                             iteration_ == last_iteration);
       if (validate) {
+        check_finite_state(epoch);
         const EvalResult v = evaluate(*validation_);
         rec.validation_loss = report.validation_loss = v.loss;
         rec.validation_accuracy = report.validation_accuracy = v.accuracy;
@@ -274,10 +281,9 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
       rec.seconds = since(t0);
       report.history.push_back(rec);
       if (csv.is_open())
-        csv << rec.epoch << ',' << rec.iteration << ',' << csv_num(rec.seconds) << ',' << csv_num(rec.learn_rate) << ','
-            << csv_num(rec.loss) << ',' << csv_num(rec.accuracy) << ',' << csv_num(rec.validation_loss) << ','
-            << csv_num(rec.validation_accuracy) << '\n'
-            << std::flush;
+        csv.write(std::to_string(rec.epoch) + ',' + std::to_string(rec.iteration) + ',' + csv_num(rec.seconds) + ',' +
+                  csv_num(rec.learn_rate) + ',' + csv_num(rec.loss) + ',' + csv_num(rec.accuracy) + ',' +
+                  csv_num(rec.validation_loss) + ',' + csv_num(rec.validation_accuracy) + '\n');
       if (iteration_ == 1 || iteration_ % o_.verbose_frequency == 0 || validate || iteration_ == last_iteration)
         print_row(rec);
       if (progress_->in_place())
@@ -293,11 +299,13 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
       progress_->update({epoch_, o_.max_epochs, iteration_, last_iteration, since(t0), iteration_ - first_iteration,
                          report.history.back().loss, report.validation_accuracy},
                         true);
+    check_finite_state(epoch_);  // before any checkpoint: no checkpoint ever holds a diverged state
     if (!o_.checkpoint_path.empty()) {
-      std::filesystem::create_directories(o_.checkpoint_path);
       save_checkpoint(o_.checkpoint_path + "/checkpoint_epoch" + std::to_string(epoch_) + ".dlck");
+      prune_checkpoints();
     }
   }
+  csv.close();
   progress_->finish();
   progress_.reset();
   if (out_ && o_.verbose) *out_ << "|" << std::string(kTableWidth, '=') << "|\n";
@@ -312,6 +320,46 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   report.peak_rss_bytes = peak_rss_bytes();
   report.allocator_peak_bytes = allocator_stats(o_.device).peak_bytes;
   return report;
+}
+
+void Trainer::check_finite_state(int epoch) {
+  if (iteration_ == last_finite_check_) return;
+  const auto check = [&](const std::string& kind, const nn::NamedTensors& tensors) {
+    for (const auto& [name, t] : tensors) {
+      try {
+        check_all_finite(t, kind, name);
+      } catch (const Error& e) {
+        DL_THROW("training diverged between iterations ", last_finite_check_ + 1, " and ", iteration_, " (epoch ", epoch,
+                 ", learn rate ", optimizer_->learning_rate(), "): ", e.what(),
+                 "; lower InitialLearnRate or set GradientThreshold");
+      }
+    }
+  };
+  check("the model", model_.state());
+  check("the optimiser state", optimizer_->state());
+  last_finite_check_ = iteration_;
+}
+
+void Trainer::prune_checkpoints() const {
+  if (o_.keep_checkpoints <= 0) return;
+  std::vector<std::pair<int64_t, std::filesystem::path>> found;
+  for (const auto& e : std::filesystem::directory_iterator(o_.checkpoint_path)) {
+    const std::string name = e.path().filename().string();
+    const std::string prefix = "checkpoint_epoch", suffix = ".dlck";
+    if (!e.is_regular_file() || name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    found.emplace_back(std::stoll(digits), e.path());
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = static_cast<size_t>(o_.keep_checkpoints); i < found.size(); ++i) {
+    std::error_code ec;
+    std::filesystem::remove(found[i].second, ec);
+    DL_CHECK(!ec, found[i].second.string(), ": cannot remove an old checkpoint (keep_checkpoints = ",
+             o_.keep_checkpoints, "): ", ec.message());
+  }
 }
 
 void Trainer::save_checkpoint(const std::string& path) const {
@@ -350,13 +398,24 @@ void Trainer::load_checkpoint(const std::string& path) {
     if (n.rfind("best.", 0) == 0) best.emplace_back(n.substr(5), t);
   }
   nn::load_state(model_, model, path);  // checks every name and shape before copying
-  optimizer_->load_state(optim, std::stoll(meta("optimizer_steps")), path);
-  best_state_ = best;
-  epoch_ = std::stoi(meta("epoch"));
-  iteration_ = std::stoll(meta("iteration"));
+  const auto int_meta = [&](const char* key, int64_t hi) {
+    return parse_int(meta(key), 0, hi, path + ": checkpoint entry '" + key + "'");
+  };
+  const int64_t steps = int_meta("optimizer_steps", int64_t{1} << 62);
+  const int64_t epoch = int_meta("epoch", std::numeric_limits<int>::max());
+  const int64_t iteration = int_meta("iteration", int64_t{1} << 62);
+  const int64_t patience = int_meta("patience_count", std::numeric_limits<int>::max());
   const std::string bv = meta("best_validation_loss");
-  best_val_loss_ = bv.empty() ? std::numeric_limits<double>::infinity() : std::stod(bv);
-  patience_count_ = std::stoi(meta("patience_count"));
+  const double best_val =
+      bv.empty() ? std::numeric_limits<double>::infinity()
+                 : parse_double(bv, 0, std::numeric_limits<double>::infinity(),
+                                path + ": checkpoint entry 'best_validation_loss'", /*allow_inf=*/true);
+  optimizer_->load_state(optim, steps, path);
+  best_state_ = best;
+  epoch_ = static_cast<int>(epoch);
+  iteration_ = iteration;
+  best_val_loss_ = best_val;
+  patience_count_ = static_cast<int>(patience);
   Generator::State g{};
   std::istringstream gs(meta("shuffle_generator"));
   for (auto& w : g) gs >> w;

@@ -4,7 +4,13 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <vector>
+
 #include "dl/core/device.h"
+#include "dl/core/error.h"
+
+// Used by HostAllocator: a count whose bytes overflow size_t.
+#define DL_CHECK_ALLOC(ok, n, size) DL_CHECK(ok, "out of host memory: asked for ", n, " elements of ", size, " bytes")
 
 namespace dl {
 
@@ -46,6 +52,23 @@ class CpuAllocator {
 
 // Rounds a request up to the size class the allocator serves it from.
 size_t allocation_size_class(size_t bytes);
+// The machine's physical memory in bytes (0 when the system does not say).
+int64_t host_memory_bytes();
+
+// A standard allocator over CpuAllocator, for the buffers of readers and data sets (decoded images,
+// IDX contents): they count in the allocator's statistics and under its limit like tensors do.
+template <typename T> struct HostAllocator {
+  using value_type = T;
+  HostAllocator() = default;
+  template <typename U> HostAllocator(const HostAllocator<U>&) {}
+  T* allocate(size_t n) {
+    DL_CHECK_ALLOC(n <= static_cast<size_t>(-1) / sizeof(T), n, sizeof(T));
+    return static_cast<T*>(CpuAllocator::instance().allocate(n * sizeof(T)));
+  }
+  void deallocate(T* p, size_t n) { CpuAllocator::instance().release(p, n * sizeof(T)); }
+  template <typename U> bool operator==(const HostAllocator<U>&) const { return true; }
+};
+template <typename T> using HostVector = std::vector<T, HostAllocator<T>>;
 
 // The caching allocator of any device: the CPU allocator above for the CPU, the CUDA caching allocator
 // for a GPU (its blocks, not the driver's or cuDNN's own memory). Throws dl::Error for a device this

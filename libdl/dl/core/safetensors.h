@@ -1,26 +1,32 @@
 // The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header
 // {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ..., "__metadata__": {..}},
-// then the data. Reading checks the header length, every dtype, shape and offset against the file
-// before touching data, and names the file and the tensor in every error. F32, F64, I32, U8 load
-// as such; I64 (torchvision's num_batches_tracked) loads as int32 when in range.
+// then the data. Reading follows all of the format's rules (Note [strict safetensors header] in
+// core/safetensors.cpp): a header of at most 100 MB in strict JSON, every dtype, shape and offset
+// checked and the offsets tiling the data exactly (no hole, overlap or trailing byte), all from the
+// header before any data is read; the data is then read once, straight into the tensors. Every error
+// names the file and the tensor. F32, F64, I32, U8 load as such; I64 (torchvision's
+// num_batches_tracked) as int32 when in range; F16 and BF16 as float32.
 #pragma once
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "dl/core/serialize.h"
 #include "dl/core/tensor.h"
 
 namespace dl {
 
 struct SafeTensors {
-  std::vector<std::pair<std::string, Tensor>> tensors;  // file order of data offsets
+  std::vector<std::pair<std::string, Tensor>> tensors;  // in the order of their data offsets
   std::map<std::string, std::string> metadata;
 };
 
-SafeTensors load_safetensors(const std::string& path);
-// Writes atomically; tensors are stored in the order given.
+// Throws dl::Error naming the file (and tensor) for anything the format does not allow, and for
+// non-finite float values unless o.allow_non_finite.
+SafeTensors load_safetensors(const std::string& path, const TensorIoOptions& o = {});
+// Writes atomically; tensors are stored in the order given. Refuses non-finite values unless allowed.
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+                      const std::map<std::string, std::string>& metadata = {}, const TensorIoOptions& o = {});
 
 }  // namespace dl

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "dl/core/file_io.h"
 #include "dl/core/tensor.h"
 
 namespace dl {
@@ -25,12 +26,22 @@ struct TensorFile {
   const Tensor* find(const std::string& name) const;
 };
 
-void save_tensor_file(const std::string& path, const TensorFile& file);
-// Throws dl::Error naming the file on a missing file, a bad magic, a checksum mismatch or a
-// truncated record.
-TensorFile load_tensor_file(const std::string& path);
+// Options of every tensor reader and writer (tensor files, safetensors, weights, checkpoints).
+struct TensorIoOptions {
+  // NaN or Inf in a float tensor is refused by name, on reading and on writing, unless allowed: a
+  // model or checkpoint with non-finite weights is a diverged run, never something to train on.
+  bool allow_non_finite = false;
+};
 
-// Writes bytes to `path` atomically: a temporary in the same folder, fsync, rename.
-void write_file_atomically(const std::string& path, const std::string& bytes);
+// Writes atomically (see write_file_atomically in dl/core/file_io.h).
+void save_tensor_file(const std::string& path, const TensorFile& file, const TensorIoOptions& o = {});
+// Reads the file as a stream, once: every count and size is checked against what is left of the file
+// before anything is allocated, the checksum at the end. Throws dl::Error naming the file on a missing
+// or non-regular file, another format (named), a checksum mismatch, a truncated record or (unless
+// allowed) a non-finite value.
+TensorFile load_tensor_file(const std::string& path, const TensorIoOptions& o = {});
+
+// Throws dl::Error naming `origin` and `name` when a float32/float64 tensor holds NaN or Inf.
+void check_all_finite(const Tensor& t, const std::string& origin, const std::string& name);
 
 }  // namespace dl

@@ -9,6 +9,8 @@
 namespace dl {
 
 constexpr int kMaxDims = 5;
+// The most elements a tensor may have: 2^56, so that every byte count (elements x 8) fits an int64.
+constexpr int64_t kMaxElements = int64_t(1) << 56;
 
 class Shape {
  public:
@@ -33,5 +35,10 @@ class Shape {
   std::array<int64_t, kMaxDims> dims_{};
   int ndim_ = 0;
 };
+
+// The bytes that a tensor of `dims` with elements of `elem_size` bytes needs, computed without
+// overflow. Throws dl::Error naming `origin` when a size is negative, there are more than kMaxDims
+// dimensions or more than kMaxElements elements.
+uint64_t checked_byte_count(const std::vector<int64_t>& dims, size_t elem_size, const std::string& origin);
 
 }  // namespace dl

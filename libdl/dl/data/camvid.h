@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "dl/core/allocator.h"
 #include "dl/core/tensor.h"
 #include "dl/data/camvid_palette.h"  // kCamVidNumClasses, kVoidLabel, the colour table
 #include "dl/data/dataset.h"
@@ -44,8 +45,9 @@ std::vector<CamVidFile> find_camvid_files(const std::string& dir);
 struct CamVidImages {
   int64_t height = 0, width = 0;
   std::vector<std::string> names;
-  std::vector<uint8_t> images;  // N x H x W x 3, RGB interleaved as decoded
-  std::vector<uint8_t> labels;  // N x H x W, class index in [0, 11) or kVoidLabel
+  // Through CpuAllocator: counted in its statistics and under its limit.
+  HostVector<uint8_t> images;  // N x H x W x 3, RGB interleaved as decoded
+  HostVector<uint8_t> labels;  // N x H x W, class index in [0, 11) or kVoidLabel
   int64_t size() const { return static_cast<int64_t>(names.size()); }
   const uint8_t* image(int64_t i) const { return images.data() + i * height * width * 3; }
   const uint8_t* label(int64_t i) const { return labels.data() + i * height * width; }

@@ -3,14 +3,16 @@
 // An IDX file is: two zero bytes, a type byte, a byte giving the number of dimensions, the
 // dimensions as big-endian 32-bit integers, then the elements in row-major order, big-endian.
 // read_idx decides between plain and gzip by the first two bytes (1f 8b), never by the name,
-// reads the whole (decompressed) content into memory and checks it exactly: a bad magic, an
-// unknown type, a truncated file, trailing bytes or a corrupt gzip stream all throw dl::Error
-// naming the file and saying what was expected and what was found.
+// reads the header first and allocates the data only once the header's size is possible for the file
+// (exactly the rest of a plain file; no more than deflate can expand a gzip file to), then streams the
+// data into it: a bad magic, an unknown type, a truncated file, trailing bytes or a corrupt gzip
+// stream all throw dl::Error naming the file and saying what was expected and what was found.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "dl/core/allocator.h"
 #include "dl/core/tensor.h"
 
 namespace dl::data {
@@ -34,7 +36,7 @@ struct IdxArray {
   std::string path;  // the file it was read from (for messages)
   IdxType type = IdxType::kUInt8;
   std::vector<int64_t> dims;
-  std::vector<uint8_t> bytes;
+  HostVector<uint8_t> bytes;  // through CpuAllocator: counted, and under its limit
 
   int64_t numel() const;
   std::string dims_str() const;  // "[60000, 28, 28]"

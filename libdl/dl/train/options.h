@@ -30,6 +30,7 @@ struct TrainingOptions {
   bool verbose = true;
   int verbose_frequency = 50;                  // iterations
   std::string checkpoint_path;                 // folder; a checkpoint per epoch when set
+  int keep_checkpoints = 0;                    // keep the newest N checkpoints there (0: all)
   std::string output_network = "last-iteration";  // or "best-validation-loss"
   std::string log_csv;                         // a CSV row per iteration when set
   uint64_t seed = 0;                           // the shuffling generator's seed

@@ -83,6 +83,11 @@ class Trainer {
   void clip_gradients();
   void print_header() const;
   void print_row(const IterationRecord& r) const;
+  // Throws "training diverged ..." naming the first parameter, buffer (batch-norm statistics) or
+  // optimiser state that holds NaN or Inf, and the iterations since the last check.
+  void check_finite_state(int epoch);
+  // Removes all but the newest keep_checkpoints checkpoints of checkpoint_path.
+  void prune_checkpoints() const;
 
   nn::Layer& model_;
   TrainingOptions o_;
@@ -98,6 +103,7 @@ class Trainer {
   int64_t iteration_ = 0;    // iterations completed
   double best_val_loss_ = std::numeric_limits<double>::infinity();
   int patience_count_ = 0;
+  int64_t last_finite_check_ = 0;  // the iteration at which the state was last found finite
   nn::NamedTensors best_state_;  // clones of the weights at the best validation loss
 };
 
