@@ -31,6 +31,8 @@ void TrainingOptions::validate() const {
   DL_CHECK(squared_gradient_decay_factor >= 0 && squared_gradient_decay_factor < 1,
            "TrainingOptions: SquaredGradientDecayFactor must be in [0, 1), got ", squared_gradient_decay_factor);
   DL_CHECK(epsilon > 0 && std::isfinite(epsilon), "TrainingOptions: Epsilon must be positive and finite, got ", epsilon);
+  DL_CHECK(divergence_loss_factor >= 0 && std::isfinite(divergence_loss_factor),
+           "TrainingOptions: divergence_loss_factor must be >= 0 and finite (0: off), got ", divergence_loss_factor);
   DL_CHECK(keep_checkpoints >= 0, "TrainingOptions: keep_checkpoints must be >= 0, got ", keep_checkpoints);
   DL_CHECK(gradient_threshold > 0, "TrainingOptions: GradientThreshold must be positive, got ", gradient_threshold);
   DL_CHECK(gradient_threshold_method == "l2norm" || gradient_threshold_method == "global-l2norm" ||

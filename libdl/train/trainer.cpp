@@ -211,6 +211,7 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   const int64_t last_iteration = static_cast<int64_t>(o_.max_epochs) * per_epoch;
   int64_t images = 0;
   bool stop = false;
+  double first_loss = std::numeric_limits<double>::quiet_NaN();  // Note [divergence]
   model_.train();
   while (epoch_ < o_.max_epochs && !stop) {
     const int epoch = epoch_ + 1;
@@ -236,6 +237,13 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
       // Read after the backward is queued, so that a device computes it while the host waits; before the
       // update, so that a non-finite loss changes no weight.
       const double loss_value = loss.item<double>();
+      if (std::isfinite(loss_value) && std::isnan(first_loss)) first_loss = loss_value;
+      const double explosion = o_.divergence_loss_factor * std::max(1.0, std::isnan(first_loss) ? 1.0 : first_loss);
+      if (std::isfinite(loss_value) && o_.divergence_loss_factor > 0 && loss_value > explosion)
+        DL_THROW("training diverged: the mini-batch loss is ", loss_value, " at epoch ", epoch, ", iteration ",
+                 iteration_ + 1, ", over ", o_.divergence_loss_factor, " times the first mini-batch loss ", first_loss,
+                 " (learn rate ", optimizer_->learning_rate(),
+                 "); lower InitialLearnRate or set GradientThreshold (TrainingOptions::divergence_loss_factor)");
       if (!std::isfinite(loss_value)) {
         // On a device, labels are checked only now (ops::cross_entropy); say so if one was out of range.
         if (!batch.targets.device().is_cpu()) ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);

@@ -31,6 +31,11 @@ struct TrainingOptions {
   int verbose_frequency = 50;                  // iterations
   std::string checkpoint_path;                 // folder; a checkpoint per epoch when set
   int keep_checkpoints = 0;                    // keep the newest N checkpoints there (0: all)
+  // Note [divergence]: training stops with "training diverged" when the mini-batch loss is not finite,
+  // or exceeds this factor times max(1, the first mini-batch loss of the fit) (0: that test off), or a
+  // parameter, batch-norm statistic or optimiser state holds NaN/Inf (checked at every validation and
+  // before every checkpoint). An exploding but finite loss would otherwise "finish" with a useless model.
+  double divergence_loss_factor = 1000;
   std::string output_network = "last-iteration";  // or "best-validation-loss"
   std::string log_csv;                         // a CSV row per iteration when set
   uint64_t seed = 0;                           // the shuffling generator's seed
