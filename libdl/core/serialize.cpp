@@ -82,18 +82,22 @@ void save_tensor_file(const std::string& path, const TensorFile& file, const Ten
   write_file_atomically(path, out);
 }
 
-void check_all_finite(const Tensor& t, const std::string& origin, const std::string& name) {
-  if (!t.defined() || !(t.dtype() == DType::kFloat32 || t.dtype() == DType::kFloat64)) return;
+std::optional<std::pair<int64_t, double>> first_non_finite(const Tensor& t) {
+  if (!t.defined() || !(t.dtype() == DType::kFloat32 || t.dtype() == DType::kFloat64)) return std::nullopt;
   const Tensor c = t.to(Device::cpu());
   const int64_t n = c.numel();
-  auto scan = [&](const auto* p) {
+  auto scan = [&](const auto* p) -> std::optional<std::pair<int64_t, double>> {
     for (int64_t i = 0; i < n; ++i)
-      if (!std::isfinite(p[i]))
-        DL_THROW(origin, ": tensor '", name, "' ", c.shape().str(), " holds ", p[i], " at element ", i,
-                 " (non-finite values are refused; the allow_non_finite option accepts them)");
+      if (!std::isfinite(p[i])) return std::make_pair(i, static_cast<double>(p[i]));
+    return std::nullopt;
   };
-  if (c.dtype() == DType::kFloat32) scan(c.data<float>());
-  else scan(c.data<double>());
+  return c.dtype() == DType::kFloat32 ? scan(c.data<float>()) : scan(c.data<double>());
+}
+
+void check_all_finite(const Tensor& t, const std::string& origin, const std::string& name) {
+  if (const auto bad = first_non_finite(t))
+    DL_THROW(origin, ": tensor '", name, "' ", t.shape().str(), " holds ", bad->second, " at element ", bad->first,
+             " (non-finite values are refused; the allow_non_finite option accepts them)");
 }
 
 TensorFile load_tensor_file(const std::string& path, const TensorIoOptions& o) {

@@ -333,15 +333,11 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
 void Trainer::check_finite_state(int epoch) {
   if (iteration_ == last_finite_check_) return;
   const auto check = [&](const std::string& kind, const nn::NamedTensors& tensors) {
-    for (const auto& [name, t] : tensors) {
-      try {
-        check_all_finite(t, kind, name);
-      } catch (const Error& e) {
+    for (const auto& [name, t] : tensors)
+      if (const auto bad = first_non_finite(t))
         DL_THROW("training diverged between iterations ", last_finite_check_ + 1, " and ", iteration_, " (epoch ", epoch,
-                 ", learn rate ", optimizer_->learning_rate(), "): ", e.what(),
-                 "; lower InitialLearnRate or set GradientThreshold");
-      }
-    }
+                 ", learn rate ", optimizer_->learning_rate(), "): ", kind, " tensor '", name, "' ", t.shape().str(),
+                 " holds ", bad->second, " at element ", bad->first, "; lower InitialLearnRate or set GradientThreshold");
   };
   check("the model", model_.state());
   check("the optimiser state", optimizer_->state());

@@ -11,6 +11,7 @@
 // a partial file under the final name.
 #pragma once
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,6 +42,8 @@ void save_tensor_file(const std::string& path, const TensorFile& file, const Ten
 // allowed) a non-finite value.
 TensorFile load_tensor_file(const std::string& path, const TensorIoOptions& o = {});
 
+// The first NaN or Inf of a float32/float64 tensor (on any device): its index and value.
+std::optional<std::pair<int64_t, double>> first_non_finite(const Tensor& t);
 // Throws dl::Error naming `origin` and `name` when a float32/float64 tensor holds NaN or Inf.
 void check_all_finite(const Tensor& t, const std::string& origin, const std::string& name);
 
