@@ -3,7 +3,8 @@
 # tests (unit, gradcheck, libtorch parity, kernels, e2e; gpu tests skip without a GPU), then, unless
 # DL_SKIP_SANITIZERS=1, a build without CUDA (-DDL_CUDA=OFF) under AddressSanitizer +
 # UndefinedBehaviorSanitizer and its tests (the slow e2e and libtorch ones aside): the CPU-only
-# configuration builds and passes on its own, and the emulated kernels run under the sanitizers.
+# configuration builds and passes on its own, and the emulated kernels run under the sanitizers; then,
+# unless DL_SKIP_FUZZ=1, the fuzz targets of fuzz/ built with clang for a fixed number of inputs each.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -19,6 +20,16 @@ if [[ "${DL_SKIP_SANITIZERS:-0}" != 1 ]]; then
   cmake --build build-asan --parallel "$jobs"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure --timeout 900 -LE "torch|e2e"
+fi
+
+# The libFuzzer targets of fuzz/ (clang, ASan + UBSan): each reader of files from strangers runs its
+# seed corpus and a fixed number of mutated inputs (fuzz/README.md), unless DL_SKIP_FUZZ=1.
+if [[ "${DL_SKIP_FUZZ:-0}" != 1 ]]; then
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDL_FUZZ=ON \
+        -DDL_SANITIZE=address,undefined -DDL_CUDA=OFF -DDL_ONEDNN=OFF -DDL_BUILD_TESTS=OFF -DDL_BUILD_BENCH=OFF \
+        -DDL_BUILD_EXAMPLES=OFF -DDL_NATIVE=OFF
+  cmake --build build-fuzz --parallel "$jobs"
+  ctest --test-dir build-fuzz --output-on-failure -L fuzz
 fi
 
 # An outside project builds and runs against the installed package.

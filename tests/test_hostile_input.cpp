@@ -203,6 +203,7 @@ TEST(FileIo, AFullDiskLeavesTheOldFileAndNoDebris) {
     log.write("header\n");
     expect_error([&] { log.write(std::string(100000, 'y')); }, {"log.csv", "write failed"});
   }
+  EXPECT_EQ(get(d / "log.csv"), "header\n");  // the record that did not fit is gone, not half there
   EXPECT_EQ(get(path), "{\"complete\": true}");
   int files = 0;
   for (const auto& e : fs::directory_iterator(d)) files += e.path().filename().string().find(".dltmp.") == std::string::npos;

@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
     return run(argc, argv);
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "evaluate: error: %s\n", e.what());
+    std::fprintf(stderr, "evaluate: error: %s\n", dl::examples::error_message(e).c_str());
     return 1;
   }
 }

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
               << ") to " << out << " in " << seconds << " s\n";
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "make_camvid: " << e.what() << "\n";
+    std::cerr << "make_camvid: " << dl::examples::error_message(e) << "\n";
     return 1;
   }
 }

@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
     return run(argc, argv);
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "segment: error: %s\n", e.what());
+    std::fprintf(stderr, "segment: error: %s\n", dl::examples::error_message(e).c_str());
     return 1;
   }
 }

@@ -286,11 +286,11 @@ int main(int argc, char** argv) {
     return run(argc, argv);
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "train_camvid: error: %s\n", e.what());
+    std::fprintf(stderr, "train_camvid: error: %s\n", dl::examples::error_message(e).c_str());
     try {
-      write_report("failed", e.what());
+      write_report("failed", dl::examples::error_message(e));
     } catch (const std::exception& e2) {
-      std::fprintf(stderr, "train_camvid: error: cannot write the report: %s\n", e2.what());
+      std::fprintf(stderr, "train_camvid: error: cannot write the report: %s\n", dl::examples::error_message(e2).c_str());
     }
     return 1;
   }

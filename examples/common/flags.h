@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <new>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -116,6 +117,14 @@ class Flags {
   std::string program_, summary_;
   std::vector<Option> options_;
 };
+
+// The message of an exception that ended a program: dl::Error's own text; for anything else (a bug,
+// or memory running out outside the allocator) what happened in words, never a bare C++ type name.
+inline std::string error_message(const std::exception& e) {
+  if (dynamic_cast<const dl::Error*>(&e)) return e.what();
+  if (dynamic_cast<const std::bad_alloc*>(&e)) return std::string("out of memory (") + e.what() + ")";
+  return std::string("internal error, please report it: ") + e.what();
+}
 
 // --memory-limit: 0 (none) or a size of at least 1 MiB ("512MiB", "2G"); a fraction of a byte or a
 // limit no program can run under is an error, never "unlimited".

@@ -13,6 +13,8 @@
 #include <map>
 #include <sstream>
 
+#include "../common/flags.h"
+#include "dl/core/parse.h"
 #include "dl/core/error.h"
 #include "probe.h"
 #include "process.h"
@@ -64,14 +66,13 @@ std::vector<std::string> split(const std::string& s) {
     if (!item.empty()) out.push_back(item);
   return out;
 }
-template <typename T> std::vector<T> split_as(const std::string& s, const char* what) {
+// A comma-separated list of numbers, each parsed strictly and within [lo, hi].
+template <typename T> std::vector<T> split_as(const std::string& s, const char* what, T lo, T hi) {
   std::vector<T> out;
+  const std::string name = std::string("dl-sweep: --") + what;
   for (const auto& item : split(s)) {
-    std::istringstream in(item);
-    T v{};
-    in >> v;
-    DL_CHECK(!in.fail() && in.eof(), "dl-sweep: --", what, " expects a comma-separated list of numbers, got '", s, "'");
-    out.push_back(v);
+    if constexpr (std::is_floating_point_v<T>) out.push_back(static_cast<T>(dl::parse_double(item, lo, hi, name)));
+    else out.push_back(static_cast<T>(dl::parse_int(item, lo, hi, name)));
   }
   DL_CHECK(!out.empty(), "dl-sweep: --", what, " is empty");
   return out;
@@ -86,6 +87,10 @@ struct Args {
     return it == options.end() ? def : it->second;
   }
 };
+
+int64_t int_option(const Args& a, const char* key, const char* def, int64_t lo, int64_t hi) {
+  return dl::parse_int(a.get(key, def), lo, hi, std::string("dl-sweep: --") + key);
+}
 
 Args parse_args(int argc, char** argv, int first, const std::vector<std::string>& switches) {
   Args a;
@@ -128,15 +133,15 @@ int cmd_run(const Args& a) {
   DL_CHECK(!o.out_dir.empty(), "dl-sweep run: give --out DIR");
   o.program = a.get("program", "train_mnist");
   o.binary = a.get("binary");
-  if (a.has("batch")) o.grid.batch = split_as<int64_t>(a.get("batch"), "batch");
-  if (a.has("epochs")) o.grid.epochs = split_as<int>(a.get("epochs"), "epochs");
+  if (a.has("batch")) o.grid.batch = split_as<int64_t>(a.get("batch"), "batch", 1, int64_t{1} << 31);
+  if (a.has("epochs")) o.grid.epochs = split_as<int>(a.get("epochs"), "epochs", 1, 1000000);
   if (a.has("device")) o.grid.device = split(a.get("device"));
-  if (a.has("threads")) o.grid.threads = split_as<int>(a.get("threads"), "threads");
-  if (a.has("image-size")) o.grid.image_size = split_as<int>(a.get("image-size"), "image-size");
+  if (a.has("threads")) o.grid.threads = split_as<int>(a.get("threads"), "threads", 0, 1024);
+  if (a.has("image-size")) o.grid.image_size = split_as<int>(a.get("image-size"), "image-size", 1, 16384);
   if (a.has("solver")) o.grid.solver = split(a.get("solver"));
-  if (a.has("lr")) o.grid.learn_rate = split_as<double>(a.get("lr"), "lr");
+  if (a.has("lr")) o.grid.learn_rate = split_as<double>(a.get("lr"), "lr", 1e-12, 1e6);
   o.retry_failed = a.has("retry-failed");
-  o.timeout_seconds = std::stod(a.get("timeout", "0"));
+  o.timeout_seconds = dl::parse_double(a.get("timeout", "0"), 0, 1e9, "dl-sweep: --timeout");
   o.extra_args = a.passthrough;
   install_stop_handlers();
   const SweepSummary s = run_sweep(o);
@@ -172,15 +177,16 @@ int cmd_probe(const Args& a) {
   o.out_dir = a.get("out");
   DL_CHECK(!o.out_dir.empty(), "dl-sweep probe: give --out DIR");
   DL_CHECK(a.has("memory-limit"), "dl-sweep probe: give --memory-limit SIZE (e.g. 512MiB)");
-  o.memory_limit = parse_bytes(a.get("memory-limit"));
+  o.memory_limit = dl::examples::parse_memory_limit(a.get("memory-limit"));
+  DL_CHECK(o.memory_limit > 0, "dl-sweep probe: --memory-limit must be a size, not 0");
   o.program = a.get("program", o.program);
   o.binary = a.get("binary");
-  o.start = std::stoll(a.get("start", "64"));
-  o.max_batch = std::stoll(a.get("max-batch", std::to_string(o.max_batch)));
-  o.steps = std::stoi(a.get("steps", "2"));
-  o.threads = std::stoi(a.get("threads", "0"));
-  o.image_size = std::stoi(a.get("image-size", "0"));
-  o.tolerance = std::stod(a.get("tolerance", "0.05"));
+  o.start = int_option(a, "start", "64", 1, int64_t{1} << 31);
+  o.max_batch = int_option(a, "max-batch", std::to_string(o.max_batch).c_str(), 1, int64_t{1} << 31);
+  o.steps = static_cast<int>(int_option(a, "steps", "2", 1, 1000000));
+  o.threads = static_cast<int>(int_option(a, "threads", "0", 0, 1024));
+  o.image_size = static_cast<int>(int_option(a, "image-size", "0", 0, 16384));
+  o.tolerance = dl::parse_double(a.get("tolerance", "0.05"), 0, 1, "dl-sweep: --tolerance");
   DL_CHECK(o.start >= 1 && o.max_batch >= o.start && o.steps >= 1, "dl-sweep probe: expected 1 <= --start <= "
            "--max-batch and --steps >= 1");
   o.extra_args = a.passthrough;
@@ -213,7 +219,7 @@ int main(int argc, char** argv) {
     }
     DL_THROW("dl-sweep: unknown command '", cmd, "' (run, report, merge, probe, programs; see --help)");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dl-sweep: error: %s\n", e.what());
+    std::fprintf(stderr, "dl-sweep: error: %s\n", dl::examples::error_message(e).c_str());
     return 1;
   }
 }

@@ -1,4 +1,5 @@
 // The fit probe: growing, bisecting, one fresh process per try.
+#include "dl/core/file_io.h"
 #include "probe.h"
 
 #include <algorithm>
@@ -153,7 +154,7 @@ void write_probe_report(const ProbeOptions& o, const ProbeResult& r) {
     tries.push_back(x);
   }
   j["tries"] = tries;
-  std::ofstream(o.out_dir + "/probe.json") << j.dump(2) << '\n';
+  dl::write_file_atomically(o.out_dir + "/probe.json", j.dump(2) + '\n');
 
   std::ostringstream md;
   md << "# Fit probe: " << o.program << "\n\n**Machine:** " << machine_summary(j["machine"]) << "  \n"
@@ -189,7 +190,7 @@ void write_probe_report(const ProbeOptions& o, const ProbeResult& r) {
   }
   md << "\nA try that does not fit stops at the allocation that would cross the limit, so its allocator peak is "
         "what it held then, not what it needed.\n";
-  std::ofstream(o.out_dir + "/probe.md") << md.str();
+  dl::write_file_atomically(o.out_dir + "/probe.md", md.str());
 }
 
 }  // namespace dl::sweep

@@ -1,4 +1,5 @@
 // The sweep runner: grid expansion, command lines, results.jsonl and resuming.
+#include "dl/core/file_io.h"
 #include "runner.h"
 
 #include <fcntl.h>
@@ -174,10 +175,10 @@ void append_result(const std::string& path, const Json& record) {
     }
     if (last != '\n') line = "\n" + line;
   }
-  const ssize_t n = ::write(fd, line.data(), line.size());
-  const bool ok = n == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
   ::close(fd);
-  DL_CHECK(ok, path, ": cannot append a result");
+  dl::CheckedAppendFile out(path, /*truncate=*/false);  // all or nothing of the line, then fsync
+  out.write(line);
+  out.close();
 }
 
 SweepSummary run_sweep(const SweepOptions& o) {
@@ -189,7 +190,7 @@ SweepSummary run_sweep(const SweepOptions& o) {
   std::filesystem::create_directories(o.out_dir + "/runs");
   const std::string results_path = o.out_dir + "/results.jsonl";
   if (!std::filesystem::exists(o.out_dir + "/machine.json")) {
-    std::ofstream(o.out_dir + "/machine.json") << describe_machine().dump(2) << '\n';
+    dl::write_file_atomically(o.out_dir + "/machine.json", describe_machine().dump(2) + '\n');
   }
 
   std::set<std::string> done;

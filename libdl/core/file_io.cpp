@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <set>
 
 #include "dl/core/error.h"
 
@@ -170,7 +172,10 @@ void check_output_path(const std::string& path, const std::string& what) {
 
 void check_output_paths(std::initializer_list<std::pair<std::string, std::string>> outputs) {
   for (const auto& [path, what] : outputs)
-    if (!path.empty()) check_output_path(path, what);
+    if (!path.empty()) {
+      check_output_path(path, what);
+      remove_stale_temporaries(folder_of(path));
+    }
 }
 
 int remove_stale_temporaries(const std::string& folder) {
@@ -203,7 +208,12 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   }
   check_output_path(target, "output");
   const std::string folder = folder_of(target);
-  remove_stale_temporaries(folder);
+  {  // once per folder and process: a writer of many files does not rescan the folder each time
+    static std::mutex mu;
+    static std::set<std::string> cleaned;
+    std::lock_guard<std::mutex> lock(mu);
+    if (cleaned.insert(folder).second) remove_stale_temporaries(folder);
+  }
 
   const std::string tmp = temp_name_for(target);
   const std::string shown = " (to the temporary '" + tmp + "')";
@@ -257,7 +267,15 @@ CheckedAppendFile& CheckedAppendFile::operator=(CheckedAppendFile&& o) noexcept 
 
 void CheckedAppendFile::write(std::string_view text) {
   DL_CHECK(fd_ >= 0, path_, ": write to a closed file");
-  write_all(fd_, text.data(), text.size(), path_, "");
+  struct stat st {};
+  const off_t before = ::fstat(fd_, &st) == 0 ? st.st_size : -1;
+  try {
+    write_all(fd_, text.data(), text.size(), path_, "");
+  } catch (...) {
+    if (before >= 0 && ::ftruncate(fd_, before) != 0) {  // no half record left behind
+    }
+    throw;
+  }
 }
 
 void CheckedAppendFile::close() {

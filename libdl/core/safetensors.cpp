@@ -5,6 +5,7 @@
 #include <cstring>
 #include <cmath>
 #include <limits>
+#include <unordered_set>
 
 #include "dl/core/serialize.h"
 
@@ -22,10 +23,10 @@ struct Json {
   enum Kind { kNull, kBool, kNumber, kString, kArray, kObject } kind = kNull;
   std::string text;  // a string's value, or a number's digits as written
   std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> members;
+  std::vector<std::string> keys;  // an object's names, and its values in `items`
   const Json* get(const std::string& key) const {
-    for (const auto& [k, v] : members)
-      if (k == key) return &v;
+    for (size_t i = 0; i < keys.size(); ++i)
+      if (keys[i] == key) return &items[i];
     return nullptr;
   }
 };
@@ -95,12 +96,14 @@ class JsonReader {
       v.kind = Json::kObject;
       ++pos_;
       if (peek() == '}') return ++pos_, v;
+      std::unordered_set<std::string> seen;  // a header may hold millions of names: no quadratic search
       for (;;) {
         if (peek() != '"') fail("expected a name in quotes");
         std::string key = string();
-        if (v.get(key)) fail("duplicate name");
+        if (!seen.insert(key).second) fail("duplicate name");
         expect(':');
-        v.members.emplace_back(std::move(key), value(depth + 1));
+        v.keys.push_back(std::move(key));
+        v.items.push_back(value(depth + 1));
         if (peek() == ',') {
           ++pos_;
           continue;
@@ -332,10 +335,14 @@ SafeTensors load_safetensors(const std::string& path, const TensorIoOptions& o) 
   // Everything is checked from the header before a byte of data is read or a tensor allocated.
   SafeTensors out;
   std::vector<Entry> entries;
-  for (const auto& [name, v] : root.members) {
+  for (size_t member = 0; member < root.keys.size(); ++member) {
+    const std::string& name = root.keys[member];
+    const Json& v = root.items[member];
     if (name == "__metadata__") {
       DL_CHECK(v.kind == Json::kObject, path, ": __metadata__ is not an object of strings");
-      for (const auto& [k, m] : v.members) {
+      for (size_t i = 0; i < v.keys.size(); ++i) {
+        const std::string& k = v.keys[i];
+        const Json& m = v.items[i];
         DL_CHECK(m.kind == Json::kString, path, ": metadata '", k, "' is not a string");
         out.metadata[k] = m.text;
       }
@@ -344,7 +351,7 @@ SafeTensors load_safetensors(const std::string& path, const TensorIoOptions& o) 
     const Json* dt = v.get("dtype");
     const Json* shape = v.get("shape");
     const Json* offsets = v.get("data_offsets");
-    DL_CHECK(v.kind == Json::kObject && v.members.size() == 3 && dt && dt->kind == Json::kString && shape &&
+    DL_CHECK(v.kind == Json::kObject && v.keys.size() == 3 && dt && dt->kind == Json::kString && shape &&
                  shape->kind == Json::kArray && offsets && offsets->kind == Json::kArray && offsets->items.size() == 2,
              path, ": tensor '", name, "' needs exactly dtype (a string), shape (an array) and data_offsets (two integers)");
     Entry e;

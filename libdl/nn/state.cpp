@@ -1,6 +1,8 @@
 // Saving and loading module weights, all-or-nothing.
 #include "dl/nn/state.h"
 
+#include <unordered_map>
+
 #include "dl/core/safetensors.h"
 
 namespace dl::nn {
@@ -19,11 +21,15 @@ void load_state(Module& m, const NamedTensors& tensors, const std::string& origi
       if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) return true;
     return false;
   };
+  // By name through a map: a file may hold millions of tensors.
+  std::unordered_map<std::string, const Tensor*> by_name;
+  for (const auto& [n, u] : tensors) by_name[n] = &u;
+  std::unordered_map<std::string, bool> known_names;
+  for (const auto& [name, t] : mine) known_names[name] = true;
   std::vector<const Tensor*> sources;
   for (const auto& [name, t] : mine) {
-    const Tensor* src = nullptr;
-    for (const auto& [n, u] : tensors)
-      if (n == name) src = &u;
+    const auto found = by_name.find(name);
+    const Tensor* src = found == by_name.end() ? nullptr : found->second;
     if (!src && o.allow_missing) {
       sources.push_back(nullptr);
       continue;
@@ -47,9 +53,7 @@ void load_state(Module& m, const NamedTensors& tensors, const std::string& origi
   }
   for (const auto& [n, u] : tensors) {
     if (o.allow_unexpected || skipped(n)) continue;
-    bool known = false;
-    for (const auto& [name, t] : mine) known = known || name == n;
-    DL_CHECK(known, origin, ": the file's tensor '", n, "' ", u.shape().str(), " has no counterpart in the model");
+    DL_CHECK(known_names.count(n), origin, ": the file's tensor '", n, "' ", u.shape().str(), " has no counterpart in the model");
   }
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!sources[i]) continue;

@@ -200,6 +200,7 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   if (!o_.checkpoint_path.empty()) {
     std::filesystem::create_directories(o_.checkpoint_path);
     check_output_path(o_.checkpoint_path + "/checkpoint_epoch1.dlck", "checkpoint");
+    remove_stale_temporaries(o_.checkpoint_path);  // of a run killed while writing one
   }
   last_finite_check_ = iteration_;
 

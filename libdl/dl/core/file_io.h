@@ -54,22 +54,25 @@ std::string read_file(const std::string& path, const std::string& what, uint64_t
 
 // Writes `bytes` to `path` atomically (temporary + fsync + rename + fsync of the folder). Refuses a
 // target that exists and is not a regular file (a device, FIFO or folder), naming what it is.
-// Temporaries of writers that were killed (their process is gone) are removed from the folder first.
+// Temporaries of writers that were killed (their process is gone) are removed from the folder first
+// (once per folder and process).
 void write_file_atomically(const std::string& path, std::string_view bytes);
 
 // Throws unless `path` may be written as an output: it does not exist, or is a regular file (or a
 // link to one). Programs call it for every output before the work that produces them.
 void check_output_path(const std::string& path, const std::string& what);
 
-// check_output_path for each (path, what) whose path is not empty.
+// check_output_path for each (path, what) whose path is not empty; also removes the temporaries that
+// killed writers left beside them (a new run leaves no debris of an old one).
 void check_output_paths(std::initializer_list<std::pair<std::string, std::string>> outputs);
 
 // Removes the temporaries of write_file_atomically left in `folder` by processes that no longer run.
 // Returns how many were removed.
 int remove_stale_temporaries(const std::string& folder);
 
-// An output written as it goes (a training log): appended to, flushed after each record and fsynced
-// on close; every write checked. Throws dl::Error naming the file and errno on any failure.
+// An output written as it goes (a training log): appended to record by record and fsynced on close;
+// every write checked. A record that cannot be written whole (a full disk) is cut off again, so the
+// file never ends in half a record. Throws dl::Error naming the file and errno on any failure.
 class CheckedAppendFile {
  public:
   CheckedAppendFile() = default;

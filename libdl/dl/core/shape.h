@@ -21,7 +21,11 @@ class Shape {
   int ndim() const { return ndim_; }
   int64_t operator[](int i) const { return dims_[i]; }
   int64_t& operator[](int i) { return dims_[i]; }
+  // A size of 0 anywhere makes 0 before any product is formed: the other sizes may multiply past
+  // int64 (the constructor bounds the product of non-zero sizes by kMaxElements).
   int64_t numel() const {
+    for (int i = 0; i < ndim_; ++i)
+      if (dims_[i] == 0) return 0;
     int64_t n = 1;
     for (int i = 0; i < ndim_; ++i) n *= dims_[i];
     return n;
