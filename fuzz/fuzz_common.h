@@ -15,6 +15,10 @@ namespace dl::fuzz {
 
 inline std::string input_file(const uint8_t* data, size_t size, const char* suffix) {
   static const std::string path = "/tmp/dl_fuzz_" + std::to_string(::getpid()) + suffix;
+  static const struct Remove {
+    const std::string& p;
+    ~Remove() { ::unlink(p.c_str()); }
+  } remove_at_exit{path};
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) return path;
   if (size) std::fwrite(data, 1, size, f);

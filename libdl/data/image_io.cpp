@@ -213,6 +213,9 @@ int jpeg_run(JpegState* s, const unsigned char* data, size_t n, unsigned char* o
     jpeg_destroy_decompress(&s->cinfo);
     return 1;
   }
+  // A progressive JPEG keeps every coefficient of the image (about 2 bytes a sample): allow that and
+  // some, never more (without a backing store, libjpeg refuses past this with an error).
+  s->cinfo.mem->max_memory_to_use = static_cast<long>(*height * *width * 3 * 4 + (64 << 20));
   s->cinfo.out_color_space = JCS_RGB;
   jpeg_start_decompress(&s->cinfo);
   if (s->cinfo.output_components != 3 || s->cinfo.output_width != s->cinfo.image_width ||

@@ -3,14 +3,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-
 #include <vector>
 
 #include "dl/core/device.h"
 #include "dl/core/error.h"
-
-// Used by HostAllocator: a count whose bytes overflow size_t.
-#define DL_CHECK_ALLOC(ok, n, size) DL_CHECK(ok, "out of host memory: asked for ", n, " elements of ", size, " bytes")
 
 namespace dl {
 
@@ -62,7 +58,8 @@ template <typename T> struct HostAllocator {
   HostAllocator() = default;
   template <typename U> HostAllocator(const HostAllocator<U>&) {}
   T* allocate(size_t n) {
-    DL_CHECK_ALLOC(n <= static_cast<size_t>(-1) / sizeof(T), n, sizeof(T));
+    DL_CHECK(n <= static_cast<size_t>(-1) / sizeof(T), "out of host memory: asked for ", n, " elements of ",
+             sizeof(T), " bytes");
     return static_cast<T*>(CpuAllocator::instance().allocate(n * sizeof(T)));
   }
   void deallocate(T* p, size_t n) { CpuAllocator::instance().release(p, n * sizeof(T)); }
