@@ -1,15 +1,14 @@
-// End to end: the MNIST CNN trained briefly on the real digits of data/mnist (scripts/fetch_mnist.sh)
-// must classify the held-out digits well. Skips, saying so, when the data has not been fetched.
+// End to end: the MNIST CNN trained briefly on the digits of data/mnist (scripts/fetch_mnist.sh), or on
+// generated ones when those were not fetched (tests/mnist_data.h), must classify the held-out digits well.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
 #include "dl/dl.h"
+#include "mnist_data.h"
 
 TEST(MnistE2E, ThreeEpochsAtBatch128ReachNinetyFivePercent) {
-  const char* env = std::getenv("DL_MNIST_DIR");
-  const std::string dir = env ? env : std::string(DL_SOURCE_DIR) + "/data/mnist";
-  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no MNIST in " << dir << ": run scripts/fetch_mnist.sh";
+  const std::string dir = dl::testing::mnist_dir();
   dl::manual_seed(0);
   auto train = dl::data::load_mnist(dir, true);
   auto test = dl::data::load_mnist(dir, false);

@@ -1,11 +1,12 @@
 // End to end: dl-sweep's runner, report and fit probe driving the real train_mnist (build/bin) on a
-// subset of MNIST (data/mnist; skipped when it has not been fetched). The memory the report shows
-// must agree with what the kernel saw for the same process, and the probe must name a batch size
+// subset of MNIST (data/mnist, or generated digits when it was not fetched: tests/mnist_data.h). The
+// memory the report shows must agree with what the kernel saw for the same process, and the probe must name a batch size
 // that trains under the limit and one above it that does not.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
+#include "mnist_data.h"
 #include "probe.h"
 #include "report.h"
 #include "runner.h"
@@ -15,10 +16,7 @@ namespace fs = std::filesystem;
 using namespace dl::sweep;
 
 namespace {
-std::string mnist_dir() {
-  const char* env = std::getenv("DL_MNIST_DIR");
-  return env ? env : std::string(DL_SOURCE_DIR) + "/data/mnist";
-}
+using dl::testing::mnist_dir;
 fs::path fresh_dir(const std::string& name) {
   const fs::path d = fs::temp_directory_path() / ("dl_test_sweep_e2e_" + name + "_" + std::to_string(getpid()));
   fs::remove_all(d);
@@ -28,7 +26,6 @@ fs::path fresh_dir(const std::string& name) {
 }  // namespace
 
 TEST(SweepE2E, TwoBatchSizesReportAndCurves) {
-  if (!fs::exists(mnist_dir())) GTEST_SKIP() << "no MNIST in " << mnist_dir() << ": run scripts/fetch_mnist.sh";
   const fs::path dir = fresh_dir("sweep");
   SweepOptions o;
   o.out_dir = dir.string();
@@ -65,7 +62,6 @@ TEST(SweepE2E, TwoBatchSizesReportAndCurves) {
 }
 
 TEST(SweepE2E, ProbeFindsTheLargestBatchUnderALimit) {
-  if (!fs::exists(mnist_dir())) GTEST_SKIP() << "no MNIST in " << mnist_dir();
   const fs::path dir = fresh_dir("probe");
   ProbeOptions o;
   o.out_dir = dir.string();

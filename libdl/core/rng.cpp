@@ -1,7 +1,9 @@
 // xoshiro256** seeded through splitmix64; normals by Box-Muller with one cached value.
 #include "dl/core/rng.h"
 
+
 #include <cmath>
+#include <utility>
 
 namespace dl {
 
@@ -78,5 +80,12 @@ Generator& default_generator() {
 }
 
 void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+
+std::vector<int64_t> random_permutation(int64_t n, Generator& g) {
+  std::vector<int64_t> v(static_cast<size_t>(n > 0 ? n : 0));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int64_t>(i);
+  for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[g.below(i)]);
+  return v;
+}
 
 }  // namespace dl

@@ -199,10 +199,8 @@ SplitSizes camvid_split_sizes(int64_t n) {
 }
 
 CamVidSplit split_camvid(int64_t n, uint64_t seed) {
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) order[i] = i;
   Generator gen(seed);
-  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[gen.below(static_cast<uint64_t>(i + 1))]);
+  const std::vector<int64_t> order = random_permutation(n, gen);
   const SplitSizes s = camvid_split_sizes(n);
   CamVidSplit split;
   split.train.assign(order.begin(), order.begin() + s.train);

@@ -27,6 +27,7 @@
 #include "dl/data/device_stager.h"
 #include "dl/data/idx.h"
 #include "dl/data/mnist.h"
+#include "dl/data/mnist_synth.h"
 #include "dl/metrics/accuracy.h"
 #include "dl/metrics/segmentation.h"
 #include "dl/data/camvid_palette.h"

@@ -179,10 +179,7 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   std::shared_ptr<const data::Dataset> source = train;
   if (o_.shuffle == "once") {
     Generator once(o_.seed ^ 0x9e3779b97f4a7c15ULL);
-    std::vector<int64_t> perm(static_cast<size_t>(train->size()));
-    std::iota(perm.begin(), perm.end(), 0);
-    for (size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[once.below(i)]);
-    source = std::make_shared<data::SubsetDataset>(train, perm);
+    source = std::make_shared<data::SubsetDataset>(train, random_permutation(train->size(), once));
   }
   data::DataLoaderOptions lo;
   lo.batch_size = o_.mini_batch_size;

@@ -3,6 +3,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <vector>
 
 namespace dl {
 
@@ -25,6 +26,10 @@ class Generator {
   double cached_normal_ = 0.0;
   bool has_cached_normal_ = false;
 };
+
+// 0, 1, ..., n-1 in an order drawn from `g` (Fisher-Yates from the back: the one shuffle of libdl, so a
+// data loader, a split and a trainer given the same generator state give the same order).
+std::vector<int64_t> random_permutation(int64_t n, Generator& g);
 
 // The process-wide generator used when none is passed (initialisers, shuffling by default).
 Generator& default_generator();
