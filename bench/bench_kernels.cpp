@@ -548,7 +548,7 @@ void segmentation_counts_case(benchmark::State& state) {
                                  static_cast<int>(kCamC), 31);
   const dl::Tensor pred = dev_labels(m.pred), truth = dev_labels(m.truth);
   std::vector<int64_t> confusion;
-  std::vector<unsigned long long> bf;
+  std::vector<int64_t> bf;
   time_on_gpu(state, kRepeats, [&] {
     dl::cuda::segmentation_counts(kDevice, i32(pred), i32(truth), kCamN, kCamH, kCamW, static_cast<int>(kCamC), 255,
                                   confusion, bf);

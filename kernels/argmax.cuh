@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "dl/core/hostdevice.h"
+#include "hostdevice.cuh"
 
 namespace dl {
 

@@ -6,17 +6,18 @@
 //      class k looks for a boundary pixel of class k in the other map at squared distance < theta^2
 //      (theta = 0.75% of the image diagonal) within the window of radius ceil(theta); per-block counts
 //      of (boundary pixels, matched pixels) per class in shared memory, then global atomics.
-//   3. On the host (dl::metrics::bf_score_from_counts): precision, recall and F1 per class per image.
+//   3. On the host (dl::metrics::bf_score_from_counts in libdl): precision, recall and F1 per class per image.
 // Grid: blockIdx.y is the image, blockIdx.x a grid-stride loop over its pixels.
 #pragma once
 #include <cmath>
 
+#include "bf_geometry.cuh"
 #include "compat.cuh"
-#include "dl/metrics/segmentation.h"  // before compat.cuh: no CUDA names in scope for it
 #include "elementwise.cuh"
 
 namespace dl::kern::inline DL_KERN_ABI {
 
+// Classes whose per-block counts fit in shared memory; more count straight into global memory.
 constexpr int kMaxBfClasses = 64;
 
 // The label of pixel i after cleaning: void (-1 here) where the truth is void or the label is not a class.
@@ -46,11 +47,16 @@ DL_GLOBAL void boundary_kernel(const int32_t* labels, const int32_t* truth, int6
 }
 
 // counts[img][k][0] += boundary pixels of class k in `from`, counts[img][k][1] += those matched in `to`.
+// kShared: per-block counts in shared memory first (C <= kMaxBfClasses).
+template <bool kShared>
 DL_GLOBAL void bf_match_kernel(const int32_t* from, const int32_t* to, int64_t h, int64_t w, int c, int radius,
                                double theta2, unsigned long long* counts) {
   DL_SHARED(unsigned int, local, 2 * kMaxBfClasses);
-  for (int i = threadIdx.x; i < 2 * c; i += blockDim.x) local[i] = 0u;
+  if (kShared) {
+    for (int i = threadIdx.x; i < 2 * c; i += blockDim.x) local[i] = 0u;
+  }
   __syncthreads();
+  unsigned long long* out = counts + static_cast<int64_t>(blockIdx.y) * 2 * c;
   const int64_t plane = h * w;
   const int64_t off = static_cast<int64_t>(blockIdx.y) * plane;
   DL_GRID_STRIDE_LOOP(i, plane) {
@@ -70,11 +76,16 @@ DL_GLOBAL void bf_match_kernel(const int32_t* from, const int32_t* to, int64_t h
         }
       }
     }
-    atomicAdd(&local[2 * k], 1u);
-    if (matched) atomicAdd(&local[2 * k + 1], 1u);
+    if (kShared) {
+      atomicAdd(&local[2 * k], 1u);
+      if (matched) atomicAdd(&local[2 * k + 1], 1u);
+    } else {
+      atomicAdd(&out[2 * k], 1ull);
+      if (matched) atomicAdd(&out[2 * k + 1], 1ull);
+    }
   }
   __syncthreads();
-  unsigned long long* out = counts + static_cast<int64_t>(blockIdx.y) * 2 * c;
+  if (!kShared) return;
   for (int i = threadIdx.x; i < 2 * c; i += blockDim.x)
     if (local[i] != 0u) atomicAdd(&out[i], static_cast<unsigned long long>(local[i]));
 }
@@ -84,7 +95,7 @@ DL_GLOBAL void bf_match_kernel(const int32_t* from, const int32_t* to, int64_t h
 template <typename L>
 void run_bf_counts(L& l, const int32_t* pred, const int32_t* truth, int64_t images, int64_t h, int64_t w, int c,
                    int32_t void_label, unsigned long long* pred_counts, unsigned long long* truth_counts) {
-  check_classes(c, kMaxBfClasses, "bf_score");
+  check_classes(c, kMaxClasses, "bf_score");
   const int64_t plane = h * w;
   const int block = l.block_size(256);
   if (images <= 0 || plane <= 0) return;
@@ -106,12 +117,13 @@ void run_bf_counts(L& l, const int32_t* pred, const int32_t* truth, int64_t imag
   l.launch(boundary_kernel, grid, dim3(block), truth, static_cast<const int32_t*>(nullptr), h, w, c, void_label,
            bnd_truth);
   // theta^2 exactly as the CPU metric has it; the window radius ceil(theta) covers every d^2 < theta^2.
-  const double theta2 = metrics::bf_theta_squared(h, w);
+  const double theta2 = dl::bf_theta_squared(h, w);
   const int radius = static_cast<int>(std::ceil(std::sqrt(theta2)));
-  l.launch(bf_match_kernel, grid, dim3(block), static_cast<const int32_t*>(bnd_pred),
-           static_cast<const int32_t*>(bnd_truth), h, w, c, radius, theta2, pred_counts);
-  l.launch(bf_match_kernel, grid, dim3(block), static_cast<const int32_t*>(bnd_truth),
-           static_cast<const int32_t*>(bnd_pred), h, w, c, radius, theta2, truth_counts);
+  const auto match = c <= kMaxBfClasses ? bf_match_kernel<true> : bf_match_kernel<false>;
+  l.launch(match, grid, dim3(block), static_cast<const int32_t*>(bnd_pred), static_cast<const int32_t*>(bnd_truth), h,
+           w, c, radius, theta2, pred_counts);
+  l.launch(match, grid, dim3(block), static_cast<const int32_t*>(bnd_truth), static_cast<const int32_t*>(bnd_pred), h,
+           w, c, radius, theta2, truth_counts);
 }
 
 }  // namespace dl::kern::inline DL_KERN_ABI

@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "dl/core/hostdevice.h"
+#include "hostdevice.cuh"
 
 // The kernels live in dl::kern, inside an inline namespace that differs between the two builds, so
 // that the emulated copy of a kernel (an ordinary inline function) and nvcc's host stub of the same
@@ -59,6 +59,8 @@ inline void check_reduction_block(int block, const char* kernel) {
     throw std::invalid_argument(std::string(kernel) + ": block reductions need a power-of-two block of at most " +
                                 std::to_string(kMaxBlock) + " threads, got " + std::to_string(block));
 }
+// The most classes the segmentation kernels take (a C x C confusion matrix of 8-byte counts: 128 MiB).
+constexpr int kMaxClasses = 4096;
 inline void check_classes(int c, int max_classes, const char* kernel) {
   if (c < 1 || c > max_classes)
     throw std::invalid_argument(std::string(kernel) + ": expected 1 to " + std::to_string(max_classes) +

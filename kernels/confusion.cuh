@@ -10,7 +10,8 @@
 
 namespace dl::kern::inline DL_KERN_ABI {
 
-// Classes the shared histogram holds (C x C bins of 4 bytes: 4 KiB).
+// Classes the shared histogram holds (C x C bins of 4 bytes: 4 KiB); more classes count straight into
+// the global matrix (one global atomic per pixel: slower, any number of classes).
 constexpr int kMaxConfusionClasses = 32;
 
 
@@ -20,13 +21,16 @@ DL_GLOBAL void argmax_kernel(const T* logits, int64_t n, int64_t c, int64_t s, i
 }
 
 // Predictions from a label map (pred != nullptr) or from logits (pred == nullptr, logits N x C x S).
-template <typename T>
+// kShared: count in a block histogram in shared memory first (C <= kMaxConfusionClasses).
+template <typename T, bool kShared>
 DL_GLOBAL void confusion_kernel(const int32_t* pred, const T* logits, const int32_t* truth, int64_t pixels, int64_t s,
                                 int c, int32_t void_label, unsigned long long* confusion,
                                 unsigned long long* first_bad) {
   DL_SHARED(unsigned int, hist, kMaxConfusionClasses* kMaxConfusionClasses);
   const int bins = c * c;
-  for (int i = threadIdx.x; i < bins; i += blockDim.x) hist[i] = 0u;
+  if (kShared) {
+    for (int i = threadIdx.x; i < bins; i += blockDim.x) hist[i] = 0u;
+  }
   __syncthreads();
   DL_GRID_STRIDE_LOOP(p, pixels) {
     const int32_t t = truth[p];
@@ -36,9 +40,14 @@ DL_GLOBAL void confusion_kernel(const int32_t* pred, const T* logits, const int3
       atomicMin(first_bad, static_cast<unsigned long long>(p));
       continue;
     }
-    atomicAdd(&hist[t * c + y], 1u);
+    if (kShared) {
+      atomicAdd(&hist[t * c + y], 1u);
+    } else {
+      atomicAdd(&confusion[static_cast<int64_t>(t) * c + y], 1ull);
+    }
   }
   __syncthreads();
+  if (!kShared) return;
   for (int i = threadIdx.x; i < bins; i += blockDim.x)
     if (hist[i] != 0u) atomicAdd(&confusion[i], static_cast<unsigned long long>(hist[i]));
 }
@@ -49,13 +58,14 @@ DL_GLOBAL void confusion_kernel(const int32_t* pred, const T* logits, const int3
 template <typename L, typename T>
 void run_confusion(L& l, const int32_t* pred, const T* logits, const int32_t* truth, int64_t pixels, int64_t s, int c,
                    int32_t void_label, unsigned long long* confusion, unsigned long long* first_bad) {
-  check_classes(c, kMaxConfusionClasses, "confusion");
+  check_classes(c, kMaxClasses, "confusion");
   l.launch(fill_kernel<unsigned long long>, dim3(1), dim3(1), first_bad, int64_t{1},
            static_cast<unsigned long long>(pixels));
   if (pixels <= 0) return;
   const int block = l.block_size(256);
-  l.launch(confusion_kernel<T>, dim3(l.grid_size(pixels, block)), dim3(block), pred, logits, truth, pixels, s, c,
-           void_label, confusion, first_bad);
+  l.launch(c <= kMaxConfusionClasses ? confusion_kernel<T, true> : confusion_kernel<T, false>,
+           dim3(l.grid_size(pixels, block)), dim3(block), pred, logits, truth, pixels, s, c, void_label, confusion,
+           first_bad);
 }
 
 template <typename L, typename T>

@@ -351,45 +351,48 @@ std::vector<int32_t> blob_map(int images, int h, int w, int c, uint32_t seed, bo
 }
 
 TEST(Kernels, ConfusionMatrixFromLabelsAndFromLogits) {
-  const int c = 7, n = 3, h = 19, w = 23;
-  const int64_t s = h * w, pixels = n * s;
-  const std::vector<int32_t> truth = blob_map(n, h, w, c, 21, true);
-  const std::vector<float> logits = random_floats(static_cast<size_t>(pixels * c), 22);
-  std::vector<int32_t> pred(pixels);
-  for (int64_t p = 0; p < pixels; ++p) {  // argmax, first maximum on ties
-    const int64_t base = (p / s) * c * s + p % s;
-    int best = 0;
-    for (int k = 1; k < c; ++k)
-      if (logits[base + k * s] > logits[base + best * s]) best = k;
-    pred[p] = best;
-  }
-  std::vector<unsigned long long> want(c * c, 0);
-  for (int64_t p = 0; p < pixels; ++p)
-    if (truth[p] != 255) ++want[truth[p] * c + pred[p]];
-
-  for (const LaunchShape& sh : kAnyShapes) {
-    Launcher l{sh.block, sh.max_grid};
-    std::vector<int32_t> am(pixels, -7);
-    dl::kern::run_argmax(l, logits.data(), int64_t{n}, int64_t{c}, s, am.data());
-    EXPECT_EQ(am, pred) << describe(sh);
-    for (bool fused : {false, true}) {
-      std::vector<unsigned long long> got(c * c, 0);
-      unsigned long long bad = 0;
-      dl::kern::run_confusion(l, fused ? nullptr : pred.data(), logits.data(), truth.data(), pixels, s, c, 255,
-                              got.data(), &bad);
-      EXPECT_EQ(got, want) << (fused ? "argmax fused, " : "labels, ") << describe(sh);
-      EXPECT_EQ(bad, static_cast<unsigned long long>(pixels));
+  // 7 classes count in shared memory, 40 (over kMaxConfusionClasses) straight into global memory.
+  for (const int c : {7, 40}) {
+    const int n = 3, h = 19, w = 23;
+    const int64_t s = h * w, pixels = n * s;
+    const std::vector<int32_t> truth = blob_map(n, h, w, c, 21, true);
+    const std::vector<float> logits = random_floats(static_cast<size_t>(pixels * c), 22);
+    std::vector<int32_t> pred(pixels);
+    for (int64_t p = 0; p < pixels; ++p) {  // argmax, first maximum on ties
+      const int64_t base = (p / s) * c * s + p % s;
+      int best = 0;
+      for (int k = 1; k < c; ++k)
+        if (logits[base + k * s] > logits[base + best * s]) best = k;
+      pred[p] = best;
     }
+    std::vector<unsigned long long> want(c * c, 0);
+    for (int64_t p = 0; p < pixels; ++p)
+      if (truth[p] != 255) ++want[truth[p] * c + pred[p]];
+
+    for (const LaunchShape& sh : kAnyShapes) {
+      Launcher l{sh.block, sh.max_grid};
+      std::vector<int32_t> am(pixels, -7);
+      dl::kern::run_argmax(l, logits.data(), int64_t{n}, int64_t{c}, s, am.data());
+      EXPECT_EQ(am, pred) << describe(sh);
+      for (bool fused : {false, true}) {
+        std::vector<unsigned long long> got(c * c, 0);
+        unsigned long long bad = 0;
+        dl::kern::run_confusion(l, fused ? nullptr : pred.data(), logits.data(), truth.data(), pixels, s, c, 255,
+                                got.data(), &bad);
+        EXPECT_EQ(got, want) << (fused ? "argmax fused, " : "labels, ") << describe(sh);
+        EXPECT_EQ(bad, static_cast<unsigned long long>(pixels));
+      }
+    }
+    std::vector<int32_t> broken = pred;
+    broken[300] = c;  // out of range where the truth is not void
+    broken[200] = -3;
+    std::vector<unsigned long long> got(c * c, 0);
+    unsigned long long bad = 0;
+    Launcher l{64, 3};
+    dl::kern::run_confusion(l, broken.data(), static_cast<const float*>(nullptr), truth.data(), pixels, s, c, 255,
+                            got.data(), &bad);
+    EXPECT_EQ(bad, truth[200] != 255 ? 200u : (truth[300] != 255 ? 300u : static_cast<unsigned long long>(pixels)));
   }
-  std::vector<int32_t> broken = pred;
-  broken[300] = c;  // out of range where the truth is not void
-  broken[200] = -3;
-  std::vector<unsigned long long> got(c * c, 0);
-  unsigned long long bad = 0;
-  Launcher l{64, 3};
-  dl::kern::run_confusion(l, broken.data(), static_cast<const float*>(nullptr), truth.data(), pixels, s, c, 255,
-                          got.data(), &bad);
-  EXPECT_EQ(bad, truth[200] != 255 ? 200u : (truth[300] != 255 ? 300u : static_cast<unsigned long long>(pixels)));
 }
 
 TEST(Kernels, BoundaryF1MatchesTheCpuMetric) {
@@ -397,7 +400,8 @@ TEST(Kernels, BoundaryF1MatchesTheCpuMetric) {
     int images, h, w, c;
   };
   // theta = 0.75% of the diagonal: under one pixel, then about 1.9 and 3.8 pixels.
-  for (const Size& z : {Size{3, 31, 47, 5}, Size{2, 150, 200, 6}, Size{1, 300, 400, 11}}) {
+  // 70 classes: over kMaxBfClasses, the counts go straight into global memory.
+  for (const Size& z : {Size{3, 31, 47, 5}, Size{2, 150, 200, 6}, Size{1, 300, 400, 11}, Size{2, 40, 60, 70}}) {
     const std::vector<int32_t> truth = blob_map(z.images, z.h, z.w, z.c, 31 + z.h, true);
     std::vector<int32_t> pred = blob_map(z.images, z.h, z.w, z.c, 32 + z.h, false);
     // Make the prediction a shifted, noisy copy of the truth in half of each image, so that boundaries match.

@@ -3,7 +3,7 @@
 
 #include <unordered_map>
 
-#include "dl/ops/elementwise.h"
+#include "core/device_backend.h"
 
 namespace dl::autograd {
 
@@ -34,12 +34,32 @@ Tensor record(const char* name, Tensor output, std::vector<Tensor> inputs, Backw
 }
 
 namespace {
+// into += g, element-wise: on the host here, on a device through its backend (Note [device interface]).
+void accumulate(Tensor& into, const Tensor& g) {
+  DL_CHECK(into.shape() == g.shape() && into.dtype() == g.dtype() && into.device() == g.device(),
+           "backward(): a gradient of ", g.shape().str(), " ", dtype_name(g.dtype()), " on ", g.device().str(),
+           " cannot be added to the accumulated ", into.shape().str(), " ", dtype_name(into.dtype()), " on ",
+           into.device().str());
+  const int64_t n = into.numel();
+  if (!into.device().is_cpu())
+    return device_backend(into.device()).accumulate(into.raw_data(), g.raw_data(), into.dtype(), n, into.device().index);
+  auto add = [n](auto* y, const auto* x) {
+#pragma omp parallel for simd if (n >= 65536)
+    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+  };
+  switch (into.dtype()) {
+    case DType::kFloat32: return add(into.data<float>(), g.data<float>());
+    case DType::kFloat64: return add(into.data<double>(), g.data<double>());
+    default: DL_THROW("backward(): expected float32 or float64 gradients, got ", dtype_name(into.dtype()));
+  }
+}
+
 void accumulate_leaf(const Tensor& leaf, const Tensor& g) {
   Tensor current = leaf.grad();
   if (!current.defined()) {
     leaf.impl()->grad = g.clone();  // own it: g may be shared with other branches
   } else {
-    ops::add_(current, g);
+    accumulate(current, g);
   }
 }
 }  // namespace
@@ -106,7 +126,9 @@ void backward(const Tensor& root) {
       if (it == grads.end()) {
         grads.emplace(m, gi);
       } else {
-        it->second = ops::add(it->second, gi);
+        Tensor sum = it->second.clone();  // the first gradient may be shared with another branch
+        accumulate(sum, gi);
+        it->second = std::move(sum);
       }
       if (--pending[m] == 0) ready.push_back(in.grad_fn());
     }
@@ -114,3 +136,6 @@ void backward(const Tensor& root) {
 }
 
 }  // namespace dl::autograd
+
+// Declared in dl/core/tensor.h; defined here, in the layer that runs backward.
+void dl::Tensor::backward() const { autograd::backward(*this); }

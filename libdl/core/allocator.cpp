@@ -1,5 +1,5 @@
-// The CPU caching allocator. Blocks are rounded up to a size class (multiples of 64 bytes below
-// 4 KiB, then quarter powers of two) and kept on a free list per class when released.
+// The CPU caching allocator: the common bookkeeping (Note [caching allocator] in core/block_cache.h)
+// over aligned_alloc, with size classes of multiples of 64 bytes below 4 KiB, then quarter powers of two.
 #include "dl/core/allocator.h"
 
 #include <unistd.h>
@@ -7,10 +7,8 @@
 #include <algorithm>
 #include <bit>
 #include <cstdlib>
-#include <mutex>
-#include <unordered_map>
-#include <vector>
 
+#include "core/block_cache.h"
 #include "dl/core/error.h"
 
 namespace dl {
@@ -34,27 +32,25 @@ int64_t host_memory_bytes() {
   return bytes;
 }
 
-struct CpuAllocator::Impl {
-  mutable std::mutex mu;
-  std::unordered_map<size_t, std::vector<void*>> free_blocks;
-  AllocatorStats stats;
-  bool caching = true;
-  int64_t limit = 0;  // 0: none
-
-  // Frees every cached block; the caller holds mu.
-  void release_cache() {
-    for (auto& [c, blocks] : free_blocks)
-      for (void* b : blocks) {
-        std::free(b);
-        stats.reserved_bytes -= static_cast<int64_t>(c);
-      }
-    free_blocks.clear();
+// Blocks from the C library, 64-byte aligned.
+class HostBlocks final : public BlockSource {
+ public:
+  void* obtain(size_t bytes) override { return std::aligned_alloc(CpuAllocator::kAlignment, bytes); }
+  void give_back(void* block, size_t) noexcept override { std::free(block); }
+  [[noreturn]] void out_of_memory(size_t, size_t size_class, const AllocatorStats& stats, int64_t) override {
+    DL_THROW("out of host memory: asked for ", size_class, " bytes; the allocator holds ", stats.current_bytes,
+             " bytes in use");
   }
+};
+
+struct CpuAllocator::Impl {
+  HostBlocks source;
+  BlockCache cache{source, allocation_size_class, "CpuAllocator::set_limit"};
 };
 
 CpuAllocator::CpuAllocator() : impl_(new Impl) {
   const char* env = std::getenv("DL_DISABLE_CACHING_ALLOCATOR");
-  if (env && env[0] == '1') impl_->caching = false;
+  if (env && env[0] == '1') impl_->cache.set_caching(false);
 }
 
 CpuAllocator& CpuAllocator::instance() {
@@ -67,87 +63,15 @@ void* CpuAllocator::allocate(size_t bytes) {
   const int64_t machine = host_memory_bytes();
   DL_CHECK(machine <= 0 || bytes <= static_cast<size_t>(machine), "out of host memory: asked for ", bytes,
            " bytes, more than this machine's ", machine, " bytes of memory");
-  const size_t cls = allocation_size_class(bytes);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  auto& st = impl_->stats;
-  void* p = nullptr;
-  auto it = impl_->free_blocks.find(cls);
-  if (it != impl_->free_blocks.end() && !it->second.empty()) {
-    p = it->second.back();
-    it->second.pop_back();
-    ++st.cache_hits;
-  } else {
-    const int64_t request = static_cast<int64_t>(cls);
-    if (impl_->limit > 0 && st.reserved_bytes + request > impl_->limit) {
-      impl_->release_cache();
-      DL_CHECK(st.current_bytes + request <= impl_->limit, "out of memory: asked for ", cls,
-               " bytes with ", st.current_bytes, " bytes in use, over the limit of ", impl_->limit,
-               " bytes (CpuAllocator::set_limit)");
-    }
-    p = std::aligned_alloc(kAlignment, cls);
-    if (!p) {
-      // Give the cache back and try once more before reporting.
-      impl_->release_cache();
-      p = std::aligned_alloc(kAlignment, cls);
-    }
-    DL_CHECK(p != nullptr, "out of host memory: asked for ", cls, " bytes; the allocator holds ",
-             st.current_bytes, " bytes in use");
-    st.reserved_bytes += static_cast<int64_t>(cls);
-  }
-  ++st.alloc_count;
-  st.current_bytes += static_cast<int64_t>(cls);
-  if (st.current_bytes > st.peak_bytes) st.peak_bytes = st.current_bytes;
-  return p;
+  return impl_->cache.allocate(bytes == 0 ? 1 : bytes);  // a real block even for nothing: never null
 }
 
-void CpuAllocator::release(void* ptr, size_t bytes) {
-  if (!ptr) return;
-  const size_t cls = allocation_size_class(bytes);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->stats.current_bytes -= static_cast<int64_t>(cls);
-  if (impl_->caching) {
-    impl_->free_blocks[cls].push_back(ptr);
-  } else {
-    std::free(ptr);
-    impl_->stats.reserved_bytes -= static_cast<int64_t>(cls);
-  }
-}
-
-AllocatorStats CpuAllocator::stats() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->stats;
-}
-
-void CpuAllocator::reset_peak() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->stats.peak_bytes = impl_->stats.current_bytes;
-}
-
-void CpuAllocator::empty_cache() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  for (auto& [cls, blocks] : impl_->free_blocks)
-    for (void* b : blocks) {
-      std::free(b);
-      impl_->stats.reserved_bytes -= static_cast<int64_t>(cls);
-    }
-  impl_->free_blocks.clear();
-}
-
-void CpuAllocator::set_limit(int64_t bytes) {
-  DL_CHECK(bytes >= 0, "CpuAllocator::set_limit: expected a byte count >= 0 (0: no limit), got ", bytes);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->limit = bytes;
-}
-
-int64_t CpuAllocator::limit() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->limit;
-}
-
-void CpuAllocator::set_caching(bool enabled) {
-  if (!enabled) empty_cache();
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->caching = enabled;
-}
+void CpuAllocator::release(void* ptr, size_t bytes) { impl_->cache.release(ptr, bytes == 0 ? 1 : bytes); }
+AllocatorStats CpuAllocator::stats() const { return impl_->cache.stats(); }
+void CpuAllocator::reset_peak() { impl_->cache.reset_peak(); }
+void CpuAllocator::empty_cache() { impl_->cache.empty_cache(); }
+void CpuAllocator::set_limit(int64_t bytes) { impl_->cache.set_limit(bytes); }
+int64_t CpuAllocator::limit() const { return impl_->cache.limit(); }
+void CpuAllocator::set_caching(bool enabled) { impl_->cache.set_caching(enabled); }
 
 }  // namespace dl

@@ -6,22 +6,20 @@
 #include <cstring>
 #include <ostream>
 
-#include "dl/autograd/engine.h"
+#include "core/device_backend.h"
 #include "dl/core/allocator.h"
-#include "core/device_memory.h"
 
 namespace dl {
 
 Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
-  check_device_usable(device);
-  data_ = device.is_cpu() ? CpuAllocator::instance().allocate(bytes) : detail::device_allocate(bytes, device);
+  data_ = device.is_cpu() ? CpuAllocator::instance().allocate(bytes) : device_backend(device).allocate(bytes, device.index);
 }
 
 Storage::~Storage() {
   if (device_.is_cpu())
     CpuAllocator::instance().release(data_, bytes_);
   else
-    detail::device_release(data_, bytes_, device_);
+    device_backend(device_).release(data_, bytes_, device_.index);
 }
 
 namespace detail {
@@ -209,11 +207,12 @@ void Tensor::copy_(const Tensor& src) {
   if (device().is_cpu() && src.device().is_cpu())
     std::memmove(raw_data(), src.raw_data(), nbytes());
   else
-    detail::device_copy(raw_data(), device(), src.raw_data(), src.device(), nbytes());
+    device_backend(device().is_cpu() ? src.device() : device())
+        .copy(raw_data(), device(), src.raw_data(), src.device(), nbytes());
 }
 
 void Tensor::fill_(double value) {
-  if (!device().is_cpu()) return detail::device_fill(raw_data(), dtype(), numel(), value, device());
+  if (!device().is_cpu()) return device_backend(device()).fill(raw_data(), dtype(), numel(), value, device().index);
   visit_dtype(dtype(), raw_data(), [&](auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
     std::fill(p, p + numel(), static_cast<T>(value));
@@ -250,7 +249,6 @@ void Tensor::set_grad(const Tensor& g) {
 }
 const std::shared_ptr<autograd::Node>& Tensor::grad_fn() const { return checked(impl_).grad_fn; }
 
-void Tensor::backward() const { autograd::backward(*this); }
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   if (!t.defined()) return os << "Tensor(undefined)";

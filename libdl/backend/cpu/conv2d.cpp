@@ -18,7 +18,7 @@
 #include "backend/cpu/conv2d_onednn.h"
 #include "backend/cpu/parallel.h"
 #include "backend/cpu/scratch.h"
-#include "dl/ops/conv2d.h"
+#include "backend/cpu/cpu_ops.h"
 
 namespace dl::cpu {
 

@@ -3,7 +3,7 @@
 // for large feature maps where a GEMM over an unfolded image cannot keep up. Built when oneDNN is
 // found (DL_ONEDNN); chosen per call by conv2d_engine_for() in conv2d.cpp.
 #pragma once
-#include "dl/ops/params.h"
+#include "dl/core/params.h"
 
 namespace dl::cpu {
 

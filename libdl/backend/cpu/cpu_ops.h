@@ -3,10 +3,10 @@
 // Every output buffer is fully written (assigned, never accumulated) unless the name ends in _acc.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "dl/core/threads.h"
-#include "dl/ops/conv2d.h"
-#include "dl/ops/params.h"
+#include "dl/core/params.h"
 
 namespace dl::cpu {
 
@@ -80,6 +80,15 @@ void split_channels(const T* y, const int64_t* cs, int count, int64_t n, int64_t
 }  // namespace dl::cpu
 
 namespace dl::cpu {
+// ---- metrics' counting (dl/ops/segmentation.h, dl/ops/reduce.h) ----
+// The class with the largest value (first on ties) at each of the N x S positions of x, N x C x S.
+template <typename T> void argmax_channels(const T* x, int64_t n, int64_t c, int64_t s, int32_t* out);
+// Confusion matrix (C x C, rows truth) and per image and class (prediction boundary pixels, of them
+// matched, truth boundary pixels, of them matched) of int32 label maps images x h x w. Throws dl::Error
+// naming the first pixel whose label is neither a class nor (in the truth) void.
+void segmentation_counts(const int32_t* pred, const int32_t* truth, int64_t images, int64_t h, int64_t w, int c,
+                         int32_t void_label, std::vector<int64_t>& confusion, std::vector<int64_t>& bf_counts);
+
 // ---- bilinear resize (align_corners = false) over `planes` planes of h x w -> oh x ow ----
 template <typename T>
 void resize_bilinear_forward(const T* x, T* y, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow);

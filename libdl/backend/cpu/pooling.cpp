@@ -1,14 +1,28 @@
-// CPU max and average pooling, one N x C plane per parallel task. Window bounds come from the
-// shared helpers of kernels/pool_window.cuh.
+// CPU max and average pooling, one N x C plane per parallel task (the CUDA backend pools with cuDNN).
 #include <algorithm>
 #include <limits>
 
 #include "backend/cpu/parallel.h"
-#include "pool_window.cuh"
+#include "backend/cpu/cpu_ops.h"
 
 namespace dl::cpu {
 
 namespace {
+// The input rows [h0, h1) and columns [w0, w1) that output (oh, ow) covers, clipped to the image
+// (padding contributes zeros to averages through the fixed divisor, and never wins a max).
+struct PoolWindow {
+  int64_t h0, h1, w0, w1;
+};
+
+int64_t clamp_index(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+PoolWindow pool_window(const Pool2dGeometry& g, int64_t oh, int64_t ow) {
+  const int64_t hs = oh * g.p.stride[0] - g.p.padding[0];
+  const int64_t ws = ow * g.p.stride[1] - g.p.padding[1];
+  return {clamp_index(hs, 0, g.h), clamp_index(hs + g.p.kernel[0], 0, g.h), clamp_index(ws, 0, g.w),
+          clamp_index(ws + g.p.kernel[1], 0, g.w)};
+}
+
 // The common 2x2, stride-2, unpadded window over an even-sized plane, without bounds checks.
 template <typename T> void max_pool_2x2(const Pool2dGeometry& g, const T* in, T* out, int32_t* arg) {
   for (int64_t oh = 0; oh < g.ho; ++oh) {

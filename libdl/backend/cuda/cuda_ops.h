@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "dl/ops/params.h"
+#include "dl/core/params.h"
 
 namespace dl::cuda {
 
@@ -101,7 +101,7 @@ void batch_norm_backward_infer(int device, const float* x, const float* gamma, c
 // read of the results): metrics, not the training step.
 void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, int64_t images, int64_t h, int64_t w,
                          int c, int32_t void_label, std::vector<int64_t>& confusion,
-                         std::vector<unsigned long long>& bf_counts);
+                         std::vector<int64_t>& bf_counts);
 // Predicted classes (argmax over C, first on ties) of logits N x C x S.
 void argmax_channels(int device, const float* logits, int64_t n, int64_t c, int64_t s, int32_t* out);
 

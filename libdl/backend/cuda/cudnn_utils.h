@@ -12,7 +12,7 @@
 
 #include "backend/cuda/runtime.h"
 #include "dl/core/error.h"
-#include "dl/ops/params.h"
+#include "dl/core/params.h"
 
 namespace dl::cuda {
 

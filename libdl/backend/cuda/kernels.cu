@@ -152,7 +152,7 @@ void batch_norm_backward_infer(int device, const float* x, const float* gamma, c
 // ---- segmentation metrics ----
 void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, int64_t images, int64_t h, int64_t w,
                          int c, int32_t void_label, std::vector<int64_t>& confusion,
-                         std::vector<unsigned long long>& bf_counts) {
+                         std::vector<int64_t>& bf_counts) {
   CudaLauncher l(device);
   const int64_t pixels = images * h * w;
   auto conf = l.scratch<unsigned long long>(static_cast<int64_t>(c) * c + 1);
@@ -184,10 +184,10 @@ void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, 
   // Interleave per image and class: pred (total, matched), truth (total, matched).
   bf_counts.assign(static_cast<size_t>(images) * c * 4, 0);
   for (int64_t i = 0; i < images * c; ++i) {
-    bf_counts[4 * i] = host_counts[2 * i];
-    bf_counts[4 * i + 1] = host_counts[2 * i + 1];
-    bf_counts[4 * i + 2] = host_counts[2 * images * c + 2 * i];
-    bf_counts[4 * i + 3] = host_counts[2 * images * c + 2 * i + 1];
+    bf_counts[4 * i] = static_cast<int64_t>(host_counts[2 * i]);
+    bf_counts[4 * i + 1] = static_cast<int64_t>(host_counts[2 * i + 1]);
+    bf_counts[4 * i + 2] = static_cast<int64_t>(host_counts[2 * images * c + 2 * i]);
+    bf_counts[4 * i + 3] = static_cast<int64_t>(host_counts[2 * images * c + 2 * i + 1]);
   }
 }
 void argmax_channels(int device, const float* logits, int64_t n, int64_t c, int64_t s, int32_t* out) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend/cuda/cublas_loader.h"
+#include "core/block_cache.h"
 
 namespace dl::cuda {
 namespace {
@@ -264,79 +265,54 @@ DeviceContext& context(int device) {
 // on the same stream, so it cannot touch the block early, without any host synchronisation. (Work queued
 // on another stream does not get this guarantee: see Note [copy stream and reused blocks].)
 
+// The common bookkeeping (Note [caching allocator] in core/block_cache.h), one cache per device, over
+// cudaMalloc and cudaFree.
+class CudaBlocks final : public BlockSource {
+ public:
+  int device = 0;
+  void* obtain(size_t bytes) override {
+    DeviceGuard guard(device);
+    void* p = nullptr;
+    const cudaError_t err = cudaMalloc(&p, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+      static_cast<void>(cudaGetLastError());  // not sticky: clear it so that no later check reports it
+      return nullptr;
+    }
+    if (err != cudaSuccess) throw_cuda_error(err, "cudaMalloc(&p, bytes)", __FILE__, __LINE__);
+    return p;
+  }
+  // A failed cudaFree drops the block all the same (freeing it again could not help); see free_ignoring_errors.
+  void give_back(void* block, size_t) noexcept override { free_ignoring_errors(block, device); }
+  [[noreturn]] void out_of_memory(size_t bytes, size_t cls, const AllocatorStats& st, int64_t freed) override {
+    DeviceGuard guard(device);
+    DL_THROW("CUDA out of memory on cuda:", device, ": asked for ", mib(static_cast<double>(bytes)), " (class ",
+             mib(static_cast<double>(cls)), "); ", memory_info_text(), "; the allocator holds ",
+             mib(static_cast<double>(st.reserved_bytes)), " reserved, ", mib(static_cast<double>(st.current_bytes)),
+             " in use (", mib(static_cast<double>(freed)), " were cached and have been freed)");
+  }
+};
+
 struct CudaAllocator::Impl {
   struct Pool {
-    std::unordered_map<size_t, std::vector<void*>> free_blocks;  // size class -> cached blocks
-    AllocatorStats stats;
+    CudaBlocks source;
+    BlockCache cache{source, size_class, "the device memory limit"};
   };
-  mutable std::mutex mu;
   std::array<Pool, kMaxDevices> pools;
   bool caching = true;  // fixed at construction
 
-  Pool& pool_of(int device) { return pools[static_cast<size_t>(device)]; }
-  void* take_cached(Pool& pool, size_t cls);
-  void* malloc_block(size_t bytes, size_t cls, int device);
-  cudaError_t free_cached(int device);
-  [[noreturn]] void throw_out_of_memory(size_t bytes, size_t cls, int device, int64_t cached_before);
+  Impl() {
+    for (int d = 0; d < kMaxDevices; ++d) pools[static_cast<size_t>(d)].source.device = d;
+  }
+  BlockCache& cache(int device) { return pools[static_cast<size_t>(device)].cache; }
 };
 
-void* CudaAllocator::Impl::take_cached(Pool& pool, size_t cls) {
-  auto it = pool.free_blocks.find(cls);
-  if (it == pool.free_blocks.end() || it->second.empty()) return nullptr;
-  void* p = it->second.back();
-  it->second.pop_back();
-  return p;
+CudaAllocator::CudaAllocator() : impl_(new Impl) {
+  impl_->caching = !env_flag("DL_CUDA_NO_CACHE");
+  // Without caching every block goes back to cudaFree at once (which synchronises the device): for
+  // compute-sanitizer, to see every allocation.
+  if (!impl_->caching)
+    for (auto& pool : impl_->pools) pool.cache.set_caching(false);
 }
-
-// cudaMalloc of one size class on `device`; on out of memory, gives the device's cache back and tries once
-// more. The caller holds mu.
-void* CudaAllocator::Impl::malloc_block(size_t bytes, size_t cls, int device) {
-  DeviceGuard guard(device);
-  Pool& pool = pool_of(device);
-  void* p = nullptr;
-  cudaError_t err = cudaMalloc(&p, cls);
-  if (err == cudaErrorMemoryAllocation) {
-    static_cast<void>(cudaGetLastError());  // not sticky: clear it so that no later check reports it
-    const int64_t cached_before = pool.stats.reserved_bytes - pool.stats.current_bytes;
-    const cudaError_t free_err = free_cached(device);
-    if (free_err != cudaSuccess) throw_cuda_error(free_err, "cudaFree (emptying the cache)", __FILE__, __LINE__);
-    err = cudaMalloc(&p, cls);
-    if (err == cudaErrorMemoryAllocation) {
-      static_cast<void>(cudaGetLastError());
-      throw_out_of_memory(bytes, cls, device, cached_before);
-    }
-  }
-  if (err != cudaSuccess) throw_cuda_error(err, "cudaMalloc(&p, cls)", __FILE__, __LINE__);
-  pool.stats.reserved_bytes += static_cast<int64_t>(cls);
-  return p;
-}
-
-// Frees every cached block of `device`, which the caller has made current; the caller holds mu. Returns
-// the first error. A block whose cudaFree failed is dropped all the same (freeing it again could not help).
-cudaError_t CudaAllocator::Impl::free_cached(int device) {
-  Pool& pool = pool_of(device);
-  cudaError_t first = cudaSuccess;
-  for (auto& [cls, blocks] : pool.free_blocks) {
-    for (void* b : blocks) {
-      const cudaError_t err = cudaFree(b);
-      if (first == cudaSuccess) first = err;
-      pool.stats.reserved_bytes -= static_cast<int64_t>(cls);
-    }
-  }
-  pool.free_blocks.clear();
-  return first;
-}
-
-// Runs with `device` current (for cudaMemGetInfo).
-void CudaAllocator::Impl::throw_out_of_memory(size_t bytes, size_t cls, int device, int64_t cached_before) {
-  const AllocatorStats& st = pool_of(device).stats;
-  DL_THROW("CUDA out of memory on cuda:", device, ": asked for ", mib(static_cast<double>(bytes)), " (class ",
-           mib(static_cast<double>(cls)), "); ", memory_info_text(), "; the allocator holds ",
-           mib(static_cast<double>(st.reserved_bytes)), " reserved, ", mib(static_cast<double>(st.current_bytes)),
-           " in use (", mib(static_cast<double>(cached_before)), " were cached and have been freed)");
-}
-
-CudaAllocator::CudaAllocator() : impl_(new Impl) { impl_->caching = !env_flag("DL_CUDA_NO_CACHE"); }
 
 CudaAllocator& CudaAllocator::instance() {
   static CudaAllocator* allocator = new CudaAllocator();  // Note [process-lifetime CUDA objects]
@@ -347,62 +323,29 @@ void* CudaAllocator::allocate(size_t bytes, int device) {
   if (bytes == 0) return nullptr;
   check_device(device);
   DL_CHECK(bytes <= kMaxRequest, "CUDA allocation of ", bytes, " bytes on cuda:", device, " is beyond any device");
-  const size_t cls = size_class(bytes);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl::Pool& pool = impl_->pool_of(device);
-  void* p = impl_->take_cached(pool, cls);
-  if (p != nullptr) {
-    ++pool.stats.cache_hits;
-  } else {
-    p = impl_->malloc_block(bytes, cls, device);
-  }
-  ++pool.stats.alloc_count;
-  pool.stats.current_bytes += static_cast<int64_t>(cls);
-  if (pool.stats.current_bytes > pool.stats.peak_bytes) pool.stats.peak_bytes = pool.stats.current_bytes;
-  return p;
+  return impl_->cache(device).allocate(bytes);
 }
 
 // The block may still be in use by work queued on the compute stream; see the stream-order note above.
 void CudaAllocator::release(void* ptr, size_t bytes, int device) {
   if (ptr == nullptr) return;
   DL_CHECK(device >= 0 && device < kMaxDevices, "CudaAllocator::release: bad device ", device);
-  const size_t cls = size_class(bytes);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl::Pool& pool = impl_->pool_of(device);
-  pool.stats.current_bytes -= static_cast<int64_t>(cls);
-  if (impl_->caching) {
-    pool.free_blocks[cls].push_back(ptr);
-    return;
-  }
-  free_ignoring_errors(ptr, device);  // synchronises the device: only with DL_CUDA_NO_CACHE, for debugging
-  pool.stats.reserved_bytes -= static_cast<int64_t>(cls);
+  impl_->cache(device).release(ptr, bytes);
 }
 
 AllocatorStats CudaAllocator::stats(int device) const {
   check_device(device);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->pool_of(device).stats;
+  return impl_->cache(device).stats();
 }
 
 void CudaAllocator::reset_peak(int device) {
   check_device(device);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  AllocatorStats& st = impl_->pool_of(device).stats;
-  st.peak_bytes = st.current_bytes;
+  impl_->cache(device).reset_peak();
 }
 
 // cudaFree synchronises the device: fine here, off the hot path.
 void CudaAllocator::empty_cache() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  cudaError_t first = cudaSuccess;
-  for (int d = 0; d < kMaxDevices; ++d) {
-    const AllocatorStats& st = impl_->pool_of(d).stats;
-    if (st.reserved_bytes == st.current_bytes) continue;  // nothing cached
-    DeviceGuard guard(d);
-    const cudaError_t err = impl_->free_cached(d);
-    if (first == cudaSuccess) first = err;
-  }
-  if (first != cudaSuccess) throw_cuda_error(first, "cudaFree (emptying the cache)", __FILE__, __LINE__);
+  for (auto& pool : impl_->pools) pool.cache.empty_cache();
 }
 
 bool CudaAllocator::caching() const { return impl_->caching; }

@@ -25,5 +25,7 @@ struct Device {
 bool cuda_available();
 // Throws dl::Error saying why `device` cannot be used (no CUDA backend built, no device, ...).
 void check_device_usable(Device device);
+// Returns when the work queued on `device` so far has finished (nothing to wait for on the CPU).
+void synchronize(Device device);
 
 }  // namespace dl

@@ -89,8 +89,6 @@ class SegmentationEvaluator {
 
   // Adds one image's confusion counts (C x C) and BF scores (C, NaN where not scored).
   void accumulate(const std::vector<int64_t>& confusion, const std::vector<double>& bf);
-  // N x H x W int32 label maps on a CUDA device: counted there by the kernels of kernels/.
-  void add_on_device(const Tensor& pred, const Tensor& truth);
 };
 
 }  // namespace dl::metrics

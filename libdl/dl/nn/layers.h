@@ -7,7 +7,7 @@
 
 #include "dl/core/rng.h"
 #include "dl/nn/module.h"
-#include "dl/ops/params.h"
+#include "dl/core/params.h"
 
 namespace dl::nn {
 

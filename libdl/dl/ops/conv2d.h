@@ -1,7 +1,7 @@
 // 2-D convolution (cross-correlation, as in PyTorch and cuDNN).
 #pragma once
 #include "dl/core/tensor.h"
-#include "dl/ops/params.h"
+#include "dl/core/params.h"
 
 namespace dl::ops {
 
@@ -16,10 +16,7 @@ Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const Conv2d
 
 namespace dl {
 
-// How float32 convolutions run on the CPU: kAuto (oneDNN's direct kernels when libdl was built
-// with oneDNN and a group has at least 8 input channels, im2col + GEMM otherwise: Note [conv
-// engines] in backend/cpu/conv2d.cpp), or one engine always. The environment variable DL_CPU_CONV=auto|im2col|onednn sets the initial choice.
-enum class CpuConvEngine { kAuto, kIm2col, kOneDnn };
+// The engine of float32 convolutions on the CPU (CpuConvEngine, dl/core/params.h).
 void set_cpu_conv_engine(CpuConvEngine e);
 CpuConvEngine cpu_conv_engine();
 bool cpu_onednn_available();  // whether this build has the oneDNN engine

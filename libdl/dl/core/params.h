@@ -1,10 +1,9 @@
 // Typed parameter structs of the op families and the output-size math derived from them, shared by
-// the front ends, both backends, the backward functions and the tests.
+// the front ends, both backends, the backward functions and the tests (core, so that the backends
+// below the ops layer see them).
 #pragma once
 #include <array>
 #include <cstdint>
-
-#include "dl/core/hostdevice.h"
 
 namespace dl {
 
@@ -26,7 +25,7 @@ struct Pool2dParams {
 
 // Output extent of a sliding window: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1, or 0 when
 // the dilated window does not fit in the padded input at all.
-DL_HD int64_t window_output_size(int64_t in, int k, int stride, int pad, int dilation) {
+inline int64_t window_output_size(int64_t in, int k, int stride, int pad, int dilation) {
   const int64_t span = in + 2 * pad - static_cast<int64_t>(dilation) * (k - 1) - 1;
   return span < 0 ? 0 : span / stride + 1;
 }
@@ -40,6 +39,12 @@ struct Conv2dGeometry {
   int64_t c_per_group() const { return c / p.groups; }
   int64_t k_per_group() const { return k / p.groups; }
 };
+
+// How float32 convolutions run on the CPU: kAuto (oneDNN's direct kernels when libdl was built
+// with oneDNN and a group has at least 8 input channels, im2col + GEMM otherwise: Note [conv
+// engines] in backend/cpu/conv2d.cpp), or one engine always. 
+// The environment variable DL_CPU_CONV=auto|im2col|onednn sets the initial choice.
+enum class CpuConvEngine { kAuto, kIm2col, kOneDnn };
 
 struct Pool2dGeometry {
   int64_t n, c, h, w, ho, wo;

@@ -1,0 +1,63 @@
+// Front ends of the metrics' device work: argmax and the segmentation counts.
+#include "dl/ops/segmentation.h"
+
+#include "backend/cpu/cpu_ops.h"
+#include "dl/ops/reduce.h"
+#include "ops/dispatch.h"
+
+namespace dl::ops {
+
+using namespace detail;
+
+Tensor argmax(const Tensor& x, int64_t dim) {
+  check_float(x, "argmax", "x");
+  DL_CHECK(x.dim() >= 1 && dim >= -x.dim() && dim < x.dim(), "argmax: expected a dimension in [", -x.dim(), ", ",
+           x.dim(), ") for shape ", x.shape().str(), ", got ", dim);
+  if (dim < 0) dim += x.dim();
+  DL_CHECK(x.size(dim) >= 1, "argmax: dimension ", dim, " of ", x.shape().str(), " is empty");
+  std::vector<int64_t> out_dims;
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < x.dim(); ++d) {
+    if (d != dim) out_dims.push_back(x.size(d));
+    if (d < dim) outer *= x.size(d);
+    if (d > dim) inner *= x.size(d);
+  }
+  const int64_t c = x.size(dim);
+  Tensor y = Tensor::empty(Shape(out_dims), DType::kInt32, x.device());
+  dispatch(x, "argmax", [&](auto t) {
+    using T = decltype(t);
+    cpu::argmax_channels(x.data<T>(), outer, c, inner, y.data<int32_t>());
+  }, [&](int dev) { DL_CUDA_BODY(cuda::argmax_channels(dev, f32(x), outer, c, inner, y.data<int32_t>())); });
+  return y;
+}
+
+SegmentationCounts segmentation_counts(const Tensor& pred, const Tensor& truth, int num_classes, int32_t void_label) {
+  const char* op = "segmentation_counts";
+  check_defined(pred, op, "pred");
+  check_defined(truth, op, "truth");
+  DL_CHECK(pred.shape() == truth.shape() && (pred.dim() == 2 || pred.dim() == 3), op,
+           ": expected prediction and ground truth of one shape, H x W or N x H x W, got ", pred.shape().str(),
+           " and ", truth.shape().str());
+  for (const Tensor* t : {&pred, &truth})
+    DL_CHECK(t->dtype() == DType::kInt32 || t->dtype() == DType::kUInt8, op, ": expected int32 or uint8 labels, got ",
+             dtype_name(t->dtype()));
+  DL_CHECK(pred.device() == truth.device(), op, ": the prediction is on ", pred.device().str(),
+           " but the ground truth on ", truth.device().str());
+  DL_CHECK(num_classes >= 1 && num_classes <= kMaxSegmentationClasses, op, ": expected 1 to ", kMaxSegmentationClasses,
+           " classes, got ", num_classes);
+  const Tensor p = pred.to(DType::kInt32), t = truth.to(DType::kInt32);
+  SegmentationCounts out;
+  out.images = pred.dim() == 3 ? pred.size(0) : 1;
+  out.num_classes = num_classes;
+  const int64_t h = pred.size(-2), w = pred.size(-1);
+  if (pred.device().is_cuda()) {
+    DL_CUDA_BODY(cuda::segmentation_counts(pred.device().index, p.data<int32_t>(), t.data<int32_t>(), out.images, h, w,
+                                           num_classes, void_label, out.confusion, out.boundary));
+  } else {
+    cpu::segmentation_counts(p.data<int32_t>(), t.data<int32_t>(), out.images, h, w, num_classes, void_label,
+                             out.confusion, out.boundary);
+  }
+  return out;
+}
+
+}  // namespace dl::ops
