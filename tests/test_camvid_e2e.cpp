@@ -186,7 +186,7 @@ TEST_F(CamVidE2E, ResumedRunEqualsUninterruptedRun) {
 // --init-weights takes a torchvision ResNet-18 state_dict (with its fc.* classifier) as safetensors.
 TEST_F(CamVidE2E, InitWeightsLoadsAResNet18StateDictIntoTheEncoder) {
   dl::nn::ResNet18 resnet;  // torchvision's names, fc included
-  dl::nn::save_safetensors_weights(resnet, path("resnet18.safetensors"));
+  dl::nn::save_weights(resnet, path("resnet18.safetensors"));
   ASSERT_EQ(run(DL_TRAIN_CAMVID_BIN,
                 "--data " + data_dir() + " --init-weights " + path("resnet18.safetensors") +
                     " --probe-steps 1 --threads 2 --verbose off --progress off",
@@ -196,7 +196,7 @@ TEST_F(CamVidE2E, InitWeightsLoadsAResNet18StateDictIntoTheEncoder) {
   EXPECT_NE(slurp(path("init.log")).find("Encoder initialised from"), std::string::npos) << slurp(path("init.log"));
   // A file that is not a ResNet-18 is refused, naming the missing tensor.
   dl::nn::Linear other(4, 2);
-  dl::nn::save_safetensors_weights(other, path("other.safetensors"));
+  dl::nn::save_weights(other, path("other.safetensors"));
   EXPECT_NE(run(DL_TRAIN_CAMVID_BIN,
                 "--data " + data_dir() + " --init-weights " + path("other.safetensors") +
                     " --probe-steps 1 --threads 2 --verbose off --progress off",

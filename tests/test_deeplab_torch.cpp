@@ -43,7 +43,7 @@ void check_parity(bool image_pooling, int64_t n, int64_t h, int64_t w, bool exac
   dl::nn::DeepLabV3Plus net({.num_classes = 11, .image_pooling = image_pooling}, gen);
   const std::string path =
       (std::filesystem::temp_directory_path() / ("libdl_deeplab_" + std::to_string(::getpid()) + ".safetensors")).string();
-  dl::nn::save_safetensors_weights(net, path);
+  dl::nn::save_weights(net, path);
 
   TDeepLab ref(11, image_pooling);
   {

@@ -47,12 +47,26 @@ TEST(Module, EvalUsesRunningStatistics) {
 TEST(Module, SaveLoadRoundTripAndMismatchNamesFirstDifference) {
   dl::Generator g1(3), g2(4);
   dl::nn::MnistCnn a({}, g1), b({}, g2);
-  const std::string path = temp_path("weights.dlw");
+  const std::string path = temp_path("weights.safetensors");
   dl::nn::save_weights(a, path);
   dl::nn::load_weights(b, path);
   const auto sa = a.state(), sb = b.state();
   for (size_t i = 0; i < sa.size(); ++i)
     ASSERT_EQ(0, std::memcmp(sa[i].second.raw_data(), sb[i].second.raw_data(), sa[i].second.nbytes())) << sa[i].first;
+  // Weights are safetensors (Note [one weights format]): any safetensors reader sees every tensor.
+  const dl::SafeTensors st = dl::load_safetensors(path);
+  EXPECT_EQ(st.metadata.at("producer"), "libdl");
+  ASSERT_EQ(st.tensors.size(), sa.size());
+  EXPECT_EQ(st.tensors[0].first, sa[0].first);
+  // Weights an earlier libdl wrote as a tensor file still load.
+  const std::string old_path = temp_path("weights.dlw");
+  dl::TensorFile old;
+  old.tensors = a.state();
+  dl::save_tensor_file(old_path, old);
+  dl::nn::MnistCnn c({}, g2);
+  dl::nn::load_weights(c, old_path);
+  EXPECT_EQ(0, std::memcmp(sa[0].second.raw_data(), c.state()[0].second.raw_data(), sa[0].second.nbytes()));
+  std::filesystem::remove(old_path);
   dl::nn::MnistCnn other(dl::nn::MnistCnnOptions{.filters = {8, 16, 64}}, g2);
   try {
     dl::nn::load_weights(other, path);

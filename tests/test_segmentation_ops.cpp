@@ -119,18 +119,18 @@ TEST(Models, DeepLabShapesAndSafetensorsRoundTrip) {
   const Tensor y = net(x);
   EXPECT_EQ(y.shape(), dl::Shape({2, 11, 64, 96}));
   const std::string path = temp_path("deeplab.safetensors");
-  dl::nn::save_safetensors_weights(net, path);
+  dl::nn::save_weights(net, path);
   dl::Generator other(5);
   dl::nn::DeepLabV3Plus copy({.num_classes = 11}, other);
-  dl::nn::load_safetensors_weights(copy, path);
+  dl::nn::load_weights(copy, path);
   copy.eval();
   const Tensor y2 = copy(x);
   EXPECT_EQ(0, std::memcmp(y.raw_data(), y2.raw_data(), y.nbytes()));
   // An encoder initialised from a classification ResNet-18 file: fc.* is not part of the encoder.
   dl::nn::ResNet18 classifier({}, gen);
-  dl::nn::save_safetensors_weights(classifier, path);
-  EXPECT_THROW(dl::nn::load_safetensors_weights(copy.encoder(), path), dl::Error);
-  dl::nn::load_safetensors_weights(copy.encoder(), path, {.allow_unexpected = true});
+  dl::nn::save_weights(classifier, path);
+  EXPECT_THROW(dl::nn::load_weights(copy.encoder(), path), dl::Error);
+  dl::nn::load_weights(copy.encoder(), path, {.allow_unexpected = true});
   std::filesystem::remove(path);
 }
 

@@ -207,7 +207,7 @@ int run(int argc, char** argv) {
   if (!init_weights.empty()) {
     dl::nn::LoadOptions lo;
     lo.allow_unexpected = true;  // torchvision's fc.weight and fc.bias
-    dl::nn::load_safetensors_weights(model.encoder(), init_weights, lo);
+    dl::nn::load_weights(model.encoder(), init_weights, lo);
     std::printf("Encoder initialised from %s\n", init_weights.c_str());
   }
   cfg["init_weights"] = init_weights;

@@ -12,6 +12,7 @@
 #include "dl/core/parse.h"
 #include "dl/core/serialize.h"
 #include "dl/core/safetensors.h"
+#include "dl/core/json.h"
 #include "dl/autograd/engine.h"
 #include "dl/ops/activation.h"
 #include "dl/ops/batch_norm.h"

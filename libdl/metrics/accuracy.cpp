@@ -10,7 +10,7 @@ namespace dl::metrics {
 Counts count_correct(const Tensor& logits, const Tensor& labels, int32_t ignore_index) {
   DL_CHECK(logits.defined() && labels.defined() && logits.dim() >= 2, "count_correct: expected N x C logits, got ",
            logits.defined() ? logits.shape().str() : "undefined");
-  const int64_t n = logits.size(0), c = logits.size(1), s = n * c ? logits.numel() / (n * c) : 0;
+  const int64_t n = logits.size(0), c = logits.size(1), s = n * c != 0 ? logits.numel() / (n * c) : 0;
   DL_CHECK(labels.numel() == n * s, "count_correct: logits ", logits.shape().str(), " and labels ",
            labels.shape().str(), " disagree");
   DL_CHECK(labels.dtype() == DType::kInt32, "count_correct: expected int32 labels, got ", dtype_name(labels.dtype()));

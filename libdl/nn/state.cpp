@@ -1,17 +1,26 @@
 // Saving and loading module weights, all-or-nothing.
 #include "dl/nn/state.h"
 
+#include <cstring>
+#include <fstream>
 #include <unordered_map>
 
 #include "dl/core/safetensors.h"
 
 namespace dl::nn {
 
+// Note [one weights format]: a model's weights are written as safetensors, and only so. It is the
+// format the field exchanges weights in (PyTorch, Hugging Face, torchvision state_dicts converted
+// once), it holds exactly what weights are (named tensors of plain dtypes and string metadata), a
+// stranger's file is read strictly without executing anything (Note [strict safetensors header]),
+// and a file libdl writes loads in PyTorch with `safetensors.torch.load_file` as it is. The libdl
+// tensor file (dl/core/serialize.h) stays for what is not weights: a trainer's checkpoint, whose
+// optimiser moments, step counters and RNG state never leave libdl and whose CRC-32 over every byte
+// must refuse a bit flipped on disk before a resumed run trains on it. load_weights still reads weights
+// that an earlier libdl wrote as a tensor file, telling the two apart by their first bytes.
+
 void save_weights(const Module& m, const std::string& path) {
-  TensorFile f;
-  f.metadata["kind"] = "weights";
-  f.tensors = m.state();
-  save_tensor_file(path, f);
+  save_safetensors(path, m.state(), {{"format", "pt"}, {"producer", "libdl"}});
 }
 
 void load_state(Module& m, const NamedTensors& tensors, const std::string& origin, const LoadOptions& o) {
@@ -62,17 +71,14 @@ void load_state(Module& m, const NamedTensors& tensors, const std::string& origi
   }
 }
 
-void save_safetensors_weights(const Module& m, const std::string& path) {
-  save_safetensors(path, m.state(), {{"format", "pt"}, {"producer", "libdl"}});
-}
-
-void load_safetensors_weights(Module& m, const std::string& path, const LoadOptions& o) {
+void load_weights(Module& m, const std::string& path, const LoadOptions& o) {
+  char magic[8] = {};
+  std::ifstream(path, std::ios::binary).read(magic, sizeof magic);
+  if (std::memcmp(magic, "DLTENSR1", 8) == 0) {
+    load_state(m, load_tensor_file(path).tensors, path, o);  // written by libdl before Note [one weights format]
+    return;
+  }
   load_state(m, load_safetensors(path).tensors, path, o);
-}
-
-void load_weights(Module& m, const std::string& path) {
-  const TensorFile f = load_tensor_file(path);
-  load_state(m, f.tensors, path);
 }
 
 }  // namespace dl::nn

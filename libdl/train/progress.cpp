@@ -31,7 +31,7 @@ std::string ProgressLine::format(const ProgressState& s) {
   std::snprintf(buf, sizeof buf, "epoch %d/%d | iteration %lld", s.epoch, s.max_epochs,
                 static_cast<long long>(s.iteration));
   line += buf;
-  if (s.max_iterations > 0) line += "/" + std::to_string(s.max_iterations);
+  if (s.max_iterations > 0) line.append("/").append(std::to_string(s.max_iterations));
   line += " | " + format_hms(s.elapsed_seconds) + " elapsed";
   const int64_t left = s.max_iterations - s.iteration;
   if (s.max_iterations > 0 && s.iterations_this_run > 0) {
