@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Runs the test suite: a Release build (with the CUDA backend when the toolkit is found) and all its
-# tests (unit, gradcheck, libtorch parity, kernels, e2e; gpu tests skip without a GPU), then, unless
-# DL_SKIP_SANITIZERS=1, a build without CUDA (-DDL_CUDA=OFF) under AddressSanitizer +
-# UndefinedBehaviorSanitizer and its tests (the slow e2e and libtorch ones aside): the CPU-only
-# configuration builds and passes on its own, and the emulated kernels run under the sanitizers; then,
-# unless DL_SKIP_FUZZ=1, the fuzz targets of fuzz/ built with clang for a fixed number of inputs each.
+# Runs the test suite, in two separable parts:
+#   scripts/test.sh               the fast default: a Release build (with the CUDA backend when the toolkit
+#                                 is found), all its tests (unit, gradcheck, libtorch parity, kernels,
+#                                 e2e; gpu tests skip without a GPU), then an outside project built
+#                                 against the installed package
+#   scripts/test.sh --sanitizers  a build without CUDA (-DDL_CUDA=OFF) under AddressSanitizer +
+#                                 UndefinedBehaviorSanitizer and its tests (the slow e2e and libtorch ones
+#                                 aside), then the fuzz targets of fuzz/ built with clang, a fixed number
+#                                 of inputs each
+#   scripts/test.sh --all         both (what CI runs)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 jobs="$(nproc)"
+fast=1 sanitizers=0
+case "${1:-}" in
+  "") ;;
+  --sanitizers) fast=0 sanitizers=1 ;;
+  --all) sanitizers=1 ;;
+  *) echo "usage: scripts/test.sh [--sanitizers | --all]  (got '$1')" >&2; exit 2 ;;
+esac
 
 # ctest, then a check that nothing skipped but the GPU tests (on a machine without a GPU): a skipped
 # test has checked nothing, so it must not pass as if it had.
@@ -25,31 +36,32 @@ run_ctest() {
   fi
 }
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${DL_CMAKE_ARGS:-}
-cmake --build build --parallel "$jobs"
-run_ctest build --timeout 900
+if ((fast)); then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${DL_CMAKE_ARGS:-}
+  cmake --build build --parallel "$jobs"
+  run_ctest build --timeout 900
 
-if [[ "${DL_SKIP_SANITIZERS:-0}" != 1 ]]; then
+  # An outside project builds and runs against the installed package.
+  rm -rf build/install-test build/consumer
+  cmake --install build --prefix build/install-test >/dev/null
+  cmake -S tests/consumer -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$root/build/install-test" >/dev/null
+  cmake --build build/consumer
+  build/consumer/consumer
+fi
+
+if ((sanitizers)); then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDL_SANITIZE=address,undefined \
         -DDL_BUILD_BENCH=OFF -DDL_BUILD_EXAMPLES=OFF -DDL_NATIVE=OFF ${DL_CMAKE_ARGS:-} -DDL_CUDA=OFF
   cmake --build build-asan --parallel "$jobs"
   export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
   run_ctest build-asan --timeout 900 -LE "torch|e2e"
-fi
 
-# The libFuzzer targets of fuzz/ (clang, ASan + UBSan): each reader of files from strangers runs its
-# seed corpus and a fixed number of mutated inputs (fuzz/README.md), unless DL_SKIP_FUZZ=1.
-if [[ "${DL_SKIP_FUZZ:-0}" != 1 ]]; then
+  # The libFuzzer targets of fuzz/ (clang, ASan + UBSan): each reader of files from strangers runs its
+  # seed corpus and a fixed number of mutated inputs (fuzz/README.md).
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDL_FUZZ=ON \
         -DDL_SANITIZE=address,undefined -DDL_CUDA=OFF -DDL_ONEDNN=OFF -DDL_BUILD_TESTS=OFF -DDL_BUILD_BENCH=OFF \
         -DDL_BUILD_EXAMPLES=OFF -DDL_NATIVE=OFF
   cmake --build build-fuzz --parallel "$jobs"
   run_ctest build-fuzz -L fuzz
 fi
-
-# An outside project builds and runs against the installed package.
-rm -rf build/install-test build/consumer
-cmake --install build --prefix build/install-test >/dev/null
-cmake -S tests/consumer -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$root/build/install-test" >/dev/null
-cmake --build build/consumer
-build/consumer/consumer
+echo "test.sh: passed"

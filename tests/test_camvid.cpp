@@ -126,7 +126,9 @@ TEST(CamVidSynth, DeterministicAndVaried) {
     camvid_rgb_to_labels(s.label_rgb.data(), 90 * 120, 3, l.data());
     for (int64_t p = 0; p < 90 * 120; ++p) {
       const uint8_t* c = &s.label_rgb[3 * p];
-      if (l[p] == kVoidLabel) ASSERT_TRUE(c[0] == 0 && c[1] == 0 && c[2] == 0);
+      if (l[p] == kVoidLabel) {
+        ASSERT_TRUE(c[0] == 0 && c[1] == 0 && c[2] == 0);
+      }
       classes.insert(l[p]);
     }
   }

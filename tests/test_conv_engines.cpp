@@ -61,7 +61,9 @@ TEST_P(ConvEngines, OneDnnMatchesIm2col) {
   EXPECT_LE(max_rel(y1, y2), 1e-5);
   EXPECT_LE(max_rel(dx1, dx2), 1e-5);
   EXPECT_LE(max_rel(dw1, dw2), 1e-5);
-  if (t.bias) EXPECT_LE(max_rel(db1, db2), 1e-5);
+  if (t.bias) {
+    EXPECT_LE(max_rel(db1, db2), 1e-5);
+  }
   // Only the wanted gradients: dx alone, then dw alone.
   auto dx3 = filled(nx, nan), dw3 = filled(nw, nan);
   ASSERT_TRUE(dl::cpu::onednn_conv2d_backward(g, x.data(), w.data(), dy.data(), dx3.data(), nullptr, nullptr));

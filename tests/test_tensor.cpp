@@ -75,7 +75,9 @@ TEST(Tensor, FactoryErrors) {
   Generator gen(1);
   EXPECT_DL_ERROR(Tensor::randn({2}, gen, DType::kInt32), "floating");
   EXPECT_DL_ERROR(Tensor::uniform({2}, 0, 1, gen, DType::kUInt8), "floating");
-  if (!dl::cuda_available()) EXPECT_THROW(Tensor::zeros({2}, DType::kFloat32, dl::Device::cuda()), dl::Error);
+  if (!dl::cuda_available()) {
+    EXPECT_THROW(Tensor::zeros({2}, DType::kFloat32, dl::Device::cuda()), dl::Error);
+  }
 }
 
 TEST(Tensor, RandomFactoriesAreSeeded) {
