@@ -767,6 +767,29 @@ void mnist_train_step_case(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * batch);
   state.counters["device_peak_MiB"] = dl::cuda::CudaAllocator::instance().stats(kDevice).peak_bytes / 1048576.0;
 }
+
+// One DeepLabv3+ (ResNet-18, 11 classes) training step on CUDA: SGDM as in train_camvid, the image size and
+// batch of the arguments (the GPU kit runs 360x480 and 720x960 at batch 8).
+void deeplab_train_step_case(benchmark::State& state) {
+  const int64_t h = state.range(0), w = state.range(1), batch = state.range(2), classes = 11;
+  dl::Generator gen(3);
+  dl::nn::DeepLabV3Plus model({.num_classes = static_cast<int>(classes)}, gen);
+  model.to(gpu());
+  dl::optim::Sgdm sgdm(model.parameter_refs(), {.learning_rate = 0.003, .momentum = 0.9, .l2 = 0.005});
+  const dl::Tensor x = dl::Tensor::randn({batch, 3, h, w}, gen).to(gpu());
+  std::vector<int32_t> labels(static_cast<size_t>(batch * h * w));
+  for (auto& l : labels) l = static_cast<int32_t>(gen.below(classes));
+  const dl::Tensor y = dl::Tensor::from_vector<int32_t>({batch, h, w}, labels).to(gpu());
+  dl::cuda::CudaAllocator::instance().reset_peak(kDevice);
+  time_on_gpu(state, 1, [&] {
+    dl::Tensor loss = dl::ops::cross_entropy(model(x), y, {{}, 255});
+    sgdm.zero_grad();
+    loss.backward();
+    sgdm.step();
+  });
+  state.SetItemsProcessed(state.iterations() * batch);
+  state.counters["device_peak_MiB"] = dl::cuda::CudaAllocator::instance().stats(kDevice).peak_bytes / 1048576.0;
+}
 #endif  // DL_WITH_CUDA
 
 // A Cuda case: the call when libdl has its CUDA backend, a skip otherwise (same names everywhere, so that JSON
@@ -824,6 +847,11 @@ const bool registered = [] {
       ->ArgName("batch")
       ->Arg(128)
       ->Arg(1024)
+      ->Unit(benchmark::kMillisecond);
+  add_cuda("DeepLabTrainStep", DL_CUDA_CASE(deeplab_train_step_case(state)))
+      ->ArgNames({"h", "w", "batch"})
+      ->Args({360, 480, 8})
+      ->Args({720, 960, 8})
       ->Unit(benchmark::kMillisecond);
   return true;
 }();

@@ -85,9 +85,10 @@ DL_GLOBAL void bf_match_kernel(const int32_t* from, const int32_t* to, int64_t h
     }
   }
   __syncthreads();
-  if (!kShared) return;
-  for (int i = threadIdx.x; i < 2 * c; i += blockDim.x)
-    if (local[i] != 0u) atomicAdd(&out[i], static_cast<unsigned long long>(local[i]));
+  if constexpr (kShared) {
+    for (int i = threadIdx.x; i < 2 * c; i += blockDim.x)
+      if (local[i] != 0u) atomicAdd(&out[i], static_cast<unsigned long long>(local[i]));
+  }
 }
 
 // ---- launch sequence (Note [launchers]) ----

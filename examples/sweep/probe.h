@@ -35,7 +35,7 @@ struct ProbeTry {
   bool fit = false;
   double allocator_peak_bytes = 0, os_peak_rss_bytes = 0, child_peak_rss_bytes = 0, predicted_bytes = 0;
   double seconds = 0;
-  std::string error;
+  std::string error{};
 };
 
 struct ProbeResult {

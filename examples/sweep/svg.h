@@ -9,14 +9,14 @@ namespace dl::sweep {
 
 struct Series {
   std::string name;
-  std::vector<double> x, y;
+  std::vector<double> x{}, y{};
   bool markers = false;  // a dot at each point (few points: sweeps)
   bool dashed = false;
 };
 
 struct LineChart {
-  std::string title, x_label, y_label;
-  std::vector<Series> series;
+  std::string title{}, x_label{}, y_label{};
+  std::vector<Series> series{};
   bool log2_x = false;  // batch sizes: ticks at powers of two
   bool y_from_zero = false;
   int width = 640, height = 400;
