@@ -116,7 +116,8 @@ def pack(args):
                              capture_output=True, check=True).stdout.decode().split("\0")
     for rel in filter(None, tracked):
         source = os.path.join(root, rel)
-        if os.path.isfile(source):
+        inside_kit = any(os.path.commonpath([os.path.abspath(source), k]) == k for k in (kit, tmp))
+        if os.path.isfile(source) and not inside_kit:  # a kit packed inside the checkout is not its own source
             dest = os.path.join(tmp, "src", rel)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             shutil.copy2(source, dest)
