@@ -48,6 +48,7 @@
 #include "dl/nn/state.h"
 #include "dl/ops/optim_update.h"
 #include "dl/optim/optimizer.h"
+#include "dl/optim/schedule.h"
 #include "dl/train/options.h"
 #include "dl/train/resources.h"
 #include "dl/train/trainer.h"

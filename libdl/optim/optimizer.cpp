@@ -2,17 +2,53 @@
 #include "dl/optim/optimizer.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "dl/ops/elementwise.h"
 #include "dl/ops/optim_update.h"
 
 namespace dl::optim {
 
-Optimizer::Optimizer(std::vector<nn::ParamRef> params, double learning_rate, double l2)
-    : params_(std::move(params)), lr_(learning_rate), l2_(l2) {
+namespace {
+
+void check_rate(double v, const char* what) {
+  DL_CHECK(v >= 0 && std::isfinite(v), "optimiser: expected ", what, " >= 0, got ", v);
+}
+
+}  // namespace
+
+Optimizer::Optimizer(std::vector<nn::ParamRef> params, double learning_rate, double l2, double weight_decay)
+    : Optimizer(std::vector<ParamGroup>{ParamGroup{.params = std::move(params)}}, learning_rate, l2, weight_decay) {}
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups, double learning_rate, double l2, double weight_decay)
+    : lr_(learning_rate) {
   DL_CHECK(learning_rate > 0 && std::isfinite(learning_rate), "optimiser: expected a positive learning rate, got ",
            learning_rate);
-  DL_CHECK(l2 >= 0, "optimiser: expected L2 regularisation >= 0, got ", l2);
+  check_rate(l2, "L2 regularisation");
+  check_rate(weight_decay, "weight decay");
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const ParamGroup& group = groups[gi];
+    check_rate(group.learn_rate_factor, "a group's learn-rate factor");
+    check_rate(group.l2.value_or(l2), "a group's L2 regularisation");
+    check_rate(group.weight_decay.value_or(weight_decay), "a group's weight decay");
+    for (const nn::ParamRef& p : group.params) {
+      DL_CHECK(p.tensor.defined(), "optimiser: parameter '", p.name, "' of group ", gi, " is an undefined tensor");
+      check_rate(p.learn_rate_factor, "a parameter's learn-rate factor");
+      check_rate(p.l2_factor, "a parameter's L2 factor");
+      for (const nn::ParamRef& q : params_)
+        DL_CHECK(q.tensor.raw_data() != p.tensor.raw_data(), "optimiser: parameter '", p.name,
+                 "' is given twice (a parameter may be in one group only; it is already there as '", q.name, "')");
+      params_.push_back(p);
+      lr_factor_.push_back(group.learn_rate_factor * p.learn_rate_factor);
+      l2_.push_back(group.l2.value_or(l2) * p.l2_factor);
+      weight_decay_.push_back(group.weight_decay.value_or(weight_decay));
+    }
+  }
+}
+
+void Optimizer::set_learning_rate(double lr) {
+  DL_CHECK(lr >= 0 && std::isfinite(lr), "optimiser ", name(), ": expected a learning rate >= 0, got ", lr);
+  lr_ = lr;
 }
 
 std::vector<Tensor>& Optimizer::add_slot(const std::string& slot) {
@@ -24,10 +60,21 @@ std::vector<Tensor>& Optimizer::add_slot(const std::string& slot) {
 
 void Optimizer::step() {
   ++steps_;
+  bool any = false;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor g = params_[i].tensor.grad();
     if (!g.defined()) continue;
+    any = true;
+    // Decoupled weight decay (AdamW): w *= 1 - lr * wd, before and apart from the gradient's update.
+    if (weight_decay_[i] > 0) ops::add_(params_[i].tensor, params_[i].tensor, -lr(i) * weight_decay_[i]);
     update(i, params_[i].tensor, g);
+  }
+  if (!any && !params_.empty() && !warned_no_gradients_) {
+    warned_no_gradients_ = true;
+    std::fprintf(stderr,
+                 "libdl: warning: optimiser %s stepped with no gradient on any of its %zu parameters (was backward() "
+                 "called on a loss that depends on them?); said once\n",
+                 name(), params_.size());
   }
 }
 
@@ -61,29 +108,61 @@ void Optimizer::load_state(const nn::NamedTensors& tensors, int64_t steps, const
 }
 
 Sgdm::Sgdm(std::vector<nn::ParamRef> params, const SgdmOptions& o)
-    : Optimizer(std::move(params), o.learning_rate, o.l2), momentum_(o.momentum), velocity_(add_slot("velocity")) {
+    : Sgdm(std::vector<ParamGroup>{ParamGroup{.params = std::move(params)}}, o) {}
+Sgdm::Sgdm(std::vector<ParamGroup> groups, const SgdmOptions& o)
+    : Optimizer(std::move(groups), o.learning_rate, o.l2, o.weight_decay), o_(o), velocity_(add_slot("velocity")) {
   DL_CHECK(o.momentum >= 0 && o.momentum < 1, "sgdm: expected momentum in [0, 1), got ", o.momentum);
 }
 void Sgdm::update(size_t i, Tensor& w, const Tensor& g) {
-  ops::sgdm_update_(w, g, velocity_[i], lr_, momentum_, l2_ * params_[i].l2_factor);
+  if (!o_.nesterov) {
+    ops::sgdm_update_(w, g, velocity_[i], lr(i), o_.momentum, l2(i));
+    return;
+  }
+  // Nesterov: w_new = w + m v_new - lr g'. The fused update gives w + v_new with v_new = m v - lr g', so
+  // lr g' = m v - v_new and w_new = (w + v_new) + m (v_new - v).
+  const Tensor v_old = velocity_[i].clone();
+  ops::sgdm_update_(w, g, velocity_[i], lr(i), o_.momentum, l2(i));
+  ops::add_(w, velocity_[i], o_.momentum);
+  ops::add_(w, v_old, -o_.momentum);
 }
 
 Adam::Adam(std::vector<nn::ParamRef> params, const AdamOptions& o)
-    : Optimizer(std::move(params), o.learning_rate, o.l2), o_(o), m_(add_slot("adam_m")), v_(add_slot("adam_v")) {
+    : Adam(std::vector<ParamGroup>{ParamGroup{.params = std::move(params)}}, o) {}
+Adam::Adam(std::vector<ParamGroup> groups, const AdamOptions& o)
+    : Optimizer(std::move(groups), o.learning_rate, o.l2, o.weight_decay),
+      o_(o),
+      m_(add_slot("adam_m")),
+      v_(add_slot("adam_v")) {
   DL_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1 && o.epsilon > 0,
            "adam: expected decay rates in [0, 1) and epsilon > 0, got ", o.beta1, ", ", o.beta2, ", ", o.epsilon);
 }
 void Adam::update(size_t i, Tensor& w, const Tensor& g) {
-  ops::adam_update_(w, g, m_[i], v_[i], lr_, o_.beta1, o_.beta2, o_.epsilon, l2_ * params_[i].l2_factor, steps_);
+  ops::adam_update_(w, g, m_[i], v_[i], lr(i), o_.beta1, o_.beta2, o_.epsilon, l2(i), steps_);
 }
 
+namespace {
+AdamOptions adam_options(const AdamWOptions& o) {
+  return {.learning_rate = o.learning_rate,
+          .beta1 = o.beta1,
+          .beta2 = o.beta2,
+          .epsilon = o.epsilon,
+          .l2 = 0.0,
+          .weight_decay = o.weight_decay};
+}
+}  // namespace
+
+AdamW::AdamW(std::vector<nn::ParamRef> params, const AdamWOptions& o) : Adam(std::move(params), adam_options(o)) {}
+AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o) : Adam(std::move(groups), adam_options(o)) {}
+
 RmsProp::RmsProp(std::vector<nn::ParamRef> params, const RmsPropOptions& o)
-    : Optimizer(std::move(params), o.learning_rate, o.l2), o_(o), v_(add_slot("rmsprop_v")) {
+    : RmsProp(std::vector<ParamGroup>{ParamGroup{.params = std::move(params)}}, o) {}
+RmsProp::RmsProp(std::vector<ParamGroup> groups, const RmsPropOptions& o)
+    : Optimizer(std::move(groups), o.learning_rate, o.l2, o.weight_decay), o_(o), v_(add_slot("rmsprop_v")) {
   DL_CHECK(o.decay >= 0 && o.decay < 1 && o.epsilon > 0, "rmsprop: expected decay in [0, 1) and epsilon > 0, got ",
            o.decay, ", ", o.epsilon);
 }
 void RmsProp::update(size_t i, Tensor& w, const Tensor& g) {
-  ops::rmsprop_update_(w, g, v_[i], lr_, o_.decay, o_.epsilon, l2_ * params_[i].l2_factor);
+  ops::rmsprop_update_(w, g, v_[i], lr(i), o_.decay, o_.epsilon, l2(i));
 }
 
 namespace {

@@ -16,7 +16,8 @@ namespace dl::nn {
 struct ParamRef {
   std::string name;
   Tensor tensor;
-  double l2_factor = 1.0;
+  double l2_factor = 1.0;          // times the optimiser's L2 regularisation (MATLAB's L2Factor)
+  double learn_rate_factor = 1.0;  // times the optimiser's learning rate (MATLAB's LearnRateFactor; 0 freezes)
 };
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
