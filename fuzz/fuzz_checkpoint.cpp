@@ -10,7 +10,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static dl::nn::MnistCnn model({.filters = {2}, .in_channels = 1, .height = 4, .width = 4, .num_classes = 2});
   static dl::train::Trainer* trainer = [] {
     dl::train::TrainingOptions o;
-    o.solver = "adam";
+    o.solver = dl::train::Solver::kAdam;
     o.verbose = false;
     return new dl::train::Trainer(model, o);
   }();

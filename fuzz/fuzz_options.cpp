@@ -1,11 +1,12 @@
-// libFuzzer target: the programs' option parser (examples/common/flags.h) with the training flags,
+// libFuzzer target: the programs' option parser (dl/train/flags.h) with every training flag,
 // TrainingOptions::validate, image sizes and memory limits. The input is the command line, one
 // argument a line.
 #include <vector>
 
-#include "../examples/common/flags.h"
 #include "dl/data/camvid.h"
+#include "dl/train/flags.h"
 #include "dl/train/options.h"
+#include "dl/train/run_report.h"
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -29,15 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t seed = 0;
   int64_t subset = 0;
   bool augment = false;
-  dl::examples::Flags f("fuzz", "options fuzzer");
-  f.add({"solver"}, &o.solver, "");
-  f.add({"lr"}, &o.initial_learn_rate, "", 1e-12, 1e6);
-  f.add({"epochs"}, &o.max_epochs, "", 1, 1000000);
-  f.add({"batch-size"}, &o.mini_batch_size, "", int64_t{1}, int64_t{1} << 31);
-  f.add({"momentum"}, &o.momentum, "", 0.0, 0.999999);
-  f.add({"gradient-threshold"}, &o.gradient_threshold, "", 1e-30, std::numeric_limits<double>::infinity());
-  f.add({"shuffle"}, &o.shuffle, "");
-  f.add({"keep-checkpoints"}, &o.keep_checkpoints, "", 0, 1000000);
+  dl::train::Flags f("fuzz", "options fuzzer");
+  dl::train::add_training_flags(f, o);
   f.add({"threads"}, &threads, "", 0, 1024);
   f.add({"seed"}, &seed, "");
   f.add({"train-subset"}, &subset, "", int64_t{0}, int64_t{1} << 40);
@@ -48,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::ostringstream sink;
     if (!f.parse(static_cast<int>(argv.size()), argv.data())) return;
     o.validate();
-    (void)dl::examples::parse_memory_limit(memory_limit);
+    (void)dl::train::parse_memory_limit(memory_limit);
     if (!image_size.empty()) (void)dl::data::parse_image_size(image_size);
   });
   return 0;

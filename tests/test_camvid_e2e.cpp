@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "camvid/camvid_model.h"  // kDefaultSplitSeed
+#include "dl/core/json.h"
 #include "dl/data/camvid.h"
 #include "dl/data/camvid_synth.h"
 #include "dl/data/label_image.h"
@@ -24,12 +25,11 @@
 #include "dl/nn/layers.h"
 #include "dl/nn/resnet.h"
 #include "dl/nn/state.h"
-#include "sweep/json.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-using dl::sweep::Json;
+using dl::Json;
 
 constexpr int64_t kImages = 48, kHeight = 64, kWidth = 96;
 constexpr uint64_t kDataSeed = 7;
@@ -138,6 +138,21 @@ TEST_F(CamVidE2E, EvaluateModelGivesTheTrainingRunsTestMetrics) {
   const Json* cm = m.find("ConfusionMatrix");
   ASSERT_NE(cm, nullptr);
   EXPECT_EQ(cm->size(), 11u);
+}
+
+TEST_F(CamVidE2E, EvaluateFoldersScoresLabelPngs) {
+  // The data set's own labels as predictions: every pixel right.
+  const std::string labels = data_dir() + "/LabeledApproved_full";
+  ASSERT_EQ(run(DL_EVALUATE_BIN, "--pred " + labels + " --truth " + labels + " --json " + path("folders.json"),
+                path("folders.log")),
+            0)
+      << slurp(path("folders.log"));
+  EXPECT_NE(slurp(path("folders.log")).find("MeanBFScore"), std::string::npos) << slurp(path("folders.log"));
+  const Json m = Json::parse(slurp(path("folders.json")));
+  EXPECT_EQ(m.number_at("GlobalAccuracy"), 1.0);
+  EXPECT_EQ(m.number_at("NumImages"), static_cast<double>(kImages));
+  EXPECT_NE(run(DL_EVALUATE_BIN, "--pred " + labels, path("folders.log")), 0);
+  EXPECT_NE(slurp(path("folders.log")).find("give both --pred DIR and --truth DIR"), std::string::npos);
 }
 
 TEST_F(CamVidE2E, SegmentWritesLabelsAndOverlayAtTheImagesSize) {

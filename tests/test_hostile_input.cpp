@@ -64,7 +64,8 @@ void chunk(Bytes& out, const char* type, const Bytes& data) {
   be32(out, static_cast<uint32_t>(data.size()));
   const Bytes body = std::string(type, 4) + data;
   out += body;
-  be32(out, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
+  be32(out,
+       static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
 }
 Bytes zlib_compress(const Bytes& raw) {
   uLongf n = compressBound(static_cast<uLong>(raw.size()));
@@ -206,7 +207,8 @@ TEST(FileIo, AFullDiskLeavesTheOldFileAndNoDebris) {
   EXPECT_EQ(get(d / "log.csv"), "header\n");  // the record that did not fit is gone, not half there
   EXPECT_EQ(get(path), "{\"complete\": true}");
   int files = 0;
-  for (const auto& e : fs::directory_iterator(d)) files += e.path().filename().string().find(".dltmp.") == std::string::npos;
+  for (const auto& e : fs::directory_iterator(d))
+    files += e.path().filename().string().find(".dltmp.") == std::string::npos;
   EXPECT_EQ(files, 2);  // report.json and log.csv, no temporary
   for (const auto& e : fs::directory_iterator(d))
     EXPECT_EQ(e.path().filename().string().find(".dltmp."), std::string::npos) << e.path();
@@ -247,7 +249,7 @@ TEST(Images, LabelPngsAreReadByBitDepthAndColourType) {
   expect_error([&] { dl::data::read_label_png((d / "c2.png").string()); }, {"c2.png", "261"});
   // Palette: each index stands for its colour (CamVid Sky = 128,128,128 is class 0).
   const dl::data::Rgb sky = dl::data::camvid_colour_of(0), road = dl::data::camvid_colour_of(3);
-  const Bytes plte = {static_cast<char>(sky.r), static_cast<char>(sky.g), static_cast<char>(sky.b),
+  const Bytes plte = {static_cast<char>(sky.r),  static_cast<char>(sky.g),  static_cast<char>(sky.b),
                       static_cast<char>(road.r), static_cast<char>(road.g), static_cast<char>(road.b)};
   put(d / "p.png", make_png(2, 1, 8, 3, {Bytes("\x01\x00", 2)}, plte));
   l = dl::data::read_label_png((d / "p.png").string(), &f);
@@ -276,8 +278,8 @@ TEST(Images, CorruptPngsAreRefused) {
   Bytes adler = make_png(4, 2, 8, 0, {Bytes(4, '\x01'), Bytes(4, '\x02')});
   {
     const size_t at = adler.find("IDAT");
-    const uint32_t len = (uint8_t(adler[at - 4]) << 24) | (uint8_t(adler[at - 3]) << 16) | (uint8_t(adler[at - 2]) << 8) |
-                         uint8_t(adler[at - 1]);
+    const uint32_t len = (uint8_t(adler[at - 4]) << 24) | (uint8_t(adler[at - 3]) << 16) |
+                         (uint8_t(adler[at - 2]) << 8) | uint8_t(adler[at - 1]);
     adler[at + 4 + len - 1] ^= 0x01;  // the last byte of the Adler-32
     const uint32_t c = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(adler.data() + at), len + 4));
     for (int k = 0; k < 4; ++k) adler[at + 4 + len + k] = static_cast<char>(c >> (24 - 8 * k));
@@ -358,7 +360,10 @@ TEST(SafeTensorsHostile, EveryRuleOfTheFormat) {
   expect_error([&] { dl::load_safetensors(p); }, {"1 bytes after the last tensor"});
   put(p, safetensors(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", f8));
   expect_error([&] { dl::load_safetensors(p); }, {"hole of 4 bytes"});
-  put(p, safetensors(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[0],"data_offsets":[8,8]}})", f8));
+  put(p,
+      safetensors(
+          R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[0],"data_offsets":[8,8]}})",
+          f8));
   expect_error([&] { dl::load_safetensors(p); }, {"duplicate name"});
   put(p, safetensors(R"({"w\uZZZZ":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", f8));
   expect_error([&] { dl::load_safetensors(p); }, {"bad \\u escape"});
@@ -387,8 +392,10 @@ TEST(SafeTensorsHostile, EveryRuleOfTheFormat) {
   EXPECT_TRUE(std::isnan(dl::load_safetensors(p, {.allow_non_finite = true}).tensors[0].second.data<float>()[1]));
   // BF16 and F16 load as float32.
   const uint16_t half[2] = {0x3c00, 0xc000}, bf[2] = {0x3f80, 0x4040};  // 1, -2 and 1, 3
-  put(p, safetensors(R"({"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"BF16","shape":[2],"data_offsets":[4,8]}})",
-                     Bytes(reinterpret_cast<const char*>(half), 4) + Bytes(reinterpret_cast<const char*>(bf), 4)));
+  put(p,
+      safetensors(
+          R"({"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"BF16","shape":[2],"data_offsets":[4,8]}})",
+          Bytes(reinterpret_cast<const char*>(half), 4) + Bytes(reinterpret_cast<const char*>(bf), 4)));
   const dl::SafeTensors st = dl::load_safetensors(p);
   EXPECT_EQ(st.tensors[0].second.data<float>()[1], -2.0f);
   EXPECT_EQ(st.tensors[1].second.data<float>()[1], 3.0f);
@@ -470,7 +477,8 @@ TEST(IdxHostile, GzipBombsAndAbsurdHeadersAreBounded) {
 // ---------------------------------------------------------------------------------------------
 TEST(Sizes, AbsurdRequestsFailAtOnce) {
   const auto t0 = std::chrono::steady_clock::now();
-  expect_error([] { dl::CpuAllocator::instance().allocate(size_t{1} << 63); }, {"out of host memory", "9223372036854775808"});
+  expect_error([] { dl::CpuAllocator::instance().allocate(size_t{1} << 63); },
+               {"out of host memory", "9223372036854775808"});
   EXPECT_EQ(dl::allocation_size_class(std::numeric_limits<size_t>::max()), std::numeric_limits<size_t>::max());
   EXPECT_EQ(dl::allocation_size_class(5000), 5120u);
   expect_error([] { dl::Tensor::empty({int64_t{1} << 40, int64_t{1} << 40}, dl::DType::kFloat32); }, {"2^56"});
@@ -500,7 +508,7 @@ std::shared_ptr<dl::data::TensorDataset> tiny_set(int n) {
 
 dl::train::TrainingOptions tiny_options(const fs::path& dir) {
   dl::train::TrainingOptions o;
-  o.solver = "sgdm";
+  o.solver = dl::train::Solver::kSgdm;
   o.max_epochs = 3;
   o.mini_batch_size = 16;
   o.verbose = false;

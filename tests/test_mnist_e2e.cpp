@@ -14,11 +14,11 @@ TEST(MnistE2E, ThreeEpochsAtBatch128ReachNinetyFivePercent) {
   auto test = dl::data::load_mnist(dir, false);
   dl::nn::MnistCnn model;
   dl::train::TrainingOptions o;
-  o.solver = "adam";
+  o.solver = dl::train::Solver::kAdam;
   o.initial_learn_rate = 0.01;
   o.max_epochs = 3;
   o.mini_batch_size = 128;
-  o.shuffle = "every-epoch";
+  o.shuffle = dl::train::Shuffle::kEveryEpoch;
   o.verbose = false;
   dl::train::Trainer trainer(model, o);
   trainer.fit(std::make_shared<dl::data::TensorDataset>(train.images, train.labels));

@@ -1,6 +1,6 @@
 // Segmentation metrics (dl/metrics/segmentation.h) against an independent brute-force implementation
 // of MATLAB's definitions (explicit loops, O(n^2) boundary distances), hand-computed cases, the CamVid
-// palette, label PNG round trips and the evaluate example end to end.
+// palette, label PNG round trips and folders of label PNGs matched by name (what evaluate --pred --truth reads).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "dl/data/camvid_palette.h"
+#include "dl/data/label_folders.h"
 #include "dl/data/label_image.h"
 #include "dl/metrics/segmentation.h"
 
@@ -459,49 +460,18 @@ TEST(LabelPng, ErrorsNameTheFile) {
                dl::Error);
 }
 
-#ifdef DL_EVALUATE_BIN
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-// The numbers of one JSON key: a number, or an array of numbers / nulls (nested arrays flattened).
-std::vector<double> json_numbers(const std::string& json, const std::string& key) {
-  const size_t at = json.find("\"" + key + "\":");
-  EXPECT_NE(at, std::string::npos) << key;
-  if (at == std::string::npos) return {};
-  size_t i = at + key.size() + 3;
-  std::vector<double> out;
-  int depth = 0;
-  while (i < json.size()) {
-    const char c = json[i];
-    if (c == '[')
-      ++depth, ++i;
-    else if (c == ']') {
-      ++i;
-      if (--depth == 0) break;
-    } else if (c == ' ' || c == ',' || c == '\n')
-      ++i;
-    else if (json.compare(i, 4, "null") == 0)
-      out.push_back(kNaN), i += 4;
-    else {
-      char* end = nullptr;
-      out.push_back(std::strtod(json.c_str() + i, &end));
-      i = end - json.c_str();
-      if (depth == 0) break;
-    }
+// The error of add_label_folders (the empty string when none).
+std::string folders_error(const fs::path& pred, const fs::path& truth, int classes = dl::data::kCamVidNumClasses) {
+  SegmentationEvaluator ev(classes);
+  try {
+    dl::data::add_label_folders(pred.string(), truth.string(), ev);
+  } catch (const dl::Error& e) {
+    return e.what();
   }
-  return out;
+  return "";
 }
 
-int run_evaluate(const std::string& args, const fs::path& log) {
-  const std::string cmd = std::string("\"") + DL_EVALUATE_BIN + "\" " + args + " > \"" + log.string() + "\" 2>&1";
-  return std::system(cmd.c_str());
-}
-
-TEST(EvaluateExample, FoldersEndToEnd) {
+TEST(LabelFolders, MatchByNameAndScoreLikeTheEvaluator) {
   using namespace dl::data;
   TempDir dir;
   const fs::path pred = dir.path() / "pred", truth = dir.path() / "truth";
@@ -521,69 +491,40 @@ TEST(EvaluateExample, FoldersEndToEnd) {
                     i == 2 ? LabelPngFormat::kIndex : LabelPngFormat::kCamVidRgb);
     expected.add(to_tensor(p), to_tensor(t));
   }
-  const fs::path json = dir.path() / "metrics.json", log = dir.path() / "log.txt";
-  ASSERT_EQ(
-      run_evaluate("--pred " + pred.string() + " --truth " + truth.string() + " --classes 11 --json " + json.string(),
-                   log),
-      0)
-      << slurp(log);
-  const std::string out = slurp(log);
-  EXPECT_NE(out.find("MeanBFScore"), std::string::npos) << out;
-  EXPECT_NE(out.find("Pedestrian"), std::string::npos) << out;
-
-  const SegmentationMetrics m = expected.result();
-  const std::string j = slurp(json);
-  const std::vector<std::pair<std::string, std::vector<double>>> keys = {{"GlobalAccuracy", {m.global_accuracy}},
-                                                                         {"MeanAccuracy", {m.mean_accuracy}},
-                                                                         {"MeanIoU", {m.mean_iou}},
-                                                                         {"WeightedIoU", {m.weighted_iou}},
-                                                                         {"MeanBFScore", {m.mean_bf_score}},
-                                                                         {"ClassAccuracy", m.class_accuracy},
-                                                                         {"ClassIoU", m.class_iou},
-                                                                         {"ClassMeanBFScore", m.class_mean_bf_score}};
-  for (const auto& [key, want] : keys) {
-    const std::vector<double> got = json_numbers(j, key);
-    ASSERT_EQ(got.size(), want.size()) << key << "\n" << j;
-    for (size_t i = 0; i < want.size(); ++i) expect_near_or_nan(want[i], got[i], key + "[" + std::to_string(i) + "]");
-  }
-  EXPECT_TRUE(std::isnan(json_numbers(j, "ClassIoU")[2]) || json_numbers(j, "ClassIoU")[2] == 0.0);
-  const std::vector<double> cm = json_numbers(j, "ConfusionMatrix");
-  ASSERT_EQ(cm.size(), m.confusion.size());
-  for (size_t i = 0; i < cm.size(); ++i) EXPECT_EQ(cm[i], static_cast<double>(m.confusion[i]));
+  SegmentationEvaluator got(kCamVidNumClasses);
+  add_label_folders(pred.string(), truth.string(), got);
+  const SegmentationMetrics m = expected.result(), g = got.result();
+  expect_near_or_nan(m.global_accuracy, g.global_accuracy, "GlobalAccuracy");
+  expect_near_or_nan(m.mean_iou, g.mean_iou, "MeanIoU");
+  expect_near_or_nan(m.mean_bf_score, g.mean_bf_score, "MeanBFScore");
+  for (size_t c = 0; c < m.class_iou.size(); ++c) expect_near_or_nan(m.class_iou[c], g.class_iou[c], "ClassIoU");
+  EXPECT_EQ(m.confusion, g.confusion);
 }
 
-TEST(EvaluateExample, ErrorsNameTheFile) {
+TEST(LabelFolders, ErrorsNameTheFile) {
   using namespace dl::data;
   TempDir dir;
-  const fs::path pred = dir.path() / "pred", truth = dir.path() / "truth", log = dir.path() / "log.txt";
+  const fs::path pred = dir.path() / "pred", truth = dir.path() / "truth";
+  EXPECT_NE(folders_error(pred, truth).find(pred.string()), std::string::npos);  // no folder
   fs::create_directories(pred);
   fs::create_directories(truth);
-  const std::string args = "--pred " + pred.string() + " --truth " + truth.string();
   write_label_png((pred / "a.png").string(), dl::Tensor::zeros({4, 4}, dl::DType::kUInt8), LabelPngFormat::kIndex);
   write_label_png((pred / "b.png").string(), dl::Tensor::zeros({4, 4}, dl::DType::kUInt8), LabelPngFormat::kIndex);
   write_label_png((truth / "a_L.png").string(), dl::Tensor::zeros({4, 4}, dl::DType::kUInt8),
                   LabelPngFormat::kCamVidRgb);
-  // b.png has no ground truth.
-  EXPECT_NE(run_evaluate(args, log), 0);
-  EXPECT_NE(slurp(log).find("b.png"), std::string::npos) << slurp(log);
-  // Size mismatch.
+  EXPECT_NE(folders_error(pred, truth).find("b.png"), std::string::npos);  // b.png has no ground truth
   write_label_png((truth / "b.png").string(), dl::Tensor::zeros({4, 5}, dl::DType::kUInt8), LabelPngFormat::kIndex);
-  EXPECT_NE(run_evaluate(args, log), 0);
-  EXPECT_NE(slurp(log).find("4 x 5"), std::string::npos) << slurp(log);
-  // Unreadable PNG.
+  EXPECT_NE(folders_error(pred, truth).find("4 x 5"), std::string::npos);  // size mismatch
   std::ofstream((truth / "b.png").string(), std::ios::trunc) << "junk";
-  EXPECT_NE(run_evaluate(args, log), 0);
-  EXPECT_NE(slurp(log).find((truth / "b.png").string()), std::string::npos) << slurp(log);
+  EXPECT_NE(folders_error(pred, truth).find((truth / "b.png").string()), std::string::npos);  // unreadable
   // A predicted label outside [0, C) names the files and the label.
   write_label_png((truth / "b.png").string(), dl::Tensor::zeros({4, 4}, dl::DType::kUInt8), LabelPngFormat::kIndex);
   write_label_png((pred / "b.png").string(), dl::Tensor::full({4, 4}, 12, dl::DType::kUInt8), LabelPngFormat::kIndex);
-  EXPECT_NE(run_evaluate(args + " --classes 11", log), 0);
-  EXPECT_NE(slurp(log).find("predicted label 12"), std::string::npos) << slurp(log);
-  EXPECT_NE(slurp(log).find("b.png"), std::string::npos) << slurp(log);
-  // All good now.
+  const std::string bad = folders_error(pred, truth);
+  EXPECT_NE(bad.find("predicted label 12"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("b.png"), std::string::npos) << bad;
   write_label_png((pred / "b.png").string(), dl::Tensor::zeros({4, 4}, dl::DType::kUInt8), LabelPngFormat::kIndex);
-  EXPECT_EQ(run_evaluate(args, log), 0) << slurp(log);
+  EXPECT_EQ(folders_error(pred, truth), "");
 }
-#endif
 
 }  // namespace

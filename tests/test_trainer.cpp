@@ -39,15 +39,17 @@ std::shared_ptr<dl::data::TensorDataset> quadrants(int n, uint64_t seed, int bad
   return std::make_shared<dl::data::TensorDataset>(x, dl::Tensor::from_vector<int32_t>({n}, y));
 }
 
-dl::nn::MnistCnnOptions small_cnn() { return {.filters = {4, 8}, .in_channels = 1, .height = 8, .width = 8, .num_classes = 4}; }
+dl::nn::MnistCnnOptions small_cnn() {
+  return {.filters = {4, 8}, .in_channels = 1, .height = 8, .width = 8, .num_classes = 4};
+}
 
 dl::train::TrainingOptions quick_options() {
   dl::train::TrainingOptions o;
-  o.solver = "adam";
+  o.solver = dl::train::Solver::kAdam;
   o.initial_learn_rate = 0.01;
   o.max_epochs = 4;
   o.mini_batch_size = 32;
-  o.shuffle = "every-epoch";
+  o.shuffle = dl::train::Shuffle::kEveryEpoch;
   o.validation_frequency = 5;
   o.verbose = false;
   o.seed = 11;
@@ -55,8 +57,9 @@ dl::train::TrainingOptions quick_options() {
 }
 
 TEST(DataLoader, EveryIndexOncePerEpochWithPartialLastBatch) {
-  auto ds = std::make_shared<dl::data::TensorDataset>(
-      dl::Tensor::from_vector<float>({10, 1}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}), dl::Tensor::zeros({10}, dl::DType::kInt32));
+  auto ds =
+      std::make_shared<dl::data::TensorDataset>(dl::Tensor::from_vector<float>({10, 1}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}),
+                                                dl::Tensor::zeros({10}, dl::DType::kInt32));
   dl::data::DataLoader loader(ds, {.batch_size = 4, .shuffle = true, .seed = 5});
   EXPECT_EQ(loader.batches_per_epoch(), 3);
   std::vector<std::vector<float>> epochs;
@@ -141,7 +144,8 @@ TEST(Trainer, SameSeedSameThreadsSameRunBitForBit) {
     states.push_back(model->state());
   }
   for (size_t i = 0; i < states[0].size(); ++i)
-    EXPECT_EQ(0, std::memcmp(states[0][i].second.raw_data(), states[1][i].second.raw_data(), states[0][i].second.nbytes()))
+    EXPECT_EQ(0,
+              std::memcmp(states[0][i].second.raw_data(), states[1][i].second.raw_data(), states[0][i].second.nbytes()))
         << states[0][i].first;
 }
 
@@ -165,7 +169,7 @@ TEST(Trainer, LabelOutOfRangeNamesTheLabel) {
   dl::nn::MnistCnn model(small_cnn(), gen);
   auto o = quick_options();
   o.mini_batch_size = 64;
-  o.shuffle = "never";
+  o.shuffle = dl::train::Shuffle::kNever;
   dl::train::Trainer trainer(model, o);
   try {
     trainer.fit(quadrants(64, 1, /*bad_label=*/7));
@@ -181,7 +185,7 @@ TEST(Trainer, NanLossIsAClearError) {
   auto data = quadrants(64, 1);
   const_cast<float*>(data->inputs().data<float>())[5] = std::nanf("");
   auto o = quick_options();
-  o.shuffle = "never";
+  o.shuffle = dl::train::Shuffle::kNever;
   dl::train::Trainer trainer(model, o);
   try {
     trainer.fit(data);

@@ -7,10 +7,14 @@
 #include <numeric>
 
 #include "dl/autograd/engine.h"
+#include "dl/config.h"
 #include "dl/core/parse.h"
 #include "dl/core/safetensors.h"
+#include "dl/core/threads.h"
+#include "dl/data/device_stager.h"
 #include "dl/data/image_io.h"
 #include "dl/nn/state.h"
+#include "report.h"
 
 namespace dl::examples::camvid {
 
@@ -134,7 +138,6 @@ Tensor predict_labels(nn::Layer& model, const Tensor& inputs) {
 
 double evaluate_segmentation(nn::Layer& model, const data::Dataset& d, int64_t batch_size,
                              metrics::SegmentationEvaluator& ev, const ops::CrossEntropyOptions* loss) {
-  DL_CHECK(batch_size > 0, "evaluate_segmentation: batch size ", batch_size);
   const bool was_training = model.is_training();
   model.eval();
   autograd::NoGradGuard no_grad;
@@ -144,20 +147,61 @@ double evaluate_segmentation(nn::Layer& model, const data::Dataset& d, int64_t b
   const Device device = params.empty() ? Device::cpu() : params.front().device();
   ops::CrossEntropyOptions loss_on_device = loss ? *loss : ops::CrossEntropyOptions{};
   if (loss_on_device.class_weights.defined()) loss_on_device.class_weights = loss_on_device.class_weights.to(device);
-  std::vector<int64_t> idx;
-  for (int64_t b = 0; b < d.size(); b += batch_size) {
-    idx.resize(static_cast<size_t>(std::min(batch_size, d.size() - b)));
-    std::iota(idx.begin(), idx.end(), b);
-    data::Batch batch = d.get_batch(idx);
-    batch.inputs = batch.inputs.to(device);
+  data::for_each_batch(d, batch_size, device, [&](const data::Batch& batch, int64_t) {
     const Tensor logits = model.forward(batch.inputs);  // N x C x H x W
     if (loss)
-      loss_sum += ops::cross_entropy(logits, batch.targets.to(device), loss_on_device).item<double>() *
-                  static_cast<double>(idx.size());
+      loss_sum +=
+          ops::cross_entropy(logits, batch.targets, loss_on_device).item<double>() * static_cast<double>(batch.size());
     ev.add(argmax_channels(logits), batch.targets.to(Device::cpu()));
-  }
+  });
   model.train(was_training);
   return loss && d.size() ? loss_sum / static_cast<double>(d.size()) : std::numeric_limits<double>::quiet_NaN();
+}
+
+ModelInfo model_info(const data::CamVidDatasets& sets, bool image_pooling, uint64_t split_seed) {
+  return {.num_classes = data::kCamVidNumClasses,
+          .image_pooling = image_pooling,
+          .height = sets.test->data().height,
+          .width = sets.test->data().width,
+          .split_seed = split_seed,
+          .normalisation = sets.normalisation};
+}
+
+data::CamVidDatasets load_datasets(const std::string& data_dir, const std::string& image_size, uint64_t split_seed,
+                                   train::TrainingProgram& p, bool image_pooling, bool augment) {
+  const std::string dir = resolve_data_dir(data_dir, "train_camvid");
+  const data::ImageSize size = image_size.empty() ? data::ImageSize{} : data::parse_image_size(image_size);
+  auto images = std::make_shared<const data::CamVidImages>(data::load_camvid(dir, size));
+  data::CamVidSplit split = data::split_camvid(images->size(), split_seed);
+  DL_CHECK(!split.train.empty() && !split.validation.empty() && !split.test.empty(), "train_camvid: ", dir, " holds ",
+           images->size(), " images, too few for a 60/20/20 split (at least 5)");
+  const int64_t batch = p.options().mini_batch_size;
+  if (image_pooling && static_cast<int64_t>(split.train.size()) % batch == 1 && !p.probing()) {
+    std::printf("train_camvid: leaving out training image %s so that no mini-batch holds a single image\n",
+                images->names[static_cast<size_t>(split.train.back())].c_str());
+    split.train.pop_back();
+  }
+  data::CamVidDatasets sets = data::make_camvid_datasets(images, split, p.options().seed);
+  if (!augment) sets.train = std::make_shared<data::CamVidDataset>(images, split.train, sets.normalisation);
+  Json& cfg = p.report().config();
+  cfg["data"] = dir;
+  cfg["split_seed"] = split_seed;
+  cfg["image_size"] = std::to_string(images->height) + "x" + std::to_string(images->width);
+  cfg["image_height"] = images->height;
+  cfg["image_width"] = images->width;
+  cfg["train_images"] = sets.train->size();
+  cfg["validation_images"] = sets.validation->size();
+  cfg["test_images"] = sets.test->size();
+  std::printf("libdl %s | CamVid from %s at %lldx%lld: %lld training, %lld validation, %lld test images | %d threads\n",
+              DL_VERSION, dir.c_str(), static_cast<long long>(images->height), static_cast<long long>(images->width),
+              static_cast<long long>(sets.train->size()), static_cast<long long>(sets.validation->size()),
+              static_cast<long long>(sets.test->size()), num_threads());
+  std::printf("Class weights (median frequency):");
+  const std::vector<std::string> names = class_names(data::kCamVidNumClasses, "", "train_camvid");
+  for (int c = 0; c < data::kCamVidNumClasses; ++c)
+    std::printf(" %s %.3f", names[static_cast<size_t>(c)].c_str(), sets.class_weights.data<float>()[c]);
+  std::printf("\n");
+  return sets;
 }
 
 }  // namespace dl::examples::camvid

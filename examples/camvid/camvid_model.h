@@ -15,6 +15,7 @@
 #include "dl/metrics/segmentation.h"
 #include "dl/nn/deeplab.h"
 #include "dl/ops/loss.h"
+#include "dl/train/program.h"
 
 namespace dl::examples::camvid {
 
@@ -29,6 +30,14 @@ data::SynthOptions default_synth_options();
 // `data_dir` when given, else the default generated set (written when missing, with a line saying so).
 std::string resolve_data_dir(const std::string& data_dir, const std::string& program);
 
+// train_camvid's data: the folder of `data_dir` (resolve_data_dir) decoded once into memory at
+// `image_size` ("HxW"; empty: the files' size), split 60/20/20 by `split_seed`, normalised by the
+// training split, the training images augmented (seeded by the program's --seed) unless `augment` is
+// off. With image pooling, a training image is left out when the last mini-batch would hold only it
+// (batch norm needs two). Prints what it loaded and the class weights; records it in the report.
+data::CamVidDatasets load_datasets(const std::string& data_dir, const std::string& image_size, uint64_t split_seed,
+                                   train::TrainingProgram& p, bool image_pooling, bool augment);
+
 struct ModelInfo {
   int num_classes = data::kCamVidNumClasses;
   bool image_pooling = true;
@@ -37,6 +46,8 @@ struct ModelInfo {
   data::Normalisation normalisation;
 };
 
+// The model file's metadata of a network trained on `sets` (its images' size and normalisation).
+ModelInfo model_info(const data::CamVidDatasets& sets, bool image_pooling, uint64_t split_seed);
 void save_camvid_model(const std::string& path, const nn::DeepLabV3Plus& model, const ModelInfo& info);
 
 struct LoadedModel {

@@ -6,9 +6,9 @@
 #include <chrono>
 #include <iostream>
 
-#include "../common/flags.h"
 #include "dl/data/camvid.h"
 #include "dl/data/camvid_synth.h"
+#include "dl/train/program.h"
 
 int main(int argc, char** argv) {
   try {
@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
     std::string out = "data/camvid_synth", size = "180x240";
     long long images = o.images;
     unsigned long long seed = o.seed;
-    dl::examples::Flags flags("make_camvid", "Writes a synthetic street-scene data set in CamVid's layout.");
+    dl::train::Flags flags("make_camvid", "Writes a synthetic street-scene data set in CamVid's layout.");
     flags.add({"out"}, &out, "output folder (created when missing)");
     flags.add({"images"}, &images, "number of images");
     flags.add({"size"}, &size, "image size HxW (CamVid's own is 720x960)");
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
               << ") to " << out << " in " << seconds << " s\n";
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "make_camvid: " << dl::examples::error_message(e) << "\n";
+    std::cerr << "make_camvid: " << dl::train::error_message(e) << "\n";
     return 1;
   }
 }

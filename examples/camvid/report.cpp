@@ -1,5 +1,4 @@
 // Printing and JSON of the segmentation metrics (see report.h).
-#include "dl/core/file_io.h"
 #include "report.h"
 
 #include <algorithm>
@@ -8,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "dl/core/file_io.h"
 #include "dl/data/camvid_palette.h"
 
 namespace dl::examples::camvid {
@@ -34,8 +34,8 @@ std::string json_array(const std::vector<double>& v) {
   return s + "]";
 }
 
-sweep::Json to_json_array(const std::vector<double>& v) {
-  sweep::Json a = sweep::Json::array();
+Json to_json_array(const std::vector<double>& v) {
+  Json a = Json::array();
   for (double x : v) a.push_back(x);
   return a;
 }
@@ -80,8 +80,8 @@ void print_metrics(const metrics::SegmentationMetrics& m, const std::vector<std:
   std::fflush(stdout);
 }
 
-sweep::Json metrics_to_json(const metrics::SegmentationMetrics& m, const std::vector<std::string>& names) {
-  sweep::Json j = sweep::Json::object();
+Json metrics_to_json(const metrics::SegmentationMetrics& m, const std::vector<std::string>& names) {
+  Json j = Json::object();
   j["GlobalAccuracy"] = m.global_accuracy;
   j["MeanAccuracy"] = m.mean_accuracy;
   j["MeanIoU"] = m.mean_iou;
@@ -90,14 +90,14 @@ sweep::Json metrics_to_json(const metrics::SegmentationMetrics& m, const std::ve
   j["ClassAccuracy"] = to_json_array(m.class_accuracy);
   j["ClassIoU"] = to_json_array(m.class_iou);
   j["ClassMeanBFScore"] = to_json_array(m.class_mean_bf_score);
-  sweep::Json cm = sweep::Json::array();
+  Json cm = Json::array();
   for (int t = 0; t < m.num_classes; ++t) {
-    sweep::Json row = sweep::Json::array();
+    Json row = Json::array();
     for (int p = 0; p < m.num_classes; ++p) row.push_back(m.confusion_at(t, p));
     cm.push_back(row);
   }
   j["ConfusionMatrix"] = cm;
-  sweep::Json n = sweep::Json::array();
+  Json n = Json::array();
   for (const auto& s : names) n.push_back(s);
   j["ClassNames"] = n;
   j["NumImages"] = m.num_images;
@@ -122,7 +122,7 @@ void write_metrics_json(const std::string& path, const metrics::SegmentationMetr
     s += "]";
   }
   s += "\n  ],\n  \"ClassNames\": [";
-  for (size_t c = 0; c < names.size(); ++c) s += (c ? ", " : "") + sweep::Json::quote(names[c]);
+  for (size_t c = 0; c < names.size(); ++c) s += (c ? ", " : "") + Json::quote(names[c]);
   s += "],\n  \"NumImages\": " + std::to_string(m.num_images) + "\n}\n";
 
   write_file_atomically(path, s);

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "../sweep/json.h"
+#include "dl/core/json.h"
 #include "dl/metrics/segmentation.h"
 
 namespace dl::examples::camvid {
@@ -20,7 +20,7 @@ std::vector<std::string> class_names(int classes, const std::string& comma_separ
 void print_metrics(const metrics::SegmentationMetrics& m, const std::vector<std::string>& names);
 
 // The metrics as a JSON object (also ClassNames and NumImages), for embedding in a report.
-sweep::Json metrics_to_json(const metrics::SegmentationMetrics& m, const std::vector<std::string>& names);
+Json metrics_to_json(const metrics::SegmentationMetrics& m, const std::vector<std::string>& names);
 
 // Writes the metrics to `path` (full double precision, the confusion matrix a row per line), written
 // to a temporary and renamed so that no reader sees half a file. Throws dl::Error naming the file.

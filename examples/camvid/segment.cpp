@@ -13,15 +13,15 @@
 #include <string>
 #include <vector>
 
-#include "../common/flags.h"
 #include "camvid_model.h"
 #include "dl/autograd/engine.h"
-#include "dl/core/threads.h"
 #include "dl/core/file_io.h"
+#include "dl/core/threads.h"
 #include "dl/data/camvid_palette.h"
 #include "dl/data/image_io.h"
 #include "dl/data/label_image.h"
 #include "dl/ops/resize.h"
+#include "dl/train/program.h"
 
 namespace {
 
@@ -75,8 +75,7 @@ int run(int argc, char** argv) {
   std::string model_path, image_path, labels_path, overlay_path, image_size;
   double alpha = 0.5;
   int threads = 0;
-  dl::examples::Flags f("segment",
-                        "Labels an image with a model trained by train_camvid: a palette PNG and an overlay.");
+  dl::train::Flags f("segment", "Labels an image with a model trained by train_camvid: a palette PNG and an overlay.");
   f.add({"model"}, &model_path, "model file written by train_camvid --save");
   f.add({"image"}, &image_path, "the image to label (PNG or JPEG)");
   f.add({"out-labels"}, &labels_path, "write the label map here: RGB PNG in the CamVid palette, the image's size");
@@ -103,8 +102,9 @@ int run(int argc, char** argv) {
   const dl::Tensor net_labels = camvid::predict_labels(*m.net, x);  // 1 x h x w
   const dl::Tensor labels = resize_nearest(net_labels.view(dl::Shape({size.height, size.width})), im.height, im.width);
   dl::data::write_label_png(labels_path, labels, dl::data::LabelPngFormat::kCamVidRgb);
-  std::printf("segment: %s (%lldx%lld, run at %lldx%lld) -> %s", image_path.c_str(), static_cast<long long>(im.height), static_cast<long long>(im.width),
-              static_cast<long long>(size.height), static_cast<long long>(size.width), labels_path.c_str());
+  std::printf("segment: %s (%lldx%lld, run at %lldx%lld) -> %s", image_path.c_str(), static_cast<long long>(im.height),
+              static_cast<long long>(im.width), static_cast<long long>(size.height), static_cast<long long>(size.width),
+              labels_path.c_str());
   if (!overlay_path.empty()) {
     write_overlay(overlay_path, im, labels, alpha);
     std::printf(", %s", overlay_path.c_str());
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
     return run(argc, argv);
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "segment: error: %s\n", dl::examples::error_message(e).c_str());
+    std::fprintf(stderr, "segment: error: %s\n", dl::train::error_message(e).c_str());
     return 1;
   }
 }

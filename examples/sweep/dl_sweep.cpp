@@ -13,9 +13,9 @@
 #include <map>
 #include <sstream>
 
-#include "../common/flags.h"
-#include "dl/core/parse.h"
 #include "dl/core/error.h"
+#include "dl/core/parse.h"
+#include "dl/train/program.h"
 #include "probe.h"
 #include "process.h"
 #include "programs.h"
@@ -67,12 +67,15 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 // A comma-separated list of numbers, each parsed strictly and within [lo, hi].
-template <typename T> std::vector<T> split_as(const std::string& s, const char* what, T lo, T hi) {
+template <typename T>
+std::vector<T> split_as(const std::string& s, const char* what, T lo, T hi) {
   std::vector<T> out;
   const std::string name = std::string("dl-sweep: --") + what;
   for (const auto& item : split(s)) {
-    if constexpr (std::is_floating_point_v<T>) out.push_back(static_cast<T>(dl::parse_double(item, lo, hi, name)));
-    else out.push_back(static_cast<T>(dl::parse_int(item, lo, hi, name)));
+    if constexpr (std::is_floating_point_v<T>)
+      out.push_back(static_cast<T>(dl::parse_double(item, lo, hi, name)));
+    else
+      out.push_back(static_cast<T>(dl::parse_int(item, lo, hi, name)));
   }
   DL_CHECK(!out.empty(), "dl-sweep: --", what, " is empty");
   return out;
@@ -125,8 +128,9 @@ void check_known(const Args& a, const std::vector<std::string>& known, const std
 }
 
 int cmd_run(const Args& a) {
-  check_known(a, {"out", "program", "batch", "epochs", "device", "threads", "image-size", "solver", "lr", "timeout",
-                  "retry-failed", "reference", "binary"},
+  check_known(a,
+              {"out", "program", "batch", "epochs", "device", "threads", "image-size", "solver", "lr", "timeout",
+               "retry-failed", "reference", "binary"},
               "run");
   SweepOptions o;
   o.out_dir = a.get("out");
@@ -170,14 +174,15 @@ int cmd_merge(const Args& a) {
 }
 
 int cmd_probe(const Args& a) {
-  check_known(a, {"out", "memory-limit", "start", "max-batch", "steps", "threads", "image-size", "tolerance",
-                  "program", "binary"},
-              "probe");
+  check_known(
+      a,
+      {"out", "memory-limit", "start", "max-batch", "steps", "threads", "image-size", "tolerance", "program", "binary"},
+      "probe");
   ProbeOptions o;
   o.out_dir = a.get("out");
   DL_CHECK(!o.out_dir.empty(), "dl-sweep probe: give --out DIR");
   DL_CHECK(a.has("memory-limit"), "dl-sweep probe: give --memory-limit SIZE (e.g. 512MiB)");
-  o.memory_limit = dl::examples::parse_memory_limit(a.get("memory-limit"));
+  o.memory_limit = dl::train::parse_memory_limit(a.get("memory-limit"));
   DL_CHECK(o.memory_limit > 0, "dl-sweep probe: --memory-limit must be a size, not 0");
   o.program = a.get("program", o.program);
   o.binary = a.get("binary");
@@ -187,7 +192,8 @@ int cmd_probe(const Args& a) {
   o.threads = static_cast<int>(int_option(a, "threads", "0", 0, 1024));
   o.image_size = static_cast<int>(int_option(a, "image-size", "0", 0, 16384));
   o.tolerance = dl::parse_double(a.get("tolerance", "0.05"), 0, 1, "dl-sweep: --tolerance");
-  DL_CHECK(o.start >= 1 && o.max_batch >= o.start && o.steps >= 1, "dl-sweep probe: expected 1 <= --start <= "
+  DL_CHECK(o.start >= 1 && o.max_batch >= o.start && o.steps >= 1,
+           "dl-sweep probe: expected 1 <= --start <= "
            "--max-batch and --steps >= 1");
   o.extra_args = a.passthrough;
   install_stop_handlers();
@@ -219,7 +225,7 @@ int main(int argc, char** argv) {
     }
     DL_THROW("dl-sweep: unknown command '", cmd, "' (run, report, merge, probe, programs; see --help)");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dl-sweep: error: %s\n", dl::examples::error_message(e).c_str());
+    std::fprintf(stderr, "dl-sweep: error: %s\n", dl::train::error_message(e).c_str());
     return 1;
   }
 }

@@ -47,4 +47,34 @@ Batch DeviceStager::next() {
   return batch;
 }
 
+void DeviceBatches::start_epoch() {
+  loader_.start_epoch();
+  fetch();
+}
+
+bool DeviceBatches::fetch() {
+  Batch host;
+  if (!loader_.next(host)) return false;
+  stager_.prefetch(host);
+  return true;
+}
+
+bool DeviceBatches::next(Batch& out) {
+  if (stager_.staged() == 0 && !fetch()) return false;
+  out = stager_.next();
+  if (!stager_.device().is_cpu()) fetch();  // copied while `out` is used
+  return true;
+}
+
+void for_each_batch(const Dataset& d, int64_t batch_size, Device device,
+                    const std::function<void(const Batch&, int64_t)>& f) {
+  DL_CHECK(batch_size > 0, "for_each_batch: the batch size must be positive, got ", batch_size);
+  const std::shared_ptr<const Dataset> view(std::shared_ptr<const Dataset>(), &d);  // not owned
+  DataLoader loader(view, {.batch_size = batch_size, .shuffle = false, .prefetch = 0});
+  DeviceBatches batches(loader, device);
+  batches.start_epoch();
+  Batch batch;
+  for (int64_t first = 0; batches.next(batch); first += batch.size()) f(batch, first);
+}
+
 }  // namespace dl::data

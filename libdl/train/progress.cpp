@@ -8,9 +8,16 @@
 #include <iostream>
 
 #include "dl/core/error.h"
-#include "dl/train/trainer.h"
 
 namespace dl::train {
+
+std::string format_hms(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld", static_cast<long long>(s / 3600),
+                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
+  return buf;
+}
 
 ProgressMode parse_progress_mode(const std::string& text) {
   if (text == "off") return ProgressMode::kOff;

@@ -1,11 +1,11 @@
-// The training loop, validation, the verbose table, the CSV log and checkpoints.
+// The training loop: steps, validation with patience, the schedule, checkpoints; reporting is the observers'.
 #include "dl/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <algorithm>
 #include <iostream>
 #include <numeric>
 
@@ -18,65 +18,79 @@
 #include "dl/data/device_stager.h"
 #include "dl/metrics/accuracy.h"
 #include "dl/nn/state.h"
+#include "dl/train/observer.h"
 #include "dl/train/resources.h"
 
 namespace dl::train {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-constexpr int kTableWidth = 118;  // between the outer bars of the verbose table
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// A batch on the training device (a plain copy: evaluation is not where copies need to overlap).
-data::Batch stage_to(data::Batch b, Device device) {
-  if (device.is_cpu()) return b;
-  b.inputs = b.inputs.to(device);
-  b.targets = b.targets.to(device);
-  return b;
-}
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const nn::Layer& model, const TrainingOptions& o) {
   auto params = model.parameter_refs();
-  if (o.solver == "adam")
-    return std::make_unique<optim::Adam>(params, optim::AdamOptions{o.initial_learn_rate, o.gradient_decay_factor,
-                                                                    o.squared_gradient_decay_factor, o.epsilon,
-                                                                    o.l2_regularization});
-  if (o.solver == "rmsprop") {
-    // MATLAB's rmsprop default SquaredGradientDecayFactor is 0.9; 0.999 is Adam's.
-    const double decay = o.squared_gradient_decay_factor == 0.999 ? 0.9 : o.squared_gradient_decay_factor;
-    return std::make_unique<optim::RmsProp>(params,
-                                            optim::RmsPropOptions{o.initial_learn_rate, decay, o.epsilon, o.l2_regularization});
+  switch (o.solver) {
+    case Solver::kAdam:
+      return std::make_unique<optim::Adam>(
+          params, optim::AdamOptions{o.initial_learn_rate, o.gradient_decay_factor, o.squared_gradient_decay_factor,
+                                     o.epsilon, o.l2_regularization});
+    case Solver::kRmsProp: {
+      // MATLAB's rmsprop default SquaredGradientDecayFactor is 0.9; 0.999 is Adam's.
+      const double decay = o.squared_gradient_decay_factor == 0.999 ? 0.9 : o.squared_gradient_decay_factor;
+      return std::make_unique<optim::RmsProp>(
+          params, optim::RmsPropOptions{o.initial_learn_rate, decay, o.epsilon, o.l2_regularization});
+    }
+    case Solver::kSgdm:
+      break;
   }
-  return std::make_unique<optim::Sgdm>(params, optim::SgdmOptions{o.initial_learn_rate, o.momentum, o.l2_regularization});
+  return std::make_unique<optim::Sgdm>(params,
+                                       optim::SgdmOptions{o.initial_learn_rate, o.momentum, o.l2_regularization});
 }
 
-std::string percent(double v) {
-  if (std::isnan(v)) return "";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f%%", 100.0 * v);
-  return buf;
-}
-std::string fixed4(double v) {
-  if (std::isnan(v)) return "";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4f", v);
-  return buf;
-}
 std::string csv_num(double v) {
   if (std::isnan(v)) return "";
   char buf[40];
   std::snprintf(buf, sizeof buf, "%.9g", v);
   return buf;
 }
+
+// The order of one epoch's samples: "once" shuffles a single time from the seed, so that a resumed
+// run sees the same order; "every-epoch" is the loader's.
+std::shared_ptr<const data::Dataset> epoch_source(std::shared_ptr<const data::Dataset> train,
+                                                  const TrainingOptions& o) {
+  if (o.shuffle != Shuffle::kOnce) return train;
+  Generator once(o.seed ^ 0x9e3779b97f4a7c15ULL);
+  return std::make_shared<data::SubsetDataset>(train, random_permutation(train->size(), once));
+}
 }  // namespace
 
-std::string format_hms(double seconds) {
-  const int64_t s = static_cast<int64_t>(seconds);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
-  return buf;
-}
+// One fit() call: the loader of its epochs on the training device, the observers, the report so far.
+struct Trainer::Run {
+  Run(Trainer& t, std::shared_ptr<const data::Dataset> train)
+      : loader(epoch_source(train, t.o_),
+               {.batch_size = t.o_.mini_batch_size, .shuffle = t.o_.shuffle == Shuffle::kEveryEpoch}),
+        batches(loader, t.o_.device),
+        last_iteration(static_cast<int64_t>(t.o_.max_epochs) * loader.batches_per_epoch()),
+        validate_every(t.o_.validation_frequency > 0 ? t.o_.validation_frequency : loader.batches_per_epoch()) {
+    loader.generator().set_state(t.shuffle_gen_.state());
+    if (!t.o_.log_csv.empty()) own.push_back(std::make_unique<CsvLog>(t.o_.log_csv));
+    if (t.o_.verbose || t.progress_mode_ != ProgressMode::kOff)
+      own.push_back(std::make_unique<ProgressTable>(t.out_, t.o_.verbose, t.o_.verbose_frequency, t.progress_mode_));
+    for (auto& o : own) observers.push_back(o.get());
+    observers.insert(observers.end(), t.observers_.begin(), t.observers_.end());
+  }
+  const Clock::time_point t0 = Clock::now();
+  data::DataLoader loader;
+  data::DeviceBatches batches;
+  std::vector<std::unique_ptr<TrainingObserver>> own;  // made from the options
+  std::vector<TrainingObserver*> observers;
+  TrainingReport report;
+  const int64_t last_iteration;
+  const int64_t validate_every;  // iterations
+  int64_t images = 0;
+  double first_loss = std::numeric_limits<double>::quiet_NaN();  // Note [divergence]
+  bool stop = false;
+};
 
 Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
     : model_(model), o_(options), out_(&std::cout), shuffle_gen_(options.seed) {
@@ -88,7 +102,9 @@ Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
 
 Trainer::~Trainer() = default;
 
-void Trainer::set_validation_data(std::shared_ptr<const data::Dataset> validation) { validation_ = std::move(validation); }
+void Trainer::set_validation_data(std::shared_ptr<const data::Dataset> validation) {
+  validation_ = std::move(validation);
+}
 void Trainer::set_loss_options(const ops::CrossEntropyOptions& loss) {
   loss_ = loss;
   if (loss_.class_weights.defined()) loss_.class_weights = loss_.class_weights.to(o_.device);
@@ -96,236 +112,179 @@ void Trainer::set_loss_options(const ops::CrossEntropyOptions& loss) {
 void Trainer::set_gradient_hook(std::function<void(const std::vector<nn::ParamRef>&)> hook) { hook_ = std::move(hook); }
 void Trainer::set_output(std::ostream* out) { out_ = out; }
 void Trainer::set_progress(ProgressMode mode) { progress_mode_ = mode; }
+void Trainer::add_observer(TrainingObserver& observer) { observers_.push_back(&observer); }
 
 double Trainer::learn_rate_for(int epoch) const {
   return optim::PiecewiseSchedule{o_.initial_learn_rate, o_.learn_rate_drop_factor, o_.learn_rate_drop_period,
-                                  o_.learn_rate_schedule == "piecewise"}
+                                  o_.learn_rate_schedule == LearnRateSchedule::kPiecewise}
       .rate(epoch);
 }
 
 void Trainer::clip_gradients() {
   if (!std::isfinite(o_.gradient_threshold)) return;
   const auto& params = optimizer_->params();
-  if (o_.gradient_threshold_method == "global-l2norm")
-    optim::clip_grad_global_norm(params, o_.gradient_threshold);
-  else if (o_.gradient_threshold_method == "absolute-value")
-    optim::clip_grad_value(params, o_.gradient_threshold);
-  else
-    optim::clip_grad_norm_per_parameter(params, o_.gradient_threshold);
+  switch (o_.gradient_threshold_method) {
+    case GradientThresholdMethod::kGlobalL2Norm:
+      optim::clip_grad_global_norm(params, o_.gradient_threshold);
+      break;
+    case GradientThresholdMethod::kAbsoluteValue:
+      optim::clip_grad_value(params, o_.gradient_threshold);
+      break;
+    case GradientThresholdMethod::kL2Norm:
+      optim::clip_grad_norm_per_parameter(params, o_.gradient_threshold);
+      break;
+  }
 }
 
 EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
-  if (batch_size <= 0) batch_size = o_.mini_batch_size;
   const bool was_training = model_.is_training();
   model_.eval();
   autograd::NoGradGuard no_grad;
   EvalResult r;
   double loss_sum = 0;
   metrics::Counts counts;
-  std::vector<int64_t> idx;
-  for (int64_t b = 0; b < d.size(); b += batch_size) {
-    idx.resize(static_cast<size_t>(std::min(batch_size, d.size() - b)));
-    std::iota(idx.begin(), idx.end(), b);
-    const data::Batch batch = stage_to(d.get_batch(idx), o_.device);
-    const Tensor logits = model_.forward(batch.inputs);
-    const double loss = ops::cross_entropy(logits, batch.targets, loss_).item<double>();
-    // On a device, labels are checked only when the loss says something is wrong (ops::cross_entropy
-    // throws on the CPU); a batch whose labels are all ignored is an error there as on the CPU.
-    if (!std::isfinite(loss) && !batch.targets.device().is_cpu()) {
-      ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
-      DL_CHECK(metrics::count_correct(logits, batch.targets, loss_.ignore_index).total > 0,
-               "evaluation: no sample counted (every label ignored) in the batch at sample ", b);
-    }
-    loss_sum += loss * static_cast<double>(idx.size());
-    const metrics::Counts c = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
-    counts.correct += c.correct;
-    counts.total += c.total;
-    r.samples += static_cast<int64_t>(idx.size());
-  }
+  data::for_each_batch(
+      d, batch_size > 0 ? batch_size : o_.mini_batch_size, o_.device, [&](const data::Batch& batch, int64_t first) {
+        const Tensor logits = model_.forward(batch.inputs);
+        const double loss = ops::cross_entropy(logits, batch.targets, loss_).item<double>();
+        const metrics::Counts c = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
+        // On a device, labels are checked only when the loss says something is wrong (ops::cross_entropy
+        // throws on the CPU); a batch whose labels are all ignored is an error there as on the CPU.
+        if (!std::isfinite(loss) && !batch.targets.device().is_cpu()) {
+          ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
+          DL_CHECK(c.total > 0, "evaluation: no sample counted (every label ignored) in the batch at sample ", first);
+        }
+        loss_sum += loss * static_cast<double>(batch.size());
+        counts.correct += c.correct;
+        counts.total += c.total;
+        r.samples += batch.size();
+      });
   model_.train(was_training);
   r.loss = r.samples ? loss_sum / static_cast<double>(r.samples) : std::numeric_limits<double>::quiet_NaN();
   r.accuracy = counts.accuracy();
   return r;
 }
 
-void Trainer::print_header() const {
-  if (!out_ || !o_.verbose) return;
-  const std::string rule(kTableWidth, '=');
-  *out_ << "|" << rule << "|\n"
-        << "|  Epoch  |  Iteration  |  Time Elapsed  |  Mini-batch  |  Validation  |  Mini-batch  |  Validation  |"
-           "  Base Learning  |\n"
-        << "|         |             |   (hh:mm:ss)   |   Accuracy   |   Accuracy   |     Loss     |     Loss     |"
-           "      Rate       |\n"
-        << "|" << rule << "|\n";
-}
-
-void Trainer::print_row(const IterationRecord& r) const {
-  if (!out_ || !o_.verbose) return;
-  if (progress_) progress_->clear();  // the in-place progress line makes room for the row
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "| %7d | %11lld | %14s | %12s | %12s | %12s | %12s | %15s |\n", r.epoch,
-                static_cast<long long>(r.iteration), format_hms(r.seconds).c_str(), percent(r.accuracy).c_str(),
-                percent(r.validation_accuracy).c_str(), fixed4(r.loss).c_str(), fixed4(r.validation_loss).c_str(),
-                fixed4(r.learn_rate).c_str());
-  *out_ << buf << std::flush;
-}
-
 TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   DL_CHECK(train && train->size() > 0, "Trainer::fit: the training set is empty");
-  const auto t0 = Clock::now();
   reset_allocator_peak(o_.device);
-
-  // "once" shuffles a single time from the seed, so a resumed run sees the same order.
-  std::shared_ptr<const data::Dataset> source = train;
-  if (o_.shuffle == "once") {
-    Generator once(o_.seed ^ 0x9e3779b97f4a7c15ULL);
-    source = std::make_shared<data::SubsetDataset>(train, random_permutation(train->size(), once));
-  }
-  data::DataLoaderOptions lo;
-  lo.batch_size = o_.mini_batch_size;
-  lo.shuffle = o_.shuffle == "every-epoch";
-  data::DataLoader loader(source, lo);
-  data::DeviceStager stager(o_.device);
-  loader.generator().set_state(shuffle_gen_.state());
-
-  CheckedAppendFile csv;  // every row's write checked: a full disk stops training with the file's name
-  if (!o_.log_csv.empty()) {
-    const bool fresh = iteration_ == 0 || !std::filesystem::exists(o_.log_csv);
-    csv = CheckedAppendFile(o_.log_csv, fresh);
-    if (fresh) csv.write("epoch,iteration,time_s,learn_rate,loss,accuracy,validation_loss,validation_accuracy\n");
-  }
-  if (!o_.checkpoint_path.empty()) {
-    std::filesystem::create_directories(o_.checkpoint_path);
-    check_output_path(o_.checkpoint_path + "/checkpoint_epoch1.dlck", "checkpoint");
-    remove_stale_temporaries(o_.checkpoint_path);  // of a run killed while writing one
-  }
-  last_finite_check_ = iteration_;
-
-  TrainingReport report;
-  progress_ = std::make_unique<ProgressLine>(out_, progress_mode_);
-  const int64_t first_iteration = iteration_;
-  print_header();
-  const int64_t per_epoch = loader.batches_per_epoch();
-  const int64_t last_iteration = static_cast<int64_t>(o_.max_epochs) * per_epoch;
-  int64_t images = 0;
-  bool stop = false;
-  double first_loss = std::numeric_limits<double>::quiet_NaN();  // Note [divergence]
+  prepare_checkpoint_folder();
+  Run run(*this, std::move(train));
+  for (auto* o : run.observers) o->on_start({epoch_, o_.max_epochs, iteration_, run.last_iteration});
   model_.train();
-  while (epoch_ < o_.max_epochs && !stop) {
-    const int epoch = epoch_ + 1;
+  while (epoch_ < o_.max_epochs && !run.stop) {
     const auto te = Clock::now();
-    optimizer_->set_learning_rate(learn_rate_for(epoch));
-    loader.start_epoch();
-    // On a device the next batch's copy is queued before the current step's work (DeviceStager), so they
-    // overlap; on the CPU the next batch is read after the step, as it always was.
-    const bool overlap = !o_.device.is_cpu();
-    data::Batch host;
-    const auto fetch = [&] {
-      if (loader.next(host)) stager.prefetch(host);
-    };
-    fetch();
-    while (!stop && stager.staged() > 0) {
-      const data::Batch batch = stager.next();
-      if (overlap) fetch();
-      const auto ts = Clock::now();
-      const Tensor logits = model_.forward(batch.inputs);
-      const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
-      optimizer_->zero_grad();
-      loss.backward();
-      // Read after the backward is queued, so that a device computes it while the host waits; before the
-      // update, so that a non-finite loss changes no weight.
-      const double loss_value = loss.item<double>();
-      if (std::isfinite(loss_value) && std::isnan(first_loss)) first_loss = loss_value;
-      const double explosion = o_.divergence_loss_factor * std::max(1.0, std::isnan(first_loss) ? 1.0 : first_loss);
-      if (std::isfinite(loss_value) && o_.divergence_loss_factor > 0 && loss_value > explosion)
-        DL_THROW("training diverged: the mini-batch loss is ", loss_value, " at epoch ", epoch, ", iteration ",
-                 iteration_ + 1, ", over ", o_.divergence_loss_factor, " times the first mini-batch loss ", first_loss,
-                 " (learn rate ", optimizer_->learning_rate(),
-                 "); lower InitialLearnRate or set GradientThreshold (TrainingOptions::divergence_loss_factor)");
-      if (!std::isfinite(loss_value)) {
-        // On a device, labels are checked only now (ops::cross_entropy); say so if one was out of range.
-        if (!batch.targets.device().is_cpu()) ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
-        DL_THROW("training diverged: the mini-batch loss is ", loss_value, " at epoch ", epoch, ", iteration ",
-                 iteration_ + 1, " (learn rate ", optimizer_->learning_rate(),
-                 "); lower InitialLearnRate or set GradientThreshold",
-                 batch.targets.device().is_cpu() ? "" : " (on a GPU a batch whose labels are all ignored gives NaN too)");
-      }
-      clip_gradients();
-      if (hook_) hook_(optimizer_->params());
-      optimizer_->step();
-      ++iteration_;
-      images += batch.size();
-      report.train_seconds += since(ts);
-
-      IterationRecord rec;
-      rec.epoch = epoch;
-      rec.iteration = iteration_;
-      rec.learn_rate = optimizer_->learning_rate();
-      rec.loss = loss_value;
-      rec.accuracy = metrics::count_correct(logits, batch.targets, loss_.ignore_index).accuracy();
-      const bool validate = validation_ && (iteration_ == 1 || iteration_ % o_.validation_frequency == 0 ||
-                                            iteration_ == last_iteration);
-      if (validate) {
-        check_finite_state(epoch);
-        const EvalResult v = evaluate(*validation_);
-        rec.validation_loss = report.validation_loss = v.loss;
-        rec.validation_accuracy = report.validation_accuracy = v.accuracy;
-        if (v.loss < best_val_loss_) {
-          best_val_loss_ = v.loss;
-          patience_count_ = 0;
-          if (o_.output_network == "best-validation-loss") {
-            best_state_.clear();
-            for (auto& [n, t] : model_.state()) best_state_.emplace_back(n, t.clone());
-          }
-        } else if (o_.validation_patience > 0 && ++patience_count_ >= o_.validation_patience) {
-          stop = true;
-          report.stopped_early = true;
-          report.stop_reason = "validation loss did not improve for " + std::to_string(o_.validation_patience) +
-                               " validations";
-        }
-      }
-      rec.seconds = since(t0);
-      report.history.push_back(rec);
-      if (csv.is_open())
-        csv.write(std::to_string(rec.epoch) + ',' + std::to_string(rec.iteration) + ',' + csv_num(rec.seconds) + ',' +
-                  csv_num(rec.learn_rate) + ',' + csv_num(rec.loss) + ',' + csv_num(rec.accuracy) + ',' +
-                  csv_num(rec.validation_loss) + ',' + csv_num(rec.validation_accuracy) + '\n');
-      if (iteration_ == 1 || iteration_ % o_.verbose_frequency == 0 || validate || iteration_ == last_iteration)
-        print_row(rec);
-      if (progress_->in_place())
-        progress_->update({epoch, o_.max_epochs, iteration_, last_iteration, rec.seconds, iteration_ - first_iteration,
-                           rec.loss, report.validation_accuracy},
-                          false);
-      if (!overlap && !stop) fetch();
+    optimizer_->set_learning_rate(learn_rate_for(epoch_ + 1));
+    run.batches.start_epoch();
+    data::Batch batch;
+    while (!run.stop && run.batches.next(batch)) {
+      IterationRecord rec = step(run, batch);
+      if (validation_due(run)) validate(run, rec);
+      rec.seconds = since(run.t0);
+      run.report.history.push_back(rec);
+      for (auto* o : run.observers) o->on_iteration(rec);
     }
-    ++epoch_;
-    shuffle_gen_.set_state(loader.generator().state());
-    report.epoch_seconds.push_back(since(te));
-    if (progress_->enabled() && !report.history.empty())
-      progress_->update({epoch_, o_.max_epochs, iteration_, last_iteration, since(t0), iteration_ - first_iteration,
-                         report.history.back().loss, report.validation_accuracy},
-                        true);
-    check_finite_state(epoch_);  // before any checkpoint: no checkpoint ever holds a diverged state
-    if (!o_.checkpoint_path.empty()) {
-      save_checkpoint(o_.checkpoint_path + "/checkpoint_epoch" + std::to_string(epoch_) + ".dlck");
-      prune_checkpoints();
-    }
+    end_epoch(run, since(te));
   }
-  csv.close();
-  progress_->finish();
-  progress_.reset();
-  if (out_ && o_.verbose) *out_ << "|" << std::string(kTableWidth, '=') << "|\n";
-  if (out_ && o_.verbose && report.stopped_early) *out_ << "Training stopped early: " << report.stop_reason << "\n";
-  if (o_.output_network == "best-validation-loss" && !best_state_.empty())
-    nn::load_state(model_, best_state_, "the best-validation network");
+  return finish(run);
+}
 
-  report.epochs_completed = epoch_;
-  report.iterations = iteration_;
-  report.total_seconds = since(t0);
-  report.images_per_second = report.train_seconds > 0 ? static_cast<double>(images) / report.train_seconds : 0;
-  report.peak_rss_bytes = peak_rss_bytes();
-  report.allocator_peak_bytes = allocator_stats(o_.device).peak_bytes;
-  return report;
+void Trainer::prepare_checkpoint_folder() {
+  last_finite_check_ = iteration_;
+  if (o_.checkpoint_path.empty()) return;
+  std::filesystem::create_directories(o_.checkpoint_path);
+  check_output_path(o_.checkpoint_path + "/checkpoint_epoch1.dlck", "checkpoint");
+  remove_stale_temporaries(o_.checkpoint_path);  // of a run killed while writing one
+}
+
+IterationRecord Trainer::step(Run& run, const data::Batch& batch) {
+  const auto ts = Clock::now();
+  const Tensor logits = model_.forward(batch.inputs);
+  const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
+  optimizer_->zero_grad();
+  loss.backward();
+  // Read after the backward is queued, so that a device computes it while the host waits; before the
+  // update, so that a non-finite loss changes no weight.
+  const double loss_value = loss.item<double>();
+  check_loss(run, loss_value, batch, logits);
+  clip_gradients();
+  if (hook_) hook_(optimizer_->params());
+  optimizer_->step();
+  ++iteration_;
+  run.images += batch.size();
+  run.report.train_seconds += since(ts);
+  IterationRecord rec;
+  rec.epoch = epoch_ + 1;
+  rec.iteration = iteration_;
+  rec.learn_rate = optimizer_->learning_rate();
+  rec.loss = loss_value;
+  rec.accuracy = metrics::count_correct(logits, batch.targets, loss_.ignore_index).accuracy();
+  return rec;
+}
+
+void Trainer::check_loss(Run& run, double loss, const data::Batch& batch, const Tensor& logits) const {
+  if (std::isfinite(loss) && std::isnan(run.first_loss)) run.first_loss = loss;
+  const double explosion = o_.divergence_loss_factor * std::max(1.0, std::isnan(run.first_loss) ? 1.0 : run.first_loss);
+  if (std::isfinite(loss) && o_.divergence_loss_factor > 0 && loss > explosion)
+    DL_THROW("training diverged: the mini-batch loss is ", loss, " at epoch ", epoch_ + 1, ", iteration ",
+             iteration_ + 1, ", over ", o_.divergence_loss_factor, " times the first mini-batch loss ", run.first_loss,
+             " (learn rate ", optimizer_->learning_rate(),
+             "); lower InitialLearnRate or set GradientThreshold (TrainingOptions::divergence_loss_factor)");
+  if (std::isfinite(loss)) return;
+  // On a device, labels are checked only now (ops::cross_entropy); say so if one was out of range.
+  if (!batch.targets.device().is_cpu()) ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
+  DL_THROW("training diverged: the mini-batch loss is ", loss, " at epoch ", epoch_ + 1, ", iteration ", iteration_ + 1,
+           " (learn rate ", optimizer_->learning_rate(), "); lower InitialLearnRate or set GradientThreshold",
+           batch.targets.device().is_cpu() ? "" : " (on a GPU a batch whose labels are all ignored gives NaN too)");
+}
+
+bool Trainer::validation_due(const Run& run) const {
+  return validation_ && (iteration_ == 1 || iteration_ % run.validate_every == 0 || iteration_ == run.last_iteration);
+}
+
+void Trainer::validate(Run& run, IterationRecord& rec) {
+  check_finite_state(epoch_ + 1);
+  const EvalResult v = evaluate(*validation_);
+  rec.validation_loss = run.report.validation_loss = v.loss;
+  rec.validation_accuracy = run.report.validation_accuracy = v.accuracy;
+  if (v.loss < best_val_loss_) {
+    best_val_loss_ = v.loss;
+    patience_count_ = 0;
+    if (o_.output_network == OutputNetwork::kBestValidationLoss) {
+      best_state_.clear();
+      for (auto& [n, t] : model_.state()) best_state_.emplace_back(n, t.clone());
+    }
+  } else if (o_.validation_patience > 0 && ++patience_count_ >= o_.validation_patience) {
+    run.stop = run.report.stopped_early = true;
+    run.report.stop_reason =
+        "validation loss did not improve for " + std::to_string(o_.validation_patience) + " validations";
+  }
+}
+
+void Trainer::end_epoch(Run& run, double seconds) {
+  ++epoch_;
+  shuffle_gen_.set_state(run.loader.generator().state());
+  run.report.epoch_seconds.push_back(seconds);
+  const IterationRecord last = run.report.history.empty() ? IterationRecord{} : run.report.history.back();
+  for (auto* o : run.observers) o->on_epoch_end(last, since(run.t0));
+  check_finite_state(epoch_);  // before any checkpoint: no checkpoint ever holds a diverged state
+  if (o_.checkpoint_path.empty()) return;
+  save_checkpoint(o_.checkpoint_path + "/checkpoint_epoch" + std::to_string(epoch_) + ".dlck");
+  prune_checkpoints();
+}
+
+TrainingReport Trainer::finish(Run& run) {
+  if (o_.output_network == OutputNetwork::kBestValidationLoss && !best_state_.empty())
+    nn::load_state(model_, best_state_, "the best-validation network");
+  TrainingReport& r = run.report;
+  r.epochs_completed = epoch_;
+  r.iterations = iteration_;
+  r.total_seconds = since(run.t0);
+  r.images_per_second = r.train_seconds > 0 ? static_cast<double>(run.images) / r.train_seconds : 0;
+  r.peak_rss_bytes = peak_rss_bytes();
+  r.allocator_peak_bytes = allocator_stats(o_.device).peak_bytes;
+  for (auto* o : run.observers) o->on_end(r);
+  return std::move(r);
 }
 
 void Trainer::check_finite_state(int epoch) {
@@ -333,9 +292,10 @@ void Trainer::check_finite_state(int epoch) {
   const auto check = [&](const std::string& kind, const nn::NamedTensors& tensors) {
     for (const auto& [name, t] : tensors)
       if (const auto bad = first_non_finite(t))
-        DL_THROW("training diverged between iterations ", last_finite_check_ + 1, " and ", iteration_, " (epoch ", epoch,
-                 ", learn rate ", optimizer_->learning_rate(), "): ", kind, " tensor '", name, "' ", t.shape().str(),
-                 " holds ", bad->second, " at element ", bad->first, "; lower InitialLearnRate or set GradientThreshold");
+        DL_THROW("training diverged between iterations ", last_finite_check_ + 1, " and ", iteration_, " (epoch ",
+                 epoch, ", learn rate ", optimizer_->learning_rate(), "): ", kind, " tensor '", name, "' ",
+                 t.shape().str(), " holds ", bad->second, " at element ", bad->first,
+                 "; lower InitialLearnRate or set GradientThreshold");
   };
   check("the model", model_.state());
   check("the optimiser state", optimizer_->state());
@@ -359,8 +319,8 @@ void Trainer::prune_checkpoints() const {
   for (size_t i = static_cast<size_t>(o_.keep_checkpoints); i < found.size(); ++i) {
     std::error_code ec;
     std::filesystem::remove(found[i].second, ec);
-    DL_CHECK(!ec, found[i].second.string(), ": cannot remove an old checkpoint (keep_checkpoints = ",
-             o_.keep_checkpoints, "): ", ec.message());
+    DL_CHECK(!ec, found[i].second.string(),
+             ": cannot remove an old checkpoint (keep_checkpoints = ", o_.keep_checkpoints, "): ", ec.message());
   }
 }
 
@@ -408,10 +368,10 @@ void Trainer::load_checkpoint(const std::string& path) {
   const int64_t iteration = int_meta("iteration", int64_t{1} << 62);
   const int64_t patience = int_meta("patience_count", std::numeric_limits<int>::max());
   const std::string bv = meta("best_validation_loss");
-  const double best_val =
-      bv.empty() ? std::numeric_limits<double>::infinity()
-                 : parse_double(bv, 0, std::numeric_limits<double>::infinity(),
-                                path + ": checkpoint entry 'best_validation_loss'", /*allow_inf=*/true);
+  const double best_val = bv.empty()
+                              ? std::numeric_limits<double>::infinity()
+                              : parse_double(bv, 0, std::numeric_limits<double>::infinity(),
+                                             path + ": checkpoint entry 'best_validation_loss'", /*allow_inf=*/true);
   optimizer_->load_state(optim, steps, path);
   best_state_ = best;
   epoch_ = static_cast<int>(epoch);

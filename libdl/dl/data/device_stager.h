@@ -9,10 +9,15 @@
 //     if (loader.next(host)) stager.prefetch(host);   // copied while `batch` trains
 //     ... step on batch ...
 //   }
+//
+// DeviceBatches is the one path of mini-batches to a device, for training and evaluation alike: a
+// DataLoader's epoch through a DeviceStager.
 #pragma once
+#include <functional>
 #include <memory>
 
 #include "dl/core/device.h"
+#include "dl/data/dataloader.h"
 #include "dl/data/dataset.h"
 
 namespace dl::data {
@@ -38,5 +43,25 @@ class DeviceStager {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// A DataLoader's batches on `device`. On a device the next batch's copy is queued before a batch is
+// handed out, so that copy and step overlap; on the CPU the next batch is read only when asked for.
+class DeviceBatches {
+ public:
+  DeviceBatches(DataLoader& loader, Device device) : loader_(loader), stager_(device) {}
+  void start_epoch();     // starts the loader's epoch and stages its first batch
+  bool next(Batch& out);  // the next batch of the epoch on the device; false at its end
+
+ private:
+  bool fetch();
+  DataLoader& loader_;
+  DeviceStager stager_;
+};
+
+// Calls f(batch, index of its first sample) for the batches of `d` in order, `batch_size` samples
+// each (the last may be short), on `device` by DeviceBatches. For evaluation: no shuffling, no
+// background thread.
+void for_each_batch(const Dataset& d, int64_t batch_size, Device device,
+                    const std::function<void(const Batch&, int64_t)>& f);
 
 }  // namespace dl::data

@@ -1,46 +1,72 @@
 // TrainingOptions: the knobs of MATLAB's trainingOptions, in snake_case, with MATLAB's defaults
-// except where noted.
+// except where noted. The options that MATLAB spells as words are typed enums here; their names
+// ("adam", "piecewise", "every-epoch", ...) are read at the edge by parse_option (a flag, a file) with
+// an error that names the option, what was expected and what came.
 #pragma once
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <string_view>
 
 #include "dl/core/device.h"
 
 namespace dl::train {
 
+enum class Solver { kSgdm, kAdam, kRmsProp };        // "sgdm", "adam", "rmsprop"
+enum class LearnRateSchedule { kNone, kPiecewise };  // "none", "piecewise"
+enum class Shuffle { kOnce, kEveryEpoch, kNever };   // "once", "every-epoch", "never"
+enum class GradientThresholdMethod {
+  kL2Norm,
+  kGlobalL2Norm,
+  kAbsoluteValue
+};                                                                 // "l2norm", "global-l2norm", "absolute-value"
+enum class OutputNetwork { kLastIteration, kBestValidationLoss };  // "last-iteration", "best-validation-loss"
+
+// MATLAB's name of a value ("every-epoch"), and every name of the option's type ("once, every-epoch or never").
+std::string_view option_name(Solver v);
+std::string_view option_name(LearnRateSchedule v);
+std::string_view option_name(Shuffle v);
+std::string_view option_name(GradientThresholdMethod v);
+std::string_view option_name(OutputNetwork v);
+template <typename E>
+std::string option_names();
+
+// Reads MATLAB's name of a value of E; throws dl::Error "<what>: expected sgdm, adam or rmsprop, got 'x'".
+template <typename E>
+E parse_option(std::string_view text, std::string_view what);
+
 struct TrainingOptions {
-  std::string solver = "sgdm";                 // "sgdm", "adam" or "rmsprop"
+  Solver solver = Solver::kSgdm;
   double initial_learn_rate = 0.01;
-  std::string learn_rate_schedule = "none";    // "none" or "piecewise"
+  LearnRateSchedule learn_rate_schedule = LearnRateSchedule::kNone;
   double learn_rate_drop_factor = 0.1;
-  int learn_rate_drop_period = 10;             // epochs
+  int learn_rate_drop_period = 10;  // epochs
   int max_epochs = 30;
   int64_t mini_batch_size = 128;
-  std::string shuffle = "once";                // "once", "every-epoch" or "never"
-  int validation_frequency = 50;               // iterations
-  int validation_patience = 0;                 // 0: never stop early (MATLAB's Inf)
+  Shuffle shuffle = Shuffle::kOnce;
+  int validation_frequency = 50;  // iterations (0: once per epoch)
+  int validation_patience = 0;    // 0: never stop early (MATLAB's Inf)
   double l2_regularization = 1e-4;
-  double momentum = 0.9;                       // sgdm
-  double gradient_decay_factor = 0.9;          // adam beta1
+  double momentum = 0.9;                         // sgdm
+  double gradient_decay_factor = 0.9;            // adam beta1
   double squared_gradient_decay_factor = 0.999;  // adam beta2 (rmsprop uses 0.9 when left at 0.999)
   double epsilon = 1e-8;
   double gradient_threshold = std::numeric_limits<double>::infinity();
-  std::string gradient_threshold_method = "l2norm";  // "l2norm", "global-l2norm" or "absolute-value"
-  bool verbose = true;
-  int verbose_frequency = 50;                  // iterations
-  std::string checkpoint_path;                 // folder; a checkpoint per epoch when set
-  int keep_checkpoints = 0;                    // keep the newest N checkpoints there (0: all)
+  GradientThresholdMethod gradient_threshold_method = GradientThresholdMethod::kL2Norm;
+  bool verbose = true;          // MATLAB's progress table (a ProgressTable observer, dl/train/observer.h)
+  int verbose_frequency = 50;   // iterations
+  std::string checkpoint_path;  // folder; a checkpoint per epoch when set
+  int keep_checkpoints = 0;     // keep the newest N checkpoints there (0: all)
   // Note [divergence]: training stops with "training diverged" when the mini-batch loss is not finite,
   // or exceeds this factor times max(1, the first mini-batch loss of the fit) (0: that test off), or a
   // parameter, batch-norm statistic or optimiser state holds NaN/Inf (checked at every validation and
   // before every checkpoint). An exploding but finite loss would otherwise "finish" with a useless model.
   double divergence_loss_factor = 1000;
-  std::string output_network = "last-iteration";  // or "best-validation-loss"
-  std::string log_csv;                         // a CSV row per iteration when set
-  uint64_t seed = 0;                           // the shuffling generator's seed
-  Device device = Device::cpu();               // MATLAB's ExecutionEnvironment: the Trainer moves the model
-                                               // there when it is made, and it stays there
+  OutputNetwork output_network = OutputNetwork::kLastIteration;
+  std::string log_csv;            // a CSV row per iteration when set (a CsvLog observer)
+  uint64_t seed = 0;              // the shuffling generator's seed
+  Device device = Device::cpu();  // MATLAB's ExecutionEnvironment: the Trainer moves the model
+                                  // there when it is made, and it stays there
 
   // Throws dl::Error naming the first option out of range.
   void validate() const;

@@ -20,6 +20,9 @@ enum class ProgressMode {
 // Parses "off", "auto", "in-place" or "plain"; throws dl::Error otherwise.
 ProgressMode parse_progress_mode(const std::string& text);
 
+// "hh:mm:ss" of a number of seconds (MATLAB's Time Elapsed).
+std::string format_hms(double seconds);
+
 struct ProgressState {
   int epoch = 0, max_epochs = 0;
   int64_t iteration = 0, max_iterations = 0;  // over the whole training (0: unknown)

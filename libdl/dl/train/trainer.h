@@ -1,7 +1,8 @@
 // Trainer: the training loop of a classifier (or a pixel classifier) driven by TrainingOptions:
-// mini-batches from a DataLoader, softmax cross-entropy, one optimiser step per batch, a learning-
-// rate schedule per epoch, validation with patience, MATLAB's verbose table, a CSV row per
-// iteration, a checkpoint per epoch, and a report of time and memory at the end.
+// mini-batches from a DataLoader on the training device (DeviceBatches), softmax cross-entropy, one
+// optimiser step per batch, a learning-rate schedule per epoch, validation with patience, a
+// checkpoint per epoch, and a report of time and memory at the end. What happens is told to
+// observers (dl/train/observer.h): MATLAB's verbose table, the progress line, a CSV row per iteration.
 #pragma once
 #include <functional>
 #include <iosfwd>
@@ -13,40 +14,15 @@
 #include "dl/nn/module.h"
 #include "dl/ops/loss.h"
 #include "dl/optim/optimizer.h"
+#include "dl/train/observer.h"
 #include "dl/train/options.h"
 #include "dl/train/progress.h"
 
 namespace dl::train {
 
-struct IterationRecord {
-  int epoch = 0;
-  int64_t iteration = 0;
-  double seconds = 0;        // since training started
-  double learn_rate = 0;
-  double loss = 0, accuracy = 0;
-  double validation_loss = std::numeric_limits<double>::quiet_NaN();
-  double validation_accuracy = std::numeric_limits<double>::quiet_NaN();
-};
-
 struct EvalResult {
   double loss = 0, accuracy = 0;
   int64_t samples = 0;
-};
-
-struct TrainingReport {
-  std::vector<IterationRecord> history;     // this fit() call's iterations
-  std::vector<double> epoch_seconds;        // per epoch run in this call
-  double total_seconds = 0;                 // wall time of fit(), validation included
-  double train_seconds = 0;                 // the training steps alone
-  double images_per_second = 0;             // training samples / train_seconds
-  int epochs_completed = 0;                 // counting epochs before a resume
-  int64_t iterations = 0;
-  bool stopped_early = false;
-  std::string stop_reason;
-  double validation_loss = std::numeric_limits<double>::quiet_NaN();
-  double validation_accuracy = std::numeric_limits<double>::quiet_NaN();
-  int64_t peak_rss_bytes = 0;
-  int64_t allocator_peak_bytes = 0;  // of the training device's caching allocator (the CPU's on the CPU)
 };
 
 class Trainer {
@@ -63,6 +39,9 @@ class Trainer {
   // A progress line with ETA on the output stream (dl/train/progress.h), besides the verbose
   // table: redrawn in place on a terminal, a plain line per epoch elsewhere. Off by default.
   void set_progress(ProgressMode mode);
+  // Tells `observer` (not owned: it must outlive fit()) what fit() does, after the observers made
+  // from the options and the two setters above.
+  void add_observer(TrainingObserver& observer);
 
   TrainingReport fit(std::shared_ptr<const data::Dataset> train);
   EvalResult evaluate(const data::Dataset& d, int64_t batch_size = 0);
@@ -79,10 +58,16 @@ class Trainer {
   int64_t iteration() const { return iteration_; }
 
  private:
+  struct Run;  // one fit() call: its loader, observers and report
+  void prepare_checkpoint_folder();
+  IterationRecord step(Run& run, const data::Batch& batch);
+  void check_loss(Run& run, double loss, const data::Batch& batch, const Tensor& logits) const;
+  bool validation_due(const Run& run) const;
+  void validate(Run& run, IterationRecord& rec);
+  void end_epoch(Run& run, double seconds);
+  TrainingReport finish(Run& run);
   double learn_rate_for(int epoch) const;
   void clip_gradients();
-  void print_header() const;
-  void print_row(const IterationRecord& r) const;
   // Throws "training diverged ..." naming the first parameter, buffer (batch-norm statistics) or
   // optimiser state that holds NaN or Inf, and the iterations since the last check.
   void check_finite_state(int epoch);
@@ -97,16 +82,14 @@ class Trainer {
   std::function<void(const std::vector<nn::ParamRef>&)> hook_;
   std::ostream* out_;
   ProgressMode progress_mode_ = ProgressMode::kOff;
-  std::unique_ptr<ProgressLine> progress_;  // during fit()
+  std::vector<TrainingObserver*> observers_;  // added by add_observer
   Generator shuffle_gen_;
-  int epoch_ = 0;            // epochs completed
-  int64_t iteration_ = 0;    // iterations completed
+  int epoch_ = 0;          // epochs completed
+  int64_t iteration_ = 0;  // iterations completed
   double best_val_loss_ = std::numeric_limits<double>::infinity();
   int patience_count_ = 0;
   int64_t last_finite_check_ = 0;  // the iteration at which the state was last found finite
-  nn::NamedTensors best_state_;  // clones of the weights at the best validation loss
+  nn::NamedTensors best_state_;    // clones of the weights at the best validation loss
 };
-
-std::string format_hms(double seconds);
 
 }  // namespace dl::train

@@ -1,0 +1,159 @@
+// The frame of the training programs (dl/train/program.h).
+#include "dl/train/program.h"
+
+#include <cstdio>
+
+#include "dl/core/allocator.h"
+#include "dl/core/error.h"
+#include "dl/core/file_io.h"
+#include "dl/core/rng.h"
+#include "dl/core/threads.h"
+
+namespace dl::train {
+
+TrainingProgram::TrainingProgram(std::string name, std::string summary, const TrainingOptions& recipe)
+    : name_(name), flags_(name, std::move(summary)), o_(recipe), report_(name) {
+  add_training_flags(flags_, o_);
+  flags_.add({"device"}, &device_, "cpu or cuda (cuda:N for device N)");
+  flags_.add({"threads"}, &threads_, "CPU threads (0: all)", 0, 1024);
+  flags_.add({"seed"}, &o_.seed, "seed of initialisation, shuffling and augmentation");
+  flags_.add({"save"}, &save_, "write the trained model to this file");
+  flags_.add({"resume"}, &resume_, "continue from a checkpoint written with --checkpoint-path");
+  flags_.add({"report-json"}, &report_json_, "write a JSON summary of the run here (also when it fails)");
+  flags_.add({"memory-limit"}, &memory_limit_, "cap on the CPU allocator's bytes, e.g. 512MiB (0: none)");
+  flags_.add({"probe-steps"}, &probe_steps_,
+             "fit probe: train this many steps at the batch size on repeated training images, no validation (0: off)",
+             int64_t{0}, int64_t{1} << 30);
+  flags_.add({"progress"}, &progress_, "progress line with ETA: auto, in-place, plain or off");
+}
+
+int TrainingProgram::run(int argc, char** argv, const std::function<void()>& body) {
+  return run_main(
+      name_,
+      [&] {
+        if (!flags_.parse(argc, argv)) return;
+        set_up();
+        body();
+        report_.write("ok");
+      },
+      [&](const std::string& error) { report_.write("failed", error); });
+}
+
+void TrainingProgram::set_up() {
+  o_.validate();  // every option checked before any arithmetic on it
+  check_output_paths({{save_, "model file"}, {report_json_, "run report"}, {o_.log_csv, "training log"}});
+  o_.device = Device::parse(device_);
+  report_.set_path(report_json_);
+  report_.set_device(o_.device);
+  if (probing()) o_.max_epochs = 1, o_.validation_patience = 0;
+  Json& cfg = report_.config();
+  cfg["device"] = device_;
+  cfg["solver"] = std::string(option_name(o_.solver));
+  cfg["initial_learn_rate"] = o_.initial_learn_rate;
+  cfg["max_epochs"] = o_.max_epochs;
+  cfg["mini_batch_size"] = o_.mini_batch_size;
+  cfg["validation_frequency"] = o_.validation_frequency;
+  cfg["seed"] = o_.seed;
+  cfg["probe_steps"] = probe_steps_;
+  cfg["log_csv"] = o_.log_csv;
+  CpuAllocator::instance().set_limit(parse_memory_limit(memory_limit_));
+  parse_progress_mode(progress_);  // a bad word fails here, before any work
+  if (threads_ > 0) set_num_threads(threads_);
+  manual_seed(o_.seed);
+  cfg["threads"] = num_threads();
+}
+
+bool TrainingProgram::resume(Trainer& t) const {
+  if (resume_.empty()) return false;
+  t.load_checkpoint(resume_);
+  std::printf("Resumed from %s after epoch %d (iteration %lld)\n", resume_.c_str(), t.epoch(),
+              static_cast<long long>(t.iteration()));
+  return true;
+}
+
+TrainingReport TrainingProgram::fit(Trainer& t, std::shared_ptr<const data::Dataset> train) {
+  t.set_progress(parse_progress_mode(progress_));
+  if (probing()) {  // exactly probe_steps full batches of the requested size, one epoch, nothing else
+    train = first_n(train, probe_steps_ * o_.mini_batch_size);
+    t.set_validation_data(nullptr);
+  }
+  const TrainingReport r = t.fit(train);
+  report_.add_training(r);
+  if (probing())
+    std::printf("Probe: %lld steps at batch %lld fit; peak RSS %.1f MiB, allocator peak %.1f MiB\n",
+                static_cast<long long>(r.iterations), static_cast<long long>(o_.mini_batch_size),
+                r.peak_rss_bytes / 1048576.0, r.allocator_peak_bytes / 1048576.0);
+  return r;
+}
+
+void TrainingProgram::print_summary(const TrainingReport& r) const {
+  std::printf("\nTraining: %d epochs, %lld iterations, %s (%.1f s; %.2f s per epoch), %.1f images/s%s\n",
+              r.epochs_completed, static_cast<long long>(r.iterations), format_hms(r.total_seconds).c_str(),
+              r.total_seconds, r.epoch_seconds.empty() ? 0.0 : r.total_seconds / r.epoch_seconds.size(),
+              r.images_per_second, r.stopped_early ? " (stopped early)" : "");
+  std::printf("Memory: peak RSS %.1f MiB, %s allocator peak %.1f MiB\n", r.peak_rss_bytes / 1048576.0,
+              o_.device.str().c_str(), r.allocator_peak_bytes / 1048576.0);
+}
+
+void TrainingProgram::estimate_memory(const std::string& path,
+                                      const std::function<std::unique_ptr<nn::Layer>()>& make_model,
+                                      std::shared_ptr<const data::Dataset> train) {
+  check_output_path(path, "memory estimate");
+  Json j = Json::object(), points = Json::array();
+  j["method"] = "allocator peak of one training step at batch 1, 2, 4 and 8, fitted with a line";
+  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;  // least squares of peak bytes against batch size
+  for (int64_t b : {1, 2, 4, 8}) {
+    TrainingOptions o = o_;
+    o.mini_batch_size = b;
+    o.max_epochs = 1;
+    o.verbose = false;
+    o.log_csv.clear();
+    o.checkpoint_path.clear();
+    const std::unique_ptr<nn::Layer> model = make_model();
+    Trainer trainer(*model, o);
+    trainer.set_output(nullptr);
+    const double x = static_cast<double>(b),
+                 y = static_cast<double>(trainer.fit(first_n(train, b)).allocator_peak_bytes);
+    Json p = Json::object();
+    p["batch"] = b;
+    p["allocator_peak_bytes"] = static_cast<int64_t>(y);
+    points.push_back(p);
+    n += 1, sx += x, sy += y, sxx += x * x, sxy += x * y;
+  }
+  const double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+  j["points"] = points;
+  j["per_element_bytes"] = slope;
+  j["fixed_bytes"] = (sy - slope * sx) / n;
+  write_file_atomically(path, j.dump(2) + '\n');
+  std::printf("Memory estimate: %.0f bytes per batch element + %.0f bytes fixed (written to %s)\n", slope,
+              (sy - slope * sx) / n, path.c_str());
+}
+
+int run_main(const std::string& name, const std::function<void()>& body,
+             const std::function<void(const std::string&)>& on_error) {
+  try {
+    body();
+    return 0;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    const std::string message = error_message(e);
+    std::fprintf(stderr, "%s: error: %s\n", name.c_str(), message.c_str());
+    if (on_error) {
+      try {
+        on_error(message);
+      } catch (const std::exception& e2) {
+        std::fprintf(stderr, "%s: error: cannot write the report: %s\n", name.c_str(), error_message(e2).c_str());
+      }
+    }
+    return 1;
+  }
+}
+
+std::shared_ptr<const data::Dataset> first_n(std::shared_ptr<const data::Dataset> d, int64_t n) {
+  if (n <= 0) return d;
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i % d->size();
+  return std::make_shared<data::SubsetDataset>(d, std::move(idx));
+}
+
+}  // namespace dl::train
