@@ -279,4 +279,42 @@ TEST(Trainer, ResumeIsBitForBitAndOtherModelsAreRejected) {
   fs::remove_all(dir);
 }
 
+TEST(Trainer, ScheduleSetsEveryIterationsRateAndResumesWhereItStopped) {
+  const fs::path dir = temp_dir("schedule");
+  auto train = quadrants(200, 1);  // 7 batches of 32 per epoch, 28 iterations in 4 epochs
+  auto o = quick_options();
+  o.learn_rate_schedule = dl::train::LearnRateSchedule::kCosine;
+  o.learn_rate_warmup_iterations = 3;
+  o.checkpoint_path = dir.string();
+  const dl::optim::Schedule expected = dl::optim::Schedule::cosine().with_warmup(3);
+  auto rate = [&](int64_t it) {
+    return 0.01 * expected.factor({.iteration = it, .iterations_per_epoch = 7, .total_iterations = 28});
+  };
+  dl::Generator g1(1);
+  dl::nn::MnistCnn model(small_cnn(), g1);
+  dl::train::Trainer t1(model, o);
+  const auto full = t1.fit(train);
+  ASSERT_EQ(full.history.size(), 28u);
+  for (size_t k = 0; k < full.history.size(); ++k)
+    EXPECT_NEAR(full.history[k].learn_rate, rate(static_cast<int64_t>(k)), 1e-15) << "iteration " << k + 1;
+  EXPECT_EQ(full.history[0].learn_rate, 0.0);  // the warm-up starts from 0
+
+  dl::Generator g2(2);
+  dl::nn::MnistCnn resumed(small_cnn(), g2);
+  auto o2 = o;
+  o2.checkpoint_path.clear();
+  dl::train::Trainer t2(resumed, o2);
+  t2.load_checkpoint((dir / "checkpoint_epoch2.dlck").string());
+  const auto rest = t2.fit(train);
+  ASSERT_EQ(rest.history.size(), 14u);
+  for (size_t k = 0; k < rest.history.size(); ++k)
+    EXPECT_EQ(rest.history[k].learn_rate, full.history[14 + k].learn_rate) << "iteration " << 15 + k;
+
+  auto bad = quick_options();
+  bad.learn_rate_schedule = dl::train::LearnRateSchedule::kExponential;
+  bad.learn_rate_drop_factor = 0;
+  EXPECT_THROW(dl::train::Trainer(model, bad), dl::Error);
+  fs::remove_all(dir);
+}
+
 }  // namespace

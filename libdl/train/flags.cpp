@@ -88,8 +88,11 @@ void add_training_flags(Flags& f, TrainingOptions& o) {
   f.add({"solver"}, &o.solver, "the optimiser");
   f.add({"initial-learn-rate", "lr"}, &o.initial_learn_rate, "initial learning rate", 1e-12, 1e6);
   f.add({"learn-rate-schedule"}, &o.learn_rate_schedule, "the learning-rate schedule");
-  f.add({"learn-rate-drop-factor"}, &o.learn_rate_drop_factor, "factor of each piecewise drop", 0.0, 1.0);
+  f.add({"learn-rate-drop-factor"}, &o.learn_rate_drop_factor, "factor of each piecewise drop (exponential: per epoch)",
+        0.0, 1.0);
   f.add({"learn-rate-drop-period"}, &o.learn_rate_drop_period, "epochs between drops", 1, 1000000);
+  f.add({"learn-rate-warmup"}, &o.learn_rate_warmup_iterations, "iterations of linear warm-up before the schedule", 0,
+        kBig);
   f.add({"max-epochs", "epochs"}, &o.max_epochs, "epochs to train", 1, 1000000);
   f.add({"mini-batch-size", "batch-size"}, &o.mini_batch_size, "mini-batch size", int64_t{1}, int64_t{1} << 31);
   f.add({"shuffle"}, &o.shuffle, "when to shuffle the training data");

@@ -20,8 +20,13 @@ struct Names<Solver> {
 };
 template <>
 struct Names<LearnRateSchedule> {
-  static constexpr std::array<std::pair<LearnRateSchedule, std::string_view>, 2> kAll = {
-      {{LearnRateSchedule::kNone, "none"}, {LearnRateSchedule::kPiecewise, "piecewise"}}};
+  static constexpr std::array<std::pair<LearnRateSchedule, std::string_view>, 6> kAll = {
+      {{LearnRateSchedule::kNone, "none"},
+       {LearnRateSchedule::kPiecewise, "piecewise"},
+       {LearnRateSchedule::kExponential, "exponential"},
+       {LearnRateSchedule::kPolynomial, "polynomial"},
+       {LearnRateSchedule::kCosine, "cosine"},
+       {LearnRateSchedule::kOneCycle, "one-cycle"}}};
 };
 template <>
 struct Names<Shuffle> {
@@ -85,6 +90,31 @@ DL_OPTION_ENUM(GradientThresholdMethod)
 DL_OPTION_ENUM(OutputNetwork)
 #undef DL_OPTION_ENUM
 
+optim::Schedule TrainingOptions::resolved_schedule() const {
+  if (schedule) return *schedule;
+  optim::Schedule s = optim::Schedule::constant();
+  switch (learn_rate_schedule) {
+    case LearnRateSchedule::kNone:
+      break;
+    case LearnRateSchedule::kPiecewise:
+      s = optim::Schedule::piecewise(learn_rate_drop_factor, learn_rate_drop_period);
+      break;
+    case LearnRateSchedule::kExponential:
+      s = optim::Schedule::exponential(learn_rate_drop_factor);
+      break;
+    case LearnRateSchedule::kPolynomial:
+      s = optim::Schedule::polynomial(0.9);
+      break;
+    case LearnRateSchedule::kCosine:
+      s = optim::Schedule::cosine();
+      break;
+    case LearnRateSchedule::kOneCycle:
+      s = optim::Schedule::one_cycle();
+      break;
+  }
+  return learn_rate_warmup_iterations > 0 ? s.with_warmup(learn_rate_warmup_iterations) : s;
+}
+
 void TrainingOptions::validate() const {
   // The word-valued options: a value cast from an integer outside the enum has no name.
   (void)option_name(solver), (void)option_name(learn_rate_schedule), (void)option_name(shuffle);
@@ -95,6 +125,10 @@ void TrainingOptions::validate() const {
            "TrainingOptions: LearnRateDropFactor must be in [0, 1], got ", learn_rate_drop_factor);
   DL_CHECK(learn_rate_drop_period >= 1, "TrainingOptions: LearnRateDropPeriod must be >= 1, got ",
            learn_rate_drop_period);
+  DL_CHECK(learn_rate_warmup_iterations >= 0, "TrainingOptions: learn_rate_warmup_iterations must be >= 0, got ",
+           learn_rate_warmup_iterations);
+  DL_CHECK(learn_rate_schedule != LearnRateSchedule::kExponential || learn_rate_drop_factor > 0,
+           "TrainingOptions: the exponential schedule needs LearnRateDropFactor > 0, got ", learn_rate_drop_factor);
   DL_CHECK(max_epochs >= 1, "TrainingOptions: MaxEpochs must be >= 1, got ", max_epochs);
   DL_CHECK(mini_batch_size >= 1, "TrainingOptions: MiniBatchSize must be >= 1, got ", mini_batch_size);
   DL_CHECK(validation_frequency >= 0, "TrainingOptions: ValidationFrequency must be >= 0 (0: once per epoch), got ",

@@ -95,6 +95,7 @@ struct Trainer::Run {
 Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
     : model_(model), o_(options), out_(&std::cout), shuffle_gen_(options.seed) {
   o_.validate();
+  schedule_ = o_.resolved_schedule();
   check_device_usable(o_.device);
   model_.to(o_.device);  // before the optimiser makes its state tensors beside the parameters
   optimizer_ = make_optimizer(model_, o_);
@@ -114,10 +115,12 @@ void Trainer::set_output(std::ostream* out) { out_ = out; }
 void Trainer::set_progress(ProgressMode mode) { progress_mode_ = mode; }
 void Trainer::add_observer(TrainingObserver& observer) { observers_.push_back(&observer); }
 
-double Trainer::learn_rate_for(int epoch) const {
-  return optim::PiecewiseSchedule{o_.initial_learn_rate, o_.learn_rate_drop_factor, o_.learn_rate_drop_period,
-                                  o_.learn_rate_schedule == LearnRateSchedule::kPiecewise}
-      .rate(epoch);
+// A function of the iteration alone, so that a resumed run continues the schedule where it stopped.
+double Trainer::learn_rate_at(const Run& run) const {
+  const optim::Progress p{.iteration = iteration_,
+                          .iterations_per_epoch = run.loader.batches_per_epoch(),
+                          .total_iterations = run.last_iteration};
+  return o_.initial_learn_rate * schedule_->factor(p);
 }
 
 void Trainer::clip_gradients() {
@@ -174,7 +177,6 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   model_.train();
   while (epoch_ < o_.max_epochs && !run.stop) {
     const auto te = Clock::now();
-    optimizer_->set_learning_rate(learn_rate_for(epoch_ + 1));
     run.batches.start_epoch();
     data::Batch batch;
     while (!run.stop && run.batches.next(batch)) {
@@ -209,6 +211,7 @@ IterationRecord Trainer::step(Run& run, const data::Batch& batch) {
   check_loss(run, loss_value, batch, logits);
   clip_gradients();
   if (hook_) hook_(optimizer_->params());
+  optimizer_->set_learning_rate(learn_rate_at(run));
   optimizer_->step();
   ++iteration_;
   run.images += batch.size();

@@ -5,16 +5,19 @@
 #pragma once
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "dl/core/device.h"
+#include "dl/optim/schedule.h"
 
 namespace dl::train {
 
-enum class Solver { kSgdm, kAdam, kRmsProp };        // "sgdm", "adam", "rmsprop"
-enum class LearnRateSchedule { kNone, kPiecewise };  // "none", "piecewise"
-enum class Shuffle { kOnce, kEveryEpoch, kNever };   // "once", "every-epoch", "never"
+enum class Solver { kSgdm, kAdam, kRmsProp };  // "sgdm", "adam", "rmsprop"
+// "none", "piecewise", "exponential", "polynomial", "cosine", "one-cycle" (dl/optim/schedule.h)
+enum class LearnRateSchedule { kNone, kPiecewise, kExponential, kPolynomial, kCosine, kOneCycle };
+enum class Shuffle { kOnce, kEveryEpoch, kNever };  // "once", "every-epoch", "never"
 enum class GradientThresholdMethod {
   kL2Norm,
   kGlobalL2Norm,
@@ -38,9 +41,16 @@ E parse_option(std::string_view text, std::string_view what);
 struct TrainingOptions {
   Solver solver = Solver::kSgdm;
   double initial_learn_rate = 0.01;
+  // The rate at each iteration is initial_learn_rate times the schedule's factor there: piecewise drops by
+  // learn_rate_drop_factor every learn_rate_drop_period epochs; exponential multiplies by
+  // learn_rate_drop_factor every epoch; polynomial (power 0.9, DeepLab's "poly"), cosine and one-cycle
+  // (peak at initial_learn_rate) run over all max_epochs. A linear warm-up of learn_rate_warmup_iterations
+  // from 0 comes first when > 0. `schedule`, when set, replaces all of these (any dl::optim::Schedule).
   LearnRateSchedule learn_rate_schedule = LearnRateSchedule::kNone;
   double learn_rate_drop_factor = 0.1;
   int learn_rate_drop_period = 10;  // epochs
+  int learn_rate_warmup_iterations = 0;
+  std::optional<optim::Schedule> schedule{};
   int max_epochs = 30;
   int64_t mini_batch_size = 128;
   Shuffle shuffle = Shuffle::kOnce;
@@ -70,6 +80,8 @@ struct TrainingOptions {
 
   // Throws dl::Error naming the first option out of range.
   void validate() const;
+  // The schedule these options describe: `schedule` when set, else learn_rate_schedule with its warm-up.
+  optim::Schedule resolved_schedule() const;
 };
 
 }  // namespace dl::train

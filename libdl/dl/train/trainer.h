@@ -66,7 +66,7 @@ class Trainer {
   void validate(Run& run, IterationRecord& rec);
   void end_epoch(Run& run, double seconds);
   TrainingReport finish(Run& run);
-  double learn_rate_for(int epoch) const;
+  double learn_rate_at(const Run& run) const;
   void clip_gradients();
   // Throws "training diverged ..." naming the first parameter, buffer (batch-norm statistics) or
   // optimiser state that holds NaN or Inf, and the iterations since the last check.
@@ -77,6 +77,7 @@ class Trainer {
   nn::Layer& model_;
   TrainingOptions o_;
   std::unique_ptr<optim::Optimizer> optimizer_;
+  std::optional<optim::Schedule> schedule_;  // o_.resolved_schedule(), made once the options are validated
   std::shared_ptr<const data::Dataset> validation_;
   ops::CrossEntropyOptions loss_;
   std::function<void(const std::vector<nn::ParamRef>&)> hook_;
