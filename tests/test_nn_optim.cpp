@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <type_traits>
 
 #include "dl/dl.h"
 
@@ -28,6 +29,38 @@ TEST(Module, MnistCnnNamesShapesAndCount) {
   EXPECT_EQ(model.num_parameters(), 80 + 1168 + 4640 + 112 + 15690);
   dl::Tensor logits = model(dl::Tensor::randn({3, 1, 28, 28}, gen));
   EXPECT_EQ(logits.shape(), dl::Shape({3, 10}));
+}
+
+// Copying a module would alias its parameters: it does not compile. Names are unique per module.
+static_assert(!std::is_copy_constructible_v<dl::nn::MnistCnn> && !std::is_copy_assignable_v<dl::nn::MnistCnn>);
+static_assert(std::is_move_constructible_v<dl::nn::MnistCnn>);
+
+struct Registers : dl::nn::Layer {
+  Registers(const std::string& first, const std::string& second, int second_kind) {
+    register_parameter(first, dl::Tensor::zeros({2}));
+    if (second_kind == 0) register_parameter(second, dl::Tensor::zeros({2}));
+    if (second_kind == 1) register_buffer(second, dl::Tensor::zeros({2}));
+    if (second_kind == 2) register_module(second, std::make_shared<dl::nn::ReLU>());
+  }
+  dl::Tensor forward(const dl::Tensor& x) override { return x; }
+};
+
+TEST(Module, RegisteringANameTwiceThrows) {
+  auto error = [](const std::string& a, const std::string& b, int kind) -> std::string {
+    try {
+      Registers r(a, b, kind);
+    } catch (const dl::Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  EXPECT_NE(error("w", "w", 0).find("register_parameter('w'): the name is already taken by a parameter"),
+            std::string::npos);
+  EXPECT_NE(error("w", "w", 1).find("register_buffer('w'): the name is already taken"), std::string::npos);
+  EXPECT_NE(error("w", "w", 2).find("register_module('w'): the name is already taken"), std::string::npos);
+  EXPECT_NE(error("a.b", "c", 0).find("without dots"), std::string::npos);
+  EXPECT_NE(error("", "c", 0).find("non-empty name"), std::string::npos);
+  EXPECT_EQ(error("w", "b", 1), "(no error)");
 }
 
 TEST(Module, EvalUsesRunningStatistics) {

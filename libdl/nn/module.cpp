@@ -3,7 +3,23 @@
 
 namespace dl::nn {
 
+void Module::check_new_name(const std::string& name, const char* who) const {
+  DL_CHECK(!name.empty() && name.find('.') == std::string::npos, who, "('", name,
+           "'): expected a non-empty name without dots (dots join the names of a path)");
+  auto taken = [&](const char* what) {
+    DL_THROW(who, "('", name, "'): the name is already taken by a ", what,
+             " of this module (names of parameters, buffers and children must be unique)");
+  };
+  for (const auto& p : params_)
+    if (p.name == name) taken("parameter");
+  for (const auto& b : buffers_)
+    if (b.first == name) taken("buffer");
+  for (const auto& c : children_)
+    if (c.first == name) taken("child module");
+}
+
 Tensor& Module::register_parameter(const std::string& name, Tensor t, double l2_factor) {
+  check_new_name(name, "register_parameter");
   DL_CHECK(t.defined(), "register_parameter('", name, "'): undefined tensor");
   t.set_requires_grad(true);
   params_.push_back({name, std::move(t), l2_factor});
@@ -11,6 +27,7 @@ Tensor& Module::register_parameter(const std::string& name, Tensor t, double l2_
 }
 
 Tensor& Module::register_buffer(const std::string& name, Tensor t) {
+  check_new_name(name, "register_buffer");
   DL_CHECK(t.defined(), "register_buffer('", name, "'): undefined tensor");
   buffers_.emplace_back(name, std::move(t));
   return buffers_.back().second;

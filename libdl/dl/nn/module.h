@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "dl/core/error.h"
 #include "dl/core/tensor.h"
 
 namespace dl::nn {
@@ -22,8 +23,17 @@ struct ParamRef {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
+// A Module owns its parameters: copying one would alias every parameter of the copy with the original,
+// so it does not compile (move it, or build a second model and load_weights into it). Names are unique
+// among a module's parameters, buffers and children, non-empty and without dots; registering one twice
+// throws.
 class Module {
  public:
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+  Module(Module&&) = default;
+  Module& operator=(Module&&) = default;
   virtual ~Module() = default;
 
   std::vector<ParamRef> parameter_refs() const;
@@ -44,12 +54,17 @@ class Module {
  protected:
   Tensor& register_parameter(const std::string& name, Tensor t, double l2_factor = 1.0);
   Tensor& register_buffer(const std::string& name, Tensor t);
-  template <typename M> std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    check_new_name(name, "register_module");
+    DL_CHECK(m != nullptr, "register_module('", name, "'): expected a module, got nullptr");
     children_.emplace_back(name, m);
     return m;
   }
 
  private:
+  // Throws dl::Error when `name` is empty, holds a dot, or is already a parameter, buffer or child here.
+  void check_new_name(const std::string& name, const char* who) const;
   void collect(const std::string& prefix, std::vector<ParamRef>* params, NamedTensors* buffers) const;
   struct Param {
     std::string name;
