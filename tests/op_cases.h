@@ -24,7 +24,10 @@
 #include <ostream>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
+
+#include "unary_ops.cuh"
 
 #ifndef DL_OP_CASES_WITH_TORCH
 #define DL_OP_CASES_WITH_TORCH 0
@@ -56,7 +59,19 @@ inline Tensor make_distinct(const Shape& shape, Generator& gen, double spacing =
 }
 
 // The suites a row runs in.
-enum Suite : unsigned { kGrad = 1, kTorch = 2, kGpu = 4, kBench = 8, kTests = kGrad | kTorch | kGpu };
+enum Suite : unsigned {
+  kGrad = 1,
+  kTorch = 2,
+  kGpu = 4,
+  kKernel = 8,  // rows with a functor of kernels/unary_ops.cuh: its kernel under the emulation (test_kernels)
+  kBench = 16,
+  kTests = kGrad | kTorch | kGpu | kKernel
+};
+
+// The functor of an element-wise unary op (kernels/unary_ops.cuh), or none.
+#define DL_UNARY_ALTERNATIVE(Op) , kern::Op
+using UnaryKernel = std::variant<std::monostate DL_UNARY_OPS(DL_UNARY_ALTERNATIVE)>;
+#undef DL_UNARY_ALTERNATIVE
 
 // How one input is made (in float64, then converted to the suite's dtype and device).
 struct Input {
@@ -120,6 +135,7 @@ struct OpCase {
   std::vector<std::vector<bool>> wrt = {{}};  // gradcheck: input subsets ({}: every input with grad)
   double gpu_tol = 1e-4;                      // CUDA vs CPU: |diff| <= tol (1 + |cpu|)
   double bench_tensors = 2;                   // input-sized tensors one forward reads or writes
+  UnaryKernel unary = {};                     // the functor of an element-wise unary op (kKernel)
 
   std::string id() const {  // a GoogleTest name: letters, digits and _
     std::string s = op + "_" + name;
@@ -127,7 +143,11 @@ struct OpCase {
       if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
     return s;
   }
-  bool in(Suite s) const { return (suites & s) != 0 && (s != kTorch || static_cast<bool>(torch)); }
+  bool in(Suite s) const {
+    if (s == kTorch && !torch) return false;
+    if (s == kKernel && std::holds_alternative<std::monostate>(unary)) return false;
+    return (suites & s) != 0;
+  }
 };
 
 inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.op << "/" << c.name; }
@@ -335,6 +355,30 @@ std::vector<OpCase> binary(const std::string& op, Dl dl, Torch torch, std::vecto
   return out;
 }
 
+inline const std::vector<std::pair<std::string, Shape>>& bench_shapes() {
+  // The MNIST CNN at batch 1024, ResNet-18 at 360 x 480 and batch 2.
+  static const std::vector<std::pair<std::string, Shape>> shapes = {{"mnist.block1", {1024, 8, 28, 28}},
+                                                                    {"resnet18.layer1", {2, 64, 90, 120}},
+                                                                    {"resnet18.layer4", {2, 512, 23, 30}}};
+  return shapes;
+}
+
+// An element-wise unary op, the one row that adding one takes: every suite's shapes (1000: no block size of
+// the kernel tests divides it), inputs away from 0 (kinks), its functor for the kernel tests (none: ReLU,
+// which runs cuDNN), and the benchmark sizes.
+template <typename Dl, typename Torch>
+std::vector<OpCase> unary(const std::string& op, Dl dl, Torch torch, UnaryKernel kernel = {}) {
+  std::vector<OpCase> out;
+  for (const Shape& s :
+       {Shape{7}, Shape{3, 5}, Shape{2, 3, 4, 2}, Shape{17}, Shape{4, 9}, Shape{2, 3, 5, 7}, Shape{1000}}) {
+    OpCase c{op, dims(s), {away_from_zero(s)}, dl, torch};
+    c.unary = kernel;
+    out.push_back(c);
+  }
+  for (const auto& [name, s] : bench_shapes()) out.push_back({op, name, {normal(s)}, dl, torch, kBench});
+  return out;
+}
+
 inline std::vector<OpCase> all() {
   std::vector<OpCase> t;
   auto add = [&t](std::vector<OpCase> more) {
@@ -407,9 +451,15 @@ inline std::vector<OpCase> all() {
     t.push_back(c);
   }
 
-  // ---- activations (inputs away from the kink at 0) ----
-  for (const Shape& s : {Shape{7}, Shape{3, 5}, Shape{2, 3, 4, 2}, Shape{17}, Shape{4, 9}, Shape{2, 3, 5, 7}})
-    t.push_back({"relu", dims(s), {away_from_zero(s)}, DL_OP(ops::relu(x[0])), DL_TORCH(torch::relu(x[0]))});
+  // ---- activations ----
+  add(unary("relu", DL_OP(ops::relu(x[0])), DL_TORCH(torch::relu(x[0]))));
+  add(unary("sigmoid", DL_OP(ops::sigmoid(x[0])), DL_TORCH(torch::sigmoid(x[0])), kern::SigmoidOp{}));
+  add(unary("tanh", DL_OP(ops::tanh(x[0])), DL_TORCH(torch::tanh(x[0])), kern::TanhOp{}));
+  add(unary("gelu", DL_OP(ops::gelu(x[0])), DL_TORCH(torch::gelu(x[0])), kern::GeluOp{}));
+  add(unary("silu", DL_OP(ops::silu(x[0])), DL_TORCH(torch::silu(x[0])), kern::SiluOp{}));
+  add(unary("leaky_relu", DL_OP(ops::leaky_relu(x[0], 0.2)), DL_TORCH(torch::leaky_relu(x[0], 0.2)),
+            kern::LeakyReluOp{0.2f}));
+  add(unary("elu", DL_OP(ops::elu(x[0], 0.5)), DL_TORCH(torch::elu(x[0], 0.5)), kern::EluOp{0.5f}));
 
   // ---- softmax, log_softmax, cross_entropy ----
   for (bool log : {false, true}) {
@@ -536,13 +586,9 @@ inline std::vector<OpCase> all() {
     t.push_back(c);
   }
 
-  // ---- benchmarks at the sizes of the models: the MNIST CNN at batch 1024, ResNet-18 at 360 x 480 ----
-  const std::vector<std::pair<std::string, Shape>> bench_shapes = {{"mnist.block1", {1024, 8, 28, 28}},
-                                                                   {"resnet18.layer1", {2, 64, 90, 120}},
-                                                                   {"resnet18.layer4", {2, 512, 23, 30}}};
-  for (const auto& [name, s] : bench_shapes) {
-    std::vector<OpCase> b = {{"relu", name, {normal(s)}, DL_OP(ops::relu(x[0])), DL_TORCH(torch::relu(x[0]))},
-                             batch_norm(name, s, true),
+  // ---- benchmarks at the sizes of the models (the activations' come with their rows) ----
+  for (const auto& [name, s] : bench_shapes()) {
+    std::vector<OpCase> b = {batch_norm(name, s, true),
                              pool2d(name, s, pool_params({2, 2}, {2, 2}, {0, 0}))[0],
                              {"add", name, {normal(s), normal(s)}, DL_OP(ops::add(x[0], x[1])), DL_TORCH(x[0] + x[1])},
                              concat(name, {s, s}),
@@ -551,9 +597,9 @@ inline std::vector<OpCase> all() {
                               {normal(s)},
                               DL_OP(ops::global_avg_pool2d(x[0])),
                               DL_TORCH(torch::adaptive_avg_pool2d(x[0], {1, 1}))}};
-    b[2].bench_tensors = 1.25;
-    b[3].bench_tensors = 3;
-    b[5].bench_tensors = 1;
+    b[1].bench_tensors = 1.25;
+    b[2].bench_tensors = 3;
+    b[4].bench_tensors = 1;
     for (OpCase& c : b) c.suites = kBench;
     add(b);
   }
