@@ -3,12 +3,16 @@
 // the libtorch expression of the same thing. The rows drive
 //   test_gradcheck     float64 finite differences (rows with kGrad; the input subsets of `wrt`)
 //   test_torch_parity  float32 forward and gradients against libtorch (kTorch, rows with a torch expression)
-//   test_gpu_parity    the same front end on the CPU and on CUDA (kGpu)
+//   test_gpu_parity    the same front end on the CPU and on CUDA, the CUDA allocator poisoning (kGpu)
+//   test_kernels       the CUDA kernel of a row's unary functor under the emulation, against the CPU (kKernel)
 //   bench_ops          libdl beside libtorch at the sizes of the models (kBench)
 //
 // Note [one table of op cases]: adding an op is its front end, its bodies and one call here; a helper
-// such as unary() expands that call into the cases of every suite. A row's extra outputs (after the
-// first, the one differentiated) are compared forward only: batch norm's running statistics.
+// such as unary() expands that call into the cases of every suite. Adding an element-wise unary op takes
+// five files: its declaration (dl/ops/activation.h), its front end (ops/activation.cpp), its functor
+// (kernels/unary_ops.cuh: the CUDA body, and the name of the op for both backends), its Eigen expression
+// (backend/cpu/elementwise.cpp) and its unary() call here. A row's extra outputs (after the first, the
+// one differentiated) are compared forward only: batch norm's running statistics.
 //
 // Include <torch/torch.h> first and define DL_OP_CASES_WITH_TORCH to 1 for the libtorch expressions;
 // without it, DL_TORCH(...) drops them unseen, so the other suites neither include nor link libtorch.
