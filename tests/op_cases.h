@@ -536,6 +536,27 @@ inline std::vector<OpCase> all() {
   // Several chunks of the parallel reduction.
   t.push_back({"sum", "ManyChunks", {normal({1 << 17})}, DL_OP(ops::sum(x[0])), DL_TORCH(x[0].sum()), kNoGrad});
 
+  // ---- the shapes the CPU/CUDA parity checked the backends at (an MNIST layer, a strided, an atrous, a
+  // grouped and a pointwise convolution, a DeepLab-like odd map, a classifier head, 1001 elements) ----
+  add({conv2d("Mnist28", {4, 3, 28, 28}, {8, 3, 3, 3}, conv_params({1, 1}, {1, 1}, {1, 1}, 1), true, kNoGrad),
+       conv2d("Stride2Wide", {2, 16, 15, 17}, {32, 16, 3, 3}, conv_params({2, 2}, {1, 1}, {1, 1}, 1), true, kNoGrad),
+       conv2d("Atrous6", {2, 8, 20, 20}, {8, 8, 3, 3}, conv_params({1, 1}, {6, 6}, {6, 6}, 1), true, kNoGrad),
+       conv2d("Groups4", {2, 8, 9, 9}, {12, 2, 3, 3}, conv_params({1, 1}, {1, 1}, {1, 1}, 4), true),
+       conv2d("Pointwise5to4", {3, 5, 7, 6}, {4, 5, 1, 1}, conv_params({1, 1}, {0, 0}, {1, 1}, 1), true),
+       batch_norm("Conv4dSeven", {4, 6, 7, 7}, true, 0.1, 1e-5, 2.5, 0.5),
+       batch_norm("Conv4dSevenInfer", {4, 6, 7, 7}, false), softmax("3x4x13x11", {3, 4, 13, 11}, false),
+       softmax("3x4x13x11", {3, 4, 13, 11}, true), linear("Head37x50", {37, 50}, {10, 50}, true)});
+  add(pool2d("OddMapK2S2", {3, 4, 13, 11}, pool_params({2, 2}, {2, 2}, {0, 0})));
+  add(pool2d("OddMapK3S2Pad1", {3, 4, 13, 11}, pool_params({3, 3}, {2, 2}, {1, 1})));
+  {
+    const Shape s{1001};
+    t.push_back({"add", dims(s), {normal(s), normal(s)}, DL_OP(ops::add(x[0], x[1])), DL_TORCH(x[0] + x[1])});
+    t.push_back({"sub", dims(s), {normal(s), normal(s)}, DL_OP(ops::sub(x[0], x[1])), DL_TORCH(x[0] - x[1])});
+    t.push_back({"mul", dims(s), {normal(s), normal(s)}, DL_OP(ops::mul(x[0], x[1])), DL_TORCH(x[0] * x[1])});
+    t.push_back({"scale", dims(s), {normal(s)}, DL_OP(ops::scale(x[0], -1.5)), DL_TORCH(x[0] * -1.5)});
+    t.push_back({"sum", dims(s), {normal(s)}, DL_OP(ops::sum(x[0])), DL_TORCH(x[0].sum())});
+  }
+
   // ---- small networks end to end ----
   {  // no kinks on the path: gradient-checked. Not against libtorch: the conv bias before batch norm has a
      // true gradient of 0, of which float32 leaves noise alone.
