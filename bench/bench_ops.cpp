@@ -1,27 +1,29 @@
 // Per-op benchmarks at the sizes of the MNIST CNN (batch 1024) and of DeepLabv3+ on ResNet-18
-// (360 x 480 input, batch 2), forward and backward. Convolutions and linear layers report FLOP/s
-// (2 per multiply-add), memory-bound ops bytes/s (each tensor read or written once). When libtorch
-// is found the same case runs in libtorch in the same binary: compare the two as a ratio.
+// (360 x 480 input, batch 2), forward and backward: the rows of the op table (tests/op_cases.h) with
+// kBench, and convolution, cross-entropy and linear at the models' own sizes. Convolutions and linear layers report
+// FLOP/s (2 per multiply-add), memory-bound ops bytes/s (each tensor read or written once). When libtorch is found the
+// same case runs in libtorch in the same binary: compare the two as a ratio.
 #include <benchmark/benchmark.h>
-
-#include "conv_cases.h"
 
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "conv_cases.h"
 #include "dl/dl.h"
 
 #ifdef DL_BENCH_WITH_TORCH
 #include <torch/torch.h>
+#define DL_OP_CASES_WITH_TORCH 1
 #endif
+#include "op_cases.h"
 
 namespace {
 
 constexpr int kThreads = 2;
 
-using dl::bench::ConvCase;
 using dl::bench::conv_cases;
+using dl::bench::ConvCase;
 
 using dl::bench::conv_flops;
 
@@ -38,43 +40,25 @@ void conv_libdl(benchmark::State& state, const ConvCase& c, bool backward) {
     if (backward) dl::ops::sum(y).backward();
     benchmark::DoNotOptimize(y.raw_data());
   }
-  state.counters["FLOP/s"] = benchmark::Counter(conv_flops(c) * (backward ? 3 : 1) * state.iterations(),
-                                                benchmark::Counter::kIsRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(conv_flops(c) * (backward ? 3 : 1) * state.iterations(), benchmark::Counter::kIsRate);
 }
 
-struct EltCase {
-  std::string name;
-  int64_t n, c, h, w;
-};
-const std::vector<EltCase>& elt_cases() {
-  static const std::vector<EltCase> cases = {{"mnist.block1", 1024, 8, 28, 28},
-                                             {"resnet18.layer1", 2, 64, 90, 120},
-                                             {"resnet18.layer4", 2, 512, 23, 30}};
-  return cases;
-}
-
-// Runs an op over one N x C x H x W input; `tensors` is how many such tensors one call touches.
-void elementwise_libdl(benchmark::State& state, const EltCase& c, const std::string& op, bool backward) {
+// One row of the op table (tests/op_cases.h) at the size of a model: its inputs made once, then the
+// front end (and, with backward, the backward of sum(y)) timed. GB/s count c.bench_tensors input-sized
+// tensors per forward and 2.5 times that with the backward.
+void op_libdl(benchmark::State& state, const dl::testing::OpCase& c, bool backward) {
   dl::set_num_threads(kThreads);
-  dl::Generator gen(2);
-  dl::Tensor x = dl::Tensor::randn({c.n, c.c, c.h, c.w}, gen);
-  dl::Tensor other = dl::Tensor::randn({c.n, c.c, c.h, c.w}, gen);
-  dl::Tensor gamma = dl::Tensor::ones({c.c}), beta = dl::Tensor::zeros({c.c});
-  dl::Tensor rm = dl::Tensor::zeros({c.c}), rv = dl::Tensor::ones({c.c});
-  if (backward) x.set_requires_grad(true), gamma.set_requires_grad(true), beta.set_requires_grad(true);
-  double tensors = 2;
+  std::vector<dl::Tensor> xs = dl::testing::make_inputs(c, dl::DType::kFloat32);
+  for (size_t i = 0; i < xs.size(); ++i)
+    if (backward && c.inputs[i].grad) xs[i].set_requires_grad(true);
   for (auto _ : state) {
-    dl::Tensor y;
-    if (op == "relu") y = dl::ops::relu(x);
-    if (op == "batch_norm") y = dl::ops::batch_norm(x, gamma, beta, rm, rv, {}), tensors = 3;
-    if (op == "max_pool2d") y = dl::ops::max_pool2d(x), tensors = 1.25;
-    if (op == "add") y = dl::ops::add(x, other), tensors = 3;
-    if (op == "concat") y = dl::ops::concat({x, other}), tensors = 4;
-    if (op == "global_avg_pool2d") y = dl::ops::global_avg_pool2d(x), tensors = 1;
+    const dl::Tensor y = c.dl(xs).v[0];
     if (backward) dl::ops::sum(y).backward();
     benchmark::DoNotOptimize(y.raw_data());
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tensors * (backward ? 2.5 : 1) * x.nbytes()));
+  state.SetBytesProcessed(
+      static_cast<int64_t>(state.iterations() * c.bench_tensors * (backward ? 2.5 : 1) * xs[0].nbytes()));
 }
 
 void cross_entropy_libdl(benchmark::State& state, bool backward) {
@@ -98,15 +82,16 @@ void cross_entropy_libdl(benchmark::State& state, bool backward) {
 void linear_libdl(benchmark::State& state, bool backward) {
   dl::set_num_threads(kThreads);
   dl::Generator gen(4);
-  dl::Tensor x = dl::Tensor::randn({1024, 1568}, gen), w = dl::Tensor::randn({10, 1568}, gen), b = dl::Tensor::randn({10}, gen);
+  dl::Tensor x = dl::Tensor::randn({1024, 1568}, gen), w = dl::Tensor::randn({10, 1568}, gen),
+             b = dl::Tensor::randn({10}, gen);
   if (backward) x.set_requires_grad(true), w.set_requires_grad(true);
   for (auto _ : state) {
     dl::Tensor y = dl::ops::linear(x, w, b);
     if (backward) dl::ops::sum(y).backward();
     benchmark::DoNotOptimize(y.raw_data());
   }
-  state.counters["FLOP/s"] = benchmark::Counter(2.0 * 1024 * 1568 * 10 * (backward ? 3 : 1) * state.iterations(),
-                                                benchmark::Counter::kIsRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * 1024 * 1568 * 10 * (backward ? 3 : 1) * state.iterations(), benchmark::Counter::kIsRate);
 }
 
 #ifdef DL_BENCH_WITH_TORCH
@@ -120,29 +105,28 @@ void conv_torch(benchmark::State& state, const ConvCase& c, bool backward) {
     if (backward) y.sum().backward();
     benchmark::DoNotOptimize(y.data_ptr());
   }
-  state.counters["FLOP/s"] = benchmark::Counter(conv_flops(c) * (backward ? 3 : 1) * state.iterations(),
-                                                benchmark::Counter::kIsRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(conv_flops(c) * (backward ? 3 : 1) * state.iterations(), benchmark::Counter::kIsRate);
 }
 
-void elementwise_torch(benchmark::State& state, const EltCase& c, const std::string& op, bool backward) {
+void op_torch(benchmark::State& state, const dl::testing::OpCase& c, bool backward) {
   torch::set_num_threads(kThreads);
-  auto x = torch::randn({c.n, c.c, c.h, c.w}).set_requires_grad(backward);
-  auto other = torch::randn({c.n, c.c, c.h, c.w});
-  auto gamma = torch::ones({c.c}).set_requires_grad(backward), beta = torch::zeros({c.c}).set_requires_grad(backward);
-  auto rm = torch::zeros({c.c}), rv = torch::ones({c.c});
-  double tensors = 2;
+  const std::vector<dl::Tensor> xs = dl::testing::make_inputs(c, dl::DType::kFloat32);
+  std::vector<torch::Tensor> ts;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const dl::Tensor& x = xs[i];
+    const auto dtype = x.dtype() == dl::DType::kInt32 ? torch::kInt32 : torch::kFloat32;
+    ts.push_back(torch::from_blob(x.raw_data(), x.shape().vec(), torch::TensorOptions().dtype(dtype))
+                     .clone()
+                     .set_requires_grad(backward && c.inputs[i].grad));
+  }
   for (auto _ : state) {
-    torch::Tensor y;
-    if (op == "relu") y = torch::relu(x);
-    if (op == "batch_norm") y = torch::batch_norm(x, gamma, beta, rm, rv, true, 0.1, 1e-5, false), tensors = 3;
-    if (op == "max_pool2d") y = torch::max_pool2d(x, 2), tensors = 1.25;
-    if (op == "add") y = x + other, tensors = 3;
-    if (op == "concat") y = torch::cat({x, other}, 1), tensors = 4;
-    if (op == "global_avg_pool2d") y = torch::adaptive_avg_pool2d(x, {1, 1}), tensors = 1;
+    const torch::Tensor y = c.torch(ts).v[0];
     if (backward) y.sum().backward();
     benchmark::DoNotOptimize(y.data_ptr());
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tensors * (backward ? 2.5 : 1) * x.numel() * 4));
+  state.SetBytesProcessed(
+      static_cast<int64_t>(state.iterations() * c.bench_tensors * (backward ? 2.5 : 1) * xs[0].nbytes()));
 }
 #endif
 
@@ -152,25 +136,30 @@ const bool registered = [] {
     const std::string dir = bwd ? "fwd+bwd" : "fwd";
     for (const auto& c : conv_cases()) {
       benchmark::RegisterBenchmark(("Conv2d/libdl/" + dir + "/" + c.name).c_str(), conv_libdl, c, bwd)
-          ->Unit(benchmark::kMillisecond)->UseRealTime();
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
 #ifdef DL_BENCH_WITH_TORCH
       benchmark::RegisterBenchmark(("Conv2d/libtorch/" + dir + "/" + c.name).c_str(), conv_torch, c, bwd)
-          ->Unit(benchmark::kMillisecond)->UseRealTime();
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
 #endif
     }
-    for (const std::string op : {"relu", "batch_norm", "max_pool2d", "add", "concat", "global_avg_pool2d"})
-      for (const auto& c : elt_cases()) {
-        benchmark::RegisterBenchmark((op + "/libdl/" + dir + "/" + c.name).c_str(), elementwise_libdl, c, op, bwd)
-            ->Unit(benchmark::kMillisecond)->UseRealTime();
+    for (const dl::testing::OpCase& c : dl::testing::op_cases_for(dl::testing::kBench)) {
+      benchmark::RegisterBenchmark((c.op + "/libdl/" + dir + "/" + c.name).c_str(), op_libdl, c, bwd)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
 #ifdef DL_BENCH_WITH_TORCH
-        benchmark::RegisterBenchmark((op + "/libtorch/" + dir + "/" + c.name).c_str(), elementwise_torch, c, op, bwd)
-            ->Unit(benchmark::kMillisecond)->UseRealTime();
+      benchmark::RegisterBenchmark((c.op + "/libtorch/" + dir + "/" + c.name).c_str(), op_torch, c, bwd)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
 #endif
-      }
+    }
     benchmark::RegisterBenchmark(("CrossEntropy/libdl/" + dir + "/deeplab.camvid").c_str(), cross_entropy_libdl, bwd)
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
     benchmark::RegisterBenchmark(("Linear/libdl/" + dir + "/mnist.fc").c_str(), linear_libdl, bwd)
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
   }
   return true;
 }();

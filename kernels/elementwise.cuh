@@ -2,6 +2,7 @@
 // two-pass sum. Grid-stride loops: any grid size covers any length.
 #pragma once
 #include "compat.cuh"
+#include "unary_ops.cuh"
 
 namespace dl::kern::inline DL_KERN_ABI {
 
@@ -23,6 +24,17 @@ DL_GLOBAL void fill_kernel(T* y, int64_t n, T value) {
 template <typename Op>
 DL_GLOBAL void binary_kernel(const float* a, const float* b, float* y, int64_t n, Op op) {
   DL_GRID_STRIDE_LOOP(i, n) y[i] = op(a[i], b[i]);
+}
+
+// The unary family: one kernel for every functor of unary_ops.cuh.
+template <typename Op>
+DL_GLOBAL void unary_forward_kernel(const float* x, float* y, int64_t n, Op op) {
+  DL_GRID_STRIDE_LOOP(i, n) y[i] = op.forward(x[i]);
+}
+
+template <typename Op>
+DL_GLOBAL void unary_backward_kernel(const float* x, const float* y, const float* dy, float* dx, int64_t n, Op op) {
+  DL_GRID_STRIDE_LOOP(i, n) dx[i] = op.backward(x[i], y[i], dy[i]);
 }
 
 template <typename T>
@@ -83,6 +95,16 @@ void launch_1d(L& l, K kernel, int64_t n, A... args) {
   if (n <= 0) return;
   const int block = l.block_size(256);
   l.launch(kernel, dim3(l.grid_size(n, block)), dim3(block), args...);
+}
+
+// y = op(x), and dx = op'(x) dy from the forward's input x and output y.
+template <typename L, typename Op>
+void run_unary_forward(L& l, const Op& op, const float* x, float* y, int64_t n) {
+  launch_1d(l, unary_forward_kernel<Op>, n, x, y, n, op);
+}
+template <typename L, typename Op>
+void run_unary_backward(L& l, const Op& op, const float* x, const float* y, const float* dy, float* dx, int64_t n) {
+  launch_1d(l, unary_backward_kernel<Op>, n, x, y, dy, dx, n, op);
 }
 
 // out[0] = scale * sum(a[0..n)), or of a[i]^2 with square (out may be double: a gradient's squared norm);

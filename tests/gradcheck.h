@@ -9,7 +9,7 @@
 // and a rounding error of O(eps |L| / h) ~ 1e-10 |L|; an element passes when
 // |analytic - numeric| <= 1e-6 + 1e-4 |numeric|. The step and the tolerance are fixed: never
 // retried, never loosened per op. Ops with kinks (ReLU at 0, max pooling at ties) are checked on
-// inputs that stay away from the kinks (make_away_from_zero, make_distinct), not with looser bounds.
+// inputs that stay away from the kinks (away_from_zero, distinct in op_cases.h), not with looser bounds.
 #pragma once
 #include <dl/dl.h>
 #include <gtest/gtest.h>
@@ -35,29 +35,6 @@ struct GradcheckOptions {
 
 using GradFn = std::function<Tensor(const std::vector<Tensor>&)>;
 
-// --- inputs that keep clear of kinks ---
-
-// float64 normal values pushed out of (-margin, margin): ReLU never changes side under +-step.
-inline Tensor make_away_from_zero(const Shape& shape, Generator& gen, double margin = 0.05) {
-  Tensor t = Tensor::randn(shape, gen, DType::kFloat64);
-  double* p = t.data<double>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = p[i] >= 0 ? p[i] + margin : p[i] - margin;
-  return t;
-}
-
-// float64 values, all different, at least `spacing` apart (a shuffled grid centred on 0): no two
-// elements of a pooling window tie, so the argmax never moves under +-step.
-inline Tensor make_distinct(const Shape& shape, Generator& gen, double spacing = 0.01) {
-  Tensor t = Tensor::empty(shape, DType::kFloat64);
-  const int64_t n = t.numel();
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  std::iota(order.begin(), order.end(), 0);
-  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[gen.below(static_cast<uint64_t>(i + 1))]);
-  double* p = t.data<double>();
-  for (int64_t i = 0; i < n; ++i) p[i] = (static_cast<double>(order[i]) - 0.5 * static_cast<double>(n)) * spacing;
-  return t;
-}
-
 namespace detail {
 // L = sum(y * r) accumulated in double, outside autograd.
 inline double weighted_sum(const Tensor& y, const Tensor& r) {
@@ -69,8 +46,9 @@ inline double weighted_sum(const Tensor& y, const Tensor& r) {
 }
 }  // namespace detail
 
-// Checks the gradients of f with respect to the inputs flagged in `wrt` (all when empty). The
-// inputs must be float64 CPU tensors; they are cloned, so the caller's tensors are left untouched.
+// Checks the gradients of f with respect to the inputs flagged in `wrt` (all when empty). Those inputs
+// must be float64 CPU tensors (the others, labels say, anything); they are cloned, so the caller's tensors
+// are left untouched.
 // f is called many times (once per perturbed element and direction); it must be deterministic.
 inline ::testing::AssertionResult gradcheck(const GradFn& f, const std::vector<Tensor>& inputs_in,
                                             std::vector<bool> wrt = {}, const GradcheckOptions& opt = {}) {
@@ -79,7 +57,7 @@ inline ::testing::AssertionResult gradcheck(const GradFn& f, const std::vector<T
   std::vector<Tensor> inputs;
   for (size_t i = 0; i < inputs_in.size(); ++i) {
     const Tensor& t = inputs_in[i];
-    if (!t.defined() || t.dtype() != DType::kFloat64 || !t.device().is_cpu())
+    if (wrt[i] && (!t.defined() || t.dtype() != DType::kFloat64 || !t.device().is_cpu()))
       return ::testing::AssertionFailure() << "input " << i << " must be a defined float64 CPU tensor";
     Tensor c = t.clone();
     if (wrt[i]) c.set_requires_grad(true);

@@ -10,11 +10,14 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/optim_update.h"
 #include "dl/metrics/segmentation.h"
+#include "op_cases.h"
 // The kernel sources (and, through compat.cuh, the emulation's CUDA vocabulary) come last.
 #include "batch_norm.cuh"
 #include "bf_score.cuh"
@@ -204,6 +207,38 @@ TEST(Kernels, ElementWiseMatchCpu) {
     expect_near_all(got, want, 0, "fill, " + describe(s));
   }
 }
+
+// The element-wise unary family: each row of the op table (tests/op_cases.h) that names a functor of
+// kernels/unary_ops.cuh runs the one kernel family against the CPU body of the same op.
+class UnaryKernels : public ::testing::TestWithParam<dl::testing::OpCase> {};
+
+TEST_P(UnaryKernels, ForwardBackwardMatchCpu) {
+  const dl::testing::OpCase& c = GetParam();
+  const dl::Tensor x = dl::testing::make_inputs(c, dl::DType::kFloat32)[0];
+  const int64_t n = x.numel();
+  const float* px = x.data<float>();
+  const std::vector<float> dy = random_floats(static_cast<size_t>(n), 90);
+  std::visit(
+      [&](const auto& op) {
+        if constexpr (!std::is_same_v<std::decay_t<decltype(op)>, std::monostate>) {
+          std::vector<float> want_y(n), want_dx(n);
+          dl::cpu::unary_forward(op, px, want_y.data(), n);
+          dl::cpu::unary_backward(op, px, want_y.data(), dy.data(), want_dx.data(), n);
+          for (const LaunchShape& s : kAnyShapes) {
+            Launcher l{s.block, s.max_grid};
+            std::vector<float> y(n, kNaNf), dx(n, kNaNf);
+            dl::kern::run_unary_forward(l, op, px, y.data(), n);
+            expect_near_all(y, want_y, 1e-5, "forward, " + describe(s));
+            dl::kern::run_unary_backward(l, op, px, want_y.data(), dy.data(), dx.data(), n);
+            expect_near_all(dx, want_dx, 1e-5, "backward, " + describe(s));
+          }
+        }
+      },
+      c.unary);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, UnaryKernels, ::testing::ValuesIn(dl::testing::op_cases_for(dl::testing::kKernel)),
+                         dl::testing::OpCaseId());
 
 TEST(Kernels, SumIsExactToDoubleAndDeterministic) {
   for (int64_t n : {0, 1, 511, 1000, 100003}) {

@@ -63,6 +63,28 @@ TEST(Module, RegisteringANameTwiceThrows) {
   EXPECT_EQ(error("w", "b", 1), "(no error)");
 }
 
+TEST(Module, ActivationLayersApplyTheirOpsWithTheirParameters) {
+  const dl::Tensor x = dl::Tensor::from_vector<float>({4}, {-2.f, -0.5f, 0.5f, 2.f});
+  auto expect_same = [&x](dl::nn::Layer& layer, const dl::Tensor& want) {
+    EXPECT_EQ(layer(x).to_vector_f32(), want.to_vector_f32());
+  };
+  dl::nn::Sigmoid sigmoid;
+  dl::nn::Tanh tanh;
+  dl::nn::GELU gelu;
+  dl::nn::SiLU silu;
+  dl::nn::LeakyReLU leaky(0.3);
+  dl::nn::ELU elu(0.5);
+  expect_same(sigmoid, dl::ops::sigmoid(x));
+  expect_same(tanh, dl::ops::tanh(x));
+  expect_same(gelu, dl::ops::gelu(x));
+  expect_same(silu, dl::ops::silu(x));
+  expect_same(leaky, dl::ops::leaky_relu(x, 0.3));
+  expect_same(elu, dl::ops::elu(x, 0.5));
+  EXPECT_FLOAT_EQ(leaky(x).to_vector_f32()[0], -0.6f);
+  EXPECT_FLOAT_EQ(elu(x).to_vector_f32()[0], 0.5f * std::expm1(-2.f));
+  EXPECT_FLOAT_EQ(dl::nn::LeakyReLU()(x).to_vector_f32()[1], -0.005f);  // PyTorch's default slope
+}
+
 TEST(Module, EvalUsesRunningStatistics) {
   dl::Generator gen(2);
   dl::nn::BatchNorm2d bn(3);

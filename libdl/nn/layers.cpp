@@ -45,6 +45,12 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
 }
 
 Tensor ReLU::forward(const Tensor& x) { return ops::relu(x); }
+Tensor Sigmoid::forward(const Tensor& x) { return ops::sigmoid(x); }
+Tensor Tanh::forward(const Tensor& x) { return ops::tanh(x); }
+Tensor GELU::forward(const Tensor& x) { return ops::gelu(x); }
+Tensor SiLU::forward(const Tensor& x) { return ops::silu(x); }
+Tensor LeakyReLU::forward(const Tensor& x) { return ops::leaky_relu(x, negative_slope_); }
+Tensor ELU::forward(const Tensor& x) { return ops::elu(x, alpha_); }
 Tensor MaxPool2d::forward(const Tensor& x) { return ops::max_pool2d(x, p_); }
 Tensor AvgPool2d::forward(const Tensor& x) { return ops::avg_pool2d(x, p_); }
 Tensor GlobalAvgPool2d::forward(const Tensor& x) { return ops::global_avg_pool2d(x); }

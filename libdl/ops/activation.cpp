@@ -1,8 +1,10 @@
-// Front end of ReLU. The backward keeps the output (not the input): y > 0 decides the mask.
+// Front ends of the activations. ReLU's backward keeps the output (y > 0 decides the mask); the unary
+// family of kernels/unary_ops.cuh keeps input and output, and its functor names the op to both backends.
 #include "dl/ops/activation.h"
 
 #include "backend/cpu/cpu_ops.h"
 #include "ops/dispatch.h"
+#include "unary_ops.cuh"
 
 namespace dl::ops {
 
@@ -11,20 +13,64 @@ using namespace detail;
 Tensor relu(const Tensor& x) {
   check_float(x, "relu", "x");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch(x, "relu", [&](auto t) {
-    using T = decltype(t);
-    cpu::relu_forward(x.data<T>(), y.data<T>(), x.numel());
-  }, [&](int dev) { DL_CUDA_BODY(cuda::relu_forward(dev, f32(x), f32(y), x.numel())); });
+  dispatch(
+      x, "relu",
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::relu_forward(x.data<T>(), y.data<T>(), x.numel());
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::relu_forward(dev, f32(x), f32(y), x.numel())); });
   if (!autograd::needs_record({x})) return y;
   Tensor saved = y.detach();
   return autograd::record("relu", y, {x}, [saved](const Tensor& gy, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
-    dispatch(gy, "relu_backward", [&](auto t) {
-      using T = decltype(t);
-      cpu::relu_backward(saved.data<T>(), gy.data<T>(), gx.data<T>(), gy.numel());
-    }, [&](int dev) { DL_CUDA_BODY(cuda::relu_backward(dev, f32(saved), f32(gy), f32(gx), gy.numel())); });
+    dispatch(
+        gy, "relu_backward",
+        [&](auto t) {
+          using T = decltype(t);
+          cpu::relu_backward(saved.data<T>(), gy.data<T>(), gx.data<T>(), gy.numel());
+        },
+        [&](int dev) { DL_CUDA_BODY(cuda::relu_backward(dev, f32(saved), f32(gy), f32(gx), gy.numel())); });
     return std::vector<Tensor>{gx};
   });
 }
+
+namespace {
+// y = op(x) for a functor of kernels/unary_ops.cuh; the backward computes dx from x, y and dy.
+template <typename Op>
+Tensor unary(const Tensor& x, const char* name, const Op& op) {
+  check_float(x, name, "x");
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch(
+      x, name,
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::unary_forward(op, x.data<T>(), y.data<T>(), x.numel());
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::unary_forward(dev, op, f32(x), f32(y), x.numel())); });
+  if (!autograd::needs_record({x})) return y;
+  const Tensor sx = x.detach(), sy = y.detach();
+  return autograd::record(name, y, {x}, [sx, sy, name, op](const Tensor& gy, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
+    dispatch(
+        gy, name,
+        [&](auto t) {
+          using T = decltype(t);
+          cpu::unary_backward(op, sx.data<T>(), sy.data<T>(), gy.data<T>(), gx.data<T>(), gy.numel());
+        },
+        [&](int dev) { DL_CUDA_BODY(cuda::unary_backward(dev, op, f32(sx), f32(sy), f32(gy), f32(gx), gy.numel())); });
+    return std::vector<Tensor>{gx};
+  });
+}
+}  // namespace
+
+Tensor sigmoid(const Tensor& x) { return unary(x, "sigmoid", kern::SigmoidOp{}); }
+Tensor tanh(const Tensor& x) { return unary(x, "tanh", kern::TanhOp{}); }
+Tensor gelu(const Tensor& x) { return unary(x, "gelu", kern::GeluOp{}); }
+Tensor silu(const Tensor& x) { return unary(x, "silu", kern::SiluOp{}); }
+Tensor leaky_relu(const Tensor& x, double negative_slope) {
+  return unary(x, "leaky_relu", kern::LeakyReluOp{static_cast<float>(negative_slope)});
+}
+Tensor elu(const Tensor& x, double alpha) { return unary(x, "elu", kern::EluOp{static_cast<float>(alpha)}); }
 
 }  // namespace dl::ops

@@ -5,22 +5,36 @@
 #include <cstdint>
 #include <vector>
 
-#include "dl/core/threads.h"
 #include "dl/core/params.h"
+#include "dl/core/threads.h"
 
 namespace dl::cpu {
 
 // ---- element-wise ----
-template <typename T> void add(const T* a, const T* b, T* y, int64_t n);
-template <typename T> void sub(const T* a, const T* b, T* y, int64_t n);
-template <typename T> void mul(const T* a, const T* b, T* y, int64_t n);
-template <typename T> void scale(const T* a, T s, T* y, int64_t n);
-template <typename T> void axpy_acc(T alpha, const T* x, T* y, int64_t n);  // y += alpha x
-template <typename T> T sum(const T* a, int64_t n);
+template <typename T>
+void add(const T* a, const T* b, T* y, int64_t n);
+template <typename T>
+void sub(const T* a, const T* b, T* y, int64_t n);
+template <typename T>
+void mul(const T* a, const T* b, T* y, int64_t n);
+template <typename T>
+void scale(const T* a, T s, T* y, int64_t n);
+template <typename T>
+void axpy_acc(T alpha, const T* x, T* y, int64_t n);  // y += alpha x
+template <typename T>
+T sum(const T* a, int64_t n);
 
 // ---- activation ----
-template <typename T> void relu_forward(const T* x, T* y, int64_t n);
-template <typename T> void relu_backward(const T* y, const T* dy, T* dx, int64_t n);
+template <typename T>
+void relu_forward(const T* x, T* y, int64_t n);
+template <typename T>
+void relu_backward(const T* y, const T* dy, T* dx, int64_t n);
+// The element-wise unary family: Op is a functor of kernels/unary_ops.cuh, which names the op (instantiated
+// for each of DL_UNARY_OPS). y = op(x); dx = op'(x) dy from the forward's input x and output y.
+template <typename Op, typename T>
+void unary_forward(const Op& op, const T* x, T* y, int64_t n);
+template <typename Op, typename T>
+void unary_backward(const Op& op, const T* x, const T* y, const T* dy, T* dx, int64_t n);
 
 // ---- convolution (engine choice: Note [conv engines] in conv2d.cpp) ----
 void set_conv_engine(CpuConvEngine e);
@@ -33,34 +47,41 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* d
 
 // ---- batch norm: x viewed as N x C x S (S = H W) ----
 template <typename T>
-void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, int64_t n, int64_t c, int64_t s,
-                              double eps, T* y, T* mean, T* invstd, T* var_unbiased);
+void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, int64_t n, int64_t c, int64_t s, double eps,
+                              T* y, T* mean, T* invstd, T* var_unbiased);
 template <typename T>
-void batch_norm_forward_infer(const T* x, const T* gamma, const T* beta, const T* mean, const T* var,
-                              int64_t n, int64_t c, int64_t s, double eps, T* y);
+void batch_norm_forward_infer(const T* x, const T* gamma, const T* beta, const T* mean, const T* var, int64_t n,
+                              int64_t c, int64_t s, double eps, T* y);
 // Backward of the training-mode forward. dgamma, dbeta may be null.
 template <typename T>
-void batch_norm_backward(const T* x, const T* gamma, const T* dy, const T* mean, const T* invstd, int64_t n,
-                         int64_t c, int64_t s, T* dx, T* dgamma, T* dbeta);
+void batch_norm_backward(const T* x, const T* gamma, const T* dy, const T* mean, const T* invstd, int64_t n, int64_t c,
+                         int64_t s, T* dx, T* dgamma, T* dbeta);
 // Backward of the inference-mode forward (an affine map per channel).
 template <typename T>
 void batch_norm_backward_infer(const T* x, const T* gamma, const T* dy, const T* mean, const T* var, int64_t n,
                                int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta);
 
 // ---- pooling ----
-template <typename T> void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int32_t* argmax);
-template <typename T> void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const int32_t* argmax, T* dx);
-template <typename T> void avg_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y);
-template <typename T> void avg_pool2d_backward(const Pool2dGeometry& g, const T* dy, T* dx);
+template <typename T>
+void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int32_t* argmax);
+template <typename T>
+void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const int32_t* argmax, T* dx);
+template <typename T>
+void avg_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y);
+template <typename T>
+void avg_pool2d_backward(const Pool2dGeometry& g, const T* dy, T* dx);
 
 // ---- linear: x N x I, w O x I ----
-template <typename T> void linear_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in, int64_t out);
+template <typename T>
+void linear_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in, int64_t out);
 template <typename T>
 void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, int64_t n, int64_t in, int64_t out);
 
 // ---- softmax family: x viewed as N x C x S, reduced over C ----
-template <typename T> void softmax_forward(const T* x, T* y, int64_t n, int64_t c, int64_t s, bool log);
-template <typename T> void softmax_backward(const T* y, const T* dy, T* dx, int64_t n, int64_t c, int64_t s, bool log);
+template <typename T>
+void softmax_forward(const T* x, T* y, int64_t n, int64_t c, int64_t s, bool log);
+template <typename T>
+void softmax_backward(const T* y, const T* dy, T* dx, int64_t n, int64_t c, int64_t s, bool log);
 // Weighted cross-entropy from logits. Writes log-probabilities (N x C x S) for the backward and returns
 // (weighted loss sum, weight sum). Labels are checked by the front end.
 template <typename T>
@@ -82,7 +103,8 @@ void split_channels(const T* y, const int64_t* cs, int count, int64_t n, int64_t
 namespace dl::cpu {
 // ---- metrics' counting (dl/ops/segmentation.h, dl/ops/reduce.h) ----
 // The class with the largest value (first on ties) at each of the N x S positions of x, N x C x S.
-template <typename T> void argmax_channels(const T* x, int64_t n, int64_t c, int64_t s, int32_t* out);
+template <typename T>
+void argmax_channels(const T* x, int64_t n, int64_t c, int64_t s, int32_t* out);
 // Confusion matrix (C x C, rows truth) and per image and class (prediction boundary pixels, of them
 // matched, truth boundary pixels, of them matched) of int32 label maps images x h x w. Throws dl::Error
 // naming the first pixel whose label is neither a class nor (in the truth) void.

@@ -3,7 +3,7 @@
 // these functions trust them. As on the CPU, every output is assigned, never accumulated, unless the
 // name ends in _acc. `device` is the CUDA device index of the tensors.
 //   cudnn_*.cpp:  convolution, batch norm, ReLU, pooling, softmax (cuDNN); linear (cuBLAS)
-//   kernels.cu:   launches of the hand-written kernels of kernels/ (element-wise, cross-entropy,
+//   kernels.cu:   launches of the hand-written kernels of kernels/ (element-wise and activations, cross-entropy,
 //                 concat, bilinear resize, optimiser updates, segmentation metrics)
 #pragma once
 #include <cstddef>
@@ -56,6 +56,12 @@ void linear_backward(int device, const float* x, const float* w, const float* dy
                      int64_t n, int64_t in, int64_t out);
 
 // ---- hand-written kernels (kernels/*.cuh) ----
+// The element-wise unary family: Op is a functor of kernels/unary_ops.cuh (instantiated for each of
+// DL_UNARY_OPS). y = op(x); dx = op'(x) dy from the forward's input x and output y.
+template <typename Op>
+void unary_forward(int device, const Op& op, const float* x, float* y, int64_t n);
+template <typename Op>
+void unary_backward(int device, const Op& op, const float* x, const float* y, const float* dy, float* dx, int64_t n);
 void fill(int device, float* y, int64_t n, float value);
 void add(int device, const float* a, const float* b, float* y, int64_t n);
 void sub(int device, const float* a, const float* b, float* y, int64_t n);
@@ -63,7 +69,7 @@ void mul(int device, const float* a, const float* b, float* y, int64_t n);
 void scale(int device, const float* a, float s, float* y, int64_t n);
 void axpy_acc(int device, float alpha, const float* x, float* y, int64_t n);  // y += alpha x
 void sum(int device, const float* a, float* out, int64_t n);                  // out[0] = sum (deterministic)
-void sum_squares(int device, const float* a, double* out, int64_t n);        // out[0] = sum of a[i]^2, in double
+void sum_squares(int device, const float* a, double* out, int64_t n);         // out[0] = sum of a[i]^2, in double
 // y = s * x[0] broadcast to n elements (backward of sum/mean), reading the scalar on the device.
 void broadcast_scalar(int device, const float* x, float s, float* y, int64_t n);
 void bias_add_acc(int device, float* y, const float* b, int64_t rows, int64_t cols);  // y[r][c] += b[c]
@@ -100,8 +106,7 @@ void batch_norm_backward_infer(int device, const float* x, const float* gamma, c
 // Throws dl::Error naming the first pixel whose label is neither a class nor void. Synchronises (one
 // read of the results): metrics, not the training step.
 void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, int64_t images, int64_t h, int64_t w,
-                         int c, int32_t void_label, std::vector<int64_t>& confusion,
-                         std::vector<int64_t>& bf_counts);
+                         int c, int32_t void_label, std::vector<int64_t>& confusion, std::vector<int64_t>& bf_counts);
 // Predicted classes (argmax over C, first on ties) of logits N x C x S.
 void argmax_channels(int device, const float* logits, int64_t n, int64_t c, int64_t s, int32_t* out);
 

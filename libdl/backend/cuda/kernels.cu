@@ -56,6 +56,23 @@ void fill(int device, float* y, int64_t n, float value) {
   CudaLauncher l(device);
   kern::launch_1d(l, kern::fill_kernel<float>, n, y, n, value);
 }
+template <typename Op>
+void unary_forward(int device, const Op& op, const float* x, float* y, int64_t n) {
+  CudaLauncher l(device);
+  kern::run_unary_forward(l, op, x, y, n);
+}
+template <typename Op>
+void unary_backward(int device, const Op& op, const float* x, const float* y, const float* dy, float* dx, int64_t n) {
+  CudaLauncher l(device);
+  kern::run_unary_backward(l, op, x, y, dy, dx, n);
+}
+#define DL_INSTANTIATE_UNARY(Op)                                                                                 \
+  template void unary_forward<kern::Op>(int, const kern::Op&, const float*, float*, int64_t);                    \
+  template void unary_backward<kern::Op>(int, const kern::Op&, const float*, const float*, const float*, float*, \
+                                         int64_t);
+DL_UNARY_OPS(DL_INSTANTIATE_UNARY)
+#undef DL_INSTANTIATE_UNARY
+
 void add(int device, const float* a, const float* b, float* y, int64_t n) {
   CudaLauncher l(device);
   kern::launch_1d(l, kern::binary_kernel<kern::AddOp>, n, a, b, y, n, kern::AddOp{});
@@ -151,8 +168,7 @@ void batch_norm_backward_infer(int device, const float* x, const float* gamma, c
 
 // ---- segmentation metrics ----
 void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, int64_t images, int64_t h, int64_t w,
-                         int c, int32_t void_label, std::vector<int64_t>& confusion,
-                         std::vector<int64_t>& bf_counts) {
+                         int c, int32_t void_label, std::vector<int64_t>& confusion, std::vector<int64_t>& bf_counts) {
   CudaLauncher l(device);
   const int64_t pixels = images * h * w;
   auto conf = l.scratch<unsigned long long>(static_cast<int64_t>(c) * c + 1);

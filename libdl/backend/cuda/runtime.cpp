@@ -299,6 +299,7 @@ struct CudaAllocator::Impl {
   };
   std::array<Pool, kMaxDevices> pools;
   bool caching = true;  // fixed at construction
+  std::atomic<bool> poison{false};
 
   Impl() {
     for (int d = 0; d < kMaxDevices; ++d) pools[static_cast<size_t>(d)].source.device = d;
@@ -323,8 +324,15 @@ void* CudaAllocator::allocate(size_t bytes, int device) {
   if (bytes == 0) return nullptr;
   check_device(device);
   DL_CHECK(bytes <= kMaxRequest, "CUDA allocation of ", bytes, " bytes on cuda:", device, " is beyond any device");
-  return impl_->cache(device).allocate(bytes);
+  void* ptr = impl_->cache(device).allocate(bytes);
+  if (impl_->poison.load(std::memory_order_relaxed)) {
+    DeviceGuard guard(device);
+    DL_CUDA_CHECK(cudaMemsetAsync(ptr, 0xFF, bytes, compute_stream(device)));
+  }
+  return ptr;
 }
+
+void CudaAllocator::set_poison(bool on) { impl_->poison.store(on, std::memory_order_relaxed); }
 
 // The block may still be in use by work queued on the compute stream; see the stream-order note above.
 void CudaAllocator::release(void* ptr, size_t bytes, int device) {

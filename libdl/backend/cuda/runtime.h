@@ -93,6 +93,9 @@ class CudaAllocator {
   void reset_peak(int device);
   void empty_cache();  // every device
   bool caching() const;
+  // Tests: fill every block handed out with 0xFF bytes (NaN as float) on the compute stream, so that an
+  // output a body never writes cannot pass for a right one (Note [one table of op cases] in the tests).
+  void set_poison(bool on);
 
  private:
   CudaAllocator();

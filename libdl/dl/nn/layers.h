@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "dl/core/params.h"
 #include "dl/core/rng.h"
 #include "dl/nn/module.h"
-#include "dl/core/params.h"
 
 namespace dl::nn {
 
@@ -45,9 +45,42 @@ class BatchNorm2d : public Layer {
   double momentum_, eps_;
 };
 
+// Activations (dl/ops/activation.h): any shape, nothing learned.
 class ReLU : public Layer {
  public:
   Tensor forward(const Tensor& x) override;
+};
+class Sigmoid : public Layer {
+ public:
+  Tensor forward(const Tensor& x) override;
+};
+class Tanh : public Layer {
+ public:
+  Tensor forward(const Tensor& x) override;
+};
+class GELU : public Layer {  // the erf form, as PyTorch's default
+ public:
+  Tensor forward(const Tensor& x) override;
+};
+class SiLU : public Layer {
+ public:
+  Tensor forward(const Tensor& x) override;
+};
+class LeakyReLU : public Layer {
+ public:
+  explicit LeakyReLU(double negative_slope = 0.01) : negative_slope_(negative_slope) {}
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  double negative_slope_;
+};
+class ELU : public Layer {
+ public:
+  explicit ELU(double alpha = 1.0) : alpha_(alpha) {}
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  double alpha_;
 };
 
 class MaxPool2d : public Layer {
@@ -87,13 +120,13 @@ class Linear : public Layer {
          Generator& gen = default_generator(), DType dtype = DType::kFloat32);
   Tensor forward(const Tensor& x) override;
   Tensor weight, bias;  // OUT x IN; OUT
-
 };
 
 // Layers applied in order; each child is named by the caller ("conv1") for the state file.
 class Sequential : public Layer {
  public:
-  template <typename L> std::shared_ptr<L> add(const std::string& name, std::shared_ptr<L> layer) {
+  template <typename L>
+  std::shared_ptr<L> add(const std::string& name, std::shared_ptr<L> layer) {
     layers_.push_back(layer);
     return register_module(name, layer);
   }
