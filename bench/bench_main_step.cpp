@@ -33,7 +33,13 @@ void MnistTrainStepLibdl(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * batch);
   state.counters["allocator_peak_MiB"] = dl::CpuAllocator::instance().stats().peak_bytes / 1048576.0;
 }
-BENCHMARK(MnistTrainStepLibdl)->Name("MnistTrainStep/libdl")->ArgName("batch")->Arg(128)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(MnistTrainStepLibdl)
+    ->Name("MnistTrainStep/libdl")
+    ->ArgName("batch")
+    ->Arg(128)
+    ->Arg(1024)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 #ifdef DL_BENCH_WITH_TORCH
 struct TorchMnistCnn : torch::nn::Module {
@@ -70,7 +76,13 @@ void MnistTrainStepTorch(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * batch);
 }
-BENCHMARK(MnistTrainStepTorch)->Name("MnistTrainStep/libtorch")->ArgName("batch")->Arg(128)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(MnistTrainStepTorch)
+    ->Name("MnistTrainStep/libtorch")
+    ->ArgName("batch")
+    ->Arg(128)
+    ->Arg(1024)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 #endif
 
 }  // namespace
@@ -111,8 +123,20 @@ void DeepLabStepLibdl(benchmark::State& state, bool train) {
   state.SetItemsProcessed(state.iterations() * batch);
   state.counters["allocator_peak_MiB"] = dl::CpuAllocator::instance().stats().peak_bytes / 1048576.0;
 }
-BENCHMARK_CAPTURE(DeepLabStepLibdl, train, true)->Name("DeepLabTrainStep/libdl")->ArgName("batch")->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
-BENCHMARK_CAPTURE(DeepLabStepLibdl, infer, false)->Name("DeepLabInfer/libdl")->ArgName("batch")->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK_CAPTURE(DeepLabStepLibdl, train, true)
+    ->Name("DeepLabTrainStep/libdl")
+    ->ArgName("batch")
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(3);
+BENCHMARK_CAPTURE(DeepLabStepLibdl, infer, false)
+    ->Name("DeepLabInfer/libdl")
+    ->ArgName("batch")
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(3);
 
 #ifdef DL_BENCH_WITH_TORCH
 void DeepLabStepTorch(benchmark::State& state, bool train) {
@@ -139,8 +163,20 @@ void DeepLabStepTorch(benchmark::State& state, bool train) {
   }
   state.SetItemsProcessed(state.iterations() * batch);
 }
-BENCHMARK_CAPTURE(DeepLabStepTorch, train, true)->Name("DeepLabTrainStep/libtorch")->ArgName("batch")->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
-BENCHMARK_CAPTURE(DeepLabStepTorch, infer, false)->Name("DeepLabInfer/libtorch")->ArgName("batch")->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK_CAPTURE(DeepLabStepTorch, train, true)
+    ->Name("DeepLabTrainStep/libtorch")
+    ->ArgName("batch")
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(3);
+BENCHMARK_CAPTURE(DeepLabStepTorch, infer, false)
+    ->Name("DeepLabInfer/libtorch")
+    ->ArgName("batch")
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(3);
 #endif
 
 }  // namespace

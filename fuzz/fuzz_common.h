@@ -27,7 +27,8 @@ inline std::string input_file(const uint8_t* data, size_t size, const char* suff
 }
 
 // Runs f; a dl::Error is the expected answer to a bad input.
-template <typename F> void expect_clean(F&& f) {
+template <typename F>
+void expect_clean(F&& f) {
   try {
     f();
   } catch (const dl::Error&) {

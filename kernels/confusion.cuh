@@ -14,7 +14,6 @@ namespace dl::kern::inline DL_KERN_ABI {
 // the global matrix (one global atomic per pixel: slower, any number of classes).
 constexpr int kMaxConfusionClasses = 32;
 
-
 template <typename T>
 DL_GLOBAL void argmax_kernel(const T* logits, int64_t n, int64_t c, int64_t s, int32_t* out) {
   DL_GRID_STRIDE_LOOP(p, n * s) out[p] = argmax_at(logits, p, c, s);

@@ -15,8 +15,8 @@ inline std::string mnist_dir() {
   namespace fs = std::filesystem;
   if (const char* env = std::getenv("DL_MNIST_DIR")) return env;
   const auto complete = [](const fs::path& d) {
-    for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                          "t10k-labels-idx1-ubyte"})
+    for (const char* f :
+         {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
       if (!fs::exists(d / f) && !fs::exists(d / (std::string(f) + ".gz"))) return false;
     return true;
   };

@@ -9,9 +9,9 @@
 #include <fstream>
 #include <set>
 
-#include "dl/data/image_io.h"
 #include "dl/data/camvid.h"
 #include "dl/data/camvid_synth.h"
+#include "dl/data/image_io.h"
 
 namespace fs = std::filesystem;
 using namespace dl;

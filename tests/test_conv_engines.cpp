@@ -49,7 +49,8 @@ TEST_P(ConvEngines, OneDnnMatchesIm2col) {
   dl::set_cpu_conv_engine(dl::CpuConvEngine::kIm2col);
   auto y1 = filled(ny, 1e30f), dx1 = filled(nx, 1e30f), dw1 = filled(nw, 1e30f), db1 = filled(t.k, 1e30f);
   dl::cpu::conv2d_forward<float>(g, x.data(), w.data(), bias, y1.data());
-  dl::cpu::conv2d_backward<float>(g, x.data(), w.data(), dy.data(), dx1.data(), dw1.data(), t.bias ? db1.data() : nullptr);
+  dl::cpu::conv2d_backward<float>(g, x.data(), w.data(), dy.data(), dx1.data(), dw1.data(),
+                                  t.bias ? db1.data() : nullptr);
 
   const float nan = std::numeric_limits<float>::quiet_NaN();
   auto y2 = filled(ny, nan), dx2 = filled(nx, nan), dw2 = filled(nw, nan), db2 = filled(t.k, nan);

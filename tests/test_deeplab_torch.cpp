@@ -42,7 +42,8 @@ void check_parity(bool image_pooling, int64_t n, int64_t h, int64_t w, bool exac
   dl::Generator gen(11);
   dl::nn::DeepLabV3Plus net({.num_classes = 11, .image_pooling = image_pooling}, gen);
   const std::string path =
-      (std::filesystem::temp_directory_path() / ("libdl_deeplab_" + std::to_string(::getpid()) + ".safetensors")).string();
+      (std::filesystem::temp_directory_path() / ("libdl_deeplab_" + std::to_string(::getpid()) + ".safetensors"))
+          .string();
   dl::nn::save_weights(net, path);
 
   TDeepLab ref(11, image_pooling);
@@ -101,7 +102,8 @@ void check_parity(bool image_pooling, int64_t n, int64_t h, int64_t w, bool exac
   auto tloss = F::cross_entropy(tlogits, ty, F::CrossEntropyFuncOptions().weight(to_torch(weights)).ignore_index(255));
   tloss.backward();
   auto tlogits64 = ref64.forward(tx64);
-  F::cross_entropy(tlogits64, ty, F::CrossEntropyFuncOptions().weight(to_torch(weights).to(torch::kDouble)).ignore_index(255))
+  F::cross_entropy(tlogits64, ty,
+                   F::CrossEntropyFuncOptions().weight(to_torch(weights).to(torch::kDouble)).ignore_index(255))
       .backward();
   // The bound for a pair (libtorch float32, libdl) against libtorch float64.
   auto bound = [&](const torch::Tensor& t32, const torch::Tensor& t64) {

@@ -194,7 +194,8 @@ TEST_F(IdxTest, OtherElementTypesAreConvertedFromBigEndian) {
 
   // Wrong size for a multi-byte type counts bytes, not elements.
   write_raw(path("f32-short"), concat(header(0x0D, {3}), {0, 0, 0, 0}));
-  expect_error([&] { read_idx(path("f32-short")); }, {"f32-short", "expected 12 bytes of data for dims [3]", "found 4"});
+  expect_error([&] { read_idx(path("f32-short")); },
+               {"f32-short", "expected 12 bytes of data for dims [3]", "found 4"});
 }
 
 // ---------------------------------------------------------------- malformed files
@@ -227,7 +228,8 @@ TEST_F(IdxTest, BadMagic) {
 TEST_F(IdxTest, WrongDims) {
   // The header claims 4 x 4 but 3 x 4 bytes follow.
   write_raw(path("wrong-dims"), concat(header(0x08, {4, 4}), iota_bytes(12)));
-  expect_error([&] { read_idx(path("wrong-dims")); }, {"wrong-dims", "expected 16 bytes of data for dims [4, 4]", "found 12"});
+  expect_error([&] { read_idx(path("wrong-dims")); },
+               {"wrong-dims", "expected 16 bytes of data for dims [4, 4]", "found 12"});
   // A dimension that does not fit a signed 32-bit integer.
   write_raw(path("huge-dim"), concat(header(0x08, {0x80000000u}), {1}));
   expect_error([&] { read_idx(path("huge-dim")); }, {"huge-dim", "dimension 0", "2147483648"});
@@ -235,7 +237,8 @@ TEST_F(IdxTest, WrongDims) {
 
 TEST_F(IdxTest, TrailingBytes) {
   write_raw(path("trailing"), concat(header(0x08, {2, 3}), iota_bytes(6 + 3)));
-  expect_error([&] { read_idx(path("trailing")); }, {"trailing", "expected 6 bytes of data for dims [2, 3]", "found 9", "3 trailing bytes"});
+  expect_error([&] { read_idx(path("trailing")); },
+               {"trailing", "expected 6 bytes of data for dims [2, 3]", "found 9", "3 trailing bytes"});
   // The same inside a gzip file: sizes refer to the decompressed content.
   write_gz(path("trailing.gz"), concat(header(0x08, {2, 3}), iota_bytes(6 + 3)));
   expect_error([&] { read_idx(path("trailing.gz")); }, {"trailing.gz", "found 9", "decompression"});
@@ -270,8 +273,8 @@ TEST_F(IdxTest, CorruptGzip) {
 // ---------------------------------------------------------------- MNIST
 
 // Writes a tiny MNIST split: pixel k (row-major over all images) = (k * 37) % 256; labels as given.
-void write_split(const std::string& dir, const std::string& prefix, int64_t h, int64_t w,
-                 const Bytes& labels, bool gz) {
+void write_split(const std::string& dir, const std::string& prefix, int64_t h, int64_t w, const Bytes& labels,
+                 bool gz) {
   const int64_t n = static_cast<int64_t>(labels.size());
   Bytes px(static_cast<size_t>(n * h * w));
   for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i * 37) % 256);
@@ -315,8 +318,7 @@ TEST_F(IdxTest, LoadMnistAcceptsOtherImageSizes) {
 
 TEST_F(IdxTest, LoadMnistLabelOutOfRange) {
   write_split(dir_, "train", 28, 28, {0, 1, 2, 12, 4}, false);
-  expect_error([&] { dl::data::load_mnist(dir_, true); },
-               {"train-labels-idx1-ubyte", "label 12", "index 3", "0..9"});
+  expect_error([&] { dl::data::load_mnist(dir_, true); }, {"train-labels-idx1-ubyte", "label 12", "index 3", "0..9"});
 }
 
 TEST_F(IdxTest, LoadMnistCountMismatchAndWrongRank) {

@@ -51,11 +51,33 @@ TEST(Json, SurrogatePairsDecodeToOneCodePoint) {
 }
 
 TEST(Json, RefusesWhatRfc8259Refuses) {
-  const char* bad[] = {
-      "",            "  ",          "{",           "[1,]",        "{\"a\":1,}",  "{'a':1}",     "01",
-      "+1",          "1.",          ".5",          "1e",          "-",           "NaN",         "Infinity",
-      "0x10",        "tru",         "nul",         "\"a",         "\"\\x\"",     "\"\\u12\"",   "{\"a\" 1}",
-      "{1:2}",       "[1 2]",       "1 2",         "\"tab\there\"", "{\"a\":1}}", "[\"\\uZZZZ\"]"};
+  const char* bad[] = {"",
+                       "  ",
+                       "{",
+                       "[1,]",
+                       "{\"a\":1,}",
+                       "{'a':1}",
+                       "01",
+                       "+1",
+                       "1.",
+                       ".5",
+                       "1e",
+                       "-",
+                       "NaN",
+                       "Infinity",
+                       "0x10",
+                       "tru",
+                       "nul",
+                       "\"a",
+                       "\"\\x\"",
+                       "\"\\u12\"",
+                       "{\"a\" 1}",
+                       "{1:2}",
+                       "[1 2]",
+                       "1 2",
+                       "\"tab\there\"",
+                       "{\"a\":1}}",
+                       "[\"\\uZZZZ\"]"};
   for (const char* text : bad) {
     const std::string message = parse_error(text);
     EXPECT_NE(message.find("json: "), std::string::npos) << text << " -> " << message;

@@ -81,7 +81,9 @@ TEST(SafeTensors, RoundTripAndStrictHeaderChecks) {
   } catch (const dl::Error& e) {
     EXPECT_NE(std::string(e.what()).find("'x'"), std::string::npos) << e.what();
   }
-  write_raw(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}, "y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12);
+  write_raw(
+      R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}, "y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+      12);
   EXPECT_THROW(dl::load_safetensors(path), dl::Error);  // overlapping
   write_raw(R"({"x":{"dtype":"U16","shape":[2],"data_offsets":[0,4]}})", 4);
   EXPECT_THROW(dl::load_safetensors(path), dl::Error);
@@ -104,9 +106,9 @@ TEST(Models, ResNet18NamesMatchTorchvision) {
       if (k == n) return true;
     return false;
   };
-  for (const char* n : {"conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer1.1.bn2.running_var",
-                        "layer2.0.downsample.0.weight", "layer2.0.downsample.1.bias", "layer4.1.conv2.weight",
-                        "fc.weight", "fc.bias"})
+  for (const char* n :
+       {"conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer1.1.bn2.running_var",
+        "layer2.0.downsample.0.weight", "layer2.0.downsample.1.bias", "layer4.1.conv2.weight", "fc.weight", "fc.bias"})
     EXPECT_TRUE(has(n)) << n;
   EXPECT_EQ(net.num_parameters(), 11689512);  // torchvision's resnet18
 }

@@ -104,7 +104,8 @@ TEST(SweepUnits, ParseBytes) {
 
 TEST(SweepSvg, DrawsSeriesAxesAndEscapes) {
   LineChart c{"Loss <train & val>", "iteration", "loss", {}};
-  c.series = {{"training", {1, 2, 3}, {2.0, 1.0, 0.5}}, {"validation", {1, 2, 3}, {2.2, std::nan(""), 0.7}, true, true}};
+  c.series = {{"training", {1, 2, 3}, {2.0, 1.0, 0.5}},
+              {"validation", {1, 2, 3}, {2.2, std::nan(""), 0.7}, true, true}};
   const std::string svg = render_svg(c);
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
@@ -247,8 +248,7 @@ TEST(SweepRunner, RecordsFailuresResumesAfterInterruptAndReports) {
   EXPECT_TRUE(fs::exists(o.out_dir + "/" + rows[0].string_at("run_dir") + "/loss.svg"));
 
   // Two machines side by side.
-  merge_reports({o.out_dir + "/report.json", o.out_dir + "/report.json"}, {"ws", "server"},
-                (dir / "merged").string());
+  merge_reports({o.out_dir + "/report.json", o.out_dir + "/report.json"}, {"ws", "server"}, (dir / "merged").string());
   const std::string merged = read_all((dir / "merged.md").string());
   EXPECT_NE(merged.find("ws: time"), std::string::npos);
   EXPECT_NE(merged.find("server: time / ref"), std::string::npos);

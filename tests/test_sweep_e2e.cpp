@@ -1,7 +1,7 @@
 // End to end: dl-sweep's runner, report and fit probe driving the real train_mnist (build/bin) on a
 // subset of MNIST (data/mnist, or generated digits when it was not fetched: tests/mnist_data.h). The
-// memory the report shows must agree with what the kernel saw for the same process, and the probe must name a batch size
-// that trains under the limit and one above it that does not.
+// memory the report shows must agree with what the kernel saw for the same process, and the probe must name a batch
+// size that trains under the limit and one above it that does not.
 #include <gtest/gtest.h>
 
 #include <filesystem>

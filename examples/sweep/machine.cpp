@@ -96,8 +96,7 @@ Json describe_machine() {
 
   std::smatch mm;
   const std::string meminfo = read_file("/proc/meminfo");
-  if (std::regex_search(meminfo, mm, std::regex("MemTotal:\\s+([0-9]+) kB")))
-    m["ram_bytes"] = std::stoll(mm[1]) * 1024;
+  if (std::regex_search(meminfo, mm, std::regex("MemTotal:\\s+([0-9]+) kB"))) m["ram_bytes"] = std::stoll(mm[1]) * 1024;
 
   Json gpu = Json::object();
   const std::string smi =

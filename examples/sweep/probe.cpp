@@ -1,5 +1,4 @@
 // The fit probe: growing, bisecting, one fresh process per try.
-#include "dl/core/file_io.h"
 #include "probe.h"
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "dl/core/file_io.h"
 #include "machine.h"
 #include "process.h"
 #include "programs.h"
@@ -39,8 +39,10 @@ int64_t next_probe_batch(const std::vector<ProbeTry>& tries, int64_t start, int6
   if (tries.empty()) return start;
   int64_t fit = 0, fail = 0;  // the largest that fit, the smallest that failed
   for (const auto& t : tries) {
-    if (t.fit) fit = std::max(fit, t.batch);
-    else fail = fail == 0 ? t.batch : std::min(fail, t.batch);
+    if (t.fit)
+      fit = std::max(fit, t.batch);
+    else
+      fail = fail == 0 ? t.batch : std::min(fail, t.batch);
   }
   if (fail == 0) {  // growing
     if (fit >= max_batch) return 0;
@@ -81,7 +83,8 @@ ProbeResult run_probe(const ProbeOptions& o) {
       r.per_element_bytes = e.number_at("per_element_bytes", 0);
       r.fixed_bytes = e.number_at("fixed_bytes", 0);
       if (r.per_element_bytes > 0)
-        r.predicted_largest = static_cast<int64_t>((static_cast<double>(o.memory_limit) - r.fixed_bytes) / r.per_element_bytes);
+        r.predicted_largest =
+            static_cast<int64_t>((static_cast<double>(o.memory_limit) - r.fixed_bytes) / r.per_element_bytes);
       log("estimate: " + format_mib(r.per_element_bytes * 1024) + " MiB per 1024 elements + " +
           format_mib(r.fixed_bytes) + " MiB fixed; predicted largest batch " + std::to_string(r.predicted_largest));
     } else {
@@ -110,7 +113,8 @@ ProbeResult run_probe(const ProbeOptions& o) {
     t.allocator_peak_bytes = rep.number_at("memory.allocator_peak_bytes");
     t.child_peak_rss_bytes = rep.number_at("memory.peak_rss_bytes");
     t.os_peak_rss_bytes = static_cast<double>(cr.max_rss_bytes);
-    t.predicted_bytes = r.per_element_bytes > 0 ? r.fixed_bytes + r.per_element_bytes * static_cast<double>(b) : std::nan("");
+    t.predicted_bytes =
+        r.per_element_bytes > 0 ? r.fixed_bytes + r.per_element_bytes * static_cast<double>(b) : std::nan("");
     t.seconds = cr.wall_seconds;
     if (!t.fit) {
       t.error = rep.string_at("error");
@@ -122,8 +126,10 @@ ProbeResult run_probe(const ProbeOptions& o) {
     r.tries.push_back(t);
   }
   for (const auto& t : r.tries) {
-    if (t.fit) r.largest_fit = std::max(r.largest_fit, t.batch);
-    else r.smallest_fail = r.smallest_fail == 0 ? t.batch : std::min(r.smallest_fail, t.batch);
+    if (t.fit)
+      r.largest_fit = std::max(r.largest_fit, t.batch);
+    else
+      r.smallest_fail = r.smallest_fail == 0 ? t.batch : std::min(r.smallest_fail, t.batch);
   }
   return r;
 }
@@ -168,14 +174,17 @@ void write_probe_report(const ProbeOptions& o, const ProbeResult& r) {
      << ".\n\n";
   if (r.per_element_bytes > 0)
     md << "Estimate before running (allocator peak of one step at batch 1, 2, 4, 8, fitted with a line): "
-       << static_cast<int64_t>(std::llround(r.per_element_bytes)) << " bytes per batch element + " << format_mib(r.fixed_bytes)
-       << " MiB fixed (data, weights, gradients, optimiser state) → predicted largest batch "
-       << r.predicted_largest << ".\n\n";
-  md << "| try | batch | fits | allocator peak (MiB) | predicted (MiB) | predicted / measured | peak RSS, kernel (MiB) |"
+       << static_cast<int64_t>(std::llround(r.per_element_bytes)) << " bytes per batch element + "
+       << format_mib(r.fixed_bytes)
+       << " MiB fixed (data, weights, gradients, optimiser state) → predicted largest batch " << r.predicted_largest
+       << ".\n\n";
+  md << "| try | batch | fits | allocator peak (MiB) | predicted (MiB) | predicted / measured | peak RSS, kernel (MiB) "
+        "|"
         " peak RSS, VmHWM (MiB) | seconds | error |\n|---|---|---|---|---|---|---|---|---|---|\n";
   int n = 0;
   for (const auto& t : r.tries) {
-    const double ratio = t.fit && t.allocator_peak_bytes > 0 ? t.predicted_bytes / t.allocator_peak_bytes : std::nan("");
+    const double ratio =
+        t.fit && t.allocator_peak_bytes > 0 ? t.predicted_bytes / t.allocator_peak_bytes : std::nan("");
     char rbuf[32] = "";
     if (!std::isnan(ratio)) std::snprintf(rbuf, sizeof rbuf, "%.2f", ratio);
     char sbuf[32];

@@ -18,14 +18,14 @@ namespace dl::sweep {
 struct ProbeOptions {
   std::string out_dir;
   std::string program = "train_mnist";
-  std::string binary;            // default: next to dl-sweep
-  int64_t memory_limit = 0;      // bytes; required
-  int64_t start = 64;            // first batch size tried
-  int64_t max_batch = 1 << 20;   // stop growing here
-  int steps = 2;                 // training steps per try
+  std::string binary;           // default: next to dl-sweep
+  int64_t memory_limit = 0;     // bytes; required
+  int64_t start = 64;           // first batch size tried
+  int64_t max_batch = 1 << 20;  // stop growing here
+  int steps = 2;                // training steps per try
   int threads = 0;
   int image_size = 0;
-  double tolerance = 0.05;       // bisect until (fail - fit) <= tolerance x fit (at least 1)
+  double tolerance = 0.05;  // bisect until (fail - fit) <= tolerance x fit (at least 1)
   std::vector<std::string> extra_args;
   std::function<void(const std::string&)> log;
 };
@@ -39,11 +39,11 @@ struct ProbeTry {
 };
 
 struct ProbeResult {
-  int64_t largest_fit = 0;     // 0: not even the smallest size fit
-  int64_t smallest_fail = 0;   // 0: every size up to max_batch fit
+  int64_t largest_fit = 0;                        // 0: not even the smallest size fit
+  int64_t smallest_fail = 0;                      // 0: every size up to max_batch fit
   double per_element_bytes = 0, fixed_bytes = 0;  // the estimate
-  int64_t predicted_largest = 0;  // (limit - fixed) / per element
-  std::vector<ProbeTry> tries;    // in the order they ran
+  int64_t predicted_largest = 0;                  // (limit - fixed) / per element
+  std::vector<ProbeTry> tries;                    // in the order they ran
 };
 
 // Decides the next batch size to try from the tries so far (the search, without processes):

@@ -9,17 +9,17 @@
 namespace dl::sweep {
 
 struct ChildResult {
-  int exit_code = -1;           // the exit status, -1 when killed by a signal
-  int signal = 0;               // the signal that ended it, 0 if none
-  bool timed_out = false;       // killed after the time limit
-  bool interrupted = false;     // killed because a stop was requested (SIGINT/SIGTERM to dl-sweep)
-  double wall_seconds = 0;      // from spawn to exit
-  double cpu_seconds = 0;       // user + system of the child and its threads (wait4)
-  int64_t max_rss_bytes = 0;    // the kernel's peak resident set of the child (ru_maxrss)
-  double peak_cpu_cores = 0;    // the largest CPU time per wall second over 1-second windows
-  std::string output_tail;      // the last lines of its stdout + stderr
+  int exit_code = -1;         // the exit status, -1 when killed by a signal
+  int signal = 0;             // the signal that ended it, 0 if none
+  bool timed_out = false;     // killed after the time limit
+  bool interrupted = false;   // killed because a stop was requested (SIGINT/SIGTERM to dl-sweep)
+  double wall_seconds = 0;    // from spawn to exit
+  double cpu_seconds = 0;     // user + system of the child and its threads (wait4)
+  int64_t max_rss_bytes = 0;  // the kernel's peak resident set of the child (ru_maxrss)
+  double peak_cpu_cores = 0;  // the largest CPU time per wall second over 1-second windows
+  std::string output_tail;    // the last lines of its stdout + stderr
   bool ok() const { return exit_code == 0 && !timed_out && !interrupted; }
-  std::string describe() const; // "exit status 1", "killed by signal 9 (Killed)", "timed out after ..."
+  std::string describe() const;  // "exit status 1", "killed by signal 9 (Killed)", "timed out after ..."
 };
 
 // Runs argv[0] (a path) with argv, output appended to log_path. timeout_seconds <= 0: no limit.

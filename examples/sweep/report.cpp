@@ -1,5 +1,4 @@
 // The sweep report and the merge of reports.
-#include "dl/core/file_io.h"
 #include "report.h"
 
 #include <sys/wait.h>
@@ -12,6 +11,7 @@
 #include <map>
 #include <sstream>
 
+#include "dl/core/file_io.h"
 #include "machine.h"
 #include "programs.h"
 #include "runner.h"
@@ -28,9 +28,7 @@ std::string read_text(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  write_file_atomically(path, text);
-}
+void write_text(const std::string& path, const std::string& text) { write_file_atomically(path, text); }
 
 std::string fixed(double v, int digits) {
   if (std::isnan(v)) return "";
@@ -147,8 +145,7 @@ void plot_sweep(const std::string& out_dir, const Json& report) {
   for (auto* c : {&time, &speed, &mem}) c->log2_x = true, c->y_from_zero = true;
   for (const auto& g : order) {
     const std::string suffix = order.size() > 1 ? " (" + g + ")" : "";
-    Series t{"training time" + suffix}, s{"images/s" + suffix}, a{"allocator peak" + suffix},
-        rss{"peak RSS" + suffix};
+    Series t{"training time" + suffix}, s{"images/s" + suffix}, a{"allocator peak" + suffix}, rss{"peak RSS" + suffix};
     for (const auto& r : report.at_path("rows")->items()) {
       if (r.string_at("status") != "ok" || group_of(r) != g) continue;
       const double b = r.number_at("batch");
@@ -259,14 +256,15 @@ Json build_report(const std::string& out_dir, const std::string& reference) {
   std::string ref_id;
   for (size_t i = 0; i < rows.items().size(); ++i) {
     const Json& r = rows.items()[i];
-    if (r.string_at("status") == "ok" && (matches_reference(r, reference, i) || (reference.empty() && ref_id.empty()))) {
+    if (r.string_at("status") == "ok" &&
+        (matches_reference(r, reference, i) || (reference.empty() && ref_id.empty()))) {
       ref_time = r.number_at("train_seconds");
       ref_id = r.string_at("id");
       if (!reference.empty()) break;
     }
   }
-  DL_CHECK(reference.empty() || !ref_id.empty(), "dl-sweep report: no finished row matches the reference '",
-           reference, "'");
+  DL_CHECK(reference.empty() || !ref_id.empty(), "dl-sweep report: no finished row matches the reference '", reference,
+           "'");
   Json out_rows = Json::array();
   for (Json r : rows.items()) {
     r["relative_time"] = r.string_at("status") == "ok" ? r.number_at("train_seconds") / ref_time : kNaN;
@@ -358,8 +356,8 @@ std::string report_csv(const Json& report) {
   const std::string machine = report.string_at("machine.hostname");
   for (const auto& r : report.at_path("rows")->items()) {
     csv << csv_field(machine) << "," << csv_field(r.string_at("id")) << "," << r.string_at("program") << ","
-        << csv_num(r.number_at("batch")) << "," << csv_num(r.number_at("epochs")) << "," << r.string_at("device")
-        << "," << csv_num(r.number_at("threads_used")) << "," << csv_num(r.number_at("image_size")) << ","
+        << csv_num(r.number_at("batch")) << "," << csv_num(r.number_at("epochs")) << "," << r.string_at("device") << ","
+        << csv_num(r.number_at("threads_used")) << "," << csv_num(r.number_at("image_size")) << ","
         << r.string_at("solver") << "," << csv_num(r.number_at("learn_rate")) << "," << r.string_at("status");
     for (const auto& t : metric_titles) csv << "," << csv_num(r.find("metrics")->number_at(t));
     const bool ok = r.string_at("status") == "ok";

@@ -1,5 +1,4 @@
 // The sweep runner: grid expansion, command lines, results.jsonl and resuming.
-#include "dl/core/file_io.h"
 #include "runner.h"
 
 #include <fcntl.h>
@@ -13,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "dl/core/file_io.h"
 #include "machine.h"
 #include "process.h"
 
@@ -40,8 +40,8 @@ std::string now_iso() {
 
 std::string Config::key() const {
   std::string k = "program=" + program + " batch=" + std::to_string(batch) + " epochs=" + std::to_string(epochs) +
-                  " device=" + device + " threads=" + std::to_string(threads) +
-                  " image=" + std::to_string(image_size) + " solver=" + solver + " lr=" + num(learn_rate);
+                  " device=" + device + " threads=" + std::to_string(threads) + " image=" + std::to_string(image_size) +
+                  " solver=" + solver + " lr=" + num(learn_rate);
   for (const auto& a : extra_args) k += " " + a;
   return k;
 }
@@ -243,8 +243,10 @@ SweepSummary run_sweep(const SweepOptions& o) {
     rec["status"] = ok ? "ok" : "failed";
     if (!ok) {
       std::string error = report.string_at("error");
-      if (error.empty()) error = cr.describe() + ": " + last_line(cr.output_tail);
-      else if (!cr.ok()) error = cr.describe() + ": " + error;
+      if (error.empty())
+        error = cr.describe() + ": " + last_line(cr.output_tail);
+      else if (!cr.ok())
+        error = cr.describe() + ": " + error;
       rec["error"] = error;
     }
     rec["exit_code"] = cr.exit_code;

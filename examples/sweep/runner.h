@@ -19,7 +19,7 @@ struct Config {
   int64_t batch = 1024;
   int epochs = 1;
   std::string device = "cpu";
-  int threads = 0;  // 0: the program's default (all cores)
+  int threads = 0;     // 0: the program's default (all cores)
   int image_size = 0;  // 0: the program's own
   std::string solver = "adam";
   double learn_rate = 0.01;
@@ -48,11 +48,11 @@ struct Grid {
 struct SweepOptions {
   std::string out_dir;
   std::string program = "train_mnist";
-  std::string binary;          // the program's executable (default: next to dl-sweep)
+  std::string binary;  // the program's executable (default: next to dl-sweep)
   Grid grid;
   std::vector<std::string> extra_args;
-  bool retry_failed = false;   // run configurations recorded as failed again
-  double timeout_seconds = 0;  // per configuration (0: none)
+  bool retry_failed = false;                    // run configurations recorded as failed again
+  double timeout_seconds = 0;                   // per configuration (0: none)
   std::function<void(const std::string&)> log;  // progress messages (default: stdout)
 };
 

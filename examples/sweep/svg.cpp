@@ -1,5 +1,4 @@
 // The SVG line chart.
-#include "dl/core/file_io.h"
 #include "svg.h"
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 #include <fstream>
 
 #include "dl/core/error.h"
+#include "dl/core/file_io.h"
 
 namespace dl::sweep {
 
@@ -35,11 +35,20 @@ std::string xml_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -120,7 +129,8 @@ std::string render_svg(const LineChart& c) {
   o += "<text transform=\"translate(16," + fmt(top + ph / 2) + ") rotate(-90)\" text-anchor=\"middle\">" +
        xml_escape(c.y_label) + "</text>\n";
   if (empty)
-    o += "<text x=\"" + fmt(left + pw / 2) + "\" y=\"" + fmt(top + ph / 2) + "\" text-anchor=\"middle\">no data</text>\n";
+    o += "<text x=\"" + fmt(left + pw / 2) + "\" y=\"" + fmt(top + ph / 2) +
+         "\" text-anchor=\"middle\">no data</text>\n";
 
   // Series and legend.
   for (size_t k = 0; k < c.series.size(); ++k) {
@@ -149,8 +159,6 @@ std::string render_svg(const LineChart& c) {
   return o;
 }
 
-void write_svg(const std::string& path, const LineChart& chart) {
-  write_file_atomically(path, render_svg(chart));
-}
+void write_svg(const std::string& path, const LineChart& chart) { write_file_atomically(path, render_svg(chart)); }
 
 }  // namespace dl::sweep

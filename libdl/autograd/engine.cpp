@@ -42,15 +42,19 @@ void accumulate(Tensor& into, const Tensor& g) {
            into.device().str());
   const int64_t n = into.numel();
   if (!into.device().is_cpu())
-    return device_backend(into.device()).accumulate(into.raw_data(), g.raw_data(), into.dtype(), n, into.device().index);
+    return device_backend(into.device())
+        .accumulate(into.raw_data(), g.raw_data(), into.dtype(), n, into.device().index);
   auto add = [n](auto* y, const auto* x) {
 #pragma omp parallel for simd if (n >= 65536)
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
   };
   switch (into.dtype()) {
-    case DType::kFloat32: return add(into.data<float>(), g.data<float>());
-    case DType::kFloat64: return add(into.data<double>(), g.data<double>());
-    default: DL_THROW("backward(): expected float32 or float64 gradients, got ", dtype_name(into.dtype()));
+    case DType::kFloat32:
+      return add(into.data<float>(), g.data<float>());
+    case DType::kFloat64:
+      return add(into.data<double>(), g.data<double>());
+    default:
+      DL_THROW("backward(): expected float32 or float64 gradients, got ", dtype_name(into.dtype()));
   }
 }
 
@@ -103,11 +107,10 @@ void backward(const Tensor& root) {
              "' a second time: the graph is freed after the first backward");
 
     std::vector<bool> needs(node->inputs.size());
-    for (size_t i = 0; i < needs.size(); ++i)
-      needs[i] = node->inputs[i].defined() && node->inputs[i].requires_grad();
+    for (size_t i = 0; i < needs.size(); ++i) needs[i] = node->inputs[i].defined() && node->inputs[i].requires_grad();
     std::vector<Tensor> in_grads = node->backward(g, needs);
-    DL_CHECK(in_grads.size() == node->inputs.size(), "backward of '", node->name, "' returned ",
-             in_grads.size(), " gradients for ", node->inputs.size(), " inputs");
+    DL_CHECK(in_grads.size() == node->inputs.size(), "backward of '", node->name, "' returned ", in_grads.size(),
+             " gradients for ", node->inputs.size(), " inputs");
 
     std::vector<Tensor> inputs = std::move(node->inputs);
     node->release();
@@ -115,8 +118,8 @@ void backward(const Tensor& root) {
       const Tensor& in = inputs[i];
       if (!needs[i]) continue;
       const Tensor& gi = in_grads[i];
-      DL_CHECK(gi.defined() && gi.shape() == in.shape(), "backward of '", node->name, "': gradient ", i,
-               " has shape ", gi.defined() ? gi.shape().str() : "undefined", ", expected ", in.shape().str());
+      DL_CHECK(gi.defined() && gi.shape() == in.shape(), "backward of '", node->name, "': gradient ", i, " has shape ",
+               gi.defined() ? gi.shape().str() : "undefined", ", expected ", in.shape().str());
       if (!in.grad_fn()) {
         accumulate_leaf(in, gi);
         continue;

@@ -20,8 +20,6 @@ Device Device::parse(const std::string& text) {
   DL_THROW("expected a device 'cpu', 'cuda' or 'cuda:N', got '", text, "'");
 }
 
-std::string Device::str() const {
-  return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index);
-}
+std::string Device::str() const { return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index); }
 
 }  // namespace dl

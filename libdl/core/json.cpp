@@ -27,11 +27,16 @@ bool valid_utf8(std::string_view s) {
     const auto c = static_cast<unsigned char>(s[i]);
     size_t len = 0;
     uint32_t cp = 0;
-    if (c < 0x80) len = 1, cp = c;
-    else if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f;
-    else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f;
-    else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07;
-    else return false;
+    if (c < 0x80)
+      len = 1, cp = c;
+    else if ((c & 0xe0) == 0xc0)
+      len = 2, cp = c & 0x1f;
+    else if ((c & 0xf0) == 0xe0)
+      len = 3, cp = c & 0x0f;
+    else if ((c & 0xf8) == 0xf0)
+      len = 4, cp = c & 0x07;
+    else
+      return false;
     if (i + len > s.size()) return false;
     for (size_t k = 1; k < len; ++k) {
       const auto d = static_cast<unsigned char>(s[i + k]);
@@ -135,7 +140,8 @@ class JsonParser {
     const size_t start = pos_;
     if (s_[pos_] == '-') ++pos_;
     if (pos_ >= s_.size() || !digit(s_[pos_])) fail("expected a digit");
-    if (s_[pos_] == '0') ++pos_;
+    if (s_[pos_] == '0')
+      ++pos_;
     else
       while (pos_ < s_.size() && digit(s_[pos_])) ++pos_;
     if (pos_ < s_.size() && s_[pos_] == '.') {
@@ -166,10 +172,14 @@ class JsonParser {
     for (int i = 0; i < 4; ++i) {
       const char h = s_[pos_++];
       code <<= 4;
-      if (digit(h)) code |= static_cast<unsigned>(h - '0');
-      else if (h >= 'a' && h <= 'f') code |= static_cast<unsigned>(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F') code |= static_cast<unsigned>(h - 'A' + 10);
-      else fail("bad \\u escape (expected four hex digits)");
+      if (digit(h))
+        code |= static_cast<unsigned>(h - '0');
+      else if (h >= 'a' && h <= 'f')
+        code |= static_cast<unsigned>(h - 'a' + 10);
+      else if (h >= 'A' && h <= 'F')
+        code |= static_cast<unsigned>(h - 'A' + 10);
+      else
+        fail("bad \\u escape (expected four hex digits)");
     }
     return code;
   }
@@ -205,12 +215,26 @@ class JsonParser {
       if (pos_ >= s_.size()) fail("unterminated escape");
       const char e = s_[pos_++];
       switch (e) {
-        case '"': case '\\': case '/': out += e; break;
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
+        case '"':
+        case '\\':
+        case '/':
+          out += e;
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
         case 'u': {
           uint32_t cp = hex4();
           if (cp >= 0xdc00 && cp <= 0xdfff) fail("lone low surrogate in a \\u escape");
@@ -224,7 +248,8 @@ class JsonParser {
           put_utf8(out, cp);
           break;
         }
-        default: --pos_, fail("unknown escape");
+        default:
+          --pos_, fail("unknown escape");
       }
     }
   }
@@ -322,11 +347,21 @@ std::string Json::quote(std::string_view s) {
   for (const char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -352,10 +387,18 @@ void Json::write(std::string& out, int indent, int depth) const {
     if (indent >= 0) out.append("\n").append(static_cast<size_t>(indent * d), ' ');
   };
   switch (type_) {
-    case Type::kNull: out += "null"; break;
-    case Type::kBool: out += bool_ ? "true" : "false"; break;
-    case Type::kNumber: out += number_text(); break;
-    case Type::kString: out += quote(str_); break;
+    case Type::kNull:
+      out += "null";
+      break;
+    case Type::kBool:
+      out += bool_ ? "true" : "false";
+      break;
+    case Type::kNumber:
+      out += number_text();
+      break;
+    case Type::kString:
+      out += quote(str_);
+      break;
     case Type::kArray:
       out += '[';
       for (size_t i = 0; i < arr_.size(); ++i) {

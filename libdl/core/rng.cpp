@@ -1,7 +1,6 @@
 // xoshiro256** seeded through splitmix64; normals by Box-Muller with one cached value.
 #include "dl/core/rng.h"
 
-
 #include <cmath>
 #include <utility>
 

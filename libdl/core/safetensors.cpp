@@ -2,8 +2,8 @@
 #include "dl/core/safetensors.h"
 
 #include <algorithm>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <unordered_set>
 
@@ -23,7 +23,8 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the format's own limit
 // A JSON number that must be a non-negative integer of at most 64 bits.
 uint64_t to_u64(const Json& j, const std::string& path, const std::string& tensor, const char* field) {
   const std::optional<uint64_t> v = j.to_u64();
-  DL_CHECK(v.has_value(), path, ": tensor '", tensor, "' has ", field, " '", j.is_number() ? j.number_text() : std::string("not a number"),
+  DL_CHECK(v.has_value(), path, ": tensor '", tensor, "' has ", field, " '",
+           j.is_number() ? j.number_text() : std::string("not a number"),
            "', expected a non-negative integer below 2^64");
   return *v;
 }
@@ -36,10 +37,10 @@ struct DTypeInfo {
   bool readable;
 };
 DTypeInfo info_of(const std::string& code, const std::string& path, const std::string& tensor) {
-  static const DTypeInfo kTable[] = {
-      {"F32", 4, true},  {"F64", 8, true},   {"I32", 4, true},  {"U8", 1, true},        {"I64", 8, true},
-      {"F16", 2, true},  {"BF16", 2, true},  {"BOOL", 1, false}, {"I8", 1, false},      {"I16", 2, false},
-      {"U16", 2, false}, {"U32", 4, false},  {"U64", 8, false},  {"F8_E4M3", 1, false}, {"F8_E5M2", 1, false}};
+  static const DTypeInfo kTable[] = {{"F32", 4, true},  {"F64", 8, true},      {"I32", 4, true},     {"U8", 1, true},
+                                     {"I64", 8, true},  {"F16", 2, true},      {"BF16", 2, true},    {"BOOL", 1, false},
+                                     {"I8", 1, false},  {"I16", 2, false},     {"U16", 2, false},    {"U32", 4, false},
+                                     {"U64", 8, false}, {"F8_E4M3", 1, false}, {"F8_E5M2", 1, false}};
   for (const auto& d : kTable)
     if (code == d.code) {
       DL_CHECK(d.readable, path, ": tensor '", tensor, "' has dtype ", code,
@@ -60,8 +61,10 @@ float half_to_float(uint16_t h) {
   const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
   if (exp == 0) return (sign ? -1.0f : 1.0f) * std::ldexp(static_cast<float>(mant), -24);
   uint32_t bits;
-  if (exp == 31) bits = sign | 0x7f800000u | (mant << 13);
-  else bits = sign | ((exp + 112) << 23) | (mant << 13);
+  if (exp == 31)
+    bits = sign | 0x7f800000u | (mant << 13);
+  else
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
   float f;
   std::memcpy(&f, &bits, 4);
   return f;
@@ -83,10 +86,14 @@ struct Entry {
 
 const char* code_of(DType t) {
   switch (t) {
-    case DType::kFloat32: return "F32";
-    case DType::kFloat64: return "F64";
-    case DType::kInt32: return "I32";
-    case DType::kUInt8: return "U8";
+    case DType::kFloat32:
+      return "F32";
+    case DType::kFloat64:
+      return "F64";
+    case DType::kInt32:
+      return "I32";
+    case DType::kUInt8:
+      return "U8";
   }
   return "?";
 }
@@ -100,8 +107,8 @@ SafeTensors load_safetensors(const std::string& path, const TensorIoOptions& o) 
            describe_file_signature(len_bytes, got), " of ", file.size(), " bytes");
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
-  DL_CHECK(header_len <= kMaxHeaderBytes, path, ": safetensors header length ", header_len, " is over the format's limit of ",
-           kMaxHeaderBytes, " bytes (", describe_file_signature(len_bytes, 8), ")");
+  DL_CHECK(header_len <= kMaxHeaderBytes, path, ": safetensors header length ", header_len,
+           " is over the format's limit of ", kMaxHeaderBytes, " bytes (", describe_file_signature(len_bytes, 8), ")");
   DL_CHECK(header_len >= 2 && header_len <= file.remaining(), path, ": safetensors header length ", header_len,
            " does not fit the file (", file.remaining(), " bytes after the length)");
   std::string header(static_cast<size_t>(header_len), '\0');
@@ -113,7 +120,8 @@ SafeTensors load_safetensors(const std::string& path, const TensorIoOptions& o) 
   } catch (const Error& e) {
     DL_THROW(path, ": malformed safetensors header: ", e.what(), " of the header");
   }
-  DL_CHECK(root.is_object(), path, ": malformed safetensors header: expected a JSON object, got ", root.dump().substr(0, 40));
+  DL_CHECK(root.is_object(), path, ": malformed safetensors header: expected a JSON object, got ",
+           root.dump().substr(0, 40));
   const uint64_t data_size = file.remaining();
 
   // Everything is checked from the header before a byte of data is read or a tensor allocated.
@@ -133,14 +141,16 @@ SafeTensors load_safetensors(const std::string& path, const TensorIoOptions& o) 
     const Json* offsets = v.find("data_offsets");
     DL_CHECK(v.is_object() && v.size() == 3 && dt && dt->is_string() && shape && shape->is_array() && offsets &&
                  offsets->is_array() && offsets->items().size() == 2,
-             path, ": tensor '", name, "' needs exactly dtype (a string), shape (an array) and data_offsets (two integers)");
+             path, ": tensor '", name,
+             "' needs exactly dtype (a string), shape (an array) and data_offsets (two integers)");
     Entry e;
     e.name = name;
     e.info = info_of(dt->string(), path, name);
     std::vector<int64_t> dims;
     for (const Json& d : shape->items()) {
       const uint64_t u = to_u64(d, path, name, "a dimension");
-      DL_CHECK(u <= static_cast<uint64_t>(kMaxElements), path, ": tensor '", name, "' has dimension ", u, ", over 2^56");
+      DL_CHECK(u <= static_cast<uint64_t>(kMaxElements), path, ": tensor '", name, "' has dimension ", u,
+               ", over 2^56");
       dims.push_back(static_cast<int64_t>(u));
     }
     DL_CHECK(dims.size() <= static_cast<size_t>(kMaxDims), path, ": tensor '", name, "' has ", dims.size(),
@@ -156,8 +166,9 @@ SafeTensors load_safetensors(const std::string& path, const TensorIoOptions& o) 
     entries.push_back(std::move(e));
   }
   // The tensors must tile the data exactly: no hole, no overlap, nothing after the last.
-  std::stable_sort(entries.begin(), entries.end(),
-                   [](const Entry& a, const Entry& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
   uint64_t covered = 0;
   for (const Entry& e : entries) {
     DL_CHECK(e.begin >= covered, path, ": tensor '", e.name, "' data [", e.begin, ", ", e.end,
@@ -166,8 +177,8 @@ SafeTensors load_safetensors(const std::string& path, const TensorIoOptions& o) 
              e.begin, ") before tensor '", e.name, "'");
     covered = e.end;
   }
-  DL_CHECK(covered == data_size, path, ": ", data_size - covered, " bytes after the last tensor's data (",
-           covered, " of ", data_size, " data bytes are described by the header)");
+  DL_CHECK(covered == data_size, path, ": ", data_size - covered, " bytes after the last tensor's data (", covered,
+           " of ", data_size, " data bytes are described by the header)");
 
   // One pass over the data, straight into the tensors (conversions through a small buffer).
   std::vector<unsigned char> chunk;

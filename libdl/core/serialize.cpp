@@ -15,7 +15,10 @@ namespace {
 constexpr char kMagic[8] = {'D', 'L', 'T', 'E', 'N', 'S', 'R', '1'};
 constexpr uint32_t kVersion = 1;
 
-template <typename T> void put(std::string& out, T v) { out.append(reinterpret_cast<const char*>(&v), sizeof(T)); }
+template <typename T>
+void put(std::string& out, T v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
 void put_str(std::string& out, const std::string& s) {
   put<uint32_t>(out, static_cast<uint32_t>(s.size()));
   out += s;
@@ -36,7 +39,8 @@ struct Reader {
     file.read_exact(dst, n, what);
     crc = crc32_z(crc, static_cast<const Bytef*>(dst), n);
   }
-  template <typename T> T get(const char* what) {
+  template <typename T>
+  T get(const char* what) {
     T v;
     read(&v, sizeof(T), what);
     return v;

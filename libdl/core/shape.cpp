@@ -9,8 +9,8 @@ namespace dl {
 Shape::Shape(std::initializer_list<int64_t> dims) : Shape(std::vector<int64_t>(dims)) {}
 
 Shape::Shape(const std::vector<int64_t>& dims) {
-  DL_CHECK(dims.size() <= static_cast<size_t>(kMaxDims), "a tensor has at most ", kMaxDims,
-           " dimensions, got ", dims.size());
+  DL_CHECK(dims.size() <= static_cast<size_t>(kMaxDims), "a tensor has at most ", kMaxDims, " dimensions, got ",
+           dims.size());
   ndim_ = static_cast<int>(dims.size());
   for (int i = 0; i < ndim_; ++i) {
     DL_CHECK(dims[i] >= 0, "tensor sizes must be non-negative, got ", dims[i], " in dimension ", i);
@@ -19,8 +19,10 @@ Shape::Shape(const std::vector<int64_t>& dims) {
   int64_t n = 1;
   bool zero = false, over = false;
   for (int i = 0; i < ndim_; ++i) {
-    if (dims_[i] == 0) zero = true;
-    else if (!over && (__builtin_mul_overflow(n, dims_[i], &n) || n > kMaxElements)) over = true;
+    if (dims_[i] == 0)
+      zero = true;
+    else if (!over && (__builtin_mul_overflow(n, dims_[i], &n) || n > kMaxElements))
+      over = true;
   }
   DL_CHECK(zero || !over, "a tensor of shape ", str(), " would have more than 2^56 elements");
 }
@@ -32,8 +34,10 @@ uint64_t checked_byte_count(const std::vector<int64_t>& dims, size_t elem_size, 
   bool zero = false, over = false;
   for (size_t i = 0; i < dims.size(); ++i) {
     DL_CHECK(dims[i] >= 0, origin, ": tensor sizes must be non-negative, got ", dims[i], " in dimension ", i);
-    if (dims[i] == 0) zero = true;
-    else if (!over && (__builtin_mul_overflow(n, dims[i], &n) || n > kMaxElements)) over = true;
+    if (dims[i] == 0)
+      zero = true;
+    else if (!over && (__builtin_mul_overflow(n, dims[i], &n) || n > kMaxElements))
+      over = true;
   }
   if (zero) return 0;
   DL_CHECK(!over, origin, ": the sizes multiply to more than 2^56 elements, more than any tensor can hold");
@@ -55,10 +59,14 @@ bool Shape::operator==(const Shape& o) const {
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kFloat32: return "float32";
-    case DType::kFloat64: return "float64";
-    case DType::kInt32: return "int32";
-    case DType::kUInt8: return "uint8";
+    case DType::kFloat32:
+      return "float32";
+    case DType::kFloat64:
+      return "float64";
+    case DType::kInt32:
+      return "int32";
+    case DType::kUInt8:
+      return "uint8";
   }
   return "unknown";
 }

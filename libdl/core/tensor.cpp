@@ -1,8 +1,8 @@
 // Tensor factories, views, copies and conversions. CPU storage comes from the caching allocator.
 #include "dl/core/tensor.h"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <ostream>
 
@@ -12,7 +12,8 @@
 namespace dl {
 
 Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
-  data_ = device.is_cpu() ? CpuAllocator::instance().allocate(bytes) : device_backend(device).allocate(bytes, device.index);
+  data_ =
+      device.is_cpu() ? CpuAllocator::instance().allocate(bytes) : device_backend(device).allocate(bytes, device.index);
 }
 
 Storage::~Storage() {
@@ -25,8 +26,8 @@ Storage::~Storage() {
 namespace detail {
 void check_dtype(const Tensor& t, DType expected) {
   DL_CHECK(t.defined(), "expected a defined tensor of dtype ", dtype_name(expected), ", got an undefined tensor");
-  DL_CHECK(t.dtype() == expected, "expected dtype ", dtype_name(expected), ", got ", dtype_name(t.dtype()),
-           " (shape ", t.shape().str(), ")");
+  DL_CHECK(t.dtype() == expected, "expected dtype ", dtype_name(expected), ", got ", dtype_name(t.dtype()), " (shape ",
+           t.shape().str(), ")");
 }
 }  // namespace detail
 
@@ -40,10 +41,18 @@ const TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl) {
 template <typename F>
 void visit_dtype(DType dtype, void* ptr, F&& f) {
   switch (dtype) {
-    case DType::kFloat32: f(static_cast<float*>(ptr)); break;
-    case DType::kFloat64: f(static_cast<double*>(ptr)); break;
-    case DType::kInt32: f(static_cast<int32_t*>(ptr)); break;
-    case DType::kUInt8: f(static_cast<uint8_t*>(ptr)); break;
+    case DType::kFloat32:
+      f(static_cast<float*>(ptr));
+      break;
+    case DType::kFloat64:
+      f(static_cast<double*>(ptr));
+      break;
+    case DType::kInt32:
+      f(static_cast<int32_t*>(ptr));
+      break;
+    case DType::kUInt8:
+      f(static_cast<uint8_t*>(ptr));
+      break;
   }
 }
 }  // namespace
@@ -67,8 +76,8 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
 
 template <typename T>
 Tensor Tensor::from_vector(const Shape& shape, const std::vector<T>& values) {
-  DL_CHECK(static_cast<int64_t>(values.size()) == shape.numel(), "from_vector: shape ", shape.str(),
-           " needs ", shape.numel(), " values, got ", values.size());
+  DL_CHECK(static_cast<int64_t>(values.size()) == shape.numel(), "from_vector: shape ", shape.str(), " needs ",
+           shape.numel(), " values, got ", values.size());
   Tensor t = empty(shape, DTypeOf<T>::value);
   if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(T));
   return t;
@@ -93,7 +102,8 @@ Tensor Tensor::uniform(const Shape& shape, double low, double high, Generator& g
   Tensor t = empty(shape, dtype);
   visit_dtype(dtype, t.raw_data(), [&](auto* p) {
     const int64_t n = t.numel();
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<std::remove_pointer_t<decltype(p)>>(low + (high - low) * gen.uniform());
+    for (int64_t i = 0; i < n; ++i)
+      p[i] = static_cast<std::remove_pointer_t<decltype(p)>>(low + (high - low) * gen.uniform());
   });
   return t;
 }
@@ -114,7 +124,8 @@ void* Tensor::raw_data() const {
   return static_cast<char*>(t.storage->data()) + t.offset;
 }
 
-template <typename T> T Tensor::item() const {
+template <typename T>
+T Tensor::item() const {
   DL_CHECK(numel() == 1, "item(): expected a tensor with one element, got shape ", shape().str());
   if (!device().is_cpu()) return to(Device::cpu()).item<T>();
   T out{};
@@ -138,8 +149,8 @@ std::vector<float> Tensor::to_vector_f32() const {
 Tensor Tensor::slice(int64_t begin, int64_t end) const {
   const TensorImpl& t = checked(impl_);
   DL_CHECK(t.shape.ndim() >= 1, "slice: expected at least one dimension, got a scalar");
-  DL_CHECK(0 <= begin && begin <= end && end <= t.shape[0], "slice: expected 0 <= begin <= end <= ",
-           t.shape[0], ", got [", begin, ", ", end, ")");
+  DL_CHECK(0 <= begin && begin <= end && end <= t.shape[0], "slice: expected 0 <= begin <= end <= ", t.shape[0],
+           ", got [", begin, ", ", end, ")");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = t.storage;
   impl->shape = t.shape;
@@ -248,7 +259,6 @@ void Tensor::set_grad(const Tensor& g) {
   impl_->grad = g;
 }
 const std::shared_ptr<autograd::Node>& Tensor::grad_fn() const { return checked(impl_).grad_fn; }
-
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   if (!t.defined()) return os << "Tensor(undefined)";

@@ -2,7 +2,6 @@
 // statistics and the augmented Dataset (dl/data/camvid.h).
 #include "dl/data/camvid.h"
 
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -169,8 +168,9 @@ CamVidImages load_camvid_files(const std::vector<CamVidFile>& files, ImageSize s
   }
   const int64_t n = static_cast<int64_t>(files.size());
   const int64_t pixels = d.height * d.width;
-  checked_byte_count({n, pixels, 4}, 1, "CamVid: " + std::to_string(n) + " images of " + std::to_string(d.height) +
-                                            "x" + std::to_string(d.width));
+  checked_byte_count(
+      {n, pixels, 4}, 1,
+      "CamVid: " + std::to_string(n) + " images of " + std::to_string(d.height) + "x" + std::to_string(d.width));
   d.images.resize(static_cast<size_t>(n * pixels * 3));
   d.labels.resize(static_cast<size_t>(n * pixels));
   for (const auto& f : files) d.names.push_back(f.name);

@@ -2,7 +2,6 @@
 // into an image and its CamVid-coloured label map at once, then PNG files in CamVid's layout.
 #include "dl/data/camvid_synth.h"
 
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>

@@ -42,8 +42,10 @@ void DataLoader::stop() {
 void DataLoader::start_epoch() {
   stop();
   std::vector<int64_t> all(static_cast<size_t>(dataset_->size()));
-  if (o_.shuffle) all = random_permutation(dataset_->size(), gen_);
-  else std::iota(all.begin(), all.end(), 0);
+  if (o_.shuffle)
+    all = random_permutation(dataset_->size(), gen_);
+  else
+    std::iota(all.begin(), all.end(), 0);
   order_.clear();
   for (size_t i = static_cast<size_t>(o_.shard_index); i < all.size(); i += static_cast<size_t>(o_.shard_count))
     order_.push_back(all[i]);

@@ -17,33 +17,43 @@ namespace dl::data {
 
 const char* idx_type_name(IdxType t) {
   switch (t) {
-    case IdxType::kUInt8: return "ubyte";
-    case IdxType::kInt8: return "sbyte";
-    case IdxType::kInt16: return "short";
-    case IdxType::kInt32: return "int";
-    case IdxType::kFloat32: return "float";
-    case IdxType::kFloat64: return "double";
+    case IdxType::kUInt8:
+      return "ubyte";
+    case IdxType::kInt8:
+      return "sbyte";
+    case IdxType::kInt16:
+      return "short";
+    case IdxType::kInt32:
+      return "int";
+    case IdxType::kFloat32:
+      return "float";
+    case IdxType::kFloat64:
+      return "double";
   }
   return "unknown";
 }
 
 size_t idx_type_size(IdxType t) {
   switch (t) {
-    case IdxType::kUInt8: return 1;
-    case IdxType::kInt8: return 1;
-    case IdxType::kInt16: return 2;
-    case IdxType::kInt32: return 4;
-    case IdxType::kFloat32: return 4;
-    case IdxType::kFloat64: return 8;
+    case IdxType::kUInt8:
+      return 1;
+    case IdxType::kInt8:
+      return 1;
+    case IdxType::kInt16:
+      return 2;
+    case IdxType::kInt32:
+      return 4;
+    case IdxType::kFloat32:
+      return 4;
+    case IdxType::kFloat64:
+      return 8;
   }
   return 0;
 }
 
 namespace {
 
-bool valid_type_byte(uint8_t b) {
-  return b == 0x08 || b == 0x09 || b == 0x0B || b == 0x0C || b == 0x0D || b == 0x0E;
-}
+bool valid_type_byte(uint8_t b) { return b == 0x08 || b == 0x09 || b == 0x0B || b == 0x0C || b == 0x0D || b == 0x0E; }
 
 std::string hex_byte(uint8_t b) {
   char buf[8];
@@ -168,12 +178,30 @@ uint32_t read_be32(const uint8_t* p) {
 
 template <typename T>
 constexpr IdxType idx_type_of();
-template <> constexpr IdxType idx_type_of<uint8_t>() { return IdxType::kUInt8; }
-template <> constexpr IdxType idx_type_of<int8_t>() { return IdxType::kInt8; }
-template <> constexpr IdxType idx_type_of<int16_t>() { return IdxType::kInt16; }
-template <> constexpr IdxType idx_type_of<int32_t>() { return IdxType::kInt32; }
-template <> constexpr IdxType idx_type_of<float>() { return IdxType::kFloat32; }
-template <> constexpr IdxType idx_type_of<double>() { return IdxType::kFloat64; }
+template <>
+constexpr IdxType idx_type_of<uint8_t>() {
+  return IdxType::kUInt8;
+}
+template <>
+constexpr IdxType idx_type_of<int8_t>() {
+  return IdxType::kInt8;
+}
+template <>
+constexpr IdxType idx_type_of<int16_t>() {
+  return IdxType::kInt16;
+}
+template <>
+constexpr IdxType idx_type_of<int32_t>() {
+  return IdxType::kInt32;
+}
+template <>
+constexpr IdxType idx_type_of<float>() {
+  return IdxType::kFloat32;
+}
+template <>
+constexpr IdxType idx_type_of<double>() {
+  return IdxType::kFloat64;
+}
 
 template <typename Src, typename Dst>
 void convert(const IdxArray& a, Tensor& t) {
@@ -206,8 +234,8 @@ template const float* IdxArray::as<float>() const;
 template const double* IdxArray::as<double>() const;
 
 Tensor IdxArray::to_tensor() const {
-  DL_CHECK(dims.size() <= static_cast<size_t>(kMaxDims), "IDX file '", path, "' has ", dims.size(),
-           " dimensions ", dims_str(), "; a tensor has at most ", kMaxDims);
+  DL_CHECK(dims.size() <= static_cast<size_t>(kMaxDims), "IDX file '", path, "' has ", dims.size(), " dimensions ",
+           dims_str(), "; a tensor has at most ", kMaxDims);
   const Shape shape(dims);
   switch (type) {
     case IdxType::kUInt8: {
@@ -215,11 +243,31 @@ Tensor IdxArray::to_tensor() const {
       if (!bytes.empty()) std::memcpy(t.data<uint8_t>(), bytes.data(), bytes.size());
       return t;
     }
-    case IdxType::kInt8: { Tensor t = Tensor::empty(shape, DType::kInt32); convert<int8_t, int32_t>(*this, t); return t; }
-    case IdxType::kInt16: { Tensor t = Tensor::empty(shape, DType::kInt32); convert<int16_t, int32_t>(*this, t); return t; }
-    case IdxType::kInt32: { Tensor t = Tensor::empty(shape, DType::kInt32); convert<int32_t, int32_t>(*this, t); return t; }
-    case IdxType::kFloat32: { Tensor t = Tensor::empty(shape, DType::kFloat32); convert<float, float>(*this, t); return t; }
-    case IdxType::kFloat64: { Tensor t = Tensor::empty(shape, DType::kFloat64); convert<double, double>(*this, t); return t; }
+    case IdxType::kInt8: {
+      Tensor t = Tensor::empty(shape, DType::kInt32);
+      convert<int8_t, int32_t>(*this, t);
+      return t;
+    }
+    case IdxType::kInt16: {
+      Tensor t = Tensor::empty(shape, DType::kInt32);
+      convert<int16_t, int32_t>(*this, t);
+      return t;
+    }
+    case IdxType::kInt32: {
+      Tensor t = Tensor::empty(shape, DType::kInt32);
+      convert<int32_t, int32_t>(*this, t);
+      return t;
+    }
+    case IdxType::kFloat32: {
+      Tensor t = Tensor::empty(shape, DType::kFloat32);
+      convert<float, float>(*this, t);
+      return t;
+    }
+    case IdxType::kFloat64: {
+      Tensor t = Tensor::empty(shape, DType::kFloat64);
+      convert<double, double>(*this, t);
+      return t;
+    }
   }
   DL_THROW("IDX file '", path, "': unknown element type");
 }
@@ -248,8 +296,8 @@ IdxArray read_idx(const std::string& path) {
   DL_CHECK(ndims >= 1, "'", path, "': expected at least one dimension in the IDX header, found 0");
   std::vector<uint8_t> dims_bytes(4 * ndims);
   const size_t dims_got = src.read(dims_bytes.data(), dims_bytes.size());
-  DL_CHECK(dims_got == dims_bytes.size(), "'", path, "': truncated IDX header: expected ", 4 + 4 * ndims,
-           " bytes for ", ndims, " dimensions, found ", 4 + dims_got, how);
+  DL_CHECK(dims_got == dims_bytes.size(), "'", path, "': truncated IDX header: expected ", 4 + 4 * ndims, " bytes for ",
+           ndims, " dimensions, found ", 4 + dims_got, how);
   // Element count; `saturated` once it passes 2^61, so that count * 8 never overflows (255 dimensions
   // of up to 2^31 would overflow any integer).
   bool any_zero = false, saturated = false;
@@ -259,9 +307,12 @@ IdxArray read_idx(const std::string& path) {
     DL_CHECK(d <= static_cast<uint32_t>(INT32_MAX), "'", path, "': dimension ", i, " of the IDX header is ", d,
              ", expected a non-negative 32-bit integer");
     a.dims.push_back(d);
-    if (d == 0) any_zero = true;
-    else if (count > std::numeric_limits<uint64_t>::max() / 8 / d) saturated = true;
-    else count *= d;
+    if (d == 0)
+      any_zero = true;
+    else if (count > std::numeric_limits<uint64_t>::max() / 8 / d)
+      saturated = true;
+    else
+      count *= d;
   }
   if (any_zero) count = 0, saturated = false;
   const size_t esize = idx_type_size(a.type);
@@ -307,9 +358,12 @@ void write_idx_u8(const std::string& path, const std::vector<int64_t>& dims, con
     DL_CHECK(dims[i] >= 0 && dims[i] <= INT32_MAX, "write_idx_u8('", path, "'): dimension ", i, " is ", dims[i],
              ", expected 0 to 2^31-1");
     const auto d = static_cast<uint64_t>(dims[i]);
-    if (d == 0) any_zero = true;
-    else if (count > std::numeric_limits<uint64_t>::max() / d) saturated = true;
-    else count *= d;
+    if (d == 0)
+      any_zero = true;
+    else if (count > std::numeric_limits<uint64_t>::max() / d)
+      saturated = true;
+    else
+      count *= d;
   }
   if (any_zero) count = 0, saturated = false;
   DL_CHECK(!saturated && count == bytes.size(), "write_idx_u8('", path, "'): dims ", dims_to_string(dims), " need ",

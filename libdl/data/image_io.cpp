@@ -53,11 +53,16 @@ struct PngLayout {
 
 int samples_per_pixel(int color_type) {
   switch (color_type) {
-    case 0: return 1;
-    case 2: return 3;
-    case 3: return 1;
-    case 4: return 2;
-    case 6: return 4;
+    case 0:
+      return 1;
+    case 2:
+      return 3;
+    case 3:
+      return 1;
+    case 4:
+      return 2;
+    case 6:
+      return 4;
   }
   return 0;
 }
@@ -81,8 +86,8 @@ PngLayout check_png_structure(const std::string& path, const std::string& bytes)
     std::memcpy(type, p + pos + 4, 4);
     for (int i = 0; i < 4; ++i) {
       const char c = type[i];
-      DL_CHECK((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'), "corrupt PNG '", path, "': chunk ", index,
-               " at byte ", pos, " has an invalid type");
+      DL_CHECK((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'), "corrupt PNG '", path, "': chunk ", index, " at byte ",
+               pos, " has an invalid type");
     }
     const uint32_t stored = be32(p + pos + 8 + len);
     const auto actual = static_cast<uint32_t>(crc32_z(crc32(0L, Z_NULL, 0), p + pos + 4, len + 4));

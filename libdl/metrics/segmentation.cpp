@@ -28,7 +28,8 @@ double nan_mean(const std::vector<double>& v) {
 }
 
 // A CPU tensor holding a copy of one h x w label map.
-template <typename T> Tensor label_map(const T* labels, int64_t h, int64_t w) {
+template <typename T>
+Tensor label_map(const T* labels, int64_t h, int64_t w) {
   Tensor t = Tensor::empty(Shape{h, w}, std::is_same_v<T, uint8_t> ? DType::kUInt8 : DType::kInt32);
   std::copy(labels, labels + h * w, t.data<T>());
   return t;

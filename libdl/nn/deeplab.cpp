@@ -12,7 +12,8 @@ namespace {
 // A module without parameters of its own that only groups children under a name ("aspp").
 class Group : public Module {
  public:
-  template <typename M> std::shared_ptr<M> add(const std::string& name, std::shared_ptr<M> m) {
+  template <typename M>
+  std::shared_ptr<M> add(const std::string& name, std::shared_ptr<M> m) {
     return register_module(name, m);
   }
 };
@@ -39,7 +40,8 @@ DeepLabV3Plus::DeepLabV3Plus(const DeepLabV3PlusOptions& o, Generator& gen) : o_
   auto aspp = register_module("aspp", std::make_shared<Group>());
   aspp_.push_back(aspp->add("b0", std::make_shared<ConvBnRelu>(512, 256, 1, 1, gen)));
   for (size_t i = 0; i < o.atrous_rates.size(); ++i)
-    aspp_.push_back(aspp->add(std::to_string(i + 1).insert(0, "b"), std::make_shared<ConvBnRelu>(512, 256, 3, o.atrous_rates[i], gen)));
+    aspp_.push_back(aspp->add(std::to_string(i + 1).insert(0, "b"),
+                              std::make_shared<ConvBnRelu>(512, 256, 3, o.atrous_rates[i], gen)));
   if (o.image_pooling) aspp_.push_back(aspp->add("pool", std::make_shared<ConvBnRelu>(512, 256, 1, 1, gen)));
   project_ = aspp->add("project", std::make_shared<ConvBnRelu>(256 * static_cast<int>(aspp_.size()), 256, 1, 1, gen));
   auto decoder = register_module("decoder", std::make_shared<Group>());

@@ -55,8 +55,10 @@ ResNet18::ResNet18(const ResNet18Options& o, Generator& gen) : o_(o) {
   layer1_ = register_module("layer1", make_layer(64, 64, 1, 1, gen));
   layer2_ = register_module("layer2", make_layer(64, 128, 2, 1, gen));
   layer3_ = register_module("layer3", make_layer(128, 256, 2, 1, gen));
-  layer4_ = register_module("layer4", o.output_stride_16 ? make_layer(256, 512, 1, 2, gen) : make_layer(256, 512, 2, 1, gen));
-  if (o.with_classifier) fc_ = register_module("fc", std::make_shared<Linear>(512, o.num_classes, true, Init::kGlorotUniform, gen));
+  layer4_ =
+      register_module("layer4", o.output_stride_16 ? make_layer(256, 512, 1, 2, gen) : make_layer(256, 512, 2, 1, gen));
+  if (o.with_classifier)
+    fc_ = register_module("fc", std::make_shared<Linear>(512, o.num_classes, true, Init::kGlorotUniform, gen));
 }
 
 ResNet18::Features ResNet18::features(const Tensor& x) {

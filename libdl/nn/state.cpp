@@ -27,7 +27,8 @@ void load_state(Module& m, const NamedTensors& tensors, const std::string& origi
   const NamedTensors mine = m.state();
   auto skipped = [&](const std::string& name) {
     for (const auto& suffix : o.skip_suffixes)
-      if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) return true;
+      if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        return true;
     return false;
   };
   // By name through a map: a file may hold millions of tensors.
@@ -46,8 +47,8 @@ void load_state(Module& m, const NamedTensors& tensors, const std::string& origi
     DL_CHECK(src, origin, ": the model's tensor '", name, "' ", t.shape().str(), " is missing (the file holds ",
              tensors.size(), " tensors", tensors.empty() ? "" : ", the first '" + tensors[0].first + "'", ")");
     DL_CHECK(src->shape() == t.shape() && src->dtype() == t.dtype(), origin, ": tensor '", name, "' is ",
-             src->shape().str(), " ", dtype_name(src->dtype()), " in the file, the model expects ", t.shape().str(), " ",
-             dtype_name(t.dtype()));
+             src->shape().str(), " ", dtype_name(src->dtype()), " in the file, the model expects ", t.shape().str(),
+             " ", dtype_name(t.dtype()));
     // A batch-norm variance below zero cannot come from training: a corrupt or hostile file.
     const std::string var = "running_var";
     if (name.size() >= var.size() && name.compare(name.size() - var.size(), var.size(), var) == 0 &&
@@ -62,7 +63,8 @@ void load_state(Module& m, const NamedTensors& tensors, const std::string& origi
   }
   for (const auto& [n, u] : tensors) {
     if (o.allow_unexpected || skipped(n)) continue;
-    DL_CHECK(known_names.count(n), origin, ": the file's tensor '", n, "' ", u.shape().str(), " has no counterpart in the model");
+    DL_CHECK(known_names.count(n), origin, ": the file's tensor '", n, "' ", u.shape().str(),
+             " has no counterpart in the model");
   }
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!sources[i]) continue;

@@ -14,11 +14,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   const char* op = "batch_norm";
   check_float(x, op, "x");
   DL_CHECK(x.dim() == 2 || x.dim() == 4, op, ": expected N x C or N x C x H x W, got ", x.shape().str());
-  check_same({{"x", &x}, {"gamma", &gamma}, {"beta", &beta}, {"running_mean", &running_mean},
-              {"running_var", &running_var}}, op);
+  check_same(
+      {{"x", &x}, {"gamma", &gamma}, {"beta", &beta}, {"running_mean", &running_mean}, {"running_var", &running_var}},
+      op);
   const int64_t n = x.size(0), c = x.size(1), s = x.numel() / std::max<int64_t>(n * c, 1);
-  for (auto [name, t] : {std::pair{"gamma", &gamma}, {"beta", &beta}, {"running_mean", &running_mean},
-                         {"running_var", &running_var}}) {
+  for (auto [name, t] :
+       {std::pair{"gamma", &gamma}, {"beta", &beta}, {"running_mean", &running_mean}, {"running_var", &running_var}}) {
     check_defined(*t, op, name);
     check_shape(*t, {c}, op, name);
   }
@@ -28,65 +29,78 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   const double eps = opt.eps;
   if (!opt.training) {
-    dispatch(x, op, [&](auto t) {
-      using T = decltype(t);
-      cpu::batch_norm_forward_infer(x.data<T>(), gamma.data<T>(), beta.data<T>(), running_mean.data<T>(),
-                                    running_var.data<T>(), n, c, s, eps, y.data<T>());
-    }, [&](int dev) {
-      DL_CUDA_BODY(cuda::batch_norm_forward_infer(dev, f32(x), f32(gamma), f32(beta), f32(running_mean),
-                                                  f32(running_var), n, c, s, eps, f32(y)));
-    });
+    dispatch(
+        x, op,
+        [&](auto t) {
+          using T = decltype(t);
+          cpu::batch_norm_forward_infer(x.data<T>(), gamma.data<T>(), beta.data<T>(), running_mean.data<T>(),
+                                        running_var.data<T>(), n, c, s, eps, y.data<T>());
+        },
+        [&](int dev) {
+          DL_CUDA_BODY(cuda::batch_norm_forward_infer(dev, f32(x), f32(gamma), f32(beta), f32(running_mean),
+                                                      f32(running_var), n, c, s, eps, f32(y)));
+        });
     if (!autograd::needs_record({x, gamma, beta})) return y;
     Tensor sx = x.detach(), sg = gamma.detach(), sm = running_mean.clone(), sv = running_var.clone();
-    return autograd::record("batch_norm_infer", y, {x, gamma, beta},
-                            [=](const Tensor& gy, const std::vector<bool>& needs) {
-      Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
-      Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
-      dispatch(gy, "batch_norm_backward", [&](auto t) {
-        using T = decltype(t);
-        cpu::batch_norm_backward_infer(sx.data<T>(), sg.data<T>(), gy.data<T>(), sm.data<T>(), sv.data<T>(), n, c, s,
-                                       eps, gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(), gb.data<T>());
-      }, [&](int dev) {
-        DL_CUDA_BODY(cuda::batch_norm_backward_infer(dev, f32(sx), f32(sg), f32(gy), f32(sm), f32(sv), n, c, s, eps,
-                                                     f32(gx), f32(gg), f32(gb)));
-      });
-      return std::vector<Tensor>{gx, needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
-    });
+    return autograd::record(
+        "batch_norm_infer", y, {x, gamma, beta}, [=](const Tensor& gy, const std::vector<bool>& needs) {
+          Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
+          Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
+          dispatch(
+              gy, "batch_norm_backward",
+              [&](auto t) {
+                using T = decltype(t);
+                cpu::batch_norm_backward_infer(sx.data<T>(), sg.data<T>(), gy.data<T>(), sm.data<T>(), sv.data<T>(), n,
+                                               c, s, eps, gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(),
+                                               gb.data<T>());
+              },
+              [&](int dev) {
+                DL_CUDA_BODY(cuda::batch_norm_backward_infer(dev, f32(sx), f32(sg), f32(gy), f32(sm), f32(sv), n, c, s,
+                                                             eps, f32(gx), f32(gg), f32(gb)));
+              });
+          return std::vector<Tensor>{gx, needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
+        });
   }
 
   Tensor mean = Tensor::empty({c}, x.dtype(), x.device());
   Tensor invstd = Tensor::empty({c}, x.dtype(), x.device());
   Tensor var_unbiased = Tensor::empty({c}, x.dtype(), x.device());
-  dispatch(x, op, [&](auto t) {
-    using T = decltype(t);
-    cpu::batch_norm_forward_train(x.data<T>(), gamma.data<T>(), beta.data<T>(), n, c, s, eps, y.data<T>(),
-                                  mean.data<T>(), invstd.data<T>(), var_unbiased.data<T>());
-    T* rm = running_mean.data<T>();
-    T* rv = running_var.data<T>();
-    const T m = static_cast<T>(opt.momentum);
-    for (int64_t i = 0; i < c; ++i) {
-      rm[i] = (T(1) - m) * rm[i] + m * mean.data<T>()[i];
-      rv[i] = (T(1) - m) * rv[i] + m * var_unbiased.data<T>()[i];
-    }
-  }, [&](int dev) {
-    DL_CUDA_BODY(cuda::batch_norm_forward_train(dev, f32(x), f32(gamma), f32(beta), n, c, s, eps, f32(y), f32(mean),
-                                                f32(invstd), f32(var_unbiased));
-                 cuda::lerp_(dev, f32(running_mean), f32(mean), static_cast<float>(opt.momentum), c);
-                 cuda::lerp_(dev, f32(running_var), f32(var_unbiased), static_cast<float>(opt.momentum), c));
-  });
+  dispatch(
+      x, op,
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::batch_norm_forward_train(x.data<T>(), gamma.data<T>(), beta.data<T>(), n, c, s, eps, y.data<T>(),
+                                      mean.data<T>(), invstd.data<T>(), var_unbiased.data<T>());
+        T* rm = running_mean.data<T>();
+        T* rv = running_var.data<T>();
+        const T m = static_cast<T>(opt.momentum);
+        for (int64_t i = 0; i < c; ++i) {
+          rm[i] = (T(1) - m) * rm[i] + m * mean.data<T>()[i];
+          rv[i] = (T(1) - m) * rv[i] + m * var_unbiased.data<T>()[i];
+        }
+      },
+      [&](int dev) {
+        DL_CUDA_BODY(cuda::batch_norm_forward_train(dev, f32(x), f32(gamma), f32(beta), n, c, s, eps, f32(y), f32(mean),
+                                                    f32(invstd), f32(var_unbiased));
+                     cuda::lerp_(dev, f32(running_mean), f32(mean), static_cast<float>(opt.momentum), c);
+                     cuda::lerp_(dev, f32(running_var), f32(var_unbiased), static_cast<float>(opt.momentum), c));
+      });
   if (!autograd::needs_record({x, gamma, beta})) return y;
   Tensor sx = x.detach(), sg = gamma.detach();
   return autograd::record("batch_norm", y, {x, gamma, beta}, [=](const Tensor& gy, const std::vector<bool>& needs) {
     Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
     Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
-    dispatch(gy, "batch_norm_backward", [&](auto t) {
-      using T = decltype(t);
-      cpu::batch_norm_backward(sx.data<T>(), sg.data<T>(), gy.data<T>(), mean.data<T>(), invstd.data<T>(), n, c, s,
-                               gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(), gb.data<T>());
-    }, [&](int dev) {
-      DL_CUDA_BODY(cuda::batch_norm_backward(dev, f32(sx), f32(sg), f32(gy), f32(mean), f32(invstd), n, c, s, eps,
-                                             f32(gx), f32(gg), f32(gb)));
-    });
+    dispatch(
+        gy, "batch_norm_backward",
+        [&](auto t) {
+          using T = decltype(t);
+          cpu::batch_norm_backward(sx.data<T>(), sg.data<T>(), gy.data<T>(), mean.data<T>(), invstd.data<T>(), n, c, s,
+                                   gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(), gb.data<T>());
+        },
+        [&](int dev) {
+          DL_CUDA_BODY(cuda::batch_norm_backward(dev, f32(sx), f32(sg), f32(gy), f32(mean), f32(invstd), n, c, s, eps,
+                                                 f32(gx), f32(gg), f32(gb)));
+        });
     return std::vector<Tensor>{gx, needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
   });
 }

@@ -37,26 +37,33 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   if (bias.defined()) check_shape(bias, {g.k}, "conv2d", "bias");
 
   Tensor y = Tensor::empty({g.n, g.k, g.ho, g.wo}, x.dtype(), x.device());
-  dispatch(x, "conv2d", [&](auto t) {
-    using T = decltype(t);
-    cpu::conv2d_forward(g, x.data<T>(), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>());
-  }, [&](int dev) { DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(x), f32(weight), f32(bias), f32(y))); });
+  dispatch(
+      x, "conv2d",
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::conv2d_forward(g, x.data<T>(), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>());
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(x), f32(weight), f32(bias), f32(y))); });
   if (!autograd::needs_record({x, weight, bias})) return y;
   Tensor sx = x.detach(), sw = weight.detach();
   const bool has_bias = bias.defined();
-  return autograd::record("conv2d", y, {x, weight, bias}, [sx, sw, g, has_bias](const Tensor& gy, const std::vector<bool>& needs) {
-    Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
-    Tensor gw = needs[1] ? Tensor::empty(sw.shape(), sw.dtype(), sw.device()) : Tensor();
-    Tensor gb = has_bias && needs[2] ? Tensor::empty({g.k}, sw.dtype(), sw.device()) : Tensor();
-    dispatch(gy, "conv2d_backward", [&](auto t) {
-      using T = decltype(t);
-      auto out = [](Tensor& u) { return u.defined() ? u.data<T>() : nullptr; };
-      cpu::conv2d_backward(g, sx.data<T>(), sw.data<T>(), gy.data<T>(), out(gx), out(gw), out(gb));
-    }, [&](int dev) {
-      DL_CUDA_BODY(cuda::conv2d_backward(dev, g, f32(sx), f32(sw), f32(gy), f32(gx), f32(gw), f32(gb)));
-    });
-    return std::vector<Tensor>{gx, gw, gb};
-  });
+  return autograd::record(
+      "conv2d", y, {x, weight, bias}, [sx, sw, g, has_bias](const Tensor& gy, const std::vector<bool>& needs) {
+        Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
+        Tensor gw = needs[1] ? Tensor::empty(sw.shape(), sw.dtype(), sw.device()) : Tensor();
+        Tensor gb = has_bias && needs[2] ? Tensor::empty({g.k}, sw.dtype(), sw.device()) : Tensor();
+        dispatch(
+            gy, "conv2d_backward",
+            [&](auto t) {
+              using T = decltype(t);
+              auto out = [](Tensor& u) { return u.defined() ? u.data<T>() : nullptr; };
+              cpu::conv2d_backward(g, sx.data<T>(), sw.data<T>(), gy.data<T>(), out(gx), out(gw), out(gb));
+            },
+            [&](int dev) {
+              DL_CUDA_BODY(cuda::conv2d_backward(dev, g, f32(sx), f32(sw), f32(gy), f32(gx), f32(gw), f32(gb)));
+            });
+        return std::vector<Tensor>{gx, gw, gb};
+      });
 }
 
 }  // namespace dl::ops

@@ -25,8 +25,7 @@ inline void check_defined(const Tensor& t, const char* op, const char* arg) {
 
 inline void check_float(const Tensor& t, const char* op, const char* arg) {
   check_defined(t, op, arg);
-  DL_CHECK(is_floating(t.dtype()), op, ": expected '", arg, "' to be float32 or float64, got ",
-           dtype_name(t.dtype()));
+  DL_CHECK(is_floating(t.dtype()), op, ": expected '", arg, "' to be float32 or float64, got ", dtype_name(t.dtype()));
 }
 
 inline void check_dim(const Tensor& t, int ndim, const char* op, const char* arg) {
@@ -57,12 +56,16 @@ inline void check_same(std::initializer_list<std::pair<const char*, const Tensor
 
 // Calls f(T{}) with T = float or double per the dtype, for ops with a CPU body only; throws for any
 // other device (never a silent fallback).
-template <typename F> decltype(auto) dispatch(const Tensor& t, const char* op, F&& f) {
+template <typename F>
+decltype(auto) dispatch(const Tensor& t, const char* op, F&& f) {
   DL_CHECK(t.device().is_cpu(), op, ": no body for device ", t.device().str());
   switch (t.dtype()) {
-    case DType::kFloat32: return f(float{});
-    case DType::kFloat64: return f(double{});
-    default: DL_THROW(op, ": expected float32 or float64, got ", dtype_name(t.dtype()));
+    case DType::kFloat32:
+      return f(float{});
+    case DType::kFloat64:
+      return f(double{});
+    default:
+      DL_THROW(op, ": expected float32 or float64, got ", dtype_name(t.dtype()));
   }
 }
 
@@ -70,7 +73,8 @@ template <typename F> decltype(auto) dispatch(const Tensor& t, const char* op, F
 
 // Calls cpu(T{}) with T = float or double on the CPU, or cuda(device index) for a float32 tensor on a
 // CUDA device (the CUDA backend computes in float32). Never falls back from one device to the other.
-template <typename C, typename G> void dispatch(const Tensor& t, const char* op, C&& cpu, G&& cuda) {
+template <typename C, typename G>
+void dispatch(const Tensor& t, const char* op, C&& cpu, G&& cuda) {
   if (t.device().is_cuda()) {
     DL_CHECK(t.dtype() == DType::kFloat32, op, ": the CUDA backend computes in float32, got ", dtype_name(t.dtype()),
              " on ", t.device().str());
@@ -81,8 +85,14 @@ template <typename C, typename G> void dispatch(const Tensor& t, const char* op,
 }
 
 // Typed pointer or null for an undefined tensor.
-template <typename T> const T* ptr_or_null(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
-template <typename T> T* out_or_null(Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
+template <typename T>
+const T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+template <typename T>
+T* out_or_null(Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
 inline float* f32(Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 inline const float* f32(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 

@@ -19,10 +19,13 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
            " input features, got x ", x.shape().str());
   if (bias.defined()) check_shape(bias, {out}, "linear", "bias");
   Tensor y = Tensor::empty({n, out}, x.dtype(), x.device());
-  dispatch(x, "linear", [&](auto t) {
-    using T = decltype(t);
-    cpu::linear_forward(x.data<T>(), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>(), n, in, out);
-  }, [&](int dev) { DL_CUDA_BODY(cuda::linear_forward(dev, f32(x), f32(weight), f32(bias), f32(y), n, in, out)); });
+  dispatch(
+      x, "linear",
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::linear_forward(x.data<T>(), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>(), n, in, out);
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::linear_forward(dev, f32(x), f32(weight), f32(bias), f32(y), n, in, out)); });
   if (!autograd::needs_record({x, weight, bias})) return y;
   Tensor sx = x.detach(), sw = weight.detach();
   const bool has_bias = bias.defined();
@@ -30,13 +33,16 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
     Tensor gw = needs[1] ? Tensor::empty(sw.shape(), sw.dtype(), sw.device()) : Tensor();
     Tensor gb = has_bias && needs[2] ? Tensor::empty({out}, sw.dtype(), sw.device()) : Tensor();
-    dispatch(gy, "linear_backward", [&](auto t) {
-      using T = decltype(t);
-      auto o = [](Tensor& u) { return u.defined() ? u.data<T>() : nullptr; };
-      cpu::linear_backward(sx.data<T>(), sw.data<T>(), gy.data<T>(), o(gx), o(gw), o(gb), n, in, out);
-    }, [&](int dev) {
-      DL_CUDA_BODY(cuda::linear_backward(dev, f32(sx), f32(sw), f32(gy), f32(gx), f32(gw), f32(gb), n, in, out));
-    });
+    dispatch(
+        gy, "linear_backward",
+        [&](auto t) {
+          using T = decltype(t);
+          auto o = [](Tensor& u) { return u.defined() ? u.data<T>() : nullptr; };
+          cpu::linear_backward(sx.data<T>(), sw.data<T>(), gy.data<T>(), o(gx), o(gw), o(gb), n, in, out);
+        },
+        [&](int dev) {
+          DL_CUDA_BODY(cuda::linear_backward(dev, f32(sx), f32(sw), f32(gy), f32(gx), f32(gw), f32(gb), n, in, out));
+        });
     return std::vector<Tensor>{gx, gw, gb};
   });
 }

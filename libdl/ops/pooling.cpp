@@ -28,18 +28,24 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   const Pool2dGeometry g = pool2d_geometry(x.shape(), p);
   Tensor y = Tensor::empty({g.n, g.c, g.ho, g.wo}, x.dtype(), x.device());
   Tensor argmax = x.device().is_cpu() ? Tensor::empty({g.n, g.c, g.ho, g.wo}, DType::kInt32, x.device()) : Tensor();
-  dispatch(x, "max_pool2d", [&](auto t) {
-    using T = decltype(t);
-    cpu::max_pool2d_forward(g, x.data<T>(), y.data<T>(), argmax.data<int32_t>());
-  }, [&](int dev) { DL_CUDA_BODY(cuda::max_pool2d_forward(dev, g, f32(x), f32(y))); });
+  dispatch(
+      x, "max_pool2d",
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::max_pool2d_forward(g, x.data<T>(), y.data<T>(), argmax.data<int32_t>());
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::max_pool2d_forward(dev, g, f32(x), f32(y))); });
   // The CPU backward routes by the argmax; cuDNN's finds the maximum again from x and y.
   const Tensor sx = x.device().is_cuda() ? x.detach() : Tensor(), sy = x.device().is_cuda() ? y.detach() : Tensor();
   return autograd::record("max_pool2d", y, {x}, [g, argmax, sx, sy](const Tensor& gy, const std::vector<bool>&) {
     Tensor gx = Tensor::empty({g.n, g.c, g.h, g.w}, gy.dtype(), gy.device());
-    dispatch(gy, "max_pool2d_backward", [&](auto t) {
-      using T = decltype(t);
-      cpu::max_pool2d_backward(g, gy.data<T>(), argmax.data<int32_t>(), gx.data<T>());
-    }, [&](int dev) { DL_CUDA_BODY(cuda::max_pool2d_backward(dev, g, f32(sx), f32(sy), f32(gy), f32(gx))); });
+    dispatch(
+        gy, "max_pool2d_backward",
+        [&](auto t) {
+          using T = decltype(t);
+          cpu::max_pool2d_backward(g, gy.data<T>(), argmax.data<int32_t>(), gx.data<T>());
+        },
+        [&](int dev) { DL_CUDA_BODY(cuda::max_pool2d_backward(dev, g, f32(sx), f32(sy), f32(gy), f32(gx))); });
     return std::vector<Tensor>{gx};
   });
 }
@@ -48,17 +54,23 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
   check_float(x, "avg_pool2d", "x");
   const Pool2dGeometry g = pool2d_geometry(x.shape(), p);
   Tensor y = Tensor::empty({g.n, g.c, g.ho, g.wo}, x.dtype(), x.device());
-  dispatch(x, "avg_pool2d", [&](auto t) {
-    using T = decltype(t);
-    cpu::avg_pool2d_forward(g, x.data<T>(), y.data<T>());
-  }, [&](int dev) { DL_CUDA_BODY(cuda::avg_pool2d_forward(dev, g, f32(x), f32(y))); });
+  dispatch(
+      x, "avg_pool2d",
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::avg_pool2d_forward(g, x.data<T>(), y.data<T>());
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::avg_pool2d_forward(dev, g, f32(x), f32(y))); });
   const Tensor sx = x.device().is_cuda() ? x.detach() : Tensor(), sy = x.device().is_cuda() ? y.detach() : Tensor();
   return autograd::record("avg_pool2d", y, {x}, [g, sx, sy](const Tensor& gy, const std::vector<bool>&) {
     Tensor gx = Tensor::empty({g.n, g.c, g.h, g.w}, gy.dtype(), gy.device());
-    dispatch(gy, "avg_pool2d_backward", [&](auto t) {
-      using T = decltype(t);
-      cpu::avg_pool2d_backward(g, gy.data<T>(), gx.data<T>());
-    }, [&](int dev) { DL_CUDA_BODY(cuda::avg_pool2d_backward(dev, g, f32(sx), f32(sy), f32(gy), f32(gx))); });
+    dispatch(
+        gy, "avg_pool2d_backward",
+        [&](auto t) {
+          using T = decltype(t);
+          cpu::avg_pool2d_backward(g, gy.data<T>(), gx.data<T>());
+        },
+        [&](int dev) { DL_CUDA_BODY(cuda::avg_pool2d_backward(dev, g, f32(sx), f32(sy), f32(gy), f32(gx))); });
     return std::vector<Tensor>{gx};
   });
 }

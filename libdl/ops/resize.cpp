@@ -15,18 +15,24 @@ Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w) {
   DL_CHECK(x.size(2) >= 1 && x.size(3) >= 1, "resize_bilinear: empty input ", x.shape().str());
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   Tensor y = Tensor::empty({n, c, out_h, out_w}, x.dtype(), x.device());
-  dispatch(x, "resize_bilinear", [&](auto t) {
-    using T = decltype(t);
-    cpu::resize_bilinear_forward(x.data<T>(), y.data<T>(), n * c, h, w, out_h, out_w);
-  }, [&](int dev) { DL_CUDA_BODY(cuda::resize_bilinear_forward(dev, f32(x), f32(y), n * c, h, w, out_h, out_w)); });
+  dispatch(
+      x, "resize_bilinear",
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::resize_bilinear_forward(x.data<T>(), y.data<T>(), n * c, h, w, out_h, out_w);
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::resize_bilinear_forward(dev, f32(x), f32(y), n * c, h, w, out_h, out_w)); });
   return autograd::record("resize_bilinear", y, {x}, [=](const Tensor& gy, const std::vector<bool>&) {
     Tensor gx = Tensor::empty({n, c, h, w}, gy.dtype(), gy.device());
-    dispatch(gy, "resize_bilinear_backward", [&](auto t) {
-      using T = decltype(t);
-      cpu::resize_bilinear_backward(gy.data<T>(), gx.data<T>(), n * c, h, w, out_h, out_w);
-    }, [&](int dev) {
-      DL_CUDA_BODY(cuda::resize_bilinear_backward(dev, f32(gy), f32(gx), n * c, h, w, out_h, out_w));
-    });
+    dispatch(
+        gy, "resize_bilinear_backward",
+        [&](auto t) {
+          using T = decltype(t);
+          cpu::resize_bilinear_backward(gy.data<T>(), gx.data<T>(), n * c, h, w, out_h, out_w);
+        },
+        [&](int dev) {
+          DL_CUDA_BODY(cuda::resize_bilinear_backward(dev, f32(gy), f32(gx), n * c, h, w, out_h, out_w));
+        });
     return std::vector<Tensor>{gx};
   });
 }

@@ -24,10 +24,13 @@ Tensor argmax(const Tensor& x, int64_t dim) {
   }
   const int64_t c = x.size(dim);
   Tensor y = Tensor::empty(Shape(out_dims), DType::kInt32, x.device());
-  dispatch(x, "argmax", [&](auto t) {
-    using T = decltype(t);
-    cpu::argmax_channels(x.data<T>(), outer, c, inner, y.data<int32_t>());
-  }, [&](int dev) { DL_CUDA_BODY(cuda::argmax_channels(dev, f32(x), outer, c, inner, y.data<int32_t>())); });
+  dispatch(
+      x, "argmax",
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::argmax_channels(x.data<T>(), outer, c, inner, y.data<int32_t>());
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::argmax_channels(dev, f32(x), outer, c, inner, y.data<int32_t>())); });
   return y;
 }
 
@@ -36,8 +39,8 @@ SegmentationCounts segmentation_counts(const Tensor& pred, const Tensor& truth, 
   check_defined(pred, op, "pred");
   check_defined(truth, op, "truth");
   DL_CHECK(pred.shape() == truth.shape() && (pred.dim() == 2 || pred.dim() == 3), op,
-           ": expected prediction and ground truth of one shape, H x W or N x H x W, got ", pred.shape().str(),
-           " and ", truth.shape().str());
+           ": expected prediction and ground truth of one shape, H x W or N x H x W, got ", pred.shape().str(), " and ",
+           truth.shape().str());
   for (const Tensor* t : {&pred, &truth})
     DL_CHECK(t->dtype() == DType::kInt32 || t->dtype() == DType::kUInt8, op, ": expected int32 or uint8 labels, got ",
              dtype_name(t->dtype()));

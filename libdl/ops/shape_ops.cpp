@@ -46,33 +46,39 @@ Tensor concat(const std::vector<Tensor>& xs) {
   int64_t s = 1;
   for (int d = 2; d < first.dim(); ++d) s *= first.size(d);
   Tensor y = Tensor::empty(out, first.dtype(), first.device());
-  dispatch(first, "concat", [&](auto t) {
-    using T = decltype(t);
-    std::vector<const T*> ptrs;
-    for (const Tensor& x : xs) ptrs.push_back(x.data<T>());
-    cpu::concat_channels(ptrs.data(), cs.data(), static_cast<int>(xs.size()), n, s, y.data<T>());
-  }, [&](int dev) {
-    DL_CHECK(xs.size() <= 8, "concat: the CUDA kernel joins at most 8 tensors, got ", xs.size());
-    std::vector<const float*> ptrs;
-    for (const Tensor& x : xs) ptrs.push_back(f32(x));
-    DL_CUDA_BODY(cuda::concat_channels(dev, ptrs.data(), cs.data(), static_cast<int>(xs.size()), n, s, f32(y)));
-  });
+  dispatch(
+      first, "concat",
+      [&](auto t) {
+        using T = decltype(t);
+        std::vector<const T*> ptrs;
+        for (const Tensor& x : xs) ptrs.push_back(x.data<T>());
+        cpu::concat_channels(ptrs.data(), cs.data(), static_cast<int>(xs.size()), n, s, y.data<T>());
+      },
+      [&](int dev) {
+        DL_CHECK(xs.size() <= 8, "concat: the CUDA kernel joins at most 8 tensors, got ", xs.size());
+        std::vector<const float*> ptrs;
+        for (const Tensor& x : xs) ptrs.push_back(f32(x));
+        DL_CUDA_BODY(cuda::concat_channels(dev, ptrs.data(), cs.data(), static_cast<int>(xs.size()), n, s, f32(y)));
+      });
   std::vector<Shape> shapes;
   for (const Tensor& x : xs) shapes.push_back(x.shape());
   return autograd::record("concat", y, xs, [=](const Tensor& gy, const std::vector<bool>& needs) {
     std::vector<Tensor> gxs(shapes.size());
     for (size_t k = 0; k < shapes.size(); ++k)
       if (needs[k]) gxs[k] = Tensor::empty(shapes[k], gy.dtype(), gy.device());
-    dispatch(gy, "concat_backward", [&](auto t) {
-      using T = decltype(t);
-      std::vector<T*> ptrs;
-      for (Tensor& g : gxs) ptrs.push_back(g.defined() ? g.data<T>() : nullptr);
-      cpu::split_channels(gy.data<T>(), cs.data(), static_cast<int>(cs.size()), n, s, ptrs.data());
-    }, [&](int dev) {
-      std::vector<float*> ptrs;
-      for (Tensor& g : gxs) ptrs.push_back(f32(g));
-      DL_CUDA_BODY(cuda::split_channels(dev, f32(gy), cs.data(), static_cast<int>(cs.size()), n, s, ptrs.data()));
-    });
+    dispatch(
+        gy, "concat_backward",
+        [&](auto t) {
+          using T = decltype(t);
+          std::vector<T*> ptrs;
+          for (Tensor& g : gxs) ptrs.push_back(g.defined() ? g.data<T>() : nullptr);
+          cpu::split_channels(gy.data<T>(), cs.data(), static_cast<int>(cs.size()), n, s, ptrs.data());
+        },
+        [&](int dev) {
+          std::vector<float*> ptrs;
+          for (Tensor& g : gxs) ptrs.push_back(f32(g));
+          DL_CUDA_BODY(cuda::split_channels(dev, f32(gy), cs.data(), static_cast<int>(cs.size()), n, s, ptrs.data()));
+        });
     return gxs;
   });
 }

@@ -29,18 +29,24 @@ Tensor softmax_impl(const Tensor& x, bool log) {
   check_float(x, op, "x");
   const ClassLayout l = class_layout(x, op);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch(x, op, [&](auto t) {
-    using T = decltype(t);
-    cpu::softmax_forward(x.data<T>(), y.data<T>(), l.n, l.c, l.s, log);
-  }, [&](int dev) { DL_CUDA_BODY(cuda::softmax_forward(dev, f32(x), f32(y), l.n, l.c, l.s, log)); });
+  dispatch(
+      x, op,
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::softmax_forward(x.data<T>(), y.data<T>(), l.n, l.c, l.s, log);
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::softmax_forward(dev, f32(x), f32(y), l.n, l.c, l.s, log)); });
   if (!autograd::needs_record({x})) return y;
   Tensor sy = y.detach();
   return autograd::record(op, y, {x}, [sy, l, log](const Tensor& gy, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
-    dispatch(gy, "softmax_backward", [&](auto t) {
-      using T = decltype(t);
-      cpu::softmax_backward(sy.data<T>(), gy.data<T>(), gx.data<T>(), l.n, l.c, l.s, log);
-    }, [&](int dev) { DL_CUDA_BODY(cuda::softmax_backward(dev, f32(sy), f32(gy), f32(gx), l.n, l.c, l.s, log)); });
+    dispatch(
+        gy, "softmax_backward",
+        [&](auto t) {
+          using T = decltype(t);
+          cpu::softmax_backward(sy.data<T>(), gy.data<T>(), gx.data<T>(), l.n, l.c, l.s, log);
+        },
+        [&](int dev) { DL_CUDA_BODY(cuda::softmax_backward(dev, f32(sy), f32(gy), f32(gx), l.n, l.c, l.s, log)); });
     return std::vector<Tensor>{gx};
   });
 }
@@ -68,8 +74,7 @@ void check_labels(const Tensor& labels, int64_t num_classes, int32_t ignore_inde
       }
   }
   DL_CHECK(pos == count, "cross_entropy: label ", label, " at position ", pos, " is outside the class range [0, ",
-           num_classes, ")",
-           ignore_index >= 0 ? " and is not the ignored label " + std::to_string(ignore_index) : "");
+           num_classes, ")", ignore_index >= 0 ? " and is not the ignored label " + std::to_string(ignore_index) : "");
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntropyOptions& opt) {
@@ -99,33 +104,39 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntr
   // On CUDA the denominator stays on the device for the backward; an all-ignored batch gives a NaN loss
   // there (no read back), which the trainer's NaN check reports.
   Tensor device_wsum = logits.device().is_cuda() ? Tensor::empty({1}, DType::kFloat64, logits.device()) : Tensor();
-  dispatch(logits, op, [&](auto t) {
-    using T = decltype(t);
-    cpu::cross_entropy_forward(logits.data<T>(), labels.data<int32_t>(), ptr_or_null<T>(w), l.n, l.c, l.s,
-                               opt.ignore_index, log_probs.data<T>(), &total, &wsum);
-    DL_CHECK(wsum > 0, op, ": no sample counted (every label ignored or of zero weight) in labels ",
-             labels.shape().str());
-    loss.data<T>()[0] = static_cast<T>(total / wsum);
-  }, [&](int dev) {
-    DL_CUDA_BODY(cuda::cross_entropy_forward(dev, f32(logits), labels.data<int32_t>(), f32(w), l.n, l.c, l.s,
-                                             opt.ignore_index, f32(log_probs), f32(loss),
-                                             device_wsum.data<double>()));
-  });
+  dispatch(
+      logits, op,
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::cross_entropy_forward(logits.data<T>(), labels.data<int32_t>(), ptr_or_null<T>(w), l.n, l.c, l.s,
+                                   opt.ignore_index, log_probs.data<T>(), &total, &wsum);
+        DL_CHECK(wsum > 0, op, ": no sample counted (every label ignored or of zero weight) in labels ",
+                 labels.shape().str());
+        loss.data<T>()[0] = static_cast<T>(total / wsum);
+      },
+      [&](int dev) {
+        DL_CUDA_BODY(cuda::cross_entropy_forward(dev, f32(logits), labels.data<int32_t>(), f32(w), l.n, l.c, l.s,
+                                                 opt.ignore_index, f32(log_probs), f32(loss),
+                                                 device_wsum.data<double>()));
+      });
   if (!autograd::needs_record({logits})) return loss;
   Tensor sw = w.defined() ? w.detach() : Tensor();
   const Tensor saved_labels = labels.clone();  // the caller may reuse its buffer before backward
   const int32_t ignore = opt.ignore_index;
   return autograd::record(op, loss, {logits}, [=](const Tensor& gy, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(log_probs.shape(), log_probs.dtype(), log_probs.device());
-    dispatch(gy, "cross_entropy_backward", [&](auto t) {
-      using T = decltype(t);
-      const T scale = static_cast<T>(gy.item<double>() / wsum);
-      cpu::cross_entropy_backward(log_probs.data<T>(), saved_labels.data<int32_t>(), ptr_or_null<T>(sw), l.n, l.c, l.s,
-                                  ignore, scale, gx.data<T>());
-    }, [&](int dev) {
-      DL_CUDA_BODY(cuda::cross_entropy_backward(dev, f32(log_probs), saved_labels.data<int32_t>(), f32(sw), l.n, l.c,
-                                                l.s, ignore, f32(gy), device_wsum.data<double>(), f32(gx)));
-    });
+    dispatch(
+        gy, "cross_entropy_backward",
+        [&](auto t) {
+          using T = decltype(t);
+          const T scale = static_cast<T>(gy.item<double>() / wsum);
+          cpu::cross_entropy_backward(log_probs.data<T>(), saved_labels.data<int32_t>(), ptr_or_null<T>(sw), l.n, l.c,
+                                      l.s, ignore, scale, gx.data<T>());
+        },
+        [&](int dev) {
+          DL_CUDA_BODY(cuda::cross_entropy_backward(dev, f32(log_probs), saved_labels.data<int32_t>(), f32(sw), l.n,
+                                                    l.c, l.s, ignore, f32(gy), device_wsum.data<double>(), f32(gx)));
+        });
     return std::vector<Tensor>{gx};
   });
 }

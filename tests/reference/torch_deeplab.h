@@ -12,8 +12,11 @@ namespace dl_reference {
 namespace F = torch::nn::functional;
 
 torch::nn::Conv2d tconv(int in, int out, int k, int stride, int dilation, bool bias = false) {
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(dilation * (k - 1) / 2)
-                               .dilation(dilation).bias(bias));
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k)
+                               .stride(stride)
+                               .padding(dilation * (k - 1) / 2)
+                               .dilation(dilation)
+                               .bias(bias));
 }
 
 struct TBlock : torch::nn::Module {
@@ -26,7 +29,8 @@ struct TBlock : torch::nn::Module {
     conv2 = register_module("conv2", tconv(out, out, 3, 1, d2));
     bn2 = register_module("bn2", torch::nn::BatchNorm2d(out));
     if (stride != 1 || in != out)
-      downsample = register_module("downsample", torch::nn::Sequential(tconv(in, out, 1, stride, 1), torch::nn::BatchNorm2d(out)));
+      downsample = register_module("downsample",
+                                   torch::nn::Sequential(tconv(in, out, 1, stride, 1), torch::nn::BatchNorm2d(out)));
   }
   torch::Tensor forward(torch::Tensor x) {
     auto h = torch::relu(bn1(conv1(x)));
@@ -46,7 +50,8 @@ struct TCbr : torch::nn::Module {
 };
 
 torch::Tensor up(torch::Tensor x, int64_t h, int64_t w) {
-  return F::interpolate(x, F::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kBilinear).align_corners(false));
+  return F::interpolate(
+      x, F::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kBilinear).align_corners(false));
 }
 
 struct TDeepLab : torch::nn::Module {
@@ -67,15 +72,17 @@ struct TDeepLab : torch::nn::Module {
     for (int l = 0; l < 4; ++l) {
       auto layer = enc->register_module("layer" + std::to_string(l + 1), std::make_shared<torch::nn::Module>());
       const int stride = (l == 0 || l == 3) ? 1 : 2, dil = l == 3 ? 2 : 1;
-      std::vector<std::shared_ptr<TBlock>> blocks{layer->register_module("0", std::make_shared<TBlock>(in, chans[l], stride, 1, 1)),
-                                                  layer->register_module("1", std::make_shared<TBlock>(chans[l], chans[l], 1, dil, dil))};
+      std::vector<std::shared_ptr<TBlock>> blocks{
+          layer->register_module("0", std::make_shared<TBlock>(in, chans[l], stride, 1, 1)),
+          layer->register_module("1", std::make_shared<TBlock>(chans[l], chans[l], 1, dil, dil))};
       layers.push_back(blocks);
       in = chans[l];
     }
     auto a = register_module("aspp", std::make_shared<torch::nn::Module>());
     aspp.push_back(a->register_module("b0", std::make_shared<TCbr>(512, 256, 1, 1)));
     const int rates[3] = {6, 12, 18};
-    for (int i = 0; i < 3; ++i) aspp.push_back(a->register_module("b" + std::to_string(i + 1), std::make_shared<TCbr>(512, 256, 3, rates[i])));
+    for (int i = 0; i < 3; ++i)
+      aspp.push_back(a->register_module("b" + std::to_string(i + 1), std::make_shared<TCbr>(512, 256, 3, rates[i])));
     if (pooling) aspp.push_back(a->register_module("pool", std::make_shared<TCbr>(512, 256, 1, 1)));
     project = a->register_module("project", std::make_shared<TCbr>(256 * static_cast<int>(aspp.size()), 256, 1, 1));
     auto d = register_module("decoder", std::make_shared<torch::nn::Module>());

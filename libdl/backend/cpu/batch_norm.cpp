@@ -12,8 +12,10 @@ namespace dl::cpu {
 // keeps float32 statistics accurate to about 1e-7 relative for the sizes of these networks while
 // the inner loops stay vectorised.
 namespace {
-template <typename T> using Arr = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-template <typename T> using CArr = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <typename T>
+using Arr = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <typename T>
+using CArr = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 }  // namespace
 
 template <typename T>
@@ -101,14 +103,14 @@ void batch_norm_backward_infer(const T* x, const T* gamma, const T* dy, const T*
   });
 }
 
-#define DL_INSTANTIATE(T)                                                                                        \
-  template void batch_norm_forward_train<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, double, T*, \
-                                            T*, T*, T*);                                                         \
-  template void batch_norm_forward_infer<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,  \
-                                            int64_t, double, T*);                                                \
-  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
-                                       int64_t, T*, T*, T*);                                                     \
-  template void batch_norm_backward_infer<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, \
+#define DL_INSTANTIATE(T)                                                                                            \
+  template void batch_norm_forward_train<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, double, T*, T*, \
+                                            T*, T*);                                                                 \
+  template void batch_norm_forward_infer<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,      \
+                                            int64_t, double, T*);                                                    \
+  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,  \
+                                       T*, T*, T*);                                                                  \
+  template void batch_norm_backward_infer<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,     \
                                              int64_t, double, T*, T*, T*);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)

@@ -16,16 +16,19 @@
 #include <vector>
 
 #include "backend/cpu/conv2d_onednn.h"
+#include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/parallel.h"
 #include "backend/cpu/scratch.h"
-#include "backend/cpu/cpu_ops.h"
 
 namespace dl::cpu {
 
 namespace {
-template <typename T> using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T> using Mat = Eigen::Map<RowMat<T>>;
-template <typename T> using CMat = Eigen::Map<const RowMat<T>>;
+template <typename T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using Mat = Eigen::Map<RowMat<T>>;
+template <typename T>
+using CMat = Eigen::Map<const RowMat<T>>;
 
 // Range of output positions o in [0, out) whose input o * stride + off lies in [0, in).
 inline void valid_range(int64_t in, int64_t out, int stride, int64_t off, int64_t* lo, int64_t* hi) {
@@ -41,7 +44,8 @@ constexpr int64_t kBlockColumns = 4096;
 
 // Unfolds one image (C channels) into rows of `col` with leading dimension ld:
 // col[(ci R + r) S + s][oh Wo + ow] = x[ci][oh sh - ph + r dh][ow sw - pw + s dw], zero outside.
-template <typename T> void im2col(const Conv2dGeometry& g, const T* x, int64_t channels, T* col, int64_t ld) {
+template <typename T>
+void im2col(const Conv2dGeometry& g, const T* x, int64_t channels, T* col, int64_t ld) {
   // Note [same-width rows]: with unit strides and Wo == W, output rows map to consecutive input rows,
   // so the valid part of a whole row of col is one contiguous span of the input plane; the columns
   // that wrap around the image edge are zeroed afterwards. One copy per (ci, r, s) instead of one per
@@ -94,7 +98,8 @@ template <typename T> void im2col(const Conv2dGeometry& g, const T* x, int64_t c
 }
 
 // The adjoint of im2col: dx[ci][ih][iw] += col[...] (dx zeroed by the caller).
-template <typename T> void col2im(const Conv2dGeometry& g, const T* col, int64_t ld, int64_t channels, T* dx) {
+template <typename T>
+void col2im(const Conv2dGeometry& g, const T* col, int64_t ld, int64_t channels, T* dx) {
   for (int64_t ci = 0; ci < channels; ++ci)
     for (int64_t r = 0; r < g.r; ++r)
       for (int64_t s = 0; s < g.s; ++s) {
@@ -118,9 +123,9 @@ template <typename T> void col2im(const Conv2dGeometry& g, const T* col, int64_t
 }
 
 struct Blocking {
-  int64_t images;   // B: images per block
-  int64_t blocks;   // ceil(N / B)
-  bool parallel;    // blocks spread over threads (else GEMMs parallelised by Eigen)
+  int64_t images;  // B: images per block
+  int64_t blocks;  // ceil(N / B)
+  bool parallel;   // blocks spread over threads (else GEMMs parallelised by Eigen)
 };
 
 Blocking choose_blocking(const Conv2dGeometry& g) {
@@ -135,7 +140,8 @@ Blocking choose_blocking(const Conv2dGeometry& g) {
 
 // Runs body(first_image, images, thread) over the blocks; the static contiguous split puts a given
 // block on the same thread for a given thread count.
-template <typename F> void for_each_block(const Blocking& bl, int64_t n, F&& body) {
+template <typename F>
+void for_each_block(const Blocking& bl, int64_t n, F&& body) {
   auto run = [&](int64_t blk, int t) {
     const int64_t n0 = blk * bl.images;
     body(n0, std::min(bl.images, n - n0), t);
@@ -168,21 +174,27 @@ CpuConvEngine engine_setting() {
   if (e < 0) {
     const char* env = std::getenv("DL_CPU_CONV");
     const std::string v = env ? env : "auto";
-    e = static_cast<int>(v == "onednn" ? CpuConvEngine::kOneDnn : v == "im2col" ? CpuConvEngine::kIm2col : CpuConvEngine::kAuto);
+    e = static_cast<int>(v == "onednn"   ? CpuConvEngine::kOneDnn
+                         : v == "im2col" ? CpuConvEngine::kIm2col
+                                         : CpuConvEngine::kAuto);
     g_engine = e;
   }
   return static_cast<CpuConvEngine>(e);
 }
 
-template <typename T> bool use_onednn(const Conv2dGeometry& g) {
+template <typename T>
+bool use_onednn(const Conv2dGeometry& g) {
   if constexpr (!std::is_same_v<T, float>) {
     return false;
   } else {
     if (!onednn_available()) return false;
     switch (engine_setting()) {
-      case CpuConvEngine::kIm2col: return false;
-      case CpuConvEngine::kOneDnn: return true;
-      case CpuConvEngine::kAuto: return g.c_per_group() >= kOneDnnMinChannels;
+      case CpuConvEngine::kIm2col:
+        return false;
+      case CpuConvEngine::kOneDnn:
+        return true;
+      case CpuConvEngine::kAuto:
+        return g.c_per_group() >= kOneDnnMinChannels;
     }
     return false;
   }
@@ -268,8 +280,9 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* d
   if (dw) {
     std::fill(dw, dw + wsize, T(0));
     for (auto& part : dws)
-      if (!part.empty()) Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(dw, wsize) +=
-                             Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(part.data(), wsize);
+      if (!part.empty())
+        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(dw, wsize) +=
+            Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(part.data(), wsize);
   }
   if (db) {
     std::fill(db, db + g.k, T(0));

@@ -4,11 +4,11 @@
 #include "backend/cpu/conv2d_onednn.h"
 
 #include <map>
-#include <unordered_map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <tuple>
+#include <unordered_map>
 
 #include "dl/config.h"
 #include "dl/core/error.h"
@@ -38,11 +38,24 @@ using Tag = memory::format_tag;
 using Dims = memory::dims;
 
 // Everything that decides the primitives: the geometry and whether there is a bias.
-using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int, int, int, int,
-                       bool>;
+using Key =
+    std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int, int, int, int, bool>;
 Key key_of(const Conv2dGeometry& g, bool bias) {
-  return {g.n, g.c, g.h, g.w, g.k, g.r, g.s, g.p.stride[0], g.p.stride[1], g.p.padding[0], g.p.padding[1],
-          g.p.dilation[0], g.p.dilation[1], g.p.groups, bias};
+  return {g.n,
+          g.c,
+          g.h,
+          g.w,
+          g.k,
+          g.r,
+          g.s,
+          g.p.stride[0],
+          g.p.stride[1],
+          g.p.padding[0],
+          g.p.padding[1],
+          g.p.dilation[0],
+          g.p.dilation[1],
+          g.p.groups,
+          bias};
 }
 
 struct Primitives {
@@ -59,7 +72,7 @@ struct Engine {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   std::mutex mu;
-  std::map<Key, std::unique_ptr<Primitives>> cache;
+  std::map<Key, std::unique_ptr<Primitives> > cache;
 };
 
 Engine& engine() {
@@ -76,7 +89,8 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
   const auto f32 = memory::data_type::f32;
   const Dims src_dims{g.n, g.c, g.h, g.w}, dst_dims{g.n, g.k, g.ho, g.wo}, bias_dims{g.k};
   const bool grouped = g.p.groups > 1;
-  const Dims wei_dims = grouped ? Dims{g.p.groups, g.k / g.p.groups, g.c / g.p.groups, g.r, g.s} : Dims{g.k, g.c, g.r, g.s};
+  const Dims wei_dims =
+      grouped ? Dims{g.p.groups, g.k / g.p.groups, g.c / g.p.groups, g.r, g.s} : Dims{g.k, g.c, g.r, g.s};
   const Dims strides{g.p.stride[0], g.p.stride[1]};
   const Dims dilates{g.p.dilation[0] - 1, g.p.dilation[1] - 1};  // oneDNN counts the gaps
   const Dims pad_l{g.p.padding[0], g.p.padding[1]};
@@ -89,7 +103,8 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
   p->dst = memory::desc(dst_dims, f32, Tag::nchw);
   p->wei = memory::desc(wei_dims, f32, grouped ? Tag::goihw : Tag::oihw);
   p->bias = memory::desc(bias_dims, f32, Tag::x);
-  const memory::desc src_any(src_dims, f32, Tag::any), dst_any(dst_dims, f32, Tag::any), wei_any(wei_dims, f32, Tag::any);
+  const memory::desc src_any(src_dims, f32, Tag::any), dst_any(dst_dims, f32, Tag::any),
+      wei_any(wei_dims, f32, Tag::any);
   const auto alg = dnnl::algorithm::convolution_direct;
 
   const auto fwd_desc = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src_any, wei_any,
@@ -100,10 +115,10 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
   p->bwd_data = dnnl::convolution_backward_data::primitive_desc(
       dnnl::convolution_backward_data::desc(alg, src_any, wei_any, dst_any, strides, dilates, pad_l, pad_r), e.engine,
       p->fwd);
-  const auto bwd_w_desc = bias ? dnnl::convolution_backward_weights::desc(alg, src_any, wei_any, p->bias, dst_any, strides,
-                                                                          dilates, pad_l, pad_r)
-                               : dnnl::convolution_backward_weights::desc(alg, src_any, wei_any, dst_any, strides,
-                                                                          dilates, pad_l, pad_r);
+  const auto bwd_w_desc =
+      bias ? dnnl::convolution_backward_weights::desc(alg, src_any, wei_any, p->bias, dst_any, strides, dilates, pad_l,
+                                                      pad_r)
+           : dnnl::convolution_backward_weights::desc(alg, src_any, wei_any, dst_any, strides, dilates, pad_l, pad_r);
   p->bwd_weights = dnnl::convolution_backward_weights::primitive_desc(bwd_w_desc, e.engine, p->fwd);
   p->fwd_prim = dnnl::convolution_forward(p->fwd);
   p->bwd_data_prim = dnnl::convolution_backward_data(p->bwd_data);
@@ -137,7 +152,8 @@ class Staged {
 };
 
 // Runs `body` with the engine's lock held and turns oneDNN's errors into dl::Error.
-template <typename F> void guarded(const char* what, F&& body) {
+template <typename F>
+void guarded(const char* what, F&& body) {
   try {
     std::lock_guard<std::mutex> lock(engine().mu);
     body(engine());
@@ -156,7 +172,8 @@ bool onednn_conv2d_forward(const Conv2dGeometry& g, const float* x, const float*
     Staged src(p.src, p.fwd.src_desc(), const_cast<float*>(x), true, e);
     Staged wei(p.wei, p.fwd.weights_desc(), const_cast<float*>(w), true, e);
     Staged dst(p.dst, p.fwd.dst_desc(), y, false, e);
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src.mem()}, {DNNL_ARG_WEIGHTS, wei.mem()}, {DNNL_ARG_DST, dst.mem()}};
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src.mem()}, {DNNL_ARG_WEIGHTS, wei.mem()}, {DNNL_ARG_DST, dst.mem()}};
     if (b) args.emplace(DNNL_ARG_BIAS, memory(p.bias, e.engine, const_cast<float*>(b)));
     p.fwd_prim.execute(e.stream, args);
     dst.store(e);
@@ -165,8 +182,8 @@ bool onednn_conv2d_forward(const Conv2dGeometry& g, const float* x, const float*
   return true;
 }
 
-bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                            float* db) {
+bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx,
+                            float* dw, float* db) {
   guarded("convolution backward", [&](Engine& e) {
     Primitives& p = primitives_for(g, db != nullptr);
     // dy is reordered once when both backward primitives want the same layout (the usual case).
@@ -179,8 +196,9 @@ bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float
     if (dx) {
       Staged wei(p.wei, p.bwd_data.weights_desc(), const_cast<float*>(w), true, e);
       Staged dsrc(p.src, p.bwd_data.diff_src_desc(), dx, false, e);
-      p.bwd_data_prim.execute(e.stream, {{DNNL_ARG_DIFF_DST, ddst_data->mem()}, {DNNL_ARG_WEIGHTS, wei.mem()},
-                                         {DNNL_ARG_DIFF_SRC, dsrc.mem()}});
+      p.bwd_data_prim.execute(
+          e.stream,
+          {{DNNL_ARG_DIFF_DST, ddst_data->mem()}, {DNNL_ARG_WEIGHTS, wei.mem()}, {DNNL_ARG_DIFF_SRC, dsrc.mem()}});
       dsrc.store(e);
       e.stream.wait();  // before the staged buffers go back to the allocator
     }
@@ -191,8 +209,8 @@ bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float
       Staged src(p.src, p.bwd_weights.src_desc(), const_cast<float*>(x), true, e);
       const memory& ddst = ddst_weights ? ddst_weights->mem() : ddst_data->mem();
       Staged dwei(p.wei, p.bwd_weights.diff_weights_desc(), dw_out, false, e);
-      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src.mem()}, {DNNL_ARG_DIFF_DST, ddst},
-                                           {DNNL_ARG_DIFF_WEIGHTS, dwei.mem()}};
+      std::unordered_map<int, memory> args{
+          {DNNL_ARG_SRC, src.mem()}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwei.mem()}};
       if (db) args.emplace(DNNL_ARG_DIFF_BIAS, memory(p.bias, e.engine, db));
       p.bwd_weights_prim.execute(e.stream, args);
       dwei.store(e);

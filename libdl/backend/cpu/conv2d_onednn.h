@@ -11,7 +11,7 @@ bool onednn_available();
 // Each returns false (doing nothing) when oneDNN is not built in.
 bool onednn_conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y);
 // dx, dw, db may each be null (not wanted).
-bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                            float* db);
+bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx,
+                            float* dw, float* db);
 
 }  // namespace dl::cpu

@@ -6,11 +6,16 @@
 namespace dl::cpu {
 
 namespace {
-template <typename T> using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T> using Mat = Eigen::Map<RowMat<T>>;
-template <typename T> using CMat = Eigen::Map<const RowMat<T>>;
-template <typename T> using RowVec = Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>;
-template <typename T> using CRowVec = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
+template <typename T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using Mat = Eigen::Map<RowMat<T>>;
+template <typename T>
+using CMat = Eigen::Map<const RowMat<T>>;
+template <typename T>
+using RowVec = Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>;
+template <typename T>
+using CRowVec = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
 }  // namespace
 
 template <typename T>
@@ -30,9 +35,9 @@ void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, i
 
 template void linear_forward<float>(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t);
 template void linear_forward<double>(const double*, const double*, const double*, double*, int64_t, int64_t, int64_t);
-template void linear_backward<float>(const float*, const float*, const float*, float*, float*, float*, int64_t,
-                                     int64_t, int64_t);
-template void linear_backward<double>(const double*, const double*, const double*, double*, double*, double*,
-                                      int64_t, int64_t, int64_t);
+template void linear_backward<float>(const float*, const float*, const float*, float*, float*, float*, int64_t, int64_t,
+                                     int64_t);
+template void linear_backward<double>(const double*, const double*, const double*, double*, double*, double*, int64_t,
+                                      int64_t, int64_t);
 
 }  // namespace dl::cpu

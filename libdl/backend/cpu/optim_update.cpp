@@ -1,12 +1,14 @@
 // CPU bodies of the fused optimiser updates.
+#include "backend/cpu/optim_update.h"
+
 #include <cmath>
 
-#include "backend/cpu/optim_update.h"
 #include "backend/cpu/parallel.h"
 
 namespace dl::cpu {
 
-template <typename T> void sgdm_update(T* w, const T* g, T* v, int64_t n, T lr, T momentum, T l2) {
+template <typename T>
+void sgdm_update(T* w, const T* g, T* v, int64_t n, T lr, T momentum, T l2) {
   parallel_for(n, 4, [&](int64_t i) {
     const T gi = g[i] + l2 * w[i];
     v[i] = momentum * v[i] - lr * gi;
@@ -26,7 +28,8 @@ void adam_update(T* w, const T* g, T* m, T* v, int64_t n, T lr, T beta1, T beta2
   });
 }
 
-template <typename T> void rmsprop_update(T* w, const T* g, T* v, int64_t n, T lr, T decay, T eps, T l2) {
+template <typename T>
+void rmsprop_update(T* w, const T* g, T* v, int64_t n, T lr, T decay, T eps, T l2) {
   parallel_for(n, 8, [&](int64_t i) {
     const T gi = g[i] + l2 * w[i];
     v[i] = decay * v[i] + (T(1) - decay) * gi * gi;
@@ -34,9 +37,9 @@ template <typename T> void rmsprop_update(T* w, const T* g, T* v, int64_t n, T l
   });
 }
 
-#define DL_INSTANTIATE(T)                                                                       \
-  template void sgdm_update<T>(T*, const T*, T*, int64_t, T, T, T);                             \
-  template void adam_update<T>(T*, const T*, T*, T*, int64_t, T, T, T, T, T, int64_t);          \
+#define DL_INSTANTIATE(T)                                                              \
+  template void sgdm_update<T>(T*, const T*, T*, int64_t, T, T, T);                    \
+  template void adam_update<T>(T*, const T*, T*, T*, int64_t, T, T, T, T, T, int64_t); \
   template void rmsprop_update<T>(T*, const T*, T*, int64_t, T, T, T, T);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)

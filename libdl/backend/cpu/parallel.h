@@ -15,7 +15,8 @@ namespace dl::cpu {
 // region's boundary: the runtime would terminate) and rethrows it once the region has ended.
 class ParallelErrors {
  public:
-  template <typename F> void run(F&& f) noexcept {
+  template <typename F>
+  void run(F&& f) noexcept {
     try {
       f();
     } catch (...) {

@@ -2,8 +2,8 @@
 #include <algorithm>
 #include <limits>
 
-#include "backend/cpu/parallel.h"
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/parallel.h"
 
 namespace dl::cpu {
 
@@ -24,7 +24,8 @@ PoolWindow pool_window(const Pool2dGeometry& g, int64_t oh, int64_t ow) {
 }
 
 // The common 2x2, stride-2, unpadded window over an even-sized plane, without bounds checks.
-template <typename T> void max_pool_2x2(const Pool2dGeometry& g, const T* in, T* out, int32_t* arg) {
+template <typename T>
+void max_pool_2x2(const Pool2dGeometry& g, const T* in, T* out, int32_t* arg) {
   for (int64_t oh = 0; oh < g.ho; ++oh) {
     const T* r0 = in + 2 * oh * g.w;
     const T* r1 = r0 + g.w;
@@ -46,7 +47,8 @@ bool is_2x2(const Pool2dGeometry& g) {
 }
 }  // namespace
 
-template <typename T> void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int32_t* argmax) {
+template <typename T>
+void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int32_t* argmax) {
   if (is_2x2(g)) {
     parallel_for(g.n * g.c, g.ho * g.wo * 4, [&](int64_t plane) {
       max_pool_2x2(g, x + plane * g.h * g.w, y + plane * g.ho * g.wo, argmax + plane * g.ho * g.wo);
@@ -87,7 +89,8 @@ void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const int32_t* ar
   });
 }
 
-template <typename T> void avg_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y) {
+template <typename T>
+void avg_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y) {
   const T inv = T(1) / static_cast<T>(g.p.kernel[0] * g.p.kernel[1]);
   parallel_for(g.n * g.c, g.ho * g.wo * g.p.kernel[0] * g.p.kernel[1], [&](int64_t plane) {
     const T* in = x + plane * g.h * g.w;
@@ -103,7 +106,8 @@ template <typename T> void avg_pool2d_forward(const Pool2dGeometry& g, const T* 
   });
 }
 
-template <typename T> void avg_pool2d_backward(const Pool2dGeometry& g, const T* dy, T* dx) {
+template <typename T>
+void avg_pool2d_backward(const Pool2dGeometry& g, const T* dy, T* dx) {
   const T inv = T(1) / static_cast<T>(g.p.kernel[0] * g.p.kernel[1]);
   parallel_for(g.n * g.c, g.ho * g.wo * g.p.kernel[0] * g.p.kernel[1], [&](int64_t plane) {
     T* out = dx + plane * g.h * g.w;
@@ -119,10 +123,10 @@ template <typename T> void avg_pool2d_backward(const Pool2dGeometry& g, const T*
   });
 }
 
-#define DL_INSTANTIATE(T)                                                                              \
-  template void max_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*, int32_t*);                  \
-  template void max_pool2d_backward<T>(const Pool2dGeometry&, const T*, const int32_t*, T*);           \
-  template void avg_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*);                            \
+#define DL_INSTANTIATE(T)                                                                    \
+  template void max_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*, int32_t*);        \
+  template void max_pool2d_backward<T>(const Pool2dGeometry&, const T*, const int32_t*, T*); \
+  template void avg_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*);                  \
   template void avg_pool2d_backward<T>(const Pool2dGeometry&, const T*, T*);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)

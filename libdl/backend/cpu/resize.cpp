@@ -54,8 +54,8 @@ void resize_bilinear_backward(const T* dy, T* dx, int64_t planes, int64_t h, int
   });
 }
 
-#define DL_INSTANTIATE(T)                                                                                     \
-  template void resize_bilinear_forward<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t);       \
+#define DL_INSTANTIATE(T)                                                                              \
+  template void resize_bilinear_forward<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t); \
   template void resize_bilinear_backward<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)

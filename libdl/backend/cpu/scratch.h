@@ -9,7 +9,8 @@
 
 namespace dl::cpu {
 
-template <typename T> class Scratch {
+template <typename T>
+class Scratch {
  public:
   Scratch() = default;
   ~Scratch() { reset(); }

@@ -155,11 +155,13 @@ void count_image(const int32_t* pred, const int32_t* truth, int64_t h, int64_t w
       clean[i] = void_label;
       continue;
     }
-    DL_CHECK(t >= 0 && t < num_classes, "segmentation metrics: ground-truth label ", t, " at image ", image, ", pixel (",
-             i / w, ", ", i % w, ") is neither a class in [0, ", num_classes, ") nor void (", void_label, ")");
+    DL_CHECK(t >= 0 && t < num_classes, "segmentation metrics: ground-truth label ", t, " at image ", image,
+             ", pixel (", i / w, ", ", i % w, ") is neither a class in [0, ", num_classes, ") nor void (", void_label,
+             ")");
     const int32_t p = pred[i];
-    DL_CHECK(p >= 0 && p < num_classes, "segmentation metrics: predicted label ", p, " at image ", image, ", pixel (", i / w,
-             ", ", i % w, ") is not a class in [0, ", num_classes, ") (the ground truth there is ", t, ", not void)");
+    DL_CHECK(p >= 0 && p < num_classes, "segmentation metrics: predicted label ", p, " at image ", image, ", pixel (",
+             i / w, ", ", i % w, ") is not a class in [0, ", num_classes, ") (the ground truth there is ", t,
+             ", not void)");
     ++confusion[static_cast<size_t>(t) * num_classes + p];
     clean[i] = p;
   }
@@ -168,7 +170,8 @@ void count_image(const int32_t* pred, const int32_t* truth, int64_t h, int64_t w
 // The boundary counts of every class of one image whose prediction has been cleaned (void wherever the
 // truth is void) and whose labels are all in [0, C) or void: counts[k] = (prediction's boundary pixels,
 // of them matched, truth's boundary pixels, of them matched).
-void boundary_counts(const int32_t* pred, const int32_t* truth, int64_t h, int64_t w, int num_classes, int64_t* counts) {
+void boundary_counts(const int32_t* pred, const int32_t* truth, int64_t h, int64_t w, int num_classes,
+                     int64_t* counts) {
   std::vector<Box> box_p(num_classes), box_t(num_classes);
   for (int64_t y = 0; y < h; ++y)
     for (int64_t x = 0; x < w; ++x) {
@@ -208,7 +211,8 @@ void segmentation_counts(const int32_t* pred, const int32_t* truth, int64_t imag
   }
 }
 
-template <typename T> void argmax_channels(const T* x, int64_t n, int64_t c, int64_t s, int32_t* out) {
+template <typename T>
+void argmax_channels(const T* x, int64_t n, int64_t c, int64_t s, int32_t* out) {
 #pragma omp parallel for if (n * s * c >= 65536)
   for (int64_t p = 0; p < n * s; ++p) out[p] = argmax_at(x, p, c, s);
 }

@@ -6,7 +6,8 @@
 
 namespace dl::cpu {
 
-template <typename T> void softmax_forward(const T* x, T* y, int64_t n, int64_t c, int64_t s, bool log) {
+template <typename T>
+void softmax_forward(const T* x, T* y, int64_t n, int64_t c, int64_t s, bool log) {
   parallel_for(n * s, c, [&](int64_t row) {
     const int64_t i = row / s, j = row % s;
     const T* in = x + i * c * s + j;
@@ -102,14 +103,14 @@ void split_channels(const T* y, const int64_t* cs, int count, int64_t n, int64_t
   });
 }
 
-#define DL_INSTANTIATE(T)                                                                                          \
-  template void softmax_forward<T>(const T*, T*, int64_t, int64_t, int64_t, bool);                                 \
-  template void softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool);                      \
-  template void cross_entropy_forward<T>(const T*, const int32_t*, const T*, int64_t, int64_t, int64_t, int32_t,   \
-                                         T*, double*, double*);                                                    \
-  template void cross_entropy_backward<T>(const T*, const int32_t*, const T*, int64_t, int64_t, int64_t, int32_t, \
-                                          T, T*);                                                                  \
-  template void concat_channels<T>(const T* const*, const int64_t*, int, int64_t, int64_t, T*);                    \
+#define DL_INSTANTIATE(T)                                                                                            \
+  template void softmax_forward<T>(const T*, T*, int64_t, int64_t, int64_t, bool);                                   \
+  template void softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool);                        \
+  template void cross_entropy_forward<T>(const T*, const int32_t*, const T*, int64_t, int64_t, int64_t, int32_t, T*, \
+                                         double*, double*);                                                          \
+  template void cross_entropy_backward<T>(const T*, const int32_t*, const T*, int64_t, int64_t, int64_t, int32_t, T, \
+                                          T*);                                                                       \
+  template void concat_channels<T>(const T* const*, const int64_t*, int, int64_t, int64_t, T*);                      \
   template void split_channels<T>(const T*, const int64_t*, int, int64_t, int64_t, T* const*);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)

@@ -133,17 +133,24 @@ class CudaDevice final : public DeviceBackend {
       for (int64_t i = 0; i < count; ++i) p[i] = static_cast<std::remove_pointer_t<decltype(p)>>(value);
     };
     switch (dtype) {
-      case DType::kFloat64: fill_host(reinterpret_cast<double*>(host.data())); break;
-      case DType::kInt32: fill_host(reinterpret_cast<int32_t*>(host.data())); break;
-      case DType::kUInt8: fill_host(host.data()); break;
-      default: DL_THROW("fill on cuda:", index, ": unexpected dtype ", dtype_name(dtype));
+      case DType::kFloat64:
+        fill_host(reinterpret_cast<double*>(host.data()));
+        break;
+      case DType::kInt32:
+        fill_host(reinterpret_cast<int32_t*>(host.data()));
+        break;
+      case DType::kUInt8:
+        fill_host(host.data());
+        break;
+      default:
+        DL_THROW("fill on cuda:", index, ": unexpected dtype ", dtype_name(dtype));
     }
     copy_bytes(ptr, host.data(), host.size(), cudaMemcpyHostToDevice, index, /*blocking=*/true);
   }
 
   void accumulate(void* dst, const void* src, DType dtype, int64_t count, int index) override {
-    DL_CHECK(dtype == DType::kFloat32, "gradient accumulation on cuda:", index, ": the CUDA backend computes in float32, got ",
-             dtype_name(dtype));
+    DL_CHECK(dtype == DType::kFloat32, "gradient accumulation on cuda:", index,
+             ": the CUDA backend computes in float32, got ", dtype_name(dtype));
     auto* y = static_cast<float*>(dst);
     add(index, y, static_cast<const float*>(src), y, count);
   }

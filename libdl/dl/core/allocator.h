@@ -53,19 +53,25 @@ int64_t host_memory_bytes();
 
 // A standard allocator over CpuAllocator, for the buffers of readers and data sets (decoded images,
 // IDX contents): they count in the allocator's statistics and under its limit like tensors do.
-template <typename T> struct HostAllocator {
+template <typename T>
+struct HostAllocator {
   using value_type = T;
   HostAllocator() = default;
-  template <typename U> HostAllocator(const HostAllocator<U>&) {}
+  template <typename U>
+  HostAllocator(const HostAllocator<U>&) {}
   T* allocate(size_t n) {
-    DL_CHECK(n <= static_cast<size_t>(-1) / sizeof(T), "out of host memory: asked for ", n, " elements of ",
-             sizeof(T), " bytes");
+    DL_CHECK(n <= static_cast<size_t>(-1) / sizeof(T), "out of host memory: asked for ", n, " elements of ", sizeof(T),
+             " bytes");
     return static_cast<T*>(CpuAllocator::instance().allocate(n * sizeof(T)));
   }
   void deallocate(T* p, size_t n) { CpuAllocator::instance().release(p, n * sizeof(T)); }
-  template <typename U> bool operator==(const HostAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator==(const HostAllocator<U>&) const {
+    return true;
+  }
 };
-template <typename T> using HostVector = std::vector<T, HostAllocator<T>>;
+template <typename T>
+using HostVector = std::vector<T, HostAllocator<T>>;
 
 // The caching allocator of any device: the CPU allocator above for the CPU, the CUDA caching allocator
 // for a GPU (its blocks, not the driver's or cuDNN's own memory). Throws dl::Error for a device this

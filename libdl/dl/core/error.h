@@ -27,7 +27,7 @@ std::string str_cat(const Args&... args) {
 }  // namespace dl
 
 #define DL_THROW(...) ::dl::detail::throw_error(__FILE__, __LINE__, ::dl::detail::str_cat(__VA_ARGS__))
-#define DL_CHECK(cond, ...)  \
-  do {                       \
+#define DL_CHECK(cond, ...)             \
+  do {                                  \
     if (!(cond)) DL_THROW(__VA_ARGS__); \
   } while (0)

@@ -11,10 +11,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
-#include <initializer_list>
 
 namespace dl {
 

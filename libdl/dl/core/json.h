@@ -18,8 +18,8 @@
 namespace dl {
 
 struct JsonLimits {
-  int max_depth = 64;          // objects and arrays nested deeper are refused, not recursed into
-  bool unique_names = true;    // an object that repeats a name is refused
+  int max_depth = 64;        // objects and arrays nested deeper are refused, not recursed into
+  bool unique_names = true;  // an object that repeats a name is refused
 };
 
 class Json {

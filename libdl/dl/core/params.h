@@ -32,9 +32,9 @@ inline int64_t window_output_size(int64_t in, int k, int stride, int pad, int di
 
 // Everything a convolution kernel needs to know, resolved once by the front end.
 struct Conv2dGeometry {
-  int64_t n, c, h, w;   // input  N x C x H x W
-  int64_t k, r, s;      // weight K x (C / groups) x R x S
-  int64_t ho, wo;       // output N x K x Ho x Wo
+  int64_t n, c, h, w;  // input  N x C x H x W
+  int64_t k, r, s;     // weight K x (C / groups) x R x S
+  int64_t ho, wo;      // output N x K x Ho x Wo
   Conv2dParams p;
   int64_t c_per_group() const { return c / p.groups; }
   int64_t k_per_group() const { return k / p.groups; }
@@ -42,7 +42,7 @@ struct Conv2dGeometry {
 
 // How float32 convolutions run on the CPU: kAuto (oneDNN's direct kernels when libdl was built
 // with oneDNN and a group has at least 8 input channels, im2col + GEMM otherwise: Note [conv
-// engines] in backend/cpu/conv2d.cpp), or one engine always. 
+// engines] in backend/cpu/conv2d.cpp), or one engine always.
 // The environment variable DL_CPU_CONV=auto|im2col|onednn sets the initial choice.
 enum class CpuConvEngine { kAuto, kIm2col, kOneDnn };
 

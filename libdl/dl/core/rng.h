@@ -13,11 +13,11 @@ class Generator {
   void manual_seed(uint64_t seed);
 
   uint64_t next_u64();
-  double uniform();                        // [0, 1)
-  double normal();                         // N(0, 1), Box-Muller
-  uint64_t below(uint64_t n);              // uniform in [0, n), unbiased
+  double uniform();            // [0, 1)
+  double normal();             // N(0, 1), Box-Muller
+  uint64_t below(uint64_t n);  // uniform in [0, n), unbiased
 
-  using State = std::array<uint64_t, 6>;   // 4 words of xoshiro, a cached normal and its flag
+  using State = std::array<uint64_t, 6>;  // 4 words of xoshiro, a cached normal and its flag
   State state() const;
   void set_state(const State& s);
 

@@ -47,14 +47,12 @@ class Tensor {
   static Tensor empty(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::cpu());
-  static Tensor full(const Shape& shape, double value, DType dtype = DType::kFloat32,
-                     Device device = Device::cpu());
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::kFloat32, Device device = Device::cpu());
   template <typename T>
   static Tensor from_vector(const Shape& shape, const std::vector<T>& values);
-  static Tensor randn(const Shape& shape, Generator& gen = default_generator(),
-                      DType dtype = DType::kFloat32);
-  static Tensor uniform(const Shape& shape, double low, double high,
-                        Generator& gen = default_generator(), DType dtype = DType::kFloat32);
+  static Tensor randn(const Shape& shape, Generator& gen = default_generator(), DType dtype = DType::kFloat32);
+  static Tensor uniform(const Shape& shape, double low, double high, Generator& gen = default_generator(),
+                        DType dtype = DType::kFloat32);
 
   bool defined() const { return impl_ != nullptr; }
   const Shape& shape() const;
@@ -66,11 +64,14 @@ class Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype()); }
 
   // Typed access to the first element; throws when T is not the tensor's dtype.
-  template <typename T> T* data();
-  template <typename T> const T* data() const;
+  template <typename T>
+  T* data();
+  template <typename T>
+  const T* data() const;
   void* raw_data() const;
   // The value of a one-element tensor, converted to T (CPU tensors).
-  template <typename T> T item() const;
+  template <typename T>
+  T item() const;
   std::vector<float> to_vector_f32() const;
 
   // ---- views and copies (no autograd: use ops::reshape and friends inside a graph) ----
@@ -91,7 +92,7 @@ class Tensor {
   // ---- autograd ----
   bool requires_grad() const;
   Tensor& set_requires_grad(bool on);
-  Tensor grad() const;               // undefined until a backward reaches this leaf
+  Tensor grad() const;  // undefined until a backward reaches this leaf
   void set_grad(const Tensor& g);
   const std::shared_ptr<autograd::Node>& grad_fn() const;
   // Back-propagates from this one-element tensor; gradients accumulate into the leaves' grad().
@@ -120,11 +121,13 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 namespace detail {
 void check_dtype(const Tensor& t, DType expected);
 }
-template <typename T> T* Tensor::data() {
+template <typename T>
+T* Tensor::data() {
   detail::check_dtype(*this, DTypeOf<T>::value);
   return static_cast<T*>(raw_data());
 }
-template <typename T> const T* Tensor::data() const {
+template <typename T>
+const T* Tensor::data() const {
   detail::check_dtype(*this, DTypeOf<T>::value);
   return static_cast<const T*>(raw_data());
 }

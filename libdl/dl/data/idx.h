@@ -43,7 +43,8 @@ struct IdxArray {
 
   // Typed view of the elements; throws unless T matches `type`
   // (uint8_t, int8_t, int16_t, int32_t, float, double).
-  template <typename T> const T* as() const;
+  template <typename T>
+  const T* as() const;
 
   // A CPU tensor of shape `dims` (at most kMaxDims dimensions): ubyte -> kUInt8,
   // sbyte/short/int -> kInt32, float -> kFloat32, double -> kFloat64.
@@ -57,7 +58,6 @@ IdxArray read_idx(const std::string& path);
 
 // Writes an uncompressed ubyte IDX file (magic 00 00 08 <ndims>) atomically: to a temporary file
 // in the same folder, then renamed over `path`. `bytes.size()` must equal the product of `dims`.
-void write_idx_u8(const std::string& path, const std::vector<int64_t>& dims,
-                  const std::vector<uint8_t>& bytes);
+void write_idx_u8(const std::string& path, const std::vector<int64_t>& dims, const std::vector<uint8_t>& bytes);
 
 }  // namespace dl::data

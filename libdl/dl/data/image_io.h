@@ -21,7 +21,7 @@
 namespace dl::data {
 
 struct ImageLimits {
-  int64_t max_side = 16384;              // pixels, either side
+  int64_t max_side = 16384;               // pixels, either side
   int64_t max_pixels = int64_t(1) << 27;  // height x width (134 M)
   uint64_t max_file_bytes = uint64_t(1) << 30;
 };
@@ -49,8 +49,8 @@ Image read_rgb_image(const std::string& path, const ImageLimits& limits = {});
 struct PngSamples {
   int64_t height = 0, width = 0;
   int bit_depth = 0;
-  int color_type = 0;      // 0 grey, 2 RGB, 3 palette, 4 grey + alpha, 6 RGBA
-  int channels = 0;        // samples per pixel: 1, 3, 1, 2, 4
+  int color_type = 0;            // 0 grey, 2 RGB, 3 palette, 4 grey + alpha, 6 RGBA
+  int channels = 0;              // samples per pixel: 1, 3, 1, 2, 4
   std::vector<uint8_t> palette;  // RGB triplets of the PLTE chunk (colour type 3)
   HostVector<uint8_t> samples;   // height x width x channels x (bit_depth == 16 ? 2 : 1)
 };

@@ -50,8 +50,7 @@ double bf_theta_squared(int64_t h, int64_t w);
 // The BF score of one class in one image from its boundary counts (boundary pixels of the prediction,
 // of them matched; of the truth, of them matched): NaN when the class is in neither map, 0 when in one
 // only, else F1 of precision and recall.
-double bf_score_from_counts(int64_t pred_boundary, int64_t pred_matched, int64_t truth_boundary,
-                            int64_t truth_matched);
+double bf_score_from_counts(int64_t pred_boundary, int64_t pred_matched, int64_t truth_boundary, int64_t truth_matched);
 
 // The BF score of every class for one image (C values, NaN for a class in neither map), from label maps
 // of h x w int32 values laid out row-major. Labels as for SegmentationEvaluator.

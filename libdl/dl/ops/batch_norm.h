@@ -12,7 +12,7 @@ struct BatchNormOptions {
 
 // gamma, beta, running_mean, running_var: C. In training the running statistics are updated in place
 // (the variance unbiased, N H W / (N H W - 1)); they are never part of the graph.
-Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                  Tensor& running_var, const BatchNormOptions& opt);
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
+                  const BatchNormOptions& opt);
 
 }  // namespace dl::ops

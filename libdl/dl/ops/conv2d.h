@@ -1,7 +1,7 @@
 // 2-D convolution (cross-correlation, as in PyTorch and cuDNN).
 #pragma once
-#include "dl/core/tensor.h"
 #include "dl/core/params.h"
+#include "dl/core/tensor.h"
 
 namespace dl::ops {
 

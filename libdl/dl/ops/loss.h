@@ -7,8 +7,8 @@
 namespace dl::ops {
 
 struct CrossEntropyOptions {
-  Tensor class_weights;        // C, same dtype as the logits, or undefined (all 1)
-  int32_t ignore_index = -1;   // labels equal to this (>= 0) count nowhere (CamVid's void, 255); -1: none
+  Tensor class_weights;       // C, same dtype as the logits, or undefined (all 1)
+  int32_t ignore_index = -1;  // labels equal to this (>= 0) count nowhere (CamVid's void, 255); -1: none
 };
 
 // logits: N x C or N x C x H x W (float); labels: N or N x H x W (int32) in [0, C) or ignore_index.

@@ -1,7 +1,7 @@
 // Pooling over the spatial dimensions of N x C x H x W tensors.
 #pragma once
-#include "dl/core/tensor.h"
 #include "dl/core/params.h"
+#include "dl/core/tensor.h"
 
 namespace dl::ops {
 
