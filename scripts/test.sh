@@ -54,7 +54,8 @@ fi
 
 if ((sanitizers)); then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDL_SANITIZE=address,undefined \
-        -DDL_BUILD_BENCH=OFF -DDL_BUILD_EXAMPLES=OFF -DDL_NATIVE=OFF ${DL_CMAKE_ARGS:-} -DDL_CUDA=OFF -DDL_WERROR=OFF
+        -DDL_BUILD_BENCH=OFF -DDL_BUILD_EXAMPLES=OFF -DDL_NATIVE=OFF ${DL_CMAKE_ARGS:-} -DDL_CUDA=OFF -DDL_WERROR=OFF \
+        -DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON  # the libtorch suites do not run here: do not build them
   cmake --build build-asan --parallel "$jobs"
   export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
   run_ctest build-asan --timeout 900 -LE "torch|e2e"
