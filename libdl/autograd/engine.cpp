@@ -45,7 +45,7 @@ void accumulate(Tensor& into, const Tensor& g) {
     return device_backend(into.device())
         .accumulate(into.raw_data(), g.raw_data(), into.dtype(), n, into.device().index);
   auto add = [n](auto* y, const auto* x) {
-#pragma omp parallel for simd if (n >= 65536)
+#pragma omp parallel for if (n >= 65536)
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
   };
   switch (into.dtype()) {

@@ -44,6 +44,9 @@ class Flags {
       def = s.str();
     }
     add_option(std::move(names), std::move(help), def, false, [target, lo, hi](const std::string& v) {
+      if constexpr (std::is_same_v<T, std::string> || std::is_enum_v<T>) {
+        (void)lo, (void)hi;  // words have no range
+      }
       if constexpr (std::is_same_v<T, std::string>) {
         *target = v;
       } else if constexpr (std::is_enum_v<T>) {
