@@ -151,10 +151,13 @@ TEST(Optim, AdamWFollowsPyTorchsRule) {
   }
 }
 
-TEST(Optim, NesterovFollowsPyTorchsRule) {
+class Nesterov : public testing::TestWithParam<double> {};
+
+TEST_P(Nesterov, FollowsPyTorchsRule) {
   // torch.optim.SGD(momentum=m, nesterov=True, weight_decay=l2): g' = g + l2 w; buf = m buf + g';
-  // w -= lr (g' + m buf). The same as MATLAB's velocity form at a constant learning rate.
-  const double lr = 0.05, mom = 0.9, l2 = 0.01;
+  // w -= lr (g' + m buf). The same as MATLAB's velocity form at a constant learning rate. Without L2 and
+  // with it: the update takes two paths.
+  const double lr = 0.05, mom = 0.9, l2 = GetParam();
   dl::Tensor w = param({1.0, -2.0, 0.5});
   dl::optim::Sgdm opt({{"w", w}}, {.learning_rate = lr, .momentum = mom, .l2 = l2, .nesterov = true});
   std::vector<double> ref = {1.0, -2.0, 0.5}, buf(3, 0.0);
@@ -171,6 +174,7 @@ TEST(Optim, NesterovFollowsPyTorchsRule) {
     for (int i = 0; i < 3; ++i) EXPECT_NEAR(at(w, i), ref[i], 1e-12) << "step " << step << ", element " << i;
   }
 }
+INSTANTIATE_TEST_SUITE_P(Optim, Nesterov, testing::Values(0.0, 0.01));
 
 TEST(Optim, GroupsAndParameterFactorsScaleTheRate) {
   dl::Tensor a = param({1.0}), b = param({1.0}), c = param({1.0});

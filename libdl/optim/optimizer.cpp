@@ -36,7 +36,7 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double learning_rate, doubl
       check_rate(p.learn_rate_factor, "a parameter's learn-rate factor");
       check_rate(p.l2_factor, "a parameter's L2 factor");
       for (const nn::ParamRef& q : params_)
-        DL_CHECK(q.tensor.raw_data() != p.tensor.raw_data(), "optimiser: parameter '", p.name,
+        DL_CHECK(p.tensor.numel() == 0 || q.tensor.raw_data() != p.tensor.raw_data(), "optimiser: parameter '", p.name,
                  "' is given twice (a parameter may be in one group only; it is already there as '", q.name, "')");
       params_.push_back(p);
       lr_factor_.push_back(group.learn_rate_factor * p.learn_rate_factor);
@@ -119,10 +119,18 @@ void Sgdm::update(size_t i, Tensor& w, const Tensor& g) {
     return;
   }
   // Nesterov: w_new = w + m v_new - lr g'. The fused update gives w + v_new with v_new = m v - lr g', so
-  // lr g' = m v - v_new and w_new = (w + v_new) + m (v_new - v).
-  const Tensor v_old = velocity_[i].clone();
-  ops::sgdm_update_(w, g, velocity_[i], lr(i), o_.momentum, l2(i));
-  ops::add_(w, velocity_[i], o_.momentum);
+  // lr g' = m v - v_new and w_new = (w + v_new) + m (v_new - v). Without L2 the update does not read w, so
+  // w -= m v can come first and no copy of v is needed; with L2, g' = g + l2 w needs w unchanged.
+  Tensor& v = velocity_[i];
+  if (l2(i) == 0) {
+    ops::add_(w, v, -o_.momentum);
+    ops::sgdm_update_(w, g, v, lr(i), o_.momentum, 0.0);
+    ops::add_(w, v, o_.momentum);
+    return;
+  }
+  const Tensor v_old = v.clone();
+  ops::sgdm_update_(w, g, v, lr(i), o_.momentum, l2(i));
+  ops::add_(w, v, o_.momentum);
   ops::add_(w, v_old, -o_.momentum);
 }
 
