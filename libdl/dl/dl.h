@@ -9,6 +9,7 @@
 #include "dl/core/json.h"
 #include "dl/core/params.h"
 #include "dl/core/parse.h"
+#include "dl/core/precision.h"
 #include "dl/core/rng.h"
 #include "dl/core/safetensors.h"
 #include "dl/core/serialize.h"

@@ -33,7 +33,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   check_float(x, "conv2d", "x");
   check_float(weight, "conv2d", "weight");
   check_same({{"x", &x}, {"weight", &weight}, {"bias", &bias}}, "conv2d");
-  const Conv2dGeometry g = conv2d_geometry(x.shape(), weight.shape(), p);
+  Conv2dGeometry g = conv2d_geometry(x.shape(), weight.shape(), p);
+  g.math = math_precision(x, "conv2d");  // captured for the backward too
   if (bias.defined()) check_shape(bias, {g.k}, "conv2d", "bias");
 
   Tensor y = Tensor::empty({g.n, g.k, g.ho, g.wo}, x.dtype(), x.device());
@@ -72,4 +73,5 @@ namespace dl {
 void set_cpu_conv_engine(CpuConvEngine e) { cpu::set_conv_engine(e); }
 CpuConvEngine cpu_conv_engine() { return cpu::conv_engine(); }
 bool cpu_onednn_available() { return cpu::onednn_available(); }
+bool cpu_bf16_available() { return cpu::onednn_bf16_available(); }
 }  // namespace dl

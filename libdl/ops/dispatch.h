@@ -7,6 +7,7 @@
 #include "backend/cuda/cuda_ops.h"
 #include "dl/autograd/engine.h"
 #include "dl/config.h"
+#include "dl/core/precision.h"
 #include "dl/core/tensor.h"
 
 // The CUDA body of an op, compiled only when libdl is built with CUDA (the cuda:: functions exist
@@ -18,6 +19,11 @@
 #endif
 
 namespace dl::ops::detail {
+
+// The precision convolution and linear compute in for `x` (dl/core/precision.h): the thread's autocast
+// precision for float32 tensors, resolved for x's device (tf32 is float32 on the CPU); throws, naming
+// `op`, where the device cannot (bf16 on a CPU without AVX-512 BF16 or oneDNN, fp16 on the CPU).
+Precision math_precision(const Tensor& x, const char* op);
 
 inline void check_defined(const Tensor& t, const char* op, const char* arg) {
   DL_CHECK(t.defined(), op, ": argument '", arg, "' is an undefined tensor");

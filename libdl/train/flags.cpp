@@ -115,6 +115,7 @@ void add_training_flags(Flags& f, TrainingOptions& o) {
   f.add({"keep-checkpoints"}, &o.keep_checkpoints, "keep only the newest N checkpoints of --checkpoint-path (0: all)",
         0, 1000000);
   f.add({"output-network"}, &o.output_network, "the network fit returns");
+  f.add({"precision"}, &o.precision, "what convolution and linear compute in (weights and statistics stay fp32)");
   f.add({"log-csv"}, &o.log_csv, "CSV file with a row per iteration (empty: none)");
 }
 

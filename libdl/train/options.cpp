@@ -47,6 +47,11 @@ struct Names<OutputNetwork> {
        {OutputNetwork::kBestValidationLoss, "best-validation-loss"}}};
 };
 
+template <>
+struct Names<Precision> {
+  static constexpr auto kAll = kPrecisionNames;
+};
+
 template <typename E>
 std::string_view name_of(E v) {
   for (const auto& [e, n] : Names<E>::kAll)
@@ -61,6 +66,7 @@ std::string_view option_name(LearnRateSchedule v) { return name_of(v); }
 std::string_view option_name(Shuffle v) { return name_of(v); }
 std::string_view option_name(GradientThresholdMethod v) { return name_of(v); }
 std::string_view option_name(OutputNetwork v) { return name_of(v); }
+std::string_view option_name(Precision v) { return name_of(v); }
 
 template <typename E>
 std::string option_names() {
@@ -88,6 +94,7 @@ DL_OPTION_ENUM(LearnRateSchedule)
 DL_OPTION_ENUM(Shuffle)
 DL_OPTION_ENUM(GradientThresholdMethod)
 DL_OPTION_ENUM(OutputNetwork)
+DL_OPTION_ENUM(Precision)
 #undef DL_OPTION_ENUM
 
 optim::Schedule TrainingOptions::resolved_schedule() const {
@@ -118,7 +125,7 @@ optim::Schedule TrainingOptions::resolved_schedule() const {
 void TrainingOptions::validate() const {
   // The word-valued options: a value cast from an integer outside the enum has no name.
   (void)option_name(solver), (void)option_name(learn_rate_schedule), (void)option_name(shuffle);
-  (void)option_name(gradient_threshold_method), (void)option_name(output_network);
+  (void)option_name(gradient_threshold_method), (void)option_name(output_network), (void)option_name(precision);
   DL_CHECK(initial_learn_rate > 0 && std::isfinite(initial_learn_rate),
            "TrainingOptions: InitialLearnRate must be positive and finite, got ", initial_learn_rate);
   DL_CHECK(learn_rate_drop_factor >= 0 && learn_rate_drop_factor <= 1,

@@ -18,6 +18,7 @@
 #include "dl/data/device_stager.h"
 #include "dl/metrics/accuracy.h"
 #include "dl/nn/state.h"
+#include "dl/ops/conv2d.h"
 #include "dl/train/observer.h"
 #include "dl/train/resources.h"
 
@@ -92,11 +93,29 @@ struct Trainer::Run {
   bool stop = false;
 };
 
+namespace {
+// Refuses, before any work, a precision the device cannot compute in (dl/core/precision.h).
+void check_precision_usable(Precision p, Device device) {
+  if (device.is_cpu()) {
+    DL_CHECK(p != Precision::kFp16,
+             "TrainingOptions: precision fp16 runs on a GPU only; on the CPU use bf16 (AVX-512 BF16) or fp32");
+    DL_CHECK(p != Precision::kBf16 || cpu_bf16_available(), "TrainingOptions: precision bf16 on the CPU needs ",
+             cpu_onednn_available() ? "a CPU with AVX-512 BF16, and this one has not"
+                                    : "libdl built with oneDNN (libdnnl-dev), and this build has not",
+             "; use fp32");
+  }
+  DL_CHECK(p != Precision::kFp16,
+           "TrainingOptions: precision fp16 needs dynamic loss scaling, which the Trainer does not have yet; use bf16 "
+           "(the same tensor cores, and no scaling needed)");
+}
+}  // namespace
+
 Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
     : model_(model), o_(options), out_(&std::cout), shuffle_gen_(options.seed) {
   o_.validate();
   schedule_ = o_.resolved_schedule();
   check_device_usable(o_.device);
+  check_precision_usable(o_.precision, o_.device);
   model_.to(o_.device);  // before the optimiser makes its state tensors beside the parameters
   optimizer_ = make_optimizer(model_, o_);
 }
@@ -143,6 +162,7 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
   const bool was_training = model_.is_training();
   model_.eval();
   autograd::NoGradGuard no_grad;
+  const Autocast autocast(o_.precision);
   EvalResult r;
   double loss_sum = 0;
   metrics::Counts counts;
@@ -201,6 +221,7 @@ void Trainer::prepare_checkpoint_folder() {
 
 IterationRecord Trainer::step(Run& run, const data::Batch& batch) {
   const auto ts = Clock::now();
+  const Autocast autocast(o_.precision);  // the backward below runs in each op's forward precision
   const Tensor logits = model_.forward(batch.inputs);
   const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
   optimizer_->zero_grad();

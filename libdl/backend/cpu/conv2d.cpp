@@ -188,6 +188,7 @@ bool use_onednn(const Conv2dGeometry& g) {
     return false;
   } else {
     if (!onednn_available()) return false;
+    if (g.math == Precision::kBf16) return true;  // only oneDNN has bf16 kernels (the front end checked)
     switch (engine_setting()) {
       case CpuConvEngine::kIm2col:
         return false;

@@ -24,6 +24,7 @@ namespace dl::cpu {
 #if !DL_WITH_ONEDNN
 
 bool onednn_available() { return false; }
+bool onednn_bf16_available() { return false; }
 bool onednn_conv2d_forward(const Conv2dGeometry&, const float*, const float*, const float*, float*) { return false; }
 bool onednn_conv2d_backward(const Conv2dGeometry&, const float*, const float*, const float*, float*, float*, float*) {
   return false;
@@ -37,9 +38,9 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Dims = memory::dims;
 
-// Everything that decides the primitives: the geometry and whether there is a bias.
-using Key =
-    std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int, int, int, int, bool>;
+// Everything that decides the primitives: the geometry, the math precision and whether there is a bias.
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int, int, int, int,
+                       bool, bool>;
 Key key_of(const Conv2dGeometry& g, bool bias) {
   return {g.n,
           g.c,
@@ -55,6 +56,7 @@ Key key_of(const Conv2dGeometry& g, bool bias) {
           g.p.dilation[0],
           g.p.dilation[1],
           g.p.groups,
+          g.math == Precision::kBf16,
           bias};
 }
 
@@ -86,7 +88,12 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
   auto it = e.cache.find(key);
   if (it != e.cache.end()) return *it->second;
 
+  // Note [bf16 convolution]: under bf16 the operands (src, weights, diff_dst) are rounded to bfloat16
+  // by the same reorders that move them into oneDNN's blocked layouts, and the products accumulate in
+  // float32; what comes out (dst, diff_src, diff_weights, bias and its gradient) is float32, so that
+  // batch norm, the losses and the optimiser see float32 as everywhere else.
   const auto f32 = memory::data_type::f32;
+  const auto op_type = g.math == Precision::kBf16 ? memory::data_type::bf16 : f32;
   const Dims src_dims{g.n, g.c, g.h, g.w}, dst_dims{g.n, g.k, g.ho, g.wo}, bias_dims{g.k};
   const bool grouped = g.p.groups > 1;
   const Dims wei_dims =
@@ -103,8 +110,8 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
   p->dst = memory::desc(dst_dims, f32, Tag::nchw);
   p->wei = memory::desc(wei_dims, f32, grouped ? Tag::goihw : Tag::oihw);
   p->bias = memory::desc(bias_dims, f32, Tag::x);
-  const memory::desc src_any(src_dims, f32, Tag::any), dst_any(dst_dims, f32, Tag::any),
-      wei_any(wei_dims, f32, Tag::any);
+  const memory::desc src_any(src_dims, op_type, Tag::any), dst_any(dst_dims, f32, Tag::any),
+      wei_any(wei_dims, op_type, Tag::any), ddst_any(dst_dims, op_type, Tag::any);
   const auto alg = dnnl::algorithm::convolution_direct;
 
   const auto fwd_desc = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src_any, wei_any,
@@ -113,12 +120,14 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
                                                                dst_any, strides, dilates, pad_l, pad_r);
   p->fwd = dnnl::convolution_forward::primitive_desc(fwd_desc, e.engine);
   p->bwd_data = dnnl::convolution_backward_data::primitive_desc(
-      dnnl::convolution_backward_data::desc(alg, src_any, wei_any, dst_any, strides, dilates, pad_l, pad_r), e.engine,
-      p->fwd);
+      dnnl::convolution_backward_data::desc(alg, memory::desc(src_dims, f32, Tag::any), wei_any, ddst_any, strides,
+                                            dilates, pad_l, pad_r),
+      e.engine, p->fwd);
   const auto bwd_w_desc =
-      bias ? dnnl::convolution_backward_weights::desc(alg, src_any, wei_any, p->bias, dst_any, strides, dilates, pad_l,
-                                                      pad_r)
-           : dnnl::convolution_backward_weights::desc(alg, src_any, wei_any, dst_any, strides, dilates, pad_l, pad_r);
+      bias ? dnnl::convolution_backward_weights::desc(alg, src_any, memory::desc(wei_dims, f32, Tag::any), p->bias,
+                                                      ddst_any, strides, dilates, pad_l, pad_r)
+           : dnnl::convolution_backward_weights::desc(alg, src_any, memory::desc(wei_dims, f32, Tag::any), ddst_any,
+                                                      strides, dilates, pad_l, pad_r);
   p->bwd_weights = dnnl::convolution_backward_weights::primitive_desc(bwd_w_desc, e.engine, p->fwd);
   p->fwd_prim = dnnl::convolution_forward(p->fwd);
   p->bwd_data_prim = dnnl::convolution_backward_data(p->bwd_data);
@@ -165,6 +174,11 @@ void guarded(const char* what, F&& body) {
 }  // namespace
 
 bool onednn_available() { return true; }
+
+bool onednn_bf16_available() {
+  const auto isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+}
 
 bool onednn_conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
   guarded("convolution forward", [&](Engine& e) {

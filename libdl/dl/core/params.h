@@ -5,6 +5,8 @@
 #include <array>
 #include <cstdint>
 
+#include "dl/core/precision.h"
+
 namespace dl {
 
 // 2-D convolution: stride, zero padding and dilation per axis (h, w); groups split the channels.
@@ -36,6 +38,9 @@ struct Conv2dGeometry {
   int64_t k, r, s;     // weight K x (C / groups) x R x S
   int64_t ho, wo;      // output N x K x Ho x Wo
   Conv2dParams p;
+  // What the operands are rounded to (float32 storage either way): the autocast precision the front
+  // end resolved for the device (kFp32, kTf32 on CUDA; kBf16; kFp16 on CUDA). float64 is always kFp32.
+  Precision math = Precision::kFp32;
   int64_t c_per_group() const { return c / p.groups; }
   int64_t k_per_group() const { return k / p.groups; }
 };

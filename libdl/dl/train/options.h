@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "dl/core/device.h"
+#include "dl/core/precision.h"
 #include "dl/optim/schedule.h"
 
 namespace dl::train {
@@ -31,6 +32,7 @@ std::string_view option_name(LearnRateSchedule v);
 std::string_view option_name(Shuffle v);
 std::string_view option_name(GradientThresholdMethod v);
 std::string_view option_name(OutputNetwork v);
+std::string_view option_name(Precision v);
 template <typename E>
 std::string option_names();
 
@@ -77,6 +79,10 @@ struct TrainingOptions {
   uint64_t seed = 0;              // the shuffling generator's seed
   Device device = Device::cpu();  // MATLAB's ExecutionEnvironment: the Trainer moves the model
                                   // there when it is made, and it stays there
+  // "fp32", "tf32", "bf16" or "fp16" (dl/core/precision.h): what convolution and linear compute in
+  // during the forward and backward of each step; weights, optimiser state, batch-norm statistics,
+  // the loss and the metrics stay float32. Checked against the device when the Trainer is made.
+  Precision precision = Precision::kFp32;
 
   // Throws dl::Error naming the first option out of range.
   void validate() const;
