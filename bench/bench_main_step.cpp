@@ -1,7 +1,17 @@
 // MnistTrainStep: one whole training step of the seed's MNIST CNN (forward, cross-entropy, backward,
 // Adam) at batch 128 and 1024, in libdl and, when libtorch is found, the same network in libtorch
 // in the same binary, so that the two are compared as a ratio in one run.
+// Names: <Model>TrainStep/<library>/<configuration>/batch:N, the configuration being the precision
+// (dl/core/precision.h) of libdl's case; bf16 cases are registered where this CPU computes bf16.
+// PyTorch's own front end at its best (tcmalloc, BF16 autocast, channels-last) runs beside these in
+// bench/step_vs_pytorch.py, the figures to quote.
 #include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "dl/dl.h"
 
@@ -11,11 +21,41 @@
 
 namespace {
 
-constexpr int kThreadsDefault = 2;
+// Threads of every case: 2 (the machines these figures are quoted for), or DL_BENCH_THREADS.
+int bench_threads() {
+  const char* env = std::getenv("DL_BENCH_THREADS");
+  return env ? static_cast<int>(dl::parse_int(env, 1, 1024, "DL_BENCH_THREADS")) : 2;
+}
+constexpr int kWarmUpSteps = 2;  // as bench/pytorch_step.py: oneDNN's primitives, the caches, first touches
 
-void MnistTrainStepLibdl(benchmark::State& state) {
+// Runs `step` kWarmUpSteps times untimed, then once per benchmark iteration timed by hand; reports
+// the mean as the case's time and the median as the counter median_ms (what step_vs_pytorch.py reads,
+// as PyTorch's side reports its median).
+template <typename F>
+void time_steps(benchmark::State& state, F&& step) {
+  for (int i = 0; i < kWarmUpSteps; ++i) step();
+  std::vector<double> ms;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    state.SetIterationTime(s);
+    ms.push_back(s * 1e3);
+  }
+  std::sort(ms.begin(), ms.end());
+  if (!ms.empty()) state.counters["median_ms"] = ms[ms.size() / 2];
+}
+
+// The precisions a libdl case runs in on this machine.
+std::vector<dl::Precision> cpu_precisions() {
+  std::vector<dl::Precision> v{dl::Precision::kFp32};
+  if (dl::cpu_bf16_available()) v.push_back(dl::Precision::kBf16);
+  return v;
+}
+
+void MnistTrainStepLibdl(benchmark::State& state, dl::Precision precision) {
   const int64_t batch = state.range(0);
-  dl::set_num_threads(kThreadsDefault);
+  dl::set_num_threads(bench_threads());
   dl::Generator gen(1);
   dl::nn::MnistCnn model({}, gen);
   dl::optim::Adam adam(model.parameter_refs(), {0.01});
@@ -23,23 +63,17 @@ void MnistTrainStepLibdl(benchmark::State& state) {
   std::vector<int32_t> labels(static_cast<size_t>(batch));
   for (auto& l : labels) l = static_cast<int32_t>(gen.below(10));
   const dl::Tensor y = dl::Tensor::from_vector<int32_t>({batch}, labels);
-  for (auto _ : state) {
+  time_steps(state, [&] {
+    const dl::Autocast autocast(precision);
     dl::Tensor loss = dl::ops::cross_entropy(model(x), y);
     adam.zero_grad();
     loss.backward();
     adam.step();
     benchmark::DoNotOptimize(loss.raw_data());
-  }
+  });
   state.SetItemsProcessed(state.iterations() * batch);
   state.counters["allocator_peak_MiB"] = dl::CpuAllocator::instance().stats().peak_bytes / 1048576.0;
 }
-BENCHMARK(MnistTrainStepLibdl)
-    ->Name("MnistTrainStep/libdl")
-    ->ArgName("batch")
-    ->Arg(128)
-    ->Arg(1024)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
 
 #ifdef DL_BENCH_WITH_TORCH
 struct TorchMnistCnn : torch::nn::Module {
@@ -61,28 +95,28 @@ struct TorchMnistCnn : torch::nn::Module {
 
 void MnistTrainStepTorch(benchmark::State& state) {
   const int64_t batch = state.range(0);
-  torch::set_num_threads(kThreadsDefault);
+  torch::set_num_threads(bench_threads());
   torch::manual_seed(1);
   TorchMnistCnn model;
   torch::optim::Adam adam(model.parameters(), torch::optim::AdamOptions(0.01));
   const auto x = torch::rand({batch, 1, 28, 28});
   const auto y = torch::randint(10, {batch}, torch::kLong);
-  for (auto _ : state) {
+  time_steps(state, [&] {
     adam.zero_grad();
     auto loss = torch::nn::functional::cross_entropy(model.forward(x), y);
     loss.backward();
     adam.step();
     benchmark::DoNotOptimize(loss.data_ptr());
-  }
+  });
   state.SetItemsProcessed(state.iterations() * batch);
 }
 BENCHMARK(MnistTrainStepTorch)
-    ->Name("MnistTrainStep/libtorch")
+    ->Name("MnistTrainStep/libtorch/fp32")
     ->ArgName("batch")
     ->Arg(128)
     ->Arg(1024)
     ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+    ->UseManualTime();
 #endif
 
 }  // namespace
@@ -96,9 +130,9 @@ namespace {
 
 constexpr int64_t kSegH = 360, kSegW = 480, kSegClasses = 11;
 
-void DeepLabStepLibdl(benchmark::State& state, bool train) {
+void DeepLabStepLibdl(benchmark::State& state, bool train, dl::Precision precision) {
   const int64_t batch = state.range(0);
-  dl::set_num_threads(kThreadsDefault);
+  dl::set_num_threads(bench_threads());
   dl::Generator gen(3);
   dl::nn::DeepLabV3Plus model({.num_classes = kSegClasses}, gen);
   dl::optim::Sgdm sgdm(model.parameter_refs(), {.learning_rate = 0.003, .momentum = 0.9, .l2 = 0.005});
@@ -107,7 +141,8 @@ void DeepLabStepLibdl(benchmark::State& state, bool train) {
   for (auto& l : labels) l = static_cast<int32_t>(gen.below(kSegClasses));
   const dl::Tensor y = dl::Tensor::from_vector<int32_t>({batch, kSegH, kSegW}, labels);
   model.train(train);
-  for (auto _ : state) {
+  time_steps(state, [&] {
+    const dl::Autocast autocast(precision);
     if (train) {
       dl::Tensor loss = dl::ops::cross_entropy(model(x), y, {{}, 255});
       sgdm.zero_grad();
@@ -119,36 +154,43 @@ void DeepLabStepLibdl(benchmark::State& state, bool train) {
       dl::Tensor logits = model(x);
       benchmark::DoNotOptimize(logits.raw_data());
     }
-  }
+  });
   state.SetItemsProcessed(state.iterations() * batch);
   state.counters["allocator_peak_MiB"] = dl::CpuAllocator::instance().stats().peak_bytes / 1048576.0;
 }
-BENCHMARK_CAPTURE(DeepLabStepLibdl, train, true)
-    ->Name("DeepLabTrainStep/libdl")
-    ->ArgName("batch")
-    ->Arg(2)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->Iterations(3);
-BENCHMARK_CAPTURE(DeepLabStepLibdl, infer, false)
-    ->Name("DeepLabInfer/libdl")
-    ->ArgName("batch")
-    ->Arg(2)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->Iterations(3);
+// The libdl cases, one per precision this CPU computes in.
+[[maybe_unused]] const bool kRegistered = [] {
+  for (const dl::Precision p : cpu_precisions()) {
+    const std::string config(dl::precision_name(p));
+    benchmark::RegisterBenchmark(("MnistTrainStep/libdl/" + config).c_str(), MnistTrainStepLibdl, p)
+        ->ArgName("batch")
+        ->Arg(128)
+        ->Arg(1024)
+        ->Unit(benchmark::kMillisecond)
+        ->UseManualTime();
+    for (const bool train : {true, false})
+      benchmark::RegisterBenchmark(((train ? "DeepLabTrainStep/libdl/" : "DeepLabInfer/libdl/") + config).c_str(),
+                                   DeepLabStepLibdl, train, p)
+          ->ArgName("batch")
+          ->Arg(2)
+          ->Unit(benchmark::kMillisecond)
+          ->UseManualTime()
+          ->Iterations(5);
+  }
+  return true;
+}();
 
 #ifdef DL_BENCH_WITH_TORCH
 void DeepLabStepTorch(benchmark::State& state, bool train) {
   const int64_t batch = state.range(0);
-  torch::set_num_threads(kThreadsDefault);
+  torch::set_num_threads(bench_threads());
   torch::manual_seed(3);
   dl_reference::TDeepLab model(kSegClasses);
   torch::optim::SGD sgd(model.parameters(), torch::optim::SGDOptions(0.003).momentum(0.9).weight_decay(0.005));
   const auto x = torch::randn({batch, 3, kSegH, kSegW});
   const auto y = torch::randint(kSegClasses, {batch, kSegH, kSegW}, torch::kLong);
   model.train(train);
-  for (auto _ : state) {
+  time_steps(state, [&] {
     if (train) {
       sgd.zero_grad();
       auto loss = torch::nn::functional::cross_entropy(model.forward(x), y);
@@ -160,23 +202,23 @@ void DeepLabStepTorch(benchmark::State& state, bool train) {
       auto logits = model.forward(x);
       benchmark::DoNotOptimize(logits.data_ptr());
     }
-  }
+  });
   state.SetItemsProcessed(state.iterations() * batch);
 }
 BENCHMARK_CAPTURE(DeepLabStepTorch, train, true)
-    ->Name("DeepLabTrainStep/libtorch")
+    ->Name("DeepLabTrainStep/libtorch/fp32")
     ->ArgName("batch")
     ->Arg(2)
     ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->Iterations(3);
+    ->UseManualTime()
+    ->Iterations(5);
 BENCHMARK_CAPTURE(DeepLabStepTorch, infer, false)
-    ->Name("DeepLabInfer/libtorch")
+    ->Name("DeepLabInfer/libtorch/fp32")
     ->ArgName("batch")
     ->Arg(2)
     ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->Iterations(3);
+    ->UseManualTime()
+    ->Iterations(5);
 #endif
 
 }  // namespace

@@ -377,7 +377,7 @@ class Run:
     def libdl_steps(self, limit):
         steps = self.results["figures"].setdefault("libdl_steps", [])
         if self.no_gpu:
-            rows, errors = self.bench("libdl-steps-cpu", "bench_train_step", "^MnistTrainStep/libdl/batch:128/", limit)
+            rows, errors = self.bench("libdl-steps-cpu", "bench_train_step", "^MnistTrainStep/libdl/fp32/batch:128/", limit)
             for r in rows:
                 steps.append({"model": "mnist", "batch": 128, "config": "fp32", "device": "cpu",
                               "ms": to_ms(r), "name": r["name"]})
