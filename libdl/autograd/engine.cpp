@@ -26,7 +26,17 @@ Tensor record(const char* name, Tensor output, std::vector<Tensor> inputs, Backw
   if (!needs_record(inputs)) return output;
   auto node = std::make_shared<Node>();
   node->name = name;
-  node->inputs = std::move(inputs);
+  node->edges.reserve(inputs.size());
+  for (const Tensor& in : inputs) {
+    Edge e;
+    if (in.defined()) {
+      e.shape = in.shape();
+      e.needs_grad = in.requires_grad();
+      e.fn = in.grad_fn();
+      if (e.needs_grad && !e.fn) e.leaf = in;
+    }
+    node->edges.push_back(std::move(e));
+  }
   node->backward = std::move(fn);
   output.impl()->grad_fn = std::move(node);
   output.impl()->requires_grad = true;
@@ -86,9 +96,9 @@ void backward(const Tensor& root) {
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
-    for (const Tensor& in : n->inputs) {
-      if (!in.defined() || !in.grad_fn()) continue;
-      Node* m = in.grad_fn().get();
+    for (const Edge& in : n->edges) {
+      if (!in.fn) continue;
+      Node* m = in.fn.get();
       auto [it, inserted] = pending.try_emplace(m, 0);
       ++it->second;
       if (inserted) stack.push_back(m);
@@ -106,25 +116,25 @@ void backward(const Tensor& root) {
     DL_CHECK(node->backward, "backward through '", node->name,
              "' a second time: the graph is freed after the first backward");
 
-    std::vector<bool> needs(node->inputs.size());
-    for (size_t i = 0; i < needs.size(); ++i) needs[i] = node->inputs[i].defined() && node->inputs[i].requires_grad();
+    std::vector<bool> needs(node->edges.size());
+    for (size_t i = 0; i < needs.size(); ++i) needs[i] = node->edges[i].needs_grad;
     std::vector<Tensor> in_grads = node->backward(g, needs);
-    DL_CHECK(in_grads.size() == node->inputs.size(), "backward of '", node->name, "' returned ", in_grads.size(),
-             " gradients for ", node->inputs.size(), " inputs");
+    DL_CHECK(in_grads.size() == node->edges.size(), "backward of '", node->name, "' returned ", in_grads.size(),
+             " gradients for ", node->edges.size(), " inputs");
 
-    std::vector<Tensor> inputs = std::move(node->inputs);
+    std::vector<Edge> edges = std::move(node->edges);
     node->release();
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      const Tensor& in = inputs[i];
+    for (size_t i = 0; i < edges.size(); ++i) {
+      const Edge& in = edges[i];
       if (!needs[i]) continue;
       const Tensor& gi = in_grads[i];
-      DL_CHECK(gi.defined() && gi.shape() == in.shape(), "backward of '", node->name, "': gradient ", i, " has shape ",
-               gi.defined() ? gi.shape().str() : "undefined", ", expected ", in.shape().str());
-      if (!in.grad_fn()) {
-        accumulate_leaf(in, gi);
+      DL_CHECK(gi.defined() && gi.shape() == in.shape, "backward of '", node->name, "': gradient ", i, " has shape ",
+               gi.defined() ? gi.shape().str() : "undefined", ", expected ", in.shape.str());
+      if (!in.fn) {
+        accumulate_leaf(in.leaf, gi);
         continue;
       }
-      Node* m = in.grad_fn().get();
+      Node* m = in.fn.get();
       auto it = grads.find(m);
       if (it == grads.end()) {
         grads.emplace(m, gi);
@@ -133,7 +143,7 @@ void backward(const Tensor& root) {
         accumulate(sum, gi);
         it->second = std::move(sum);
       }
-      if (--pending[m] == 0) ready.push_back(in.grad_fn());
+      if (--pending[m] == 0) ready.push_back(in.fn);
     }
   }
 }

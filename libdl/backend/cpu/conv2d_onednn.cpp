@@ -90,8 +90,9 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
 
   // Note [bf16 convolution]: under bf16 the operands (src, weights, diff_dst) are rounded to bfloat16
   // by the same reorders that move them into oneDNN's blocked layouts, and the products accumulate in
-  // float32; what comes out (dst, diff_src, diff_weights, bias and its gradient) is float32, so that
-  // batch norm, the losses and the optimiser see float32 as everywhere else.
+  // float32; what comes out (dst, diff_src, diff_weights, the bias gradient: a float32 sum of the
+  // rounded diff_dst) is float32, so that batch norm, the losses and the optimiser see float32 as
+  // everywhere else. The bias itself stays float32.
   const auto f32 = memory::data_type::f32;
   const auto op_type = g.math == Precision::kBf16 ? memory::data_type::bf16 : f32;
   const Dims src_dims{g.n, g.c, g.h, g.w}, dst_dims{g.n, g.k, g.ho, g.wo}, bias_dims{g.k};

@@ -1,7 +1,7 @@
-// The optional oneDNN engine of CPU convolution (float32 tensors, float32 or bf16 math): the same computation as conv2d.cpp's
-// im2col + GEMM path through oneDNN's direct convolution kernels (the ones PyTorch uses on the CPU),
-// for large feature maps where a GEMM over an unfolded image cannot keep up. Built when oneDNN is
-// found (DL_ONEDNN); chosen per call by conv2d_engine_for() in conv2d.cpp.
+// The optional oneDNN engine of CPU convolution (float32 tensors, float32 or bf16 math): the same computation as
+// conv2d.cpp's im2col + GEMM path through oneDNN's direct convolution kernels (the ones PyTorch uses on the CPU), for
+// large feature maps where a GEMM over an unfolded image cannot keep up. Built when oneDNN is found (DL_ONEDNN); chosen
+// per call by conv2d_engine_for() in conv2d.cpp.
 #pragma once
 #include "dl/core/params.h"
 

@@ -1,5 +1,10 @@
 // Define-by-run autograd. Each op that takes an input requiring grad records a Node on its output:
-// the inputs (the graph's edges) and a backward function written beside the op's forward.
+// an edge per input (the graph) and a backward function written beside the op's forward.
+// Note [graph memory]: an edge keeps what backward needs of an input, never the input itself: the
+// input's own node, or the leaf (a parameter) whose grad accumulates. An intermediate tensor's
+// storage lives only as long as some backward function saved it (conv keeps its input, ReLU its
+// output...); one that nothing saved (batch norm's output under a ReLU, a sum, a resize feeding a
+// concat) is freed as soon as the forward lets go of it.
 // backward() walks the graph from a scalar, accumulates gradients into the leaves' grad(), and
 // frees each node's saved tensors as it goes (the graph is gone after one backward).
 //
@@ -19,12 +24,22 @@ namespace dl::autograd {
 // function returns one tensor per input (undefined where needs_grad[i] is false).
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output, const std::vector<bool>& needs_grad)>;
 
+struct Node;
+
+// Where the gradient of one input goes (Note [graph memory]).
+struct Edge {
+  std::shared_ptr<Node> fn;  // the input's grad_fn, when it has one
+  Tensor leaf;               // the input itself when it is a leaf that requires grad
+  Shape shape;               // the input's shape: the gradient is checked against it
+  bool needs_grad = false;   // whether the input required grad when the op ran
+};
+
 struct Node {
   std::string name;
-  std::vector<Tensor> inputs;
+  std::vector<Edge> edges;  // one per input of the op, in order
   BackwardFn backward;
   void release() {
-    inputs.clear();
+    edges.clear();
     backward = nullptr;
   }
 };
