@@ -65,8 +65,8 @@ void MnistTrainStepLibdl(benchmark::State& state, dl::Precision precision) {
   const dl::Tensor y = dl::Tensor::from_vector<int32_t>({batch}, labels);
   time_steps(state, [&] {
     const dl::Autocast autocast(precision);
-    dl::Tensor loss = dl::ops::cross_entropy(model(x), y);
     adam.zero_grad();
+    dl::Tensor loss = dl::ops::cross_entropy(model(x), y);
     loss.backward();
     adam.step();
     benchmark::DoNotOptimize(loss.raw_data());
@@ -144,8 +144,8 @@ void DeepLabStepLibdl(benchmark::State& state, bool train, dl::Precision precisi
   time_steps(state, [&] {
     const dl::Autocast autocast(precision);
     if (train) {
-      dl::Tensor loss = dl::ops::cross_entropy(model(x), y, {{}, 255});
       sgdm.zero_grad();
+      dl::Tensor loss = dl::ops::cross_entropy(model(x), y, {{}, 255});
       loss.backward();
       sgdm.step();
       benchmark::DoNotOptimize(loss.raw_data());

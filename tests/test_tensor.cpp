@@ -289,6 +289,34 @@ TEST(Allocator, CachesReleasedBlocks) {
   a.set_caching(true);
 }
 
+TEST(Allocator, LargeRequestsBorrowASomewhatLargerCachedBlock) {
+  // Note [caching allocator]: with no free block of its own class, a large request takes a cached block
+  // of a larger class up to 1.5 times its size, which goes back to its own class when released.
+  CpuAllocator& a = CpuAllocator::instance();
+  a.empty_cache();
+  const size_t big = 5 * 1000 * 1000 + 333;  // sizes no other test uses
+  const size_t near = big * 4 / 5, far = big / 2;
+  ASSERT_NE(dl::allocation_size_class(near), dl::allocation_size_class(big));
+  void* p = a.allocate(big);
+  a.release(p, big);
+  const dl::AllocatorStats before = a.stats();
+  void* q = a.allocate(near);
+  EXPECT_EQ(q, p);
+  EXPECT_EQ(a.stats().reserved_bytes, before.reserved_bytes);
+  EXPECT_EQ(a.stats().current_bytes, before.current_bytes + static_cast<int64_t>(dl::allocation_size_class(big)));
+  void* r = a.allocate(far);  // too small to take a block twice its size: a new one
+  EXPECT_NE(r, p);
+  EXPECT_EQ(a.stats().reserved_bytes, before.reserved_bytes + static_cast<int64_t>(dl::allocation_size_class(far)));
+  a.release(r, far);
+  a.release(q, near);
+  EXPECT_EQ(a.stats().current_bytes, before.current_bytes);
+  void* s = a.allocate(big);  // the borrowed block went back to its own class
+  EXPECT_EQ(s, p);
+  a.release(s, big);
+  a.empty_cache();
+  EXPECT_EQ(a.stats().reserved_bytes, a.stats().current_bytes);
+}
+
 // ---- random generator ----
 
 TEST(Generator, KnownSequence) {

@@ -8,13 +8,24 @@ namespace dl {
 void* BlockCache::allocate(size_t bytes) {
   if (bytes == 0) return nullptr;
   const size_t cls = size_class_(bytes);
-  const int64_t request = static_cast<int64_t>(cls);
+  int64_t request = static_cast<int64_t>(cls);
   std::lock_guard<std::mutex> lock(mu_);
   void* p = nullptr;
   auto it = free_blocks_.find(cls);
+  if ((it == free_blocks_.end() || it->second.empty()) && caching_ && cls >= kBorrowMinBytes) {
+    // The smallest larger class with a free block, if it is not too large (Note [caching allocator]).
+    it = free_blocks_.upper_bound(cls);
+    while (it != free_blocks_.end() && it->second.empty()) ++it;
+    if (it != free_blocks_.end() && static_cast<double>(it->first) > kBorrowMaxRatio * static_cast<double>(cls))
+      it = free_blocks_.end();
+  }
   if (it != free_blocks_.end() && !it->second.empty()) {
     p = it->second.back();
     it->second.pop_back();
+    if (it->first != cls) {
+      borrowed_.emplace(p, it->first);
+      request = static_cast<int64_t>(it->first);
+    }
     ++stats_.cache_hits;
   } else {
     if (limit_ > 0 && stats_.reserved_bytes + request > limit_) {
@@ -40,8 +51,14 @@ void* BlockCache::allocate(size_t bytes) {
 
 void BlockCache::release(void* block, size_t bytes) {
   if (!block) return;
-  const size_t cls = size_class_(bytes);
+  size_t cls = size_class_(bytes);
   std::lock_guard<std::mutex> lock(mu_);
+  if (cls >= kBorrowMinBytes && !borrowed_.empty()) {
+    if (auto b = borrowed_.find(block); b != borrowed_.end()) {
+      cls = b->second;
+      borrowed_.erase(b);
+    }
+  }
   stats_.current_bytes -= static_cast<int64_t>(cls);
   if (caching_) {
     free_blocks_[cls].push_back(block);

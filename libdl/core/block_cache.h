@@ -5,9 +5,15 @@
 // The statistics (dl::AllocatorStats), the optional cap on the bytes held, the emptying of the cache and
 // the one retry after an out-of-memory are the same for every device; only where blocks come from (a
 // BlockSource) and how a request is rounded differ. Thread-safe.
+// A large request (kBorrowMinBytes and up) with no free block of its own class borrows the smallest
+// cached block of a larger class up to kBorrowMaxRatio times its size rather than asking the system for
+// more: the classes of a training step peak at different moments (the forward's activations, the
+// backward's gradients, the staging copies of a convolution), and exact-class reuse alone would hold
+// the sum of those peaks. A borrowed block goes back to its own class.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -32,6 +38,8 @@ class BlockSource {
 
 class BlockCache {
  public:
+  static constexpr size_t kBorrowMinBytes = size_t{1} << 20;
+  static constexpr double kBorrowMaxRatio = 1.5;
   using SizeClass = size_t (*)(size_t bytes);
   BlockCache(BlockSource& source, SizeClass size_class, const char* limit_setter)
       : source_(source), size_class_(size_class), limit_setter_(limit_setter) {}
@@ -61,7 +69,8 @@ class BlockCache {
   SizeClass size_class_;
   const char* limit_setter_;  // named in the over-the-limit message
   mutable std::mutex mu_;
-  std::unordered_map<size_t, std::vector<void*>> free_blocks_;  // size class -> cached blocks
+  std::map<size_t, std::vector<void*>> free_blocks_;  // size class -> cached blocks
+  std::unordered_map<void*, size_t> borrowed_;        // blocks in use lent from a larger class -> that class
   AllocatorStats stats_;
   bool caching_ = true;
   int64_t limit_ = 0;

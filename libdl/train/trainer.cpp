@@ -222,9 +222,9 @@ void Trainer::prepare_checkpoint_folder() {
 IterationRecord Trainer::step(Run& run, const data::Batch& batch) {
   const auto ts = Clock::now();
   const Autocast autocast(o_.precision);  // the backward below runs in each op's forward precision
+  optimizer_->zero_grad();  // before the forward: the last step's gradients are freed, not carried through it
   const Tensor logits = model_.forward(batch.inputs);
   const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
-  optimizer_->zero_grad();
   loss.backward();
   // Read after the backward is queued, so that a device computes it while the host waits; before the
   // update, so that a non-finite loss changes no weight.
