@@ -4,7 +4,7 @@
 // name ends in _acc. `device` is the CUDA device index of the tensors.
 //   cudnn_*.cpp:  convolution, batch norm, ReLU, pooling, softmax (cuDNN); linear (cuBLAS)
 //   kernels.cu:   launches of the hand-written kernels of kernels/ (element-wise and activations, cross-entropy,
-//                 concat, bilinear resize, optimiser updates, segmentation metrics)
+//                 concat, bilinear resize, optimiser updates, segmentation metrics, casts to bf16 / fp16)
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -54,6 +54,12 @@ void linear_forward(int device, const float* x, const float* w, const float* b, 
                     int64_t out);
 void linear_backward(int device, const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                      int64_t n, int64_t in, int64_t out);
+
+// ---- casts between float32 and the 16-bit formats (kernels/cast.cuh); math is kBf16 or kFp16 ----
+// y (n bf16 / half bit patterns) = x rounded to nearest, ties to even; x_f32 (n floats) = y, exactly.
+// Any other precision throws dl::Error.
+void cast_to_16(int device, Precision math, const float* x, uint16_t* y, int64_t n);
+void cast_from_16(int device, Precision math, const uint16_t* y, float* x_f32, int64_t n);
 
 // ---- hand-written kernels (kernels/*.cuh) ----
 // The element-wise unary family: Op is a functor of kernels/unary_ops.cuh (instantiated for each of
