@@ -2,11 +2,14 @@
 // backend/cpu/linear.cpp): bf16 forward and backward through the front end against float32, within 1e-2 of
 // the largest magnitude and visibly not float32 (more than 1e-5 apart), the backward in its forward's
 // precision after the autocast has ended; against the same float32 GEMM on operands rounded by hand; the
-// bias gradient float32; float64, tf32 and fp16 as the policy says.
+// bias gradient float32; float64, tf32 and fp16 as the policy says. Also the GPU arithmetic switches of
+// dl/core/cuda.h, which exist in every build.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -144,6 +147,23 @@ TEST_F(PrecisionLinear, Fp16IsRefusedOnTheCpu) {
   EXPECT_THROW(dl::cpu::linear_forward(xv.data(), wv.data(), static_cast<const float*>(nullptr), y.data(), n, in, out,
                                        Precision::kFp16),
                dl::Error);
+}
+
+// TF32 on by default (as PyTorch has it for cuDNN convolutions) unless DL_ALLOW_TF32=0; deterministic
+// algorithms off by default; both settable, in a build with or without CUDA.
+TEST(PrecisionSwitches, DefaultsAndSetters) {
+  const char* env = std::getenv("DL_ALLOW_TF32");
+  EXPECT_EQ(dl::cuda::allow_tf32(), env == nullptr || std::strcmp(env, "0") != 0);
+  EXPECT_FALSE(dl::deterministic());
+  const bool tf32 = dl::cuda::allow_tf32();
+  dl::cuda::set_allow_tf32(!tf32);
+  dl::set_deterministic(true);
+  EXPECT_EQ(dl::cuda::allow_tf32(), !tf32);
+  EXPECT_TRUE(dl::deterministic());
+  dl::cuda::set_allow_tf32(tf32);
+  dl::set_deterministic(false);
+  EXPECT_EQ(dl::cuda::allow_tf32(), tf32);
+  EXPECT_FALSE(dl::deterministic());
 }
 
 }  // namespace
