@@ -1,14 +1,19 @@
 // CPU/CUDA parity of every op of the CUDA backend (label gpu): every row of the op table (tests/op_cases.h)
 // through the front ends and autograd on both devices, with the CUDA allocator poisoning what it hands
 // out; the backend bodies that are no op of the table on the same inputs with the outputs pre-filled
-// differently (1 on the CPU, 2 on the GPU), so that a body that writes nothing cannot pass; and one whole
-// MNIST training step. Without a usable GPU every case skips and says why;
+// differently (1 on the CPU, 2 on the GPU), so that a body that writes nothing cannot pass; one whole
+// MNIST training step; and the precision policy on the GPU (bf16 / fp16 convolution and linear against the
+// CPU's float32, TF32 off and forced, deterministic algorithms). The float32 parity cases run with TF32 off
+// (dl::cuda::set_allow_tf32(false)): they check float32 arithmetic. Without a usable GPU every case skips and says why;
 // the error a user gets when asking for a GPU that is not there is checked on every machine.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dl/config.h"
@@ -19,10 +24,12 @@
 #include "backend/cpu/optim_update.h"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/runtime.h"
+#include "round16.cuh"
 #endif
 
 namespace {
 
+using dl::Conv2dParams;
 using dl::Device;
 using dl::Shape;
 using dl::Tensor;
@@ -81,12 +88,25 @@ void expect_match(const Tensor& cpu, const Tensor& gpu, double tol, const std::s
     ASSERT_NEAR(b[i], a[i], tol * (1 + std::abs(a[i]))) << what << ": element " << i << " of " << a.size();
 }
 
+// Float32 parity needs float32 arithmetic: TF32 (on by default) is off for the test and restored after.
+class Tf32Off {
+ public:
+  Tf32Off() : was_(dl::cuda::allow_tf32()) { dl::cuda::set_allow_tf32(false); }
+  ~Tf32Off() { dl::cuda::set_allow_tf32(was_); }
+  Tf32Off(const Tf32Off&) = delete;
+  Tf32Off& operator=(const Tf32Off&) = delete;
+
+ private:
+  bool was_;
+};
+
 class GpuParity : public ::testing::Test {
  protected:
   void SetUp() override { DL_REQUIRE_GPU(); }
   void TearDown() override {
     if (why_no_gpu().empty()) dl::cuda::synchronize(0);  // surfaces asynchronous kernel errors here
   }
+  Tf32Off tf32_off_;
 };
 
 // ---- every row of the op table (tests/op_cases.h) with kGpu: the same front end on both devices ----
@@ -103,6 +123,7 @@ class OpGpuParity : public ::testing::TestWithParam<dl::testing::OpCase> {
     dl::cuda::synchronize(0);  // surfaces asynchronous kernel errors here
     dl::cuda::CudaAllocator::instance().set_poison(false);
   }
+  Tf32Off tf32_off_;
 };
 
 // Forward outputs, then the gradients of sum(y * R) for every differentiated input.
@@ -302,6 +323,183 @@ TEST_F(GpuParity, StagerCopiesBatches) {
     const dl::data::Batch d = stager.next();
     expect_match(host.inputs, d.inputs, 0, "staged inputs");
     for (float v : d.targets.to_vector_f32()) EXPECT_EQ(v, static_cast<float>(i)) << "staged labels";
+  }
+}
+
+// ---- the precision policy on the GPU (dl/core/precision.h) ----
+// Note [GPU precision tolerances]: bf16 keeps 8 significant bits and fp16 11; with float32 accumulation a
+// convolution's or GEMM's result differs from float32 by a few roundings of the operands and one of the
+// 16-bit result (cuDNN's outputs are in the data type; cuBLAS writes float32). The bounds, relative to the
+// largest magnitude of the CPU's float32 result: bf16 1e-2, fp16 2e-3, TF32 (10 bits, like fp16) 2e-3, float32
+// 1e-4 (cuDNN's Winograd and FFT algorithms lose a little against a direct sum). A 16-bit result must also be
+// more than 1e-5 from float32's, so that a path that quietly stayed in float32 fails.
+constexpr double kBf16Tol = 1e-2, kFp16Tol = 2e-3, kTf32Tol = 2e-3, kFp32Tol = 1e-4, kNotFp32 = 1e-5;
+
+// max |gpu - cpu| / max |cpu|, infinite when the GPU gave a non-finite value (a poisoned, unwritten element).
+double rel_to_max(const Tensor& gpu, const Tensor& cpu) {
+  const std::vector<float> g = gpu.to_vector_f32(), c = cpu.to_vector_f32();
+  double diff = 0, scale = 1e-30;
+  for (size_t i = 0; i < c.size(); ++i) {
+    if (!std::isfinite(g[i])) return INFINITY;
+    diff = std::max(diff, std::fabs(static_cast<double>(g[i]) - c[i]));
+    scale = std::max(scale, std::fabs(static_cast<double>(c[i])));
+  }
+  return diff / scale;
+}
+
+// The outputs and gradients of one op, forward under an autocast of `math` on device d, backward of
+// sum(y * r) after the autocast has ended (the backward keeps the forward's precision).
+using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;
+std::vector<Tensor> run_in(const OpFn& op, const std::vector<Tensor>& inputs, const Tensor& r, Device d,
+                           dl::Precision math) {
+  std::vector<Tensor> xs;
+  for (const Tensor& t : inputs) xs.push_back(t.to(d).clone().set_requires_grad(true));
+  Tensor y;
+  {
+    dl::Autocast autocast(math);
+    y = op(xs);
+  }
+  dl::ops::sum(dl::ops::mul(y, r.to(d))).backward();
+  std::vector<Tensor> out = {y};
+  for (const Tensor& x : xs) out.push_back(x.grad());
+  return out;
+}
+
+struct PrecisionCase {
+  std::string name;
+  OpFn op;
+  std::vector<Tensor> inputs;
+  Shape y;
+};
+
+std::vector<PrecisionCase> precision_cases() {
+  Conv2dParams same;
+  same.padding = {1, 1};
+  Conv2dParams strided;  // stride, dilation, groups: all passed to cuDNN
+  strided.stride = {2, 1};
+  strided.padding = {2, 1};
+  strided.dilation = {2, 1};
+  strided.groups = 2;
+  return {
+      {"conv2d 3x3",
+       [same](const std::vector<Tensor>& x) { return dl::ops::conv2d(x[0], x[1], x[2], same); },
+       {rnd({4, 8, 14, 14}, 60), rnd({16, 8, 3, 3}, 61, -0.3, 0.3), rnd({16}, 62)},
+       {4, 16, 14, 14}},
+      {"conv2d strided dilated grouped",
+       [strided](const std::vector<Tensor>& x) { return dl::ops::conv2d(x[0], x[1], x[2], strided); },
+       {rnd({2, 6, 11, 9}, 63), rnd({4, 3, 3, 3}, 64, -0.3, 0.3), rnd({4}, 65)},
+       {2, 4, 6, 9}},
+      {"linear",
+       [](const std::vector<Tensor>& x) { return dl::ops::linear(x[0], x[1], x[2]); },
+       {rnd({32, 300}, 66), rnd({10, 300}, 67, -0.2, 0.2), rnd({10}, 68)},
+       {32, 10}},
+  };
+}
+
+// The GPU in `math` against the CPU in float32, every output and gradient, with the CUDA allocator poisoning
+// what it hands out (an unwritten element is NaN and fails).
+void check_precision(dl::Precision math, double tol, bool must_differ) {
+  dl::cuda::CudaAllocator::instance().set_poison(true);
+  for (const PrecisionCase& c : precision_cases()) {
+    const Tensor r = rnd(c.y, 69);
+    const std::vector<Tensor> cpu = run_in(c.op, c.inputs, r, Device::cpu(), dl::Precision::kFp32);
+    const std::vector<Tensor> gpu = run_in(c.op, c.inputs, r, kGpu, math);
+    const char* names[] = {"y", "dx", "dw", "db"};
+    for (size_t k = 0; k < cpu.size(); ++k) {
+      const double err = rel_to_max(gpu[k], cpu[k]);
+      EXPECT_LE(err, tol) << c.name << " in " << dl::precision_name(math) << ": " << names[k];
+      // The bias gradient sums the float32 dy on both devices: float32 whatever the math.
+      if (must_differ && k < 3) {
+        EXPECT_GT(err, kNotFp32) << c.name << " in " << dl::precision_name(math) << ": " << names[k]
+                                 << " is float32's result (was it computed in float32?)";
+      }
+    }
+  }
+  dl::cuda::synchronize(0);
+  dl::cuda::CudaAllocator::instance().set_poison(false);
+}
+
+bool has_bf16(int device) { return dl::cuda::context(device).props.major >= 8; }
+
+TEST_F(GpuParity, Bf16ConvolutionAndLinearAgainstCpuFloat32) {
+  if (!has_bf16(0)) {  // then a clear error, not cuDNN's
+    dl::Autocast autocast(dl::Precision::kBf16);
+    EXPECT_THROW(dl::ops::linear(rnd({2, 3}, 1).to(kGpu), rnd({4, 3}, 2).to(kGpu), Tensor()), dl::Error);
+    GTEST_SKIP() << "bf16 needs compute capability 8.0; the refusal was checked";
+  }
+  check_precision(dl::Precision::kBf16, kBf16Tol, /*must_differ=*/true);
+}
+
+TEST_F(GpuParity, Fp16ConvolutionAndLinearAgainstCpuFloat32) {
+  check_precision(dl::Precision::kFp16, kFp16Tol, /*must_differ=*/true);
+}
+
+// The fixture has turned TF32 off: fp32 is float32 arithmetic, at float32's tolerance.
+TEST_F(GpuParity, Tf32OffIsFloat32) {
+  ASSERT_FALSE(dl::cuda::allow_tf32());
+  check_precision(dl::Precision::kFp32, kFp32Tol, /*must_differ=*/false);
+}
+
+// Precision::kTf32 uses TF32 whatever the switch says (the switch is off here); whether the GPU has TF32
+// (compute capability 8.0) decides how far from float32 it lands, within TF32's tolerance either way.
+TEST_F(GpuParity, Tf32ForcedWithinItsTolerance) {
+  ASSERT_FALSE(dl::cuda::allow_tf32());
+  check_precision(dl::Precision::kTf32, kTf32Tol, /*must_differ=*/false);
+}
+
+// Under dl::set_deterministic(true) the same convolution backward gives the same bits every time (the
+// filter gradient is where cuDNN's fastest algorithms accumulate with atomics).
+TEST_F(GpuParity, DeterministicConvolutionRepeatsBitwise) {
+  const bool was = dl::deterministic();
+  dl::set_deterministic(true);
+  Conv2dParams p;
+  p.padding = {1, 1};
+  const Tensor x = rnd({16, 32, 28, 28}, 70).to(kGpu), w = rnd({32, 32, 3, 3}, 71).to(kGpu),
+               r = rnd({16, 32, 28, 28}, 72).to(kGpu);
+  auto grads = [&] {
+    Tensor xv = x.clone().set_requires_grad(true), wv = w.clone().set_requires_grad(true);
+    dl::ops::sum(dl::ops::mul(dl::ops::conv2d(xv, wv, Tensor(), p), r)).backward();
+    return std::make_pair(xv.grad().to_vector_f32(), wv.grad().to_vector_f32());
+  };
+  const auto first = grads();
+  for (int i = 0; i < 3; ++i) {
+    const auto again = grads();
+    EXPECT_EQ(again.first, first.first) << "dx, run " << i + 2;
+    EXPECT_EQ(again.second, first.second) << "dw, run " << i + 2;
+  }
+  dl::set_deterministic(was);
+}
+
+// The backend casts: the same patterns as the emulated kernel tests, natively.
+TEST_F(GpuParity, CastsMatchTheSharedHelpers) {
+  std::vector<float> xs;
+  for (uint32_t i = 0; i < 20000; ++i) {  // bit patterns spread over every exponent
+    const uint32_t bits = i * 2654435761u;
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    if (!std::isnan(f)) xs.push_back(f);
+  }
+  const auto n = static_cast<int64_t>(xs.size());
+  const Tensor x = Tensor::from_vector<float>({n}, xs).to(kGpu);
+  Tensor bits = Tensor::full({(n + 1) / 2}, 3.0, dl::DType::kFloat32, kGpu);  // n 16-bit patterns
+  Out back({n});
+  for (const dl::Precision math : {dl::Precision::kBf16, dl::Precision::kFp16}) {
+    auto* h = reinterpret_cast<uint16_t*>(bits.data<float>());
+    dl::cuda::cast_to_16(0, math, G(x), h, n);
+    dl::cuda::cast_from_16(0, math, h, back.g(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const uint16_t want =
+          math == dl::Precision::kBf16 ? dl::kern::float_to_bf16_bits(xs[i]) : dl::kern::float_to_fp16_bits(xs[i]);
+      back.c()[i] =
+          math == dl::Precision::kBf16 ? dl::kern::bf16_bits_to_float(want) : dl::kern::fp16_bits_to_float(want);
+    }
+    const std::vector<float> got = back.gpu.to_vector_f32(), exp = back.cpu.to_vector_f32();
+    for (int64_t i = 0; i < n; ++i) {
+      uint32_t a, b;
+      std::memcpy(&a, &got[i], 4);
+      std::memcpy(&b, &exp[i], 4);
+      ASSERT_EQ(a, b) << dl::precision_name(math) << " of " << xs[i];
+    }
   }
 }
 

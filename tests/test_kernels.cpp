@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -21,6 +22,7 @@
 // The kernel sources (and, through compat.cuh, the emulation's CUDA vocabulary) come last.
 #include "batch_norm.cuh"
 #include "bf_score.cuh"
+#include "cast.cuh"
 #include "concat.cuh"
 #include "confusion.cuh"
 #include "cross_entropy.cuh"
@@ -468,6 +470,188 @@ TEST(Kernels, BoundaryF1MatchesTheCpuMetric) {
       }
     }
   }
+}
+
+// ---- casts between float32 and bf16 / fp16 (kernels/cast.cuh, kernels/round16.cuh) ----
+// The kernels against references that share no code with them: fp16 through the compiler's _Float16
+// conversion (IEEE 754 round to nearest even), bf16 by picking the nearer of the two neighbouring bf16
+// values in double arithmetic (ties to the even pattern), and each reference against a table of answers
+// worked out by hand. NaN has no single right pattern: a NaN must stay a NaN (also one whose payload sits in
+// the bits rounded away) with its sign. Every output starts as something other than its expected value.
+
+uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+float float_of(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// |value| of a bf16 pattern's magnitude in double; the pattern above the largest finite is infinity, taken as
+// 2^128 (where the next binade would start) so that the largest finite values round to it as IEEE says.
+double bf16_magnitude(uint16_t h) {
+  const uint16_t m = h & 0x7FFF;
+  return m == 0x7F80 ? std::ldexp(1.0, 128) : std::fabs(static_cast<double>(float_of(static_cast<uint32_t>(m) << 16)));
+}
+
+uint16_t bf16_reference(float f) {
+  const uint32_t u = bits_of(f);
+  const auto down = static_cast<uint16_t>(u >> 16);  // the magnitude truncated
+  if ((u & 0xFFFFu) == 0 || (u & 0x7FFFFFFFu) == 0x7F800000u) return down;
+  const auto up = static_cast<uint16_t>(down + 1);  // the next magnitude, same sign
+  const double v = std::fabs(static_cast<double>(f)), to_down = v - bf16_magnitude(down),
+               to_up = bf16_magnitude(up) - v;
+  if (to_down != to_up) return to_down < to_up ? down : up;
+  return (down & 1) == 0 ? down : up;
+}
+
+uint16_t fp16_reference(float f) {
+  const auto h = static_cast<_Float16>(f);
+  uint16_t b;
+  std::memcpy(&b, &h, sizeof b);
+  return b;
+}
+
+bool is_nan16(dl::kern::Format16 f, uint16_t h) {
+  return f == dl::kern::Format16::kBf16 ? (h & 0x7F80) == 0x7F80 && (h & 0x007F) != 0
+                                        : (h & 0x7C00) == 0x7C00 && (h & 0x03FF) != 0;
+}
+
+struct Known16 {
+  uint32_t in;  // float32 bits
+  uint16_t bf16, fp16;
+};
+// Worked out by hand: ties (odd and even kept parts), just off ties, the largest finite values and overflow,
+// subnormals of both formats, float32 subnormals, zeros, infinities.
+const std::vector<Known16> kKnown16 = {
+    {0x3F800000, 0x3F80, 0x3C00},  // 1
+    {0x3F808000, 0x3F80, 0x3C04},  // 1 + 2^-8: bf16 tie, kept part even -> 1; fp16 exact
+    {0x3F818000, 0x3F82, 0x3C0C},  // 1 + 3 2^-8: bf16 tie, kept part odd -> up
+    {0x3F808001, 0x3F81, 0x3C04},  // just above the tie -> up
+    {0x3F807FFF, 0x3F80, 0x3C04},  // just below the tie -> down (fp16: 1 + 2^-8 - 2^-23 -> 0x3C04)
+    {0x3F801000, 0x3F80, 0x3C00},  // 1 + 2^-11: fp16 tie, kept part even -> 1
+    {0x3F803000, 0x3F80, 0x3C02},  // 1 + 3 2^-11: fp16 tie, kept part odd -> up
+    {0xBF803000, 0xBF80, 0xBC02},  // the same, negative
+    {0x477FE000, 0x4780, 0x7BFF},  // 65504, fp16's largest finite
+    {0x477FEFFF, 0x4780, 0x7BFF},  // just below 65520: stays finite in fp16
+    {0x477FF000, 0x4780, 0x7C00},  // 65520: fp16 tie with an odd kept part -> infinity
+    {0xC7800000, 0xC780, 0xFC00},  // -65536 -> -infinity in fp16
+    {0x7F7F7FFF, 0x7F7F, 0x7C00},  // below bf16's largest finite plus half a unit: stays finite
+    {0x7F7F8000, 0x7F80, 0x7C00},  // bf16 tie above its largest finite (odd kept part) -> infinity
+    {0x7F7FFFFF, 0x7F80, 0x7C00},  // float32's largest finite -> infinity in both
+    {0x7F800000, 0x7F80, 0x7C00},  // infinity
+    {0xFF800000, 0xFF80, 0xFC00},  // -infinity
+    {0x00000000, 0x0000, 0x0000},  // 0
+    {0x80000000, 0x8000, 0x8000},  // -0
+    {0x00000001, 0x0000, 0x0000},  // float32's smallest subnormal -> 0 in both
+    {0x00008000, 0x0000, 0x0000},  // bf16 tie at zero -> 0
+    {0x00018000, 0x0002, 0x0000},  // bf16 subnormal tie, odd kept part -> up
+    {0x807FFFFF, 0x8080, 0x8000},  // -(largest float32 subnormal) -> -2^-126 in bf16, -0 in fp16
+    {0x33800000, 0x3380, 0x0001},  // 2^-24: fp16's smallest subnormal
+    {0x33000000, 0x3300, 0x0000},  // 2^-25: fp16 tie at zero -> 0
+    {0x33000001, 0x3300, 0x0001},  // just above 2^-25 -> the smallest subnormal
+    {0x33C00000, 0x33C0, 0x0002},  // 3 2^-25: fp16 tie, odd kept part -> 2 2^-24
+    {0x387FC000, 0x3880, 0x03FF},  // 2^-14 - 2^-24: fp16's largest subnormal
+    {0x387FE000, 0x3880, 0x0400},  // 2^-14 - 2^-25: fp16 tie between the largest subnormal and 2^-14 -> 2^-14
+    {0x38800000, 0x3880, 0x0400},  // 2^-14: fp16's smallest normal
+};
+
+// Float inputs for the casts: the known cases, then random bit patterns (every exponent, subnormals,
+// infinities and NaNs among them) and random values in fp16's range.
+std::vector<float> cast_inputs() {
+  std::vector<float> v;
+  for (const Known16& k : kKnown16) v.push_back(float_of(k.in));
+  for (uint32_t nan : {0x7FC00000u, 0x7F800001u, 0xFF800001u, 0x7FFFFFFFu, 0xFFC00001u}) v.push_back(float_of(nan));
+  std::mt19937 rng(81);
+  for (int i = 0; i < 4000; ++i) v.push_back(float_of(static_cast<uint32_t>(rng())));
+  std::uniform_int_distribution<uint32_t> fp16_range(0x33000000u, 0x47800000u);
+  for (int i = 0; i < 4000; ++i) v.push_back(float_of(fp16_range(rng) | (i % 2 == 0 ? 0u : 0x80000000u)));
+  return v;
+}
+
+TEST(Kernels, CastReferencesAgreeWithTheHandWorkedTable) {
+  for (const Known16& k : kKnown16) {
+    EXPECT_EQ(bf16_reference(float_of(k.in)), k.bf16) << std::hex << "bf16 of 0x" << k.in;
+    EXPECT_EQ(fp16_reference(float_of(k.in)), k.fp16) << std::hex << "fp16 of 0x" << k.in;
+  }
+}
+
+TEST(Kernels, CastFloatTo16RoundsToNearestEven) {
+  using dl::kern::Format16;
+  const std::vector<float> x = cast_inputs();
+  const auto n = static_cast<int64_t>(x.size());
+  for (const Format16 f : {Format16::kBf16, Format16::kFp16}) {
+    const char* name = f == Format16::kBf16 ? "bf16" : "fp16";
+    std::vector<uint16_t> want(x.size());
+    for (size_t i = 0; i < x.size(); ++i)
+      want[i] = std::isnan(x[i]) ? 0 : f == Format16::kBf16 ? bf16_reference(x[i]) : fp16_reference(x[i]);
+    for (const LaunchShape& s : kAnyShapes) {
+      Launcher l{s.block, s.max_grid};
+      std::vector<uint16_t> got(x.size());
+      for (size_t i = 0; i < x.size(); ++i) got[i] = static_cast<uint16_t>(~want[i]);  // never the answer
+      dl::kern::run_float_to_16(l, f, x.data(), got.data(), n);
+      for (size_t i = 0; i < x.size(); ++i) {
+        const uint32_t in = bits_of(x[i]);
+        if (std::isnan(x[i])) {
+          ASSERT_TRUE(is_nan16(f, got[i])) << name << " of NaN 0x" << std::hex << in << " gave 0x" << got[i];
+          ASSERT_EQ(got[i] >> 15, in >> 31) << name << ": the sign of NaN 0x" << std::hex << in;
+        } else {
+          ASSERT_EQ(got[i], want[i]) << name << " of 0x" << std::hex << in << " (" << std::dec << x[i] << "), element "
+                                     << i << ", " << describe(s);
+        }
+      }
+    }
+  }
+}
+
+// Every one of the 65536 patterns of each format back to float32, exactly (NaN as a NaN with its sign).
+TEST(Kernels, Cast16ToFloatIsExact) {
+  using dl::kern::Format16;
+  std::vector<uint16_t> h(65536);
+  for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<uint16_t>(i);
+  for (const Format16 f : {Format16::kBf16, Format16::kFp16}) {
+    const char* name = f == Format16::kBf16 ? "bf16" : "fp16";
+    std::vector<float> want(h.size());
+    for (size_t i = 0; i < h.size(); ++i) {
+      if (f == Format16::kBf16) {
+        // sign, 8-bit exponent, 7-bit mantissa: the value from its fields
+        const int e = (h[i] >> 7) & 0xFF, m = h[i] & 0x7F;
+        const double mag = e == 0xFF ? (m == 0 ? HUGE_VAL : std::nan(""))
+                           : e == 0  ? std::ldexp(m, -133)
+                                     : std::ldexp(128 + m, e - 134);
+        want[i] = static_cast<float>((h[i] & 0x8000) != 0 ? -mag : mag);
+      } else {
+        _Float16 v;
+        std::memcpy(&v, &h[i], sizeof v);
+        want[i] = static_cast<float>(v);
+      }
+    }
+    for (const LaunchShape& s : {kAnyShapes[0], kAnyShapes[3], kAnyShapes[4]}) {
+      Launcher l{s.block, s.max_grid};
+      std::vector<float> got(h.size());
+      for (size_t i = 0; i < h.size(); ++i) got[i] = std::isnan(want[i]) ? 0.f : kNaNf;  // never the answer
+      dl::kern::run_16_to_float(l, f, h.data(), got.data(), static_cast<int64_t>(h.size()));
+      for (size_t i = 0; i < h.size(); ++i) {
+        if (std::isnan(want[i])) {
+          ASSERT_TRUE(std::isnan(got[i])) << name << " 0x" << std::hex << h[i] << " is a NaN";
+          ASSERT_EQ(std::signbit(got[i]), std::signbit(want[i])) << name << " 0x" << std::hex << h[i];
+        } else {
+          ASSERT_EQ(bits_of(got[i]), bits_of(want[i]))
+              << name << " 0x" << std::hex << h[i] << ": got " << got[i] << ", want " << want[i] << ", " << describe(s);
+        }
+      }
+    }
+  }
+}
+
+// The CPU backend's bf16 rounding (linear under bf16) is the kernel's helper: spot-check it as a float.
+TEST(Kernels, RoundToBf16AsFloat) {
+  for (const Known16& k : kKnown16)
+    EXPECT_EQ(bits_of(dl::kern::round_to_bf16(float_of(k.in))), static_cast<uint32_t>(k.bf16) << 16)
+        << std::hex << "0x" << k.in;
 }
 
 // ---- optimiser updates ----

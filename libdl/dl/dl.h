@@ -3,6 +3,7 @@
 #include "dl/autograd/engine.h"
 #include "dl/config.h"
 #include "dl/core/allocator.h"
+#include "dl/core/cuda.h"
 #include "dl/core/device.h"
 #include "dl/core/error.h"
 #include "dl/core/file_io.h"

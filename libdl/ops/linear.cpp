@@ -1,4 +1,5 @@
-// Front end of the fully connected layer.
+// Front end of the fully connected layer. The forward resolves the precision it computes in (the thread's
+// autocast setting, dl/core/precision.h) and the backward reuses it.
 #include "dl/ops/linear.h"
 
 #include "backend/cpu/cpu_ops.h"
@@ -18,14 +19,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   DL_CHECK(weight.size(1) == in, "linear: weight ", weight.shape().str(), " expects ", weight.size(1),
            " input features, got x ", x.shape().str());
   if (bias.defined()) check_shape(bias, {out}, "linear", "bias");
+  const Precision math = math_precision(x, "linear");  // captured for the backward too
   Tensor y = Tensor::empty({n, out}, x.dtype(), x.device());
   dispatch(
       x, "linear",
       [&](auto t) {
         using T = decltype(t);
-        cpu::linear_forward(x.data<T>(), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>(), n, in, out);
+        cpu::linear_forward(x.data<T>(), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>(), n, in, out, math);
       },
-      [&](int dev) { DL_CUDA_BODY(cuda::linear_forward(dev, f32(x), f32(weight), f32(bias), f32(y), n, in, out)); });
+      [&](int dev) {
+        DL_CUDA_BODY(cuda::linear_forward(dev, f32(x), f32(weight), f32(bias), f32(y), n, in, out, math));
+      });
   if (!autograd::needs_record({x, weight, bias})) return y;
   Tensor sx = x.detach(), sw = weight.detach();
   const bool has_bias = bias.defined();
@@ -38,10 +42,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
         [&](auto t) {
           using T = decltype(t);
           auto o = [](Tensor& u) { return u.defined() ? u.data<T>() : nullptr; };
-          cpu::linear_backward(sx.data<T>(), sw.data<T>(), gy.data<T>(), o(gx), o(gw), o(gb), n, in, out);
+          cpu::linear_backward(sx.data<T>(), sw.data<T>(), gy.data<T>(), o(gx), o(gw), o(gb), n, in, out, math);
         },
         [&](int dev) {
-          DL_CUDA_BODY(cuda::linear_backward(dev, f32(sx), f32(sw), f32(gy), f32(gx), f32(gw), f32(gb), n, in, out));
+          DL_CUDA_BODY(
+              cuda::linear_backward(dev, f32(sx), f32(sw), f32(gy), f32(gx), f32(gw), f32(gb), n, in, out, math));
         });
     return std::vector<Tensor>{gx, gw, gb};
   });

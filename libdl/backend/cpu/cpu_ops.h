@@ -72,10 +72,14 @@ template <typename T>
 void avg_pool2d_backward(const Pool2dGeometry& g, const T* dy, T* dx);
 
 // ---- linear: x N x I, w O x I ----
+// `math` (float32 only; float64 ignores it): kBf16 rounds the GEMM operands to bf16 (Note [bf16 linear on the
+// CPU] in linear.cpp), kFp32 and kTf32 are float32, kFp16 throws dl::Error. The backward takes the forward's.
 template <typename T>
-void linear_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in, int64_t out);
+void linear_forward(const T* x, const T* w, const T* b, T* y, int64_t n, int64_t in, int64_t out,
+                    Precision math = Precision::kFp32);
 template <typename T>
-void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, int64_t n, int64_t in, int64_t out);
+void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, int64_t n, int64_t in, int64_t out,
+                     Precision math = Precision::kFp32);
 
 // ---- softmax family: x viewed as N x C x S, reduced over C ----
 template <typename T>

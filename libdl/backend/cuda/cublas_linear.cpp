@@ -1,5 +1,6 @@
 // cuBLAS fully connected layer over row-major float32 matrices: x N x I, w O x I, y N x O, on the device's compute
-// stream. Outputs are assigned (beta = 0), never accumulated; see Note [row-major GEMM].
+// stream, computed in the precision the front end resolved (Note [GEMM math]). Outputs are assigned (beta = 0),
+// never accumulated; see Note [row-major GEMM].
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -11,7 +12,9 @@
 #include "backend/cuda/cublas_loader.h"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cudnn_utils.h"
+#include "backend/cuda/low_precision.h"
 #include "backend/cuda/runtime.h"
+#include "dl/core/cuda.h"
 
 namespace dl::cuda {
 
@@ -23,23 +26,33 @@ namespace dl::cuda {
 //   dx = dy w     ->  dx^T (I x N) = w^T (I x O)         dy^T (O x N)
 //   dw = dy^T x   ->  dw^T (I x O) = x^T (I x N)         dy^T (O x N, op T)
 //   db = 1^T dy   ->  db (O)       = dy^T (O x N) 1 (N)  (a GEMV against a vector of ones)
-// The compute type is CUBLAS_COMPUTE_32F, or CUBLAS_COMPUTE_32F_FAST_TF32 when allow_tf32(), passed per call
-// to cublasGemmEx so that the shared handle's math mode is never changed. Scalars are host floats (the handle's
-// default pointer mode).
+// Scalars are host floats (the handle's default pointer mode).
+//
+// Note [GEMM math]
+// The compute type is passed per call to cublasGemmEx, so that the shared handle's math mode is never changed:
+//   kFp32  CUBLAS_COMPUTE_32F_FAST_TF32 while dl::cuda::allow_tf32(), else CUBLAS_COMPUTE_32F
+//   kTf32  CUBLAS_COMPUTE_32F_FAST_TF32 whatever the switch says
+//   kBf16, kFp16  A and B cast into 16-bit scratch (backend/cuda/low_precision.h) as CUDA_R_16BF / CUDA_R_16F,
+//          C float32 (CUDA_R_32F, written directly: no rounding of the result), CUBLAS_COMPUTE_32F: products of
+//          16-bit operands accumulated in float32.
+// The bias and its gradient stay float32 (the gradient sums the float32 dy).
 
 namespace {
 
-// C (m x n, ldc = m) = op(A) op(B), k the inner dimension; with k = 0 the product is a sum of nothing.
-void gemm(int device, const DeviceContext& ctx, cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k,
-          const float* a, int lda, const float* b, int ldb, float* c) {
+// C (m x n, ldc = m, float32) = op(A) op(B), k the inner dimension; A and B in the data type of `math` (float32,
+// or bf16 / half bits); with k = 0 the product is a sum of nothing.
+void gemm(int device, const DeviceContext& ctx, Precision math, cublasOperation_t op_a, cublasOperation_t op_b, int m,
+          int n, int k, const void* a, int lda, const void* b, int ldb, float* c) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     fill(device, c, static_cast<int64_t>(m) * n, 0.0f);
     return;
   }
-  const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  DL_CUBLAS_CHECK(cublas().gemm_ex(ctx.cublas, op_a, op_b, m, n, k, &kOne, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb,
-                                   &kZero, c, CUDA_R_32F, m, compute, CUBLAS_GEMM_DEFAULT));
+  const bool tf32 = math == Precision::kTf32 || (math == Precision::kFp32 && allow_tf32());
+  const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cudaDataType ab = math == Precision::kBf16 ? CUDA_R_16BF : math == Precision::kFp16 ? CUDA_R_16F : CUDA_R_32F;
+  DL_CUBLAS_CHECK(cublas().gemm_ex(ctx.cublas, op_a, op_b, m, n, k, &kOne, a, ab, lda, b, ab, ldb, &kZero, c,
+                                   CUDA_R_32F, m, compute, CUBLAS_GEMM_DEFAULT));
 }
 
 // A vector of ones per device for the column sums of the bias gradient, grown on demand and never shrunk.
@@ -78,27 +91,40 @@ void column_sums(int device, const DeviceContext& ctx, const float* dy, float* d
 
 }  // namespace
 
-// y (N x O) = x (N x I) w^T (+ b broadcast over rows), Note [row-major GEMM].
+// y (N x O) = x (N x I) w^T (+ b broadcast over rows), Note [row-major GEMM], in `math` (Note [GEMM math]).
 void linear_forward(int device, const float* x, const float* w, const float* b, float* y, int64_t n, int64_t in,
-                    int64_t out) {
+                    int64_t out, Precision math) {
   DeviceGuard guard(device);
   DeviceContext& ctx = context(device);
   const int rows = to_int(n, "linear N"), ni = to_int(in, "linear in features"),
             no = to_int(out, "linear out features");
   if (rows == 0 || no == 0) return;  // nothing to write
-  gemm(device, ctx, CUBLAS_OP_T, CUBLAS_OP_N, no, rows, ni, w, ni, x, ni, y);
+  check_math_supported(ctx, math, "linear");
+  const bool product = ni > 0;  // without input features the product is zeros: nothing to cast
+  const MathInput xm(device, math, product ? x : nullptr, n * in), wm(device, math, product ? w : nullptr, out * in);
+  gemm(device, ctx, math, CUBLAS_OP_T, CUBLAS_OP_N, no, rows, ni, wm.get(), ni, xm.get(), ni, y);
   if (b != nullptr) bias_add_acc(device, y, b, n, out);
 }
 
-// dx (N x I) = dy w, dw (O x I) = dy^T x, db (O) = column sums of dy; each may be null (not wanted).
+// dx (N x I) = dy w, dw (O x I) = dy^T x, db (O) = column sums of dy; each may be null (not wanted). In `math`
+// (Note [GEMM math]): dy is cast once for both products, w for dx, x for dw.
 void linear_backward(int device, const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                     int64_t n, int64_t in, int64_t out) {
+                     int64_t n, int64_t in, int64_t out, Precision math) {
   DeviceGuard guard(device);
   DeviceContext& ctx = context(device);
   const int rows = to_int(n, "linear N"), ni = to_int(in, "linear in features"),
             no = to_int(out, "linear out features");
-  if (dx != nullptr) gemm(device, ctx, CUBLAS_OP_N, CUBLAS_OP_N, ni, rows, no, w, ni, dy, no, dx);
-  if (dw != nullptr) gemm(device, ctx, CUBLAS_OP_N, CUBLAS_OP_T, ni, no, rows, x, ni, dy, no, dw);
+  check_math_supported(ctx, math, "linear backward");
+  const bool products = (dx != nullptr || dw != nullptr) && rows > 0 && ni > 0 && no > 0;
+  const MathInput dym(device, math, products ? dy : nullptr, n * out);
+  if (dx != nullptr) {
+    const MathInput wm(device, math, products ? w : nullptr, out * in);
+    gemm(device, ctx, math, CUBLAS_OP_N, CUBLAS_OP_N, ni, rows, no, wm.get(), ni, dym.get(), no, dx);
+  }
+  if (dw != nullptr) {
+    const MathInput xm(device, math, products ? x : nullptr, n * in);
+    gemm(device, ctx, math, CUBLAS_OP_N, CUBLAS_OP_T, ni, no, rows, xm.get(), ni, dym.get(), no, dw);
+  }
   if (db != nullptr) column_sums(device, ctx, dy, db, rows, no);
 }
 

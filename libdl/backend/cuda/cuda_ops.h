@@ -1,10 +1,11 @@
-// The CUDA backend: computational bodies over device buffers, float32, on the device's compute
-// stream (never synchronising the host). Front ends in ops/ check shapes, dtypes and devices first;
-// these functions trust them. As on the CPU, every output is assigned, never accumulated, unless the
-// name ends in _acc. `device` is the CUDA device index of the tensors.
+// The CUDA backend: computational bodies over device buffers, float32 (convolution and linear computing in
+// the precision the front end resolved, dl/core/precision.h), on the device's compute stream (never
+// synchronising the host). Front ends in ops/ check shapes, dtypes and devices first; these functions trust
+// them. As on the CPU, every output is assigned, never accumulated, unless the name ends in _acc. `device` is
+// the CUDA device index of the tensors.
 //   cudnn_*.cpp:  convolution, batch norm, ReLU, pooling, softmax (cuDNN); linear (cuBLAS)
 //   kernels.cu:   launches of the hand-written kernels of kernels/ (element-wise and activations, cross-entropy,
-//                 concat, bilinear resize, optimiser updates, segmentation metrics)
+//                 concat, bilinear resize, optimiser updates, segmentation metrics, casts to bf16 / fp16)
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -50,10 +51,19 @@ void softmax_backward(int device, const float* y, const float* dy, float* dx, in
                       bool log);
 
 // ---- cuBLAS: linear, x N x I, w O x I, y N x O ----
+// `math` is the precision the front end resolved (Note [GEMM math] in cublas_linear.cpp): kFp32 (TF32 while
+// dl::cuda::allow_tf32()), kTf32, or kBf16 / kFp16 operands with float32 accumulation and float32 outputs. The
+// backward takes the forward's. bf16 needs compute capability 8.0 or newer (dl::Error otherwise).
 void linear_forward(int device, const float* x, const float* w, const float* b, float* y, int64_t n, int64_t in,
-                    int64_t out);
+                    int64_t out, Precision math = Precision::kFp32);
 void linear_backward(int device, const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                     int64_t n, int64_t in, int64_t out);
+                     int64_t n, int64_t in, int64_t out, Precision math = Precision::kFp32);
+
+// ---- casts between float32 and the 16-bit formats (kernels/cast.cuh); math is kBf16 or kFp16 ----
+// y (n bf16 / half bit patterns) = x rounded to nearest, ties to even; x_f32 (n floats) = y, exactly.
+// Any other precision throws dl::Error.
+void cast_to_16(int device, Precision math, const float* x, uint16_t* y, int64_t n);
+void cast_from_16(int device, Precision math, const uint16_t* y, float* x_f32, int64_t n);
 
 // ---- hand-written kernels (kernels/*.cuh) ----
 // The element-wise unary family: Op is a functor of kernels/unary_ops.cuh (instantiated for each of

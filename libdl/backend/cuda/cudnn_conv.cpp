@@ -1,4 +1,5 @@
-// cuDNN 2-D convolution: forward (with bias) and backward (data, filter, bias) over NCHW float32, stride,
+// cuDNN 2-D convolution: forward (with bias) and backward (data, filter, bias) over NCHW float32 tensors,
+// computed in the precision the front end resolved (Conv2dGeometry::math; Note [convolution math]), stride,
 // padding, dilation and groups passed natively to cuDNN, the algorithm chosen once per shape and kept with
 // its fallbacks (Note [cudnn algorithm cache]). Outputs are assigned (beta = 0), never accumulated.
 #include <algorithm>
@@ -15,7 +16,9 @@
 
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cudnn_utils.h"
+#include "backend/cuda/low_precision.h"
 #include "backend/cuda/runtime.h"
+#include "dl/core/cuda.h"
 #include "dl/core/error.h"
 
 namespace dl::cuda {
@@ -25,26 +28,43 @@ namespace dl::cuda {
 // whose speed and workspace depend on the shape. Choosing costs from microseconds (heuristics,
 // cudnnGetConvolution*Algorithm_v7) to a timed run of every algorithm (cudnnFindConvolution*AlgorithmEx, which
 // synchronises the device), so the choice is made once per key: device, the whole geometry (N C H W, K R S,
-// Ho Wo, stride, padding, dilation, groups), direction, the TF32 flag, the search mode and the workspace limit
-// (changing either setting therefore searches again rather than reusing a choice made under the old one).
+// Ho Wo, stride, padding, dilation, groups), direction, the math (Note [convolution math]: float32, TF32, bf16
+// or fp16), the deterministic flag, the search mode and the workspace limit (changing any setting therefore
+// searches again rather than reusing a choice made under the old one).
 // The map lives for the process behind a mutex. The search runs outside the lock: two threads meeting the same
 // new shape may both search, and the first result stored wins. Entries are never modified or erased, so the
 // hot path takes the lock for the lookup only and reads its entry afterwards without it.
 //
 // What is cached is the list of candidates, not one algorithm: every algorithm cuDNN reports with status
-// success whose workspace fits the limit, in cuDNN's order (measured time, or heuristic rank), ending with one
-// that needs no workspace (IMPLICIT_GEMM forward, ALGO_0 backward), appended when the list has none. Each run
-// allocates the first candidate's workspace from the caching allocator (DeviceBuffer, released in stream
-// order); when that throws (out of memory) it moves on to the next candidate needing less workspace, so a
-// convolution does not fail for want of scratch memory while an algorithm without workspace exists.
+// success (and, under dl::deterministic(), determinism CUDNN_DETERMINISTIC) whose workspace fits the limit, in
+// cuDNN's order (measured time, or heuristic rank), ending with a fallback appended when no candidate needs
+// zero workspace: IMPLICIT_GEMM forward, ALGO_0 backward, or under dl::deterministic() the deterministic
+// ALGO_1 backward (ALGO_0 accumulates with atomics). A candidate's workspace is what
+// cudnnGetConvolution*WorkspaceSize answers for it with its math type, not the perf result's `memory` (the
+// heuristics' figure is an estimate). Each run allocates the first candidate's workspace from the caching
+// allocator (DeviceBuffer, released in stream order); when that throws (out of memory) it moves on to the next
+// candidate needing less workspace, so a convolution does not fail for want of scratch memory while an
+// algorithm with less workspace exists.
 //
 // The timed search gets its workspace the same way: the largest any algorithm asks for within the limit, or
-// none when even that cannot be allocated (then only algorithms without workspace succeed). It runs on the
-// tensors of the first call and overwrites that call's output, which the real run then assigns.
+// none when even that cannot be allocated (then only algorithms without workspace succeed). Such a search,
+// cut short by a lack of memory, is used for that call but not cached: a later call searches again. The
+// search runs on the operands of the first call and overwrites that call's output, which the real run then
+// assigns.
 //
-// Math: CUDNN_FMA_MATH (plain float32) unless allow_tf32(); then CUDNN_DEFAULT_MATH, which in cuDNN 9 lets
-// TF32 tensor cores be used on Ampere and later. A candidate remembers the math type cuDNN searched it with
-// (forced to FMA without TF32) and the descriptor is set to it before the candidate runs.
+// A candidate remembers the math type cuDNN searched it with (Note [convolution math]; forced to FMA for
+// strict float32) and the descriptor is set to it before the candidate runs.
+//
+// Note [convolution math]
+// Conv2dGeometry::math is resolved per call: kFp32 becomes TF32 while dl::cuda::allow_tf32() and plain float32
+// otherwise; kTf32 is TF32 whatever the switch says; kBf16 and kFp16 are 16-bit operands with float32
+// accumulation. The descriptors' math types: CUDNN_FMA_MATH for plain float32 (no tensor cores),
+// CUDNN_DEFAULT_MATH for TF32 (which in cuDNN 9 lets float32 data use TF32 tensor cores on Ampere and later),
+// CUDNN_TENSOR_OP_MATH for bf16 and fp16. For bf16 / fp16 the float32 operands are cast into 16-bit scratch
+// (backend/cuda/low_precision.h), the tensor and filter descriptors say CUDNN_DATA_BFLOAT16 / CUDNN_DATA_HALF
+// with a CUDNN_DATA_FLOAT convolution (cuDNN's PSEUDO_BFLOAT16 / PSEUDO_HALF configurations, whose output is
+// in the data type too), and the 16-bit result is cast back into the float32 output: y, dx and dw carry the
+// rounding of their 16-bit result on top of the operands'. Bias add and bias gradient stay float32.
 
 namespace {
 
@@ -58,19 +78,39 @@ struct ConvDescs {
   ConvolutionDescriptor conv;
 };
 
-// The math type a search starts from: TF32 allowed or plain float32 (Note [cudnn algorithm cache]).
-cudnnMathType_t search_math(bool tf32) { return tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH; }
-
-ConvDescs conv_descs(const Conv2dGeometry& g, bool tf32) {
-  return ConvDescs{tensor_nchw(g.n, g.c, g.h, g.w), tensor_nchw(g.n, g.k, g.ho, g.wo),
-                   filter_kcrs(g.k, g.c_per_group(), g.r, g.s), convolution_2d(g.p, search_math(tf32))};
+// The math type a search starts from (Note [convolution math]); `math` is resolved (kFp32 is strict float32).
+cudnnMathType_t search_math(Precision math) {
+  switch (math) {
+    case Precision::kFp32:
+      return CUDNN_FMA_MATH;
+    case Precision::kTf32:
+      return CUDNN_DEFAULT_MATH;
+    case Precision::kBf16:
+    case Precision::kFp16:
+      return CUDNN_TENSOR_OP_MATH;
+  }
+  DL_THROW("cuDNN convolution: unknown precision ", static_cast<int>(math));
 }
 
-// The two inputs and the output of one direction; each direction below says which tensor is which.
+// The data type of x, w and y (and of dx, dw, dy) in cuDNN's terms.
+cudnnDataType_t data_type(Precision math) {
+  if (math == Precision::kBf16) return CUDNN_DATA_BFLOAT16;
+  if (math == Precision::kFp16) return CUDNN_DATA_HALF;
+  return CUDNN_DATA_FLOAT;
+}
+
+ConvDescs conv_descs(const Conv2dGeometry& g, Precision math) {
+  const cudnnDataType_t t = data_type(math);
+  return ConvDescs{tensor_nchw(g.n, g.c, g.h, g.w, t), tensor_nchw(g.n, g.k, g.ho, g.wo, t),
+                   filter_kcrs(g.k, g.c_per_group(), g.r, g.s, t), convolution_2d(g.p, search_math(math))};
+}
+
+// The two inputs and the output of one direction, in the data type of the descriptors; each direction below
+// says which tensor is which.
 struct ConvOperands {
-  const float* a;
-  const float* b;
-  float* out;
+  const void* a;
+  const void* b;
+  void* out;
 };
 
 enum class Direction { kForward, kBackwardData, kBackwardFilter };
@@ -82,6 +122,7 @@ struct Forward {
   static constexpr Direction kDirection = Direction::kForward;
   static constexpr int kCount = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
   static constexpr Algo kNoWorkspace = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  static constexpr Algo kDeterministic = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;  // no atomics
   static constexpr const char* kName = "forward";
 
   static cudnnStatus_t heuristic(cudnnHandle_t h, const ConvDescs& d, int* count, Perf* perf) {
@@ -110,6 +151,7 @@ struct BackwardData {
   static constexpr Direction kDirection = Direction::kBackwardData;
   static constexpr int kCount = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
   static constexpr Algo kNoWorkspace = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
+  static constexpr Algo kDeterministic = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;  // no atomics
   static constexpr const char* kName = "backward data";
 
   static cudnnStatus_t heuristic(cudnnHandle_t h, const ConvDescs& d, int* count, Perf* perf) {
@@ -138,6 +180,7 @@ struct BackwardFilter {
   static constexpr Direction kDirection = Direction::kBackwardFilter;
   static constexpr int kCount = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
   static constexpr Algo kNoWorkspace = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0;
+  static constexpr Algo kDeterministic = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;  // no atomics
   static constexpr const char* kName = "backward filter";
 
   static cudnnStatus_t heuristic(cudnnHandle_t h, const ConvDescs& d, int* count, Perf* perf) {
@@ -162,13 +205,15 @@ struct BackwardFilter {
 
 // How this call searches, read once per call so that the key, the descriptors and the search agree.
 struct SearchSettings {
+  Precision math;  // resolved (Note [convolution math]): kFp32 is strict float32 here
+  bool deterministic;
   bool timed;
-  bool tf32;
   size_t limit;
 };
 
-SearchSettings current_settings() {
-  return {conv_algo_search() == ConvAlgoSearch::kTimed, allow_tf32(), conv_workspace_limit()};
+SearchSettings current_settings(Precision requested) {
+  const Precision math = requested == Precision::kFp32 && allow_tf32() ? Precision::kTf32 : requested;
+  return {math, deterministic(), conv_algo_search() == ConvAlgoSearch::kTimed, conv_workspace_limit()};
 }
 
 struct Candidate {
@@ -181,7 +226,8 @@ struct ConvKey {
   int device;
   Direction direction;
   std::array<int64_t, 16> geometry;
-  bool tf32;
+  Precision math;
+  bool deterministic;
   bool timed;
   size_t limit;
   auto operator<=>(const ConvKey&) const = default;
@@ -193,7 +239,8 @@ ConvKey conv_key(int device, const Conv2dGeometry& g, Direction direction, const
                  direction,
                  {g.n, g.c, g.h, g.w, g.k, g.r, g.s, g.ho, g.wo, p.stride[0], p.stride[1], p.padding[0], p.padding[1],
                   p.dilation[0], p.dilation[1], p.groups},
-                 s.tf32,
+                 s.math,
+                 s.deterministic,
                  s.timed,
                  s.limit};
 }
@@ -222,10 +269,19 @@ size_t largest_workspace(cudnnHandle_t h, const ConvDescs& d, size_t limit) {
   return largest;
 }
 
-// Asks cuDNN for its ranked list: timed (Find*Ex, with a workspace from the caching allocator) or heuristic.
+// The workspace `algo` needs with `math` set on the descriptor, asked of cuDNN; false when cuDNN says the
+// algorithm does not support this configuration.
+template <typename D>
+bool workspace_of(cudnnHandle_t h, const ConvDescs& d, int algo, cudnnMathType_t math, size_t* bytes) {
+  DL_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), math));
+  return D::workspace(h, d, static_cast<typename D::Algo>(algo), bytes) == CUDNN_STATUS_SUCCESS;
+}
+
+// cuDNN's ranked list: timed (Find*Ex, with a workspace from the caching allocator) or heuristic. `complete`
+// turns false when the timed search had to run without the workspace it wanted (out of memory).
 template <typename D>
 int ranked_algorithms(const DeviceContext& ctx, const ConvDescs& d, const ConvOperands& o, const SearchSettings& s,
-                      typename D::Perf* perf) {
+                      typename D::Perf* perf, bool* complete) {
   int count = 0;
   if (!s.timed) {
     DL_CUDNN_CHECK(D::heuristic(ctx.cudnn, d, &count, perf));
@@ -238,44 +294,67 @@ int ranked_algorithms(const DeviceContext& ctx, const ConvDescs& d, const ConvOp
       ws = DeviceBuffer(bytes, ctx.device);
     } catch (const dl::Error&) {
       bytes = 0;  // out of memory: time the algorithms that need no workspace (Note [cudnn algorithm cache])
+      *complete = false;
     }
   }
   DL_CUDNN_CHECK(D::find(ctx.cudnn, d, o, &count, perf, ws.get(), bytes));
   return count;
 }
 
-// Appends the direction's algorithm without workspace unless a candidate already needs none (or it is listed).
+// Appends the direction's fallback (Note [cudnn algorithm cache]) unless a candidate already needs no
+// workspace or the fallback is listed.
 template <typename D>
-void append_no_workspace(cudnnHandle_t h, const ConvDescs& d, const SearchSettings& s, std::vector<Candidate>& c) {
-  const bool listed = std::any_of(c.begin(), c.end(), [](const Candidate& e) {
-    return e.workspace == 0 || e.algo == static_cast<int>(D::kNoWorkspace);
-  });
+void append_fallback(cudnnHandle_t h, const ConvDescs& d, const SearchSettings& s, std::vector<Candidate>& c) {
+  const int algo = static_cast<int>(s.deterministic ? D::kDeterministic : D::kNoWorkspace);
+  const bool listed =
+      std::any_of(c.begin(), c.end(), [algo](const Candidate& e) { return e.workspace == 0 || e.algo == algo; });
+  const cudnnMathType_t math = search_math(s.math);
   size_t bytes = 0;
-  if (listed || D::workspace(h, d, D::kNoWorkspace, &bytes) != CUDNN_STATUS_SUCCESS || bytes > s.limit) return;
-  c.push_back({static_cast<int>(D::kNoWorkspace), bytes, search_math(s.tf32)});
+  if (listed || !workspace_of<D>(h, d, algo, math, &bytes) || bytes > s.limit) return;
+  c.push_back({algo, bytes, math});
 }
 
-template <typename D>
-std::vector<Candidate> search(const DeviceContext& ctx, ConvDescs& d, const ConvOperands& o, const SearchSettings& s) {
-  // An earlier direction of the same call may have left its candidate's math type on the descriptor.
-  DL_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), search_math(s.tf32)));
-  typename D::Perf perf[D::kCount] = {};
-  const int count = ranked_algorithms<D>(ctx, d, o, s, perf);
+std::string geometry_text(const Conv2dGeometry& g) {
+  return detail::str_cat("x ", g.n, "x", g.c, "x", g.h, "x", g.w, ", w ", g.k, "x", g.c_per_group(), "x", g.r, "x", g.s,
+                         ", groups ", g.p.groups);
+}
+
+struct SearchResult {
   std::vector<Candidate> candidates;
+  bool complete = true;  // false: cut short by a lack of memory, not to be cached
+};
+
+template <typename D>
+SearchResult search(const DeviceContext& ctx, const Conv2dGeometry& g, const ConvDescs& d, const ConvOperands& o,
+                    const SearchSettings& s) {
+  // An earlier direction of the same call may have left its candidate's math type on the descriptor.
+  DL_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), search_math(s.math)));
+  typename D::Perf perf[D::kCount] = {};
+  SearchResult r;
+  const int count = ranked_algorithms<D>(ctx, d, o, s, perf, &r.complete);
   for (int i = 0; i < count; ++i) {
-    if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > s.limit) continue;
-    candidates.push_back({static_cast<int>(perf[i].algo), perf[i].memory, s.tf32 ? perf[i].mathType : CUDNN_FMA_MATH});
+    if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
+    if (s.deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+    // Strict float32 keeps FMA whatever cuDNN reports; otherwise the math type the algorithm was ranked with.
+    const cudnnMathType_t math = s.math == Precision::kFp32 ? CUDNN_FMA_MATH : perf[i].mathType;
+    size_t bytes = 0;
+    if (!workspace_of<D>(ctx.cudnn, d, static_cast<int>(perf[i].algo), math, &bytes) || bytes > s.limit) continue;
+    r.candidates.push_back({static_cast<int>(perf[i].algo), bytes, math});
   }
-  append_no_workspace<D>(ctx.cudnn, d, s, candidates);
-  DL_CHECK(!candidates.empty(), "cuDNN convolution ", D::kName,
-           ": no algorithm supports this geometry within the workspace limit of ", s.limit, " bytes");
-  return candidates;
+  append_fallback<D>(ctx.cudnn, d, s, r.candidates);
+  DL_CHECK(!r.candidates.empty(), "cuDNN convolution ", D::kName, ": no ",
+           s.deterministic ? "deterministic algorithm (dl::set_deterministic is on)" : "algorithm",
+           " supports this geometry (", geometry_text(g), ") in ", precision_name(s.math),
+           " within the workspace limit of ", s.limit, " bytes");
+  return r;
 }
 
-// The cached candidates of this shape, searching on first use (Note [cudnn algorithm cache]).
+// The candidates of this shape and settings: cached, or searched now (Note [cudnn algorithm cache]). A search
+// cut short by a lack of memory is returned through `uncached` and not stored.
 template <typename D>
-const std::vector<Candidate>& candidates(const DeviceContext& ctx, const Conv2dGeometry& g, ConvDescs& d,
-                                         const ConvOperands& o, const SearchSettings& s) {
+const std::vector<Candidate>& candidates(const DeviceContext& ctx, const Conv2dGeometry& g, const ConvDescs& d,
+                                         const ConvOperands& o, const SearchSettings& s,
+                                         std::vector<Candidate>& uncached) {
   const ConvKey key = conv_key(ctx.device, g, D::kDirection, s);
   AlgoCache& cache = algo_cache();
   {
@@ -283,16 +362,21 @@ const std::vector<Candidate>& candidates(const DeviceContext& ctx, const Conv2dG
     const auto it = cache.entries.find(key);
     if (it != cache.entries.end()) return it->second;
   }
-  std::vector<Candidate> found = search<D>(ctx, d, o, s);  // unlocked: a timed search synchronises the device
+  SearchResult found = search<D>(ctx, g, d, o, s);  // unlocked: a timed search synchronises the device
+  if (!found.complete) {
+    uncached = std::move(found.candidates);
+    return uncached;
+  }
   std::lock_guard<std::mutex> lock(cache.mu);
-  return cache.entries.emplace(key, std::move(found)).first->second;  // a racing search stored first wins
+  return cache.entries.emplace(key, std::move(found.candidates)).first->second;  // a racing search stored first wins
 }
 
 // Runs the first candidate whose workspace can be allocated, moving to smaller workspaces on out of memory.
 template <typename D>
-void run_direction(const DeviceContext& ctx, const Conv2dGeometry& g, ConvDescs& d, const ConvOperands& o,
+void run_direction(const DeviceContext& ctx, const Conv2dGeometry& g, const ConvDescs& d, const ConvOperands& o,
                    const SearchSettings& s) {
-  const std::vector<Candidate>& list = candidates<D>(ctx, g, d, o, s);
+  std::vector<Candidate> uncached;
+  const std::vector<Candidate>& list = candidates<D>(ctx, g, d, o, s, uncached);
   size_t failed = std::numeric_limits<size_t>::max();  // smallest workspace that could not be allocated
   for (size_t i = 0; i < list.size(); ++i) {
     const Candidate& c = list[i];
@@ -334,37 +418,61 @@ ConvAlgoSearch conv_algo_search() { return search_setting.load(); }
 void set_conv_workspace_limit(size_t bytes) { workspace_limit_setting.store(bytes); }
 size_t conv_workspace_limit() { return workspace_limit_setting.load(); }
 
+// Note [convolution math]: for bf16 / fp16, x and w go in as 16-bit copies and y comes back through a 16-bit
+// scratch; the bias is added to the float32 y.
 void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
   DeviceGuard guard(device);
   DeviceContext& ctx = context(device);
   if (g.n * g.k * g.ho * g.wo == 0) return;  // nothing to write
-  const SearchSettings s = current_settings();
-  ConvDescs d = conv_descs(g, s.tf32);  // not const: each candidate sets its math type
-  run_direction<Forward>(ctx, g, d, ConvOperands{x, w, y}, s);
+  const SearchSettings s = current_settings(g.math);
+  check_math_supported(ctx, s.math, "conv2d");
+  const ConvDescs d = conv_descs(g, s.math);  // each candidate sets its math type on d.conv
+  const MathInput xm(device, s.math, x, g.n * g.c * g.h * g.w);
+  const MathInput wm(device, s.math, w, g.k * g.c_per_group() * g.r * g.s);
+  MathOutput ym(device, s.math, y, g.n * g.k * g.ho * g.wo);
+  run_direction<Forward>(ctx, g, d, ConvOperands{xm.get(), wm.get(), ym.get()}, s);
+  ym.finish();
   if (b != nullptr) {
-    const TensorDescriptor bias = tensor_nchw(1, g.k, 1, 1);
-    DL_CUDNN_CHECK(cudnnAddTensor(ctx.cudnn, &kOne, bias.get(), b, &kOne, d.y.get(), y));
+    const TensorDescriptor bias = tensor_nchw(1, g.k, 1, 1), yf = tensor_nchw(g.n, g.k, g.ho, g.wo);
+    DL_CUDNN_CHECK(cudnnAddTensor(ctx.cudnn, &kOne, bias.get(), b, &kOne, yf.get(), y));
   }
 }
 
+// Note [convolution math]: dy is cast once for both directions, w for the data gradient, x for the filter
+// gradient; db is the float32 sum of the float32 dy.
 void conv2d_backward(int device, const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx,
                      float* dw, float* db) {
   DeviceGuard guard(device);
   DeviceContext& ctx = context(device);
-  if (g.n * g.k * g.ho * g.wo == 0) {  // no output: every gradient is a sum of nothing
-    zero_output(device, dx, g.n * g.c * g.h * g.w);
-    zero_output(device, dw, g.k * g.c_per_group() * g.r * g.s);
+  const int64_t x_count = g.n * g.c * g.h * g.w, w_count = g.k * g.c_per_group() * g.r * g.s,
+                y_count = g.n * g.k * g.ho * g.wo;
+  if (y_count == 0) {  // no output: every gradient is a sum of nothing
+    zero_output(device, dx, x_count);
+    zero_output(device, dw, w_count);
     zero_output(device, db, g.k);
     return;
   }
-  const SearchSettings s = current_settings();
-  ConvDescs d = conv_descs(g, s.tf32);  // not const: each candidate sets its math type
+  const SearchSettings s = current_settings(g.math);
+  check_math_supported(ctx, s.math, "conv2d backward");
   if (db != nullptr) {
-    const TensorDescriptor bias = tensor_nchw(1, g.k, 1, 1);
-    DL_CUDNN_CHECK(cudnnConvolutionBackwardBias(ctx.cudnn, &kOne, d.y.get(), dy, &kZero, bias.get(), db));
+    const TensorDescriptor bias = tensor_nchw(1, g.k, 1, 1), dyf = tensor_nchw(g.n, g.k, g.ho, g.wo);
+    DL_CUDNN_CHECK(cudnnConvolutionBackwardBias(ctx.cudnn, &kOne, dyf.get(), dy, &kZero, bias.get(), db));
   }
-  if (dx != nullptr) run_direction<BackwardData>(ctx, g, d, ConvOperands{w, dy, dx}, s);
-  if (dw != nullptr) run_direction<BackwardFilter>(ctx, g, d, ConvOperands{x, dy, dw}, s);
+  if (dx == nullptr && dw == nullptr) return;
+  const ConvDescs d = conv_descs(g, s.math);  // each candidate sets its math type on d.conv
+  const MathInput dym(device, s.math, dy, y_count);
+  if (dx != nullptr) {
+    const MathInput wm(device, s.math, w, w_count);
+    MathOutput dxm(device, s.math, dx, x_count);
+    run_direction<BackwardData>(ctx, g, d, ConvOperands{wm.get(), dym.get(), dxm.get()}, s);
+    dxm.finish();
+  }
+  if (dw != nullptr) {
+    const MathInput xm(device, s.math, x, x_count);
+    MathOutput dwm(device, s.math, dw, w_count);
+    run_direction<BackwardFilter>(ctx, g, d, ConvOperands{xm.get(), dym.get(), dwm.get()}, s);
+    dwm.finish();
+  }
 }
 
 }  // namespace dl::cuda

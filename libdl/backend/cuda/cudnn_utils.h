@@ -1,6 +1,6 @@
 // RAII owners of the cuDNN descriptors the backend uses (tensor, filter, convolution, pooling, activation) and
-// the helpers that set them for NCHW float32: 4-d tensors, and N x C x S data viewed as N x C x S x 1. Every
-// descriptor is created in a constructor that throws dl::Error on failure and destroyed in a destructor that
+// the helpers that set them for NCHW float32 (or bf16 / half): 4-d tensors, and N x C x S data viewed as N x C x S x 1.
+// Every descriptor is created in a constructor that throws dl::Error on failure and destroyed in a destructor that
 // never throws; the owners are move-only. Also the checked narrowing of int64 sizes to the int that cuDNN
 // and cuBLAS take. Only compiled with CUDA (DL_WITH_CUDA); nothing here is public API.
 #pragma once
@@ -68,27 +68,30 @@ using PoolingDescriptor =
 using ActivationDescriptor =
     CudnnDescriptor<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor, cudnnDestroyActivationDescriptor>;
 
-// A packed NCHW float32 tensor n x c x h x w.
-inline TensorDescriptor tensor_nchw(int64_t n, int64_t c, int64_t h, int64_t w) {
+// A packed NCHW tensor n x c x h x w of float32 (or `type`: the bf16 / half operands of a convolution).
+inline TensorDescriptor tensor_nchw(int64_t n, int64_t c, int64_t h, int64_t w,
+                                    cudnnDataType_t type = CUDNN_DATA_FLOAT) {
   TensorDescriptor d;
-  DL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, to_int(n, "N"),
-                                            to_int(c, "C"), to_int(h, "H"), to_int(w, "W")));
+  DL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d.get(), CUDNN_TENSOR_NCHW, type, to_int(n, "N"), to_int(c, "C"),
+                                            to_int(h, "H"), to_int(w, "W")));
   return d;
 }
 
 // N x C x S (channels in the middle, S contiguous) as the 4-d tensor N x C x S x 1.
 inline TensorDescriptor tensor_ncs(int64_t n, int64_t c, int64_t s) { return tensor_nchw(n, c, s, 1); }
 
-// A packed float32 filter K x C x R x S (C is the input channels per group).
-inline FilterDescriptor filter_kcrs(int64_t k, int64_t c, int64_t r, int64_t s) {
+// A packed filter K x C x R x S (C is the input channels per group) of float32 (or `type`).
+inline FilterDescriptor filter_kcrs(int64_t k, int64_t c, int64_t r, int64_t s,
+                                    cudnnDataType_t type = CUDNN_DATA_FLOAT) {
   FilterDescriptor d;
-  DL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, to_int(k, "K"),
-                                            to_int(c, "C / groups"), to_int(r, "R"), to_int(s, "S")));
+  DL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d.get(), type, CUDNN_TENSOR_NCHW, to_int(k, "K"), to_int(c, "C / groups"),
+                                            to_int(r, "R"), to_int(s, "S")));
   return d;
 }
 
-// Cross-correlation (what the library calls convolution) with float32 accumulation; stride, padding, dilation
-// and groups are cuDNN's own, so no path lowers a dilated or grouped convolution by hand.
+// Cross-correlation (what the library calls convolution) with float32 accumulation (also for bf16 / half
+// data: cuDNN's PSEUDO_BFLOAT16 and PSEUDO_HALF configurations); stride, padding, dilation and groups are cuDNN's own,
+// so no path lowers a dilated or grouped convolution by hand.
 inline ConvolutionDescriptor convolution_2d(const Conv2dParams& p, cudnnMathType_t math) {
   ConvolutionDescriptor d;
   DL_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d.get(), p.padding[0], p.padding[1], p.stride[0], p.stride[1],

@@ -5,6 +5,7 @@
 #include "backend/cuda/runtime.h"
 #include "batch_norm.cuh"
 #include "bf_score.cuh"
+#include "cast.cuh"
 #include "concat.cuh"
 #include "confusion.cuh"
 #include "cross_entropy.cuh"
@@ -112,6 +113,26 @@ void bias_add_acc(int device, float* y, const float* b, int64_t rows, int64_t co
 void lerp_(int device, float* y, const float* x, float m, int64_t n) {
   CudaLauncher l(device);
   kern::launch_1d(l, kern::lerp_kernel<float>, n, y, x, m, n);
+}
+
+// ---- casts to and from bf16 / fp16 ----
+namespace {
+kern::Format16 format16(Precision math, const char* what) {
+  if (math == Precision::kBf16) return kern::Format16::kBf16;
+  if (math == Precision::kFp16) return kern::Format16::kFp16;
+  DL_THROW(what, ": expected the precision bf16 or fp16, got ", precision_name(math));
+}
+}  // namespace
+
+void cast_to_16(int device, Precision math, const float* x, uint16_t* y, int64_t n) {
+  const kern::Format16 f = format16(math, "cast to 16 bits");
+  CudaLauncher l(device);
+  kern::run_float_to_16(l, f, x, y, n);
+}
+void cast_from_16(int device, Precision math, const uint16_t* y, float* x_f32, int64_t n) {
+  const kern::Format16 f = format16(math, "cast from 16 bits");
+  CudaLauncher l(device);
+  kern::run_16_to_float(l, f, y, x_f32, n);
 }
 
 // ---- cross-entropy ----

@@ -1,6 +1,6 @@
 // The CUDA runtime layer of the backend (runtime.h): error reporting for the CUDA runtime, cuDNN and
 // cuBLAS; the version check; the per-device contexts (streams, library handles); the caching device
-// allocator; scratch, pinned and copy helpers; the TF32 switch. Host code only, compiled by the C++
+// allocator; scratch, pinned and copy helpers. Host code only, compiled by the C++
 // compiler against the CUDA runtime API.
 //
 // Note [process-lifetime CUDA objects]: the device contexts (streams, cuDNN and cuBLAS handles, the copy
@@ -167,11 +167,6 @@ DeviceContext* create_context(int device, cudaEvent_t* compute_mark) {
   DL_CUBLAS_CHECK(cublas().set_stream(ctx->cublas, ctx->compute));
   DL_CUDA_CHECK(cudaEventCreateWithFlags(compute_mark, cudaEventDisableTiming));
   return ctx.release();
-}
-
-std::atomic<bool>& tf32_flag() {
-  static std::atomic<bool> flag{env_flag("DL_ALLOW_TF32")};
-  return flag;
 }
 
 }  // namespace
@@ -445,10 +440,5 @@ void synchronize(int device) {
   DL_CUDA_CHECK(cudaStreamSynchronize(ctx.copy));
   DL_CUDA_CHECK(cudaStreamSynchronize(ctx.compute));
 }
-
-// ---- options ----
-
-void set_allow_tf32(bool on) { tf32_flag().store(on, std::memory_order_relaxed); }
-bool allow_tf32() { return tf32_flag().load(std::memory_order_relaxed); }
 
 }  // namespace dl::cuda

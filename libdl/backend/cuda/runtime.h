@@ -17,6 +17,7 @@
 #include <string>
 
 #include "dl/core/allocator.h"
+#include "dl/core/cuda.h"
 #include "dl/core/error.h"
 
 namespace dl::cuda {
@@ -157,9 +158,6 @@ void compute_wait(int device, cudaEvent_t event);
 // Waits for everything queued on the device (used at the end of an epoch and by timers, never per op).
 void synchronize(int device);
 
-// ---- options ----
-// TF32 tensor-core math in cuBLAS GEMMs and cuDNN convolutions: off by default (float32 results).
-void set_allow_tf32(bool on);
-bool allow_tf32();
+// The TF32 switch (set_allow_tf32, allow_tf32) and dl::deterministic() are public: dl/core/cuda.h.
 
 }  // namespace dl::cuda
