@@ -259,10 +259,11 @@ inline OpCase conv2d(std::string name, Shape x, Shape w, Conv2dParams p, bool bi
 
 // x, gamma, beta differentiated; the running statistics are inputs too (updated in training, compared
 // after the step as extra outputs).
+// relu: batch norm with its ReLU fused (BatchNormOptions::relu) against relu(batch_norm(...)) in libtorch.
 inline OpCase batch_norm(std::string name, Shape x, bool training, double momentum = 0.1, double eps = 1e-5,
-                         double x_scale = 1, double x_shift = 0) {
+                         double x_scale = 1, double x_shift = 0, bool relu = false) {
   const int64_t ch = x[1];
-  OpCase c{"batch_norm",
+  OpCase c{relu ? "batch_norm_relu" : "batch_norm",
            std::move(name),
            {normal(x, x_scale, x_shift), uniform({ch}, 0.5, 1.5), normal({ch}), state(normal({ch})),
             state(uniform({ch}, 0.5, 2.0))}};
@@ -270,11 +271,15 @@ inline OpCase batch_norm(std::string name, Shape x, bool training, double moment
   opt.training = training;
   opt.momentum = momentum;
   opt.eps = eps;
+  opt.relu = relu;
   c.dl = [opt](const In& x) -> Outs {
     Tensor rm = x[3], rv = x[4];
     return {ops::batch_norm(x[0], x[1], x[2], rm, rv, opt), rm, rv};
   };
-  c.torch = DL_TORCH({torch::batch_norm(x[0], x[1], x[2], x[3], x[4], training, momentum, eps, false), x[3], x[4]});
+  c.torch =
+      DL_TORCH({relu ? torch::relu(torch::batch_norm(x[0], x[1], x[2], x[3], x[4], training, momentum, eps, false))
+                     : torch::batch_norm(x[0], x[1], x[2], x[3], x[4], training, momentum, eps, false),
+                x[3], x[4]});
   c.wrt = {{}, {true, false, false, false, false}, {false, true, true, false, false}};
   c.bench_tensors = 3;
   return c;
@@ -431,6 +436,13 @@ inline std::vector<OpCase> all() {
        batch_norm("Conv4dMomentum03Infer", {2, 8, 7, 7}, false, 0.3, 1e-3),
        batch_norm("OneImageInfer", {1, 4, 3, 5}, false), batch_norm("Features2dInfer", {16, 10}, false),
        batch_norm("Features2dThreeRowsInfer", {3, 5}, false, 0.5)});
+  // ---- batch_norm_relu: the fused ReLU (the kink at 0 of the normalised output: these rows' fixed inputs
+  // keep every output farther from 0 than the gradient check's step moves it) ----
+  add({batch_norm("Train4d", {3, 2, 3, 4}, true, 0.1, 1e-5, 1, 0, true),
+       batch_norm("Conv4d", {4, 3, 5, 6}, true, 0.1, 1e-5, 2.0, 0.5, true),
+       batch_norm("Train2d", {5, 3}, true, 0.1, 1e-5, 1, 0, true),
+       batch_norm("Conv4dInfer", {4, 3, 5, 6}, false, 0.1, 1e-5, 1, 0, true),
+       batch_norm("Features2dInfer", {16, 10}, false, 0.1, 1e-5, 1, 0, true)});
 
   // ---- pooling ----
   add(pool2d("K2S2", {2, 3, 4, 6}, pool_params({2, 2}, {2, 2}, {0, 0})));

@@ -32,7 +32,7 @@ ConvBnRelu::ConvBnRelu(int in, int out, int kernel, int dilation, Generator& gen
   bn_ = register_module("bn", std::make_shared<BatchNorm2d>(out));
 }
 
-Tensor ConvBnRelu::forward(const Tensor& x) { return ops::relu((*bn_)((*conv_)(x))); }
+Tensor ConvBnRelu::forward(const Tensor& x) { return bn_->forward_relu((*conv_)(x)); }
 
 DeepLabV3Plus::DeepLabV3Plus(const DeepLabV3PlusOptions& o, Generator& gen) : o_(o) {
   DL_CHECK(o.num_classes >= 1, "DeepLabV3Plus: expected at least one class, got ", o.num_classes);

@@ -43,6 +43,10 @@ BatchNorm2d::BatchNorm2d(int channels, double momentum, double eps, DType dtype)
 Tensor BatchNorm2d::forward(const Tensor& x) {
   return ops::batch_norm(x, weight, bias, running_mean, running_var, {is_training(), momentum_, eps_});
 }
+Tensor BatchNorm2d::forward_relu(const Tensor& x) {
+  return ops::batch_norm(x, weight, bias, running_mean, running_var,
+                         {.training = is_training(), .momentum = momentum_, .eps = eps_, .relu = true});
+}
 
 Tensor ReLU::forward(const Tensor& x) { return ops::relu(x); }
 Tensor Sigmoid::forward(const Tensor& x) { return ops::sigmoid(x); }

@@ -15,8 +15,7 @@ MnistCnn::MnistCnn(const MnistCnnOptions& o, Generator& gen) : o_(o) {
     c.params.padding = {1, 1};
     c.init = o.init;
     add("conv" + id, std::make_shared<Conv2d>(c, gen));
-    add("bn" + id, std::make_shared<BatchNorm2d>(o.filters[i]));
-    add("relu" + id, std::make_shared<ReLU>());
+    add("bn" + id, std::make_shared<BatchNormReLU2d>(o.filters[i]));  // batch norm and its ReLU, fused
     if (i + 1 < o.filters.size()) {
       add("pool" + id, std::make_shared<MaxPool2d>(Pool2dParams{{2, 2}, {2, 2}, {0, 0}}));
       h /= 2;

@@ -44,7 +44,7 @@ BasicBlock::BasicBlock(int in, int out, int stride, int dilation1, int dilation2
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor h = ops::relu((*bn1_)((*conv1_)(x)));
+  Tensor h = bn1_->forward_relu((*conv1_)(x));
   h = (*bn2_)((*conv2_)(h));
   return ops::relu(ops::add(h, downsample_ ? downsample_->forward(x) : x));
 }
@@ -63,7 +63,7 @@ ResNet18::ResNet18(const ResNet18Options& o, Generator& gen) : o_(o) {
 
 ResNet18::Features ResNet18::features(const Tensor& x) {
   DL_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet18: expected N x 3 x H x W, got ", x.shape().str());
-  Tensor h = ops::relu((*bn1_)((*conv1_)(x)));
+  Tensor h = bn1_->forward_relu((*conv1_)(x));
   h = ops::max_pool2d(h, Pool2dParams{{3, 3}, {2, 2}, {1, 1}});
   Features f;
   f.layer1 = layer1_->forward(h);

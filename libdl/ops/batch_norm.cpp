@@ -9,6 +9,21 @@ namespace dl::ops {
 
 using namespace detail;
 
+// Note [batch norm + ReLU]: with opt.relu the ReLU is applied in batch norm's own output pass, and the
+// backward masks dy by the output (y > 0) inside batch norm's own passes: one tensor less written and
+// read each way than batch_norm followed by relu, and the graph keeps x and y as the two ops would.
+// cuDNN: its batch norm, then its activation in place on y (and a masked dy before its backward).
+
+namespace {
+// The CUDA body of the fused ReLU's backward: dy masked by y > 0 (nothing to do without the ReLU).
+Tensor relu_masked(const Tensor& gy, const Tensor& sy, bool relu) {
+  if (!relu || gy.device().is_cpu()) return gy;
+  Tensor masked = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
+  DL_CUDA_BODY(cuda::relu_backward(gy.device().index, f32(sy), f32(gy), f32(masked), gy.numel()));
+  return masked;
+}
+}  // namespace
+
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
                   const BatchNormOptions& opt) {
   const char* op = "batch_norm";
@@ -28,22 +43,27 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
 
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   const double eps = opt.eps;
+  const bool relu = opt.relu;
   if (!opt.training) {
     dispatch(
         x, op,
         [&](auto t) {
           using T = decltype(t);
           cpu::batch_norm_forward_infer(x.data<T>(), gamma.data<T>(), beta.data<T>(), running_mean.data<T>(),
-                                        running_var.data<T>(), n, c, s, eps, y.data<T>());
+                                        running_var.data<T>(), n, c, s, eps, y.data<T>(), relu);
         },
         [&](int dev) {
           DL_CUDA_BODY(cuda::batch_norm_forward_infer(dev, f32(x), f32(gamma), f32(beta), f32(running_mean),
-                                                      f32(running_var), n, c, s, eps, f32(y)));
+                                                      f32(running_var), n, c, s, eps, f32(y));
+                       if (relu) cuda::relu_forward(dev, f32(y), f32(y), y.numel()));
         });
     if (!autograd::needs_record({x, gamma, beta})) return y;
     Tensor sx = x.detach(), sg = gamma.detach(), sm = running_mean.clone(), sv = running_var.clone();
+    Tensor sy = relu ? y.detach() : Tensor();
     return autograd::record(
-        "batch_norm_infer", y, {x, gamma, beta}, [=](const Tensor& gy, const std::vector<bool>& needs) {
+        relu ? "batch_norm_relu_infer" : "batch_norm_infer", y, {x, gamma, beta},
+        [=](const Tensor& gy_in, const std::vector<bool>& needs) {
+          const Tensor gy = relu_masked(gy_in, sy, relu);
           Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
           Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
           dispatch(
@@ -52,7 +72,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                 using T = decltype(t);
                 cpu::batch_norm_backward_infer(sx.data<T>(), sg.data<T>(), gy.data<T>(), sm.data<T>(), sv.data<T>(), n,
                                                c, s, eps, gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(),
-                                               gb.data<T>());
+                                               gb.data<T>(), ptr_or_null<T>(sy));
               },
               [&](int dev) {
                 DL_CUDA_BODY(cuda::batch_norm_backward_infer(dev, f32(sx), f32(sg), f32(gy), f32(sm), f32(sv), n, c, s,
@@ -70,7 +90,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
       [&](auto t) {
         using T = decltype(t);
         cpu::batch_norm_forward_train(x.data<T>(), gamma.data<T>(), beta.data<T>(), n, c, s, eps, y.data<T>(),
-                                      mean.data<T>(), invstd.data<T>(), var_unbiased.data<T>());
+                                      mean.data<T>(), invstd.data<T>(), var_unbiased.data<T>(), relu);
         T* rm = running_mean.data<T>();
         T* rv = running_var.data<T>();
         const T m = static_cast<T>(opt.momentum);
@@ -83,26 +103,31 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
         DL_CUDA_BODY(cuda::batch_norm_forward_train(dev, f32(x), f32(gamma), f32(beta), n, c, s, eps, f32(y), f32(mean),
                                                     f32(invstd), f32(var_unbiased));
                      cuda::lerp_(dev, f32(running_mean), f32(mean), static_cast<float>(opt.momentum), c);
-                     cuda::lerp_(dev, f32(running_var), f32(var_unbiased), static_cast<float>(opt.momentum), c));
+                     cuda::lerp_(dev, f32(running_var), f32(var_unbiased), static_cast<float>(opt.momentum), c);
+                     if (relu) cuda::relu_forward(dev, f32(y), f32(y), y.numel()));
       });
   if (!autograd::needs_record({x, gamma, beta})) return y;
-  Tensor sx = x.detach(), sg = gamma.detach();
-  return autograd::record("batch_norm", y, {x, gamma, beta}, [=](const Tensor& gy, const std::vector<bool>& needs) {
-    Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
-    Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
-    dispatch(
-        gy, "batch_norm_backward",
-        [&](auto t) {
-          using T = decltype(t);
-          cpu::batch_norm_backward(sx.data<T>(), sg.data<T>(), gy.data<T>(), mean.data<T>(), invstd.data<T>(), n, c, s,
-                                   gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(), gb.data<T>());
-        },
-        [&](int dev) {
-          DL_CUDA_BODY(cuda::batch_norm_backward(dev, f32(sx), f32(sg), f32(gy), f32(mean), f32(invstd), n, c, s, eps,
-                                                 f32(gx), f32(gg), f32(gb)));
-        });
-    return std::vector<Tensor>{gx, needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
-  });
+  Tensor sx = x.detach(), sg = gamma.detach(), sy = relu ? y.detach() : Tensor();
+  return autograd::record(
+      relu ? "batch_norm_relu" : "batch_norm", y, {x, gamma, beta},
+      [=](const Tensor& gy_in, const std::vector<bool>& needs) {
+        const Tensor gy = relu_masked(gy_in, sy, relu);
+        Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
+        Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
+        dispatch(
+            gy, "batch_norm_backward",
+            [&](auto t) {
+              using T = decltype(t);
+              cpu::batch_norm_backward(sx.data<T>(), sg.data<T>(), gy.data<T>(), mean.data<T>(), invstd.data<T>(), n, c,
+                                       s, gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(), gb.data<T>(),
+                                       ptr_or_null<T>(sy));
+            },
+            [&](int dev) {
+              DL_CUDA_BODY(cuda::batch_norm_backward(dev, f32(sx), f32(sg), f32(gy), f32(mean), f32(invstd), n, c, s,
+                                                     eps, f32(gx), f32(gg), f32(gb)));
+            });
+        return std::vector<Tensor>{gx, needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
+      });
 }
 
 }  // namespace dl::ops

@@ -1,6 +1,7 @@
 // CPU batch normalisation over N x C x S, one channel per parallel task. The variance is computed
 // around the mean (two passes) for accuracy; see Note [plane sums].
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/parallel.h"
@@ -16,11 +17,17 @@ template <typename T>
 using Arr = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <typename T>
 using CArr = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// dy where the fused ReLU passed its input (its output y > 0), else 0.
+template <typename T>
+auto masked(const T* dy, const T* relu_out, int64_t o, int64_t s) {
+  return (CArr<T>(relu_out + o, s) > T(0)).select(CArr<T>(dy + o, s), T(0));
+}
 }  // namespace
 
 template <typename T>
 void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, int64_t n, int64_t c, int64_t s, double eps,
-                              T* y, T* mean, T* invstd, T* var_unbiased) {
+                              T* y, T* mean, T* invstd, T* var_unbiased, bool relu) {
   const int64_t m = n * s;
   parallel_for(c, m, [&](int64_t ch) {
     // Each plane is summed vectorised in T, the planes in double (Note [plane sums]).
@@ -36,13 +43,18 @@ void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, int64_t
     var_unbiased[ch] = static_cast<T>(m > 1 ? sq / static_cast<double>(m - 1) : var);
     const T a = static_cast<T>(gamma[ch] * is);
     const T b = static_cast<T>(beta[ch] - mu * gamma[ch] * is);
-    for (int64_t i = 0; i < n; ++i) Arr<T>(y + (i * c + ch) * s, s) = CArr<T>(x + (i * c + ch) * s, s) * a + b;
+    for (int64_t i = 0; i < n; ++i) {
+      if (relu)
+        Arr<T>(y + (i * c + ch) * s, s) = (CArr<T>(x + (i * c + ch) * s, s) * a + b).max(T(0));
+      else
+        Arr<T>(y + (i * c + ch) * s, s) = CArr<T>(x + (i * c + ch) * s, s) * a + b;
+    }
   });
 }
 
 template <typename T>
 void batch_norm_forward_infer(const T* x, const T* gamma, const T* beta, const T* mean, const T* var, int64_t n,
-                              int64_t c, int64_t s, double eps, T* y) {
+                              int64_t c, int64_t s, double eps, T* y, bool relu) {
   parallel_for(n * c, s, [&](int64_t row) {
     const int64_t ch = row % c;
     const double is = 1.0 / std::sqrt(static_cast<double>(var[ch]) + eps);
@@ -50,13 +62,16 @@ void batch_norm_forward_infer(const T* x, const T* gamma, const T* beta, const T
     const T b = static_cast<T>(beta[ch] - mean[ch] * gamma[ch] * is);
     const T* p = x + row * s;
     T* q = y + row * s;
-    for (int64_t j = 0; j < s; ++j) q[j] = p[j] * a + b;
+    if (relu)
+      for (int64_t j = 0; j < s; ++j) q[j] = std::max(p[j] * a + b, T(0));
+    else
+      for (int64_t j = 0; j < s; ++j) q[j] = p[j] * a + b;
   });
 }
 
 template <typename T>
 void batch_norm_backward(const T* x, const T* gamma, const T* dy, const T* mean, const T* invstd, int64_t n, int64_t c,
-                         int64_t s, T* dx, T* dgamma, T* dbeta) {
+                         int64_t s, T* dx, T* dgamma, T* dbeta, const T* relu_out) {
   const int64_t m = n * s;
   parallel_for(c, m, [&](int64_t ch) {
     const T mu = mean[ch];
@@ -64,8 +79,13 @@ void batch_norm_backward(const T* x, const T* gamma, const T* dy, const T* mean,
     double sum_dy = 0, sum_dy_xc = 0;
     for (int64_t i = 0; i < n; ++i) {
       const int64_t o = (i * c + ch) * s;
-      sum_dy += CArr<T>(dy + o, s).sum();
-      sum_dy_xc += (CArr<T>(dy + o, s) * (CArr<T>(x + o, s) - mu)).sum();
+      if (relu_out) {
+        sum_dy += masked(dy, relu_out, o, s).sum();
+        sum_dy_xc += (masked(dy, relu_out, o, s) * (CArr<T>(x + o, s) - mu)).sum();
+      } else {
+        sum_dy += CArr<T>(dy + o, s).sum();
+        sum_dy_xc += (CArr<T>(dy + o, s) * (CArr<T>(x + o, s) - mu)).sum();
+      }
     }
     const double sum_dy_xhat = sum_dy_xc * is;
     if (dgamma) dgamma[ch] = static_cast<T>(sum_dy_xhat);
@@ -77,14 +97,17 @@ void batch_norm_backward(const T* x, const T* gamma, const T* dy, const T* mean,
     const T kx = static_cast<T>(is * sum_dy_xhat / static_cast<double>(m));
     for (int64_t i = 0; i < n; ++i) {
       const int64_t o = (i * c + ch) * s;
-      Arr<T>(dx + o, s) = k * (CArr<T>(dy + o, s) - mdy - (CArr<T>(x + o, s) - mu) * kx);
+      if (relu_out)
+        Arr<T>(dx + o, s) = k * (masked(dy, relu_out, o, s) - mdy - (CArr<T>(x + o, s) - mu) * kx);
+      else
+        Arr<T>(dx + o, s) = k * (CArr<T>(dy + o, s) - mdy - (CArr<T>(x + o, s) - mu) * kx);
     }
   });
 }
 
 template <typename T>
 void batch_norm_backward_infer(const T* x, const T* gamma, const T* dy, const T* mean, const T* var, int64_t n,
-                               int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta) {
+                               int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta, const T* relu_out) {
   parallel_for(c, n * s, [&](int64_t ch) {
     const double is = 1.0 / std::sqrt(static_cast<double>(var[ch]) + eps);
     double sum_dy = 0, sum_dy_xhat = 0;
@@ -92,10 +115,12 @@ void batch_norm_backward_infer(const T* x, const T* gamma, const T* dy, const T*
       const T* p = x + (i * c + ch) * s;
       const T* d = dy + (i * c + ch) * s;
       T* q = dx ? dx + (i * c + ch) * s : nullptr;
+      const T* r = relu_out ? relu_out + (i * c + ch) * s : nullptr;
       for (int64_t j = 0; j < s; ++j) {
-        sum_dy += d[j];
-        sum_dy_xhat += d[j] * (p[j] - mean[ch]) * is;
-        if (q) q[j] = static_cast<T>(d[j] * gamma[ch] * is);
+        const T dj = !r || r[j] > T(0) ? d[j] : T(0);
+        sum_dy += dj;
+        sum_dy_xhat += dj * (p[j] - mean[ch]) * is;
+        if (q) q[j] = static_cast<T>(dj * gamma[ch] * is);
       }
     }
     if (dgamma) dgamma[ch] = static_cast<T>(sum_dy_xhat);
@@ -105,13 +130,13 @@ void batch_norm_backward_infer(const T* x, const T* gamma, const T* dy, const T*
 
 #define DL_INSTANTIATE(T)                                                                                            \
   template void batch_norm_forward_train<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, double, T*, T*, \
-                                            T*, T*);                                                                 \
+                                            T*, T*, bool);                                                           \
   template void batch_norm_forward_infer<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,      \
-                                            int64_t, double, T*);                                                    \
+                                            int64_t, double, T*, bool);                                              \
   template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,  \
-                                       T*, T*, T*);                                                                  \
+                                       T*, T*, T*, const T*);                                                        \
   template void batch_norm_backward_infer<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,     \
-                                             int64_t, double, T*, T*, T*);
+                                             int64_t, double, T*, T*, T*, const T*);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)
 #undef DL_INSTANTIATE

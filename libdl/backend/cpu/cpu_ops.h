@@ -46,20 +46,23 @@ template <typename T>
 void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db);
 
 // ---- batch norm: x viewed as N x C x S (S = H W) ----
+// relu: y = max(0, bn(x)) in the same pass (Note [batch norm + ReLU] in ops/batch_norm.cpp); the backward
+// then takes that y (`relu_out`, else null) and masks dy by y > 0 in its own passes.
 template <typename T>
 void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, int64_t n, int64_t c, int64_t s, double eps,
-                              T* y, T* mean, T* invstd, T* var_unbiased);
+                              T* y, T* mean, T* invstd, T* var_unbiased, bool relu = false);
 template <typename T>
 void batch_norm_forward_infer(const T* x, const T* gamma, const T* beta, const T* mean, const T* var, int64_t n,
-                              int64_t c, int64_t s, double eps, T* y);
+                              int64_t c, int64_t s, double eps, T* y, bool relu = false);
 // Backward of the training-mode forward. dgamma, dbeta may be null.
 template <typename T>
 void batch_norm_backward(const T* x, const T* gamma, const T* dy, const T* mean, const T* invstd, int64_t n, int64_t c,
-                         int64_t s, T* dx, T* dgamma, T* dbeta);
+                         int64_t s, T* dx, T* dgamma, T* dbeta, const T* relu_out = nullptr);
 // Backward of the inference-mode forward (an affine map per channel).
 template <typename T>
 void batch_norm_backward_infer(const T* x, const T* gamma, const T* dy, const T* mean, const T* var, int64_t n,
-                               int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta);
+                               int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta,
+                               const T* relu_out = nullptr);
 
 // ---- pooling ----
 template <typename T>

@@ -39,10 +39,19 @@ class BatchNorm2d : public Layer {
  public:
   explicit BatchNorm2d(int channels, double momentum = 0.1, double eps = 1e-5, DType dtype = DType::kFloat32);
   Tensor forward(const Tensor& x) override;
+  // max(0, forward(x)) as one op (Note [batch norm + ReLU] in ops/batch_norm.cpp).
+  Tensor forward_relu(const Tensor& x);
   Tensor weight, bias, running_mean, running_var;  // all C
 
  private:
   double momentum_, eps_;
+};
+
+// BatchNorm2d followed by ReLU, fused, as one layer of a Sequential (the same parameters and buffers).
+class BatchNormReLU2d : public BatchNorm2d {
+ public:
+  using BatchNorm2d::BatchNorm2d;
+  Tensor forward(const Tensor& x) override { return forward_relu(x); }
 };
 
 // Activations (dl/ops/activation.h): any shape, nothing learned.

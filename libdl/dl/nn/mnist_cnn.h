@@ -4,9 +4,9 @@
 // the classes (softmax is part of the loss).
 //
 //   x  N x 1 x 28 x 28
-//   conv1 8, bn1, relu1, pool1   -> N x  8 x 14 x 14
-//   conv2 16, bn2, relu2, pool2  -> N x 16 x  7 x  7
-//   conv3 32, bn3, relu3         -> N x 32 x  7 x  7
+//   conv1 8, bn1 + ReLU, pool1   -> N x  8 x 14 x 14   (bnK: BatchNormReLU2d, the two fused)
+//   conv2 16, bn2 + ReLU, pool2  -> N x 16 x  7 x  7
+//   conv3 32, bn3 + ReLU         -> N x 32 x  7 x  7
 //   flatten, fc                  -> N x 10 (logits)
 #pragma once
 #include <vector>

@@ -8,6 +8,7 @@ struct BatchNormOptions {
   bool training = true;   // batch statistics (and update the running ones) or the running ones
   double momentum = 0.1;  // running = (1 - momentum) running + momentum batch (PyTorch's convention)
   double eps = 1e-5;
+  bool relu = false;  // y = max(0, batch_norm(x)) in one op (Note [batch norm + ReLU] in ops/batch_norm.cpp)
 };
 
 // gamma, beta, running_mean, running_var: C. In training the running statistics are updated in place
