@@ -226,3 +226,79 @@ TEST(Precision, PrecisionFlagParses) {
 }
 
 }  // namespace
+
+namespace {
+
+// A tiny MNIST-shaped data set (random images, labels 0..9).
+std::shared_ptr<dl::data::TensorDataset> tiny_set(int64_t n, uint64_t seed) {
+  dl::Generator gen(seed);
+  std::vector<int32_t> labels(static_cast<size_t>(n));
+  for (auto& l : labels) l = static_cast<int32_t>(gen.below(10));
+  return std::make_shared<dl::data::TensorDataset>(dl::Tensor::uniform({n, 1, 28, 28}, 0.0, 1.0, gen),
+                                                   dl::Tensor::from_vector<int32_t>({n}, labels));
+}
+
+dl::train::TrainingOptions tiny_options() {
+  dl::train::TrainingOptions o;
+  o.solver = dl::train::Solver::kAdam;
+  o.max_epochs = 1;
+  o.mini_batch_size = 16;
+  o.verbose = false;
+  o.shuffle = dl::train::Shuffle::kNever;
+  return o;
+}
+
+TEST(LossScaling, AnOverflowingStepChangesNoWeightAndTheScaleBacksOff) {
+  dl::Generator gen(11);
+  dl::nn::MnistCnn model({.filters = {4, 8}}, gen);
+  std::vector<std::vector<float>> before;
+  for (auto& p : model.parameter_refs()) before.push_back(p.tensor.to_vector_f32());
+  dl::train::TrainingOptions o = tiny_options();
+  o.loss_scaling = true;
+  o.loss_scaler.initial_scale = 1e300;  // the scaled float32 loss is inf: every gradient overflows
+  dl::train::Trainer t(model, o);
+  const dl::train::TrainingReport r = t.fit(tiny_set(16, 3));  // one step
+  EXPECT_EQ(r.iterations, 1);
+  EXPECT_EQ(r.skipped_steps, 1);
+  EXPECT_EQ(r.loss_scale, 0.5e300);
+  size_t i = 0;
+  for (auto& p : model.parameter_refs()) EXPECT_EQ(p.tensor.to_vector_f32(), before[i++]) << p.name;
+  // The optimiser took no step either: its state is as new.
+  EXPECT_EQ(t.optimizer().steps(), 0);
+}
+
+TEST(LossScaling, CleanStepsTrainAsWithoutScalingAndTheScaleGrows) {
+  dl::train::TrainingOptions o = tiny_options();
+  dl::Generator g1(12), g2(12);
+  dl::nn::MnistCnn plain({.filters = {4, 8}}, g1), scaled({.filters = {4, 8}}, g2);
+  dl::train::Trainer(plain, o).fit(tiny_set(64, 4));
+  o.loss_scaling = true;
+  o.loss_scaler.initial_scale = 1024;  // a power of two: scaling and unscaling are exact in float
+  o.loss_scaler.growth_interval = 3;
+  dl::train::Trainer t(scaled, o);
+  const dl::train::TrainingReport r = t.fit(tiny_set(64, 4));  // four steps: one growth
+  EXPECT_EQ(r.skipped_steps, 0);
+  EXPECT_EQ(r.loss_scale, 2048);
+  auto a = plain.parameter_refs(), b = scaled.parameter_refs();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_LE(rel_to_max(b[i].tensor.to_vector_f32(), a[i].tensor.to_vector_f32()), 1e-5) << a[i].name;
+}
+
+TEST(LossScaling, ScalerRulesAndRefusals) {
+  dl::optim::LossScaler s({.initial_scale = 8, .growth_factor = 2, .backoff_factor = 0.25, .growth_interval = 2});
+  s.update(false);
+  EXPECT_EQ(s.scale_value(), 8);
+  s.update(false);
+  EXPECT_EQ(s.scale_value(), 16);
+  s.update(false);
+  s.update(true);  // an overflow resets the run of clean steps
+  EXPECT_EQ(s.scale_value(), 4);
+  EXPECT_EQ(s.growth_tracker(), 0);
+  EXPECT_EQ(s.skipped_steps(), 1);
+  EXPECT_THROW(dl::optim::LossScaler({.initial_scale = 0}), dl::Error);
+  EXPECT_THROW(dl::optim::LossScaler({.backoff_factor = 1}), dl::Error);
+  EXPECT_THROW(s.set_state(std::nan(""), 0, 0), dl::Error);
+}
+
+}  // namespace

@@ -94,6 +94,9 @@ void TrainingProgram::print_summary(const TrainingReport& r) const {
               r.images_per_second, r.stopped_early ? " (stopped early)" : "");
   std::printf("Memory: peak RSS %.1f MiB, %s allocator peak %.1f MiB\n", r.peak_rss_bytes / 1048576.0,
               o_.device.str().c_str(), r.allocator_peak_bytes / 1048576.0);
+  if (r.loss_scale > 0)
+    std::printf("Loss scaling: %lld steps skipped (gradients overflowed), final scale %g\n",
+                static_cast<long long>(r.skipped_steps), r.loss_scale);
 }
 
 void TrainingProgram::estimate_memory(const std::string& path,

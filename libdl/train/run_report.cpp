@@ -58,6 +58,8 @@ Json RunReport::training_json(const TrainingReport& r) {
   tr["validation_accuracy"] = r.validation_accuracy;
   tr["validation_loss"] = r.validation_loss;
   tr["stopped_early"] = r.stopped_early;
+  tr["skipped_steps"] = r.skipped_steps;  // by loss scaling
+  if (r.loss_scale > 0) tr["loss_scale"] = r.loss_scale;
   tr["allocator_peak_bytes"] = r.allocator_peak_bytes;
   return tr;
 }

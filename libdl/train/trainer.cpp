@@ -104,9 +104,6 @@ void check_precision_usable(Precision p, Device device) {
                                     : "libdl built with oneDNN (libdnnl-dev), and this build has not",
              "; use fp32");
   }
-  DL_CHECK(p != Precision::kFp16,
-           "TrainingOptions: precision fp16 needs dynamic loss scaling, which the Trainer does not have yet; use bf16 "
-           "(the same tensor cores, and no scaling needed)");
 }
 }  // namespace
 
@@ -118,6 +115,7 @@ Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
   check_precision_usable(o_.precision, o_.device);
   model_.to(o_.device);  // before the optimiser makes its state tensors beside the parameters
   optimizer_ = make_optimizer(model_, o_);
+  if (o_.precision == Precision::kFp16 || o_.loss_scaling) scaler_.emplace(o_.loss_scaler);
 }
 
 Trainer::~Trainer() = default;
@@ -225,15 +223,20 @@ IterationRecord Trainer::step(Run& run, const data::Batch& batch) {
   optimizer_->zero_grad();  // before the forward: the last step's gradients are freed, not carried through it
   const Tensor logits = model_.forward(batch.inputs);
   const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
-  loss.backward();
+  (scaler_ ? scaler_->scale(loss) : loss).backward();
   // Read after the backward is queued, so that a device computes it while the host waits; before the
   // update, so that a non-finite loss changes no weight.
   const double loss_value = loss.item<double>();
   check_loss(run, loss_value, batch, logits);
-  clip_gradients();
-  if (hook_) hook_(optimizer_->params());
-  optimizer_->set_learning_rate(learn_rate_at(run));
-  optimizer_->step();
+  // With loss scaling, gradients that overflowed skip this update (weights and optimiser state stay).
+  const bool overflow = scaler_ && !scaler_->unscale(optimizer_->params());
+  if (scaler_) scaler_->update(overflow);
+  if (!overflow) {
+    clip_gradients();
+    if (hook_) hook_(optimizer_->params());
+    optimizer_->set_learning_rate(learn_rate_at(run));
+    optimizer_->step();
+  }
   ++iteration_;
   run.images += batch.size();
   run.report.train_seconds += since(ts);
@@ -307,6 +310,7 @@ TrainingReport Trainer::finish(Run& run) {
   r.images_per_second = r.train_seconds > 0 ? static_cast<double>(run.images) / r.train_seconds : 0;
   r.peak_rss_bytes = peak_rss_bytes();
   r.allocator_peak_bytes = allocator_stats(o_.device).peak_bytes;
+  if (scaler_) r.skipped_steps = scaler_->skipped_steps(), r.loss_scale = scaler_->scale_value();
   for (auto* o : run.observers) o->on_end(r);
   return std::move(r);
 }
@@ -361,6 +365,13 @@ void Trainer::save_checkpoint(const std::string& path) const {
   std::string gs;
   for (uint64_t w : g) gs += std::to_string(w) + " ";
   f.metadata["shuffle_generator"] = gs;
+  if (scaler_) {
+    char scale[40];
+    std::snprintf(scale, sizeof scale, "%.17g", scaler_->scale_value());  // exact: resume is bit for bit
+    f.metadata["loss_scale"] = scale;
+    f.metadata["loss_scale_growth_tracker"] = std::to_string(scaler_->growth_tracker());
+    f.metadata["loss_scale_skipped_steps"] = std::to_string(scaler_->skipped_steps());
+  }
   for (auto& [n, t] : model_.state()) f.tensors.emplace_back("model." + n, t);
   for (auto& [n, t] : optimizer_->state()) f.tensors.emplace_back("optimizer." + n, t);
   for (auto& [n, t] : best_state_) f.tensors.emplace_back("best." + n, t);
@@ -407,6 +418,12 @@ void Trainer::load_checkpoint(const std::string& path) {
   for (auto& w : g) gs >> w;
   DL_CHECK(!gs.fail(), path, ": corrupt shuffle_generator entry");
   shuffle_gen_.set_state(g);
+  if (scaler_ && f.metadata.count("loss_scale")) {
+    scaler_->set_state(parse_double(meta("loss_scale"), 0, std::numeric_limits<double>::max(),
+                                    path + ": checkpoint entry 'loss_scale'"),
+                       static_cast<int>(int_meta("loss_scale_growth_tracker", std::numeric_limits<int>::max())),
+                       int_meta("loss_scale_skipped_steps", int64_t{1} << 62));
+  }
 }
 
 }  // namespace dl::train

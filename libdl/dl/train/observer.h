@@ -44,6 +44,8 @@ struct TrainingReport {
   double validation_accuracy = std::numeric_limits<double>::quiet_NaN();
   int64_t peak_rss_bytes = 0;
   int64_t allocator_peak_bytes = 0;  // of the training device's caching allocator (the CPU's on the CPU)
+  int64_t skipped_steps = 0;         // updates skipped by loss scaling (inf/NaN gradients), over the whole run
+  double loss_scale = 0;             // the loss scale at the end (0: no loss scaling)
 };
 
 // Where a fit() call starts: a resumed one at the iteration and epoch of its checkpoint.

@@ -11,6 +11,7 @@
 
 #include "dl/core/device.h"
 #include "dl/core/precision.h"
+#include "dl/optim/loss_scaler.h"
 #include "dl/optim/schedule.h"
 
 namespace dl::train {
@@ -83,6 +84,10 @@ struct TrainingOptions {
   // during the forward and backward of each step; weights, optimiser state, batch-norm statistics,
   // the loss and the metrics stay float32. Checked against the device when the Trainer is made.
   Precision precision = Precision::kFp32;
+  // Dynamic loss scaling (dl/optim/loss_scaler.h): always on with fp16, on for any precision when set;
+  // a step whose gradients overflow is skipped and counted in TrainingReport::skipped_steps.
+  bool loss_scaling = false;
+  optim::LossScalerOptions loss_scaler{};
 
   // Throws dl::Error naming the first option out of range.
   void validate() const;

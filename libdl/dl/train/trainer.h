@@ -7,12 +7,14 @@
 #include <functional>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "dl/data/dataset.h"
 #include "dl/nn/module.h"
 #include "dl/ops/loss.h"
+#include "dl/optim/loss_scaler.h"
 #include "dl/optim/optimizer.h"
 #include "dl/train/observer.h"
 #include "dl/train/options.h"
@@ -77,6 +79,7 @@ class Trainer {
   nn::Layer& model_;
   TrainingOptions o_;
   std::unique_ptr<optim::Optimizer> optimizer_;
+  std::optional<optim::LossScaler> scaler_;  // with fp16 or TrainingOptions::loss_scaling
   std::optional<optim::Schedule> schedule_;  // o_.resolved_schedule(), made once the options are validated
   std::shared_ptr<const data::Dataset> validation_;
   ops::CrossEntropyOptions loss_;
