@@ -119,17 +119,22 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
                                                                p->bias, dst_any, strides, dilates, pad_l, pad_r)
                              : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src_any, wei_any,
                                                                dst_any, strides, dilates, pad_l, pad_r);
-  p->fwd = dnnl::convolution_forward::primitive_desc(fwd_desc, e.engine);
+  // Note [onednn scratchpads]: each primitive's scratchpad comes from libdl's caching allocator for the
+  // length of one call (run() below), rather than being held by the primitive for the process: cached
+  // primitives then keep no memory of their own, and the bytes show in the allocator's statistics.
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  p->fwd = dnnl::convolution_forward::primitive_desc(fwd_desc, attr, e.engine);
   p->bwd_data = dnnl::convolution_backward_data::primitive_desc(
       dnnl::convolution_backward_data::desc(alg, memory::desc(src_dims, f32, Tag::any), wei_any, ddst_any, strides,
                                             dilates, pad_l, pad_r),
-      e.engine, p->fwd);
+      attr, e.engine, p->fwd);
   const auto bwd_w_desc =
       bias ? dnnl::convolution_backward_weights::desc(alg, src_any, memory::desc(wei_dims, f32, Tag::any), p->bias,
                                                       ddst_any, strides, dilates, pad_l, pad_r)
            : dnnl::convolution_backward_weights::desc(alg, src_any, memory::desc(wei_dims, f32, Tag::any), ddst_any,
                                                       strides, dilates, pad_l, pad_r);
-  p->bwd_weights = dnnl::convolution_backward_weights::primitive_desc(bwd_w_desc, e.engine, p->fwd);
+  p->bwd_weights = dnnl::convolution_backward_weights::primitive_desc(bwd_w_desc, attr, e.engine, p->fwd);
   p->fwd_prim = dnnl::convolution_forward(p->fwd);
   p->bwd_data_prim = dnnl::convolution_backward_data(p->bwd_data);
   p->bwd_weights_prim = dnnl::convolution_backward_weights(p->bwd_weights);
@@ -161,6 +166,17 @@ class Staged {
   Scratch<uint8_t> buffer_;
 };
 
+// Executes `prim` with a scratchpad of the size its descriptor asks for (Note [onednn scratchpads]) and
+// waits for it, before the scratchpad and any staged buffer go back to the allocator.
+void run(const dnnl::primitive& prim, const dnnl::primitive_desc_base& pd, std::unordered_map<int, memory> args,
+         Engine& e) {
+  Scratch<uint8_t> scratch;
+  const memory::desc sd = pd.scratchpad_desc();
+  if (sd.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(sd, e.engine, scratch.ensure(sd.get_size())));
+  prim.execute(e.stream, args);
+  e.stream.wait();
+}
+
 // Runs `body` with the engine's lock held and turns oneDNN's errors into dl::Error.
 template <typename F>
 void guarded(const char* what, F&& body) {
@@ -190,7 +206,7 @@ bool onednn_conv2d_forward(const Conv2dGeometry& g, const float* x, const float*
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC, src.mem()}, {DNNL_ARG_WEIGHTS, wei.mem()}, {DNNL_ARG_DST, dst.mem()}};
     if (b) args.emplace(DNNL_ARG_BIAS, memory(p.bias, e.engine, const_cast<float*>(b)));
-    p.fwd_prim.execute(e.stream, args);
+    run(p.fwd_prim, p.fwd, std::move(args), e);
     dst.store(e);
     e.stream.wait();
   });
@@ -211,9 +227,8 @@ bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float
     if (dx) {
       Staged wei(p.wei, p.bwd_data.weights_desc(), const_cast<float*>(w), true, e);
       Staged dsrc(p.src, p.bwd_data.diff_src_desc(), dx, false, e);
-      p.bwd_data_prim.execute(
-          e.stream,
-          {{DNNL_ARG_DIFF_DST, ddst_data->mem()}, {DNNL_ARG_WEIGHTS, wei.mem()}, {DNNL_ARG_DIFF_SRC, dsrc.mem()}});
+      run(p.bwd_data_prim, p.bwd_data,
+          {{DNNL_ARG_DIFF_DST, ddst_data->mem()}, {DNNL_ARG_WEIGHTS, wei.mem()}, {DNNL_ARG_DIFF_SRC, dsrc.mem()}}, e);
       dsrc.store(e);
       e.stream.wait();  // before the staged buffers go back to the allocator
     }
@@ -227,7 +242,7 @@ bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float
       std::unordered_map<int, memory> args{
           {DNNL_ARG_SRC, src.mem()}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwei.mem()}};
       if (db) args.emplace(DNNL_ARG_DIFF_BIAS, memory(p.bias, e.engine, db));
-      p.bwd_weights_prim.execute(e.stream, args);
+      run(p.bwd_weights_prim, p.bwd_weights, std::move(args), e);
       dwei.store(e);
       e.stream.wait();
     }
