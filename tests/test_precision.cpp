@@ -2,8 +2,10 @@
 // through oneDNN against float32 within the documented tolerance (and visibly not float32), a backward
 // that runs in its forward's precision, float64 untouched, and the errors where the CPU cannot.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <thread>
 #include <tuple>
@@ -283,6 +285,40 @@ TEST(LossScaling, CleanStepsTrainAsWithoutScalingAndTheScaleGrows) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i)
     EXPECT_LE(rel_to_max(b[i].tensor.to_vector_f32(), a[i].tensor.to_vector_f32()), 1e-5) << a[i].name;
+}
+
+TEST(LossScaling, TheScaleResumesFromACheckpointExactly) {
+  // Two epochs of four steps, growing every three: a run stopped after the first epoch and resumed ends
+  // with the scale, growth count and weights of the run that never stopped.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("libdl_test_" + std::to_string(::getpid()) + "_loss_scale");
+  fs::remove_all(dir);
+  dl::train::TrainingOptions o = tiny_options();
+  o.loss_scaling = true;
+  o.loss_scaler.initial_scale = 3.0 * (1 << 20);  // 17 significant digits are needed to write its growth exactly
+  o.loss_scaler.growth_factor = 1.5;
+  o.loss_scaler.growth_interval = 3;
+  o.max_epochs = 2;
+  const auto data = tiny_set(64, 5);
+  dl::Generator g1(13), g2(13);
+  dl::nn::MnistCnn whole({.filters = {4, 8}}, g1), resumed({.filters = {4, 8}}, g2);
+  const dl::train::TrainingReport full = dl::train::Trainer(whole, o).fit(data);
+
+  o.max_epochs = 1;
+  o.checkpoint_path = dir.string();
+  dl::train::Trainer(resumed, o).fit(data);
+  o.max_epochs = 2;
+  o.checkpoint_path.clear();
+  dl::train::Trainer t(resumed, o);
+  t.load_checkpoint((dir / "checkpoint_epoch1.dlck").string());
+  const dl::train::TrainingReport rest = t.fit(data);
+  fs::remove_all(dir);
+  EXPECT_EQ(full.loss_scale, 3.0 * (1 << 20) * 1.5 * 1.5);  // grown after steps 3 and 6
+  EXPECT_EQ(rest.loss_scale, full.loss_scale);
+  EXPECT_EQ(rest.skipped_steps, full.skipped_steps);
+  auto a = whole.parameter_refs(), b = resumed.parameter_refs();
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(b[i].tensor.to_vector_f32(), a[i].tensor.to_vector_f32()) << a[i].name;
 }
 
 TEST(LossScaling, ScalerRulesAndRefusals) {

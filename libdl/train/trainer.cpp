@@ -93,26 +93,12 @@ struct Trainer::Run {
   bool stop = false;
 };
 
-namespace {
-// Refuses, before any work, a precision the device cannot compute in (dl/core/precision.h).
-void check_precision_usable(Precision p, Device device) {
-  if (device.is_cpu()) {
-    DL_CHECK(p != Precision::kFp16,
-             "TrainingOptions: precision fp16 runs on a GPU only; on the CPU use bf16 (AVX-512 BF16) or fp32");
-    DL_CHECK(p != Precision::kBf16 || cpu_bf16_available(), "TrainingOptions: precision bf16 on the CPU needs ",
-             cpu_onednn_available() ? "a CPU with AVX-512 BF16, and this one has not"
-                                    : "libdl built with oneDNN (libdnnl-dev), and this build has not",
-             "; use fp32");
-  }
-}
-}  // namespace
-
 Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
     : model_(model), o_(options), out_(&std::cout), shuffle_gen_(options.seed) {
   o_.validate();
   schedule_ = o_.resolved_schedule();
   check_device_usable(o_.device);
-  check_precision_usable(o_.precision, o_.device);
+  check_precision_usable(o_.precision, o_.device, "TrainingOptions: precision");
   model_.to(o_.device);  // before the optimiser makes its state tensors beside the parameters
   optimizer_ = make_optimizer(model_, o_);
   if (o_.precision == Precision::kFp16 || o_.loss_scaling) scaler_.emplace(o_.loss_scaler);

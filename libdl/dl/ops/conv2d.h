@@ -23,5 +23,8 @@ CpuConvEngine cpu_conv_engine();
 bool cpu_onednn_available();  // whether this build has the oneDNN engine
 // Whether this build and CPU compute bf16 convolution (Precision::kBf16) natively: oneDNN with AVX-512 BF16.
 bool cpu_bf16_available();
+// Throws dl::Error, naming `who`, when `device` cannot compute in `p` (dl/core/precision.h): fp16 on the
+// CPU, bf16 on a CPU or build without native bf16.
+void check_precision_usable(Precision p, Device device, const char* who);
 
 }  // namespace dl
