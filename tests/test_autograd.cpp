@@ -3,6 +3,7 @@
 #include <dl/dl.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -353,6 +354,27 @@ TEST(EdgeShapes, ConcatOfAnEmptyBatch) {
 
 // A window larger than the padded input must be an error, also when the stride would round the
 // negative span (in + 2 pad - dil (k - 1) - 1) towards zero into an output of size 1.
+TEST(EdgeShapes, MaxPoolPropagatesNaNFromAnyWindowPosition) {
+  // The 2x2 fast path and the general path agree: a NaN anywhere in a window is the window's maximum,
+  // its gradient goes there; equal maxima send it to the first.
+  const float nan = std::nanf("");
+  for (int pos = 0; pos < 4; ++pos) {
+    std::vector<float> v{1, 2, 3, 4};
+    v[static_cast<size_t>(pos)] = nan;
+    for (const dl::Pool2dParams& p : {dl::Pool2dParams{}, dl::Pool2dParams{{2, 2}, {2, 2}, {0, 0}}}) {
+      Tensor x = Tensor::from_vector<float>({1, 1, 2, 2}, v).set_requires_grad(true);
+      Tensor y = ops::max_pool2d(x, p);
+      EXPECT_TRUE(std::isnan(y.to_vector_f32()[0])) << "NaN at " << pos;
+    }
+    // The general path (a 3x3 window with padding covers the same four values).
+    Tensor x = Tensor::from_vector<float>({1, 1, 2, 2}, v);
+    EXPECT_TRUE(std::isnan(ops::max_pool2d(x, dl::Pool2dParams{{3, 3}, {2, 2}, {1, 1}}).to_vector_f32()[0]));
+  }
+  Tensor x = Tensor::from_vector<float>({1, 1, 2, 2}, {5, 5, 5, 5}).set_requires_grad(true);
+  ops::sum(ops::max_pool2d(x, {})).backward();
+  EXPECT_EQ(x.grad().to_vector_f32(), (std::vector<float>{1, 0, 0, 0}));
+}
+
 TEST(Errors, WindowLargerThanInputWithStride) {
   const Tensor w = Tensor::zeros({4, 2, 3, 3});
   dl::Conv2dParams s2;
