@@ -26,7 +26,9 @@ using CArr = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <typename T>
 const T* plane_dy(const T* dy, const T* relu_out, int64_t o, int64_t s) {
   if (!relu_out) return dy + o;
-  thread_local std::vector<T> buf;
+  // Aligned as Eigen's packets want, so that its sums over the buffer peel (and round) alike on every run
+  // (a plain vector's varying alignment broke bit-for-bit resume).
+  thread_local std::vector<T, Eigen::aligned_allocator<T>> buf;
   buf.resize(static_cast<size_t>(s));
   const T* r = relu_out + o;
   const T* d = dy + o;
