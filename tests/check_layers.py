@@ -97,7 +97,7 @@ def self_test(root):
             raise SystemExit("self-test: the tree itself has upward includes:\n" + "\n".join(problems))
         plants = [("libdl/core/shape.cpp", '#include "dl/nn/module.h"', "layer core includes dl/nn/module.h"),
                   ("kernels/compat.cuh", '#include "dl/core/tensor.h"', "layer kernels includes dl/core/tensor.h"),
-                  ("libdl/train/trainer.cpp", '#include "backend/cuda/runtime.h"', "which only backend, ops may"),
+                  ("libdl/train/trainer.cpp", '#include "backend/cuda/runtime.h"', "which only backend, dist, ops may"),
                   ("libdl/dl/core/params.h", "#include <dl/optim/optimizer.h>", "layer core includes dl/optim")]
         for file, include, expected in plants:
             target = copy / file

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "dl/dl.h"
+#include "quadrants.h"
 
 namespace {
 
@@ -21,22 +22,6 @@ fs::path temp_dir(const std::string& name) {
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
-}
-
-// Class = the brightest quadrant of an 8 x 8 image, plus noise: learnable in a few epochs.
-std::shared_ptr<dl::data::TensorDataset> quadrants(int n, uint64_t seed, int bad_label = -1) {
-  dl::Generator gen(seed);
-  dl::Tensor x = dl::Tensor::uniform({n, 1, 8, 8}, 0.0, 0.3, gen);
-  std::vector<int32_t> y(static_cast<size_t>(n));
-  float* p = x.data<float>();
-  for (int i = 0; i < n; ++i) {
-    const int c = static_cast<int>(gen.below(4));
-    y[i] = c;
-    for (int h = 0; h < 4; ++h)
-      for (int w = 0; w < 4; ++w) p[i * 64 + (h + 4 * (c / 2)) * 8 + w + 4 * (c % 2)] += 0.7f;
-  }
-  if (bad_label >= 0) y[n / 2] = bad_label;
-  return std::make_shared<dl::data::TensorDataset>(x, dl::Tensor::from_vector<int32_t>({n}, y));
 }
 
 dl::nn::MnistCnnOptions small_cnn() {
@@ -81,19 +66,42 @@ TEST(DataLoader, EveryIndexOncePerEpochWithPartialLastBatch) {
   EXPECT_NE(epochs[0], epochs[1]) << "shuffled every epoch";
 }
 
-TEST(DataLoader, ShardsPartitionAnEpoch) {
+TEST(DataLoader, ShardsShareEachBatchOfTheSameEpoch) {
   auto ds = std::make_shared<dl::data::TensorDataset>(dl::Tensor::uniform({11, 2}, 0, 1),
                                                       dl::Tensor::zeros({11}, dl::DType::kInt32));
-  std::multiset<float> all;
+  // Unsharded: batches of 3, 3, 3 and 2 samples.
+  dl::data::DataLoader whole(ds, {.batch_size = 3, .shuffle = true, .seed = 9});
+  whole.start_epoch();
+  std::vector<std::multiset<float>> expect;
+  dl::data::Batch b;
+  while (whole.next(b)) {
+    const std::vector<float> v = b.inputs.to_vector_f32();
+    expect.emplace_back(v.begin(), v.end());
+    EXPECT_EQ(b.global_size, b.size());
+  }
+  ASSERT_EQ(expect.size(), 4u);
+  // Three shards: each has every batch (the ranks step together), the shares of batch k together are
+  // batch k, and the last batch's 2 samples leave one shard an empty share.
+  std::vector<std::multiset<float>> got(expect.size());
+  int64_t samples = 0;
   for (int s = 0; s < 3; ++s) {
     dl::data::DataLoader loader(ds, {.batch_size = 3, .shuffle = true, .shard_index = s, .shard_count = 3, .seed = 9});
+    EXPECT_EQ(loader.batches_per_epoch(), 4);
+    samples += loader.samples_per_epoch();
     loader.start_epoch();
-    dl::data::Batch b;
-    while (loader.next(b))
-      for (float v : b.inputs.to_vector_f32()) all.insert(v);
+    for (size_t k = 0; loader.next(b); ++k) {
+      ASSERT_LT(k, got.size());
+      EXPECT_EQ(b.global_size, k < 3 ? 3 : 2);
+      EXPECT_LE(b.size(), 1);
+      if (b.size() == 0) {
+        EXPECT_FALSE(b.inputs.defined());
+        continue;
+      }
+      for (float v : b.inputs.to_vector_f32()) got[k].insert(v);
+    }
   }
-  std::vector<float> expect = ds->inputs().to_vector_f32();
-  EXPECT_EQ(all, std::multiset<float>(expect.begin(), expect.end()));
+  EXPECT_EQ(samples, 11);
+  EXPECT_EQ(got, expect);
 }
 
 class ThrowingDataset : public dl::data::Dataset {

@@ -9,7 +9,13 @@ namespace dl::autograd {
 
 namespace {
 thread_local bool t_grad_enabled = true;
+thread_local std::function<void(const Tensor&)> t_grad_ready;  // GradReadyHook
+}  // namespace
+
+GradReadyHook::GradReadyHook(std::function<void(const Tensor& leaf)> fn) : previous_(std::move(t_grad_ready)) {
+  t_grad_ready = std::move(fn);
 }
+GradReadyHook::~GradReadyHook() { t_grad_ready = std::move(previous_); }
 
 bool grad_enabled() { return t_grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
@@ -86,17 +92,22 @@ void backward(const Tensor& root) {
   Tensor seed = Tensor::ones(root.shape(), root.dtype(), root.device());
   if (!root.grad_fn()) {
     accumulate_leaf(root, seed);
+    if (t_grad_ready) t_grad_ready(root);
     return;
   }
 
-  // Count, for every reachable node, how many edges lead into it.
+  // Count, for every reachable node, how many edges lead into it (and, for a GradReadyHook, into
+  // every leaf).
   std::unordered_map<Node*, int> pending;
+  std::unordered_map<TensorImpl*, int> leaf_pending;
+  const bool hook = static_cast<bool>(t_grad_ready);
   std::vector<Node*> stack{root.grad_fn().get()};
   pending[root.grad_fn().get()] = 0;
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
     for (const Edge& in : n->edges) {
+      if (hook && in.needs_grad && !in.fn) ++leaf_pending[in.leaf.impl()];
       if (!in.fn) continue;
       Node* m = in.fn.get();
       auto [it, inserted] = pending.try_emplace(m, 0);
@@ -132,6 +143,7 @@ void backward(const Tensor& root) {
                gi.defined() ? gi.shape().str() : "undefined", ", expected ", in.shape.str());
       if (!in.fn) {
         accumulate_leaf(in.leaf, gi);
+        if (hook && --leaf_pending[in.leaf.impl()] == 0) t_grad_ready(in.leaf);
         continue;
       }
       Node* m = in.fn.get();

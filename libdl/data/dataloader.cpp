@@ -16,9 +16,25 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderO
 
 DataLoader::~DataLoader() { stop(); }
 
-size_t DataLoader::order_size() const {
-  const int64_t n = dataset_->size();
-  return static_cast<size_t>((n - o_.shard_index + o_.shard_count - 1) / o_.shard_count);
+size_t DataLoader::order_size() const { return static_cast<size_t>(dataset_->size()); }
+
+namespace {
+// Shard s's part [first, last) of the samples [begin, end) of a batch.
+std::pair<int64_t, int64_t> share(int64_t begin, int64_t end, int s, int shards) {
+  const int64_t len = end - begin;
+  return {begin + len * s / shards, begin + len * (s + 1) / shards};
+}
+}  // namespace
+
+int64_t DataLoader::samples_per_epoch() const {
+  int64_t n = 0;
+  for (int64_t b = 0; b < batches_per_epoch(); ++b) {
+    const int64_t begin = b * o_.batch_size;
+    const int64_t end = std::min<int64_t>(begin + o_.batch_size, static_cast<int64_t>(order_size()));
+    const auto [first, last] = share(begin, end, o_.shard_index, o_.shard_count);
+    n += last - first;
+  }
+  return n;
 }
 
 int64_t DataLoader::batches_per_epoch() const {
@@ -46,9 +62,7 @@ void DataLoader::start_epoch() {
     all = random_permutation(dataset_->size(), gen_);
   else
     std::iota(all.begin(), all.end(), 0);
-  order_.clear();
-  for (size_t i = static_cast<size_t>(o_.shard_index); i < all.size(); i += static_cast<size_t>(o_.shard_count))
-    order_.push_back(all[i]);
+  order_ = std::move(all);
   next_batch_ = 0;
   if (o_.prefetch > 0) worker_ = std::thread(&DataLoader::producer, this);
 }
@@ -56,7 +70,17 @@ void DataLoader::start_epoch() {
 std::vector<int64_t> DataLoader::batch_indices(int64_t b) const {
   const int64_t begin = b * o_.batch_size;
   const int64_t end = std::min<int64_t>(begin + o_.batch_size, static_cast<int64_t>(order_.size()));
-  return {order_.begin() + begin, order_.begin() + end};
+  const auto [first, last] = share(begin, end, o_.shard_index, o_.shard_count);
+  return {order_.begin() + first, order_.begin() + last};
+}
+
+Batch DataLoader::gather(int64_t b) const {
+  const std::vector<int64_t> indices = batch_indices(b);
+  Batch batch;
+  if (!indices.empty()) batch = dataset_->get_batch(indices);
+  const int64_t begin = b * o_.batch_size;
+  batch.global_size = std::min<int64_t>(begin + o_.batch_size, static_cast<int64_t>(order_.size())) - begin;
+  return batch;
 }
 
 void DataLoader::producer() {
@@ -69,7 +93,7 @@ void DataLoader::producer() {
     }
     Batch batch;
     try {
-      batch = dataset_->get_batch(batch_indices(b));
+      batch = gather(b);
     } catch (...) {
       std::lock_guard<std::mutex> lock(mu_);
       error_ = std::current_exception();
@@ -85,7 +109,7 @@ void DataLoader::producer() {
 bool DataLoader::next(Batch& out) {
   if (next_batch_ >= batches_per_epoch()) return false;
   if (o_.prefetch == 0) {
-    out = dataset_->get_batch(batch_indices(next_batch_++));
+    out = gather(next_batch_++);
     return true;
   }
   DL_CHECK(worker_.joinable(), "DataLoader::next called before start_epoch()");

@@ -26,8 +26,8 @@ int DeviceStager::staged() const { return static_cast<int>(impl_->queue.size());
 
 void DeviceStager::prefetch(const Batch& host) {
   DL_CHECK(staged() < kSlots, "DeviceStager: ", kSlots, " batches are staged already; take one with next() first");
-  if (!impl_->uploader) {
-    impl_->queue.emplace_back(0, host);
+  if (!impl_->uploader || host.size() == 0) {  // an empty share of a sharded batch has nothing to copy
+    impl_->queue.emplace_back(-1, host);
     return;
   }
   const int slot = impl_->next_slot;
@@ -43,7 +43,7 @@ Batch DeviceStager::next() {
   DL_CHECK(staged() > 0, "DeviceStager::next: no batch staged");
   auto [slot, batch] = std::move(impl_->queue.front());
   impl_->queue.pop_front();
-  if (impl_->uploader) impl_->uploader->wait(slot);
+  if (impl_->uploader && slot >= 0) impl_->uploader->wait(slot);
   return batch;
 }
 

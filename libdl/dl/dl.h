@@ -28,6 +28,8 @@
 #include "dl/data/label_image.h"
 #include "dl/data/mnist.h"
 #include "dl/data/mnist_synth.h"
+#include "dl/dist/data_parallel.h"
+#include "dl/dist/process_group.h"
 #include "dl/metrics/accuracy.h"
 #include "dl/metrics/segmentation.h"
 #include "dl/nn/deeplab.h"

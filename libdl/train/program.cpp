@@ -1,13 +1,16 @@
 // The frame of the training programs (dl/train/program.h).
 #include "dl/train/program.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <thread>
 
 #include "dl/core/allocator.h"
 #include "dl/core/error.h"
 #include "dl/core/file_io.h"
 #include "dl/core/rng.h"
 #include "dl/core/threads.h"
+#include "dl/dist/process_group.h"
 
 namespace dl::train {
 
@@ -41,8 +44,22 @@ int TrainingProgram::run(int argc, char** argv, const std::function<void()>& bod
 
 void TrainingProgram::set_up() {
   o_.validate();  // every option checked before any arithmetic on it
+  const dist::LaunchInfo launch = dist::launch_info();
+  const bool distributed = o_.distributed.value_or(launch.size > 1) && launch.size > 1;
+  if (distributed) {
+    dist::world();  // MPI starts here, before any thread of the run
+    // Rank 0 alone prints, saves and reports; the others' stdout goes nowhere (errors still reach stderr).
+    if (launch.rank != 0) {
+      save_.clear(), report_json_.clear(), o_.log_csv.clear();
+      DL_CHECK(std::freopen("/dev/null", "w", stdout) != nullptr, name_, ": cannot silence rank ", launch.rank,
+               "'s output");
+    }
+  }
   check_output_paths({{save_, "model file"}, {report_json_, "run report"}, {o_.log_csv, "training log"}});
   o_.device = Device::parse(device_);
+  // --device cuda under a launcher: each rank of a machine takes its own GPU (local rank = device).
+  if (distributed && o_.device.is_cuda() && device_.find(':') == std::string::npos)
+    o_.device = Device::cuda(launch.local_rank);
   report_.set_path(report_json_);
   report_.set_device(o_.device);
   if (probing()) o_.max_epochs = 1, o_.validation_patience = 0;
@@ -59,9 +76,13 @@ void TrainingProgram::set_up() {
   cfg["log_csv"] = o_.log_csv;
   CpuAllocator::instance().set_limit(parse_memory_limit(memory_limit_));
   parse_progress_mode(progress_);  // a bad word fails here, before any work
+  // Ranks sharing a machine share its cores: without --threads each takes its part of them.
+  if (threads_ == 0 && distributed && launch.local_size > 1)
+    threads_ = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / launch.local_size);
   if (threads_ > 0) set_num_threads(threads_);
   manual_seed(o_.seed);
   cfg["threads"] = num_threads();
+  cfg["world_size"] = launch.size > 1 && distributed ? launch.size : 1;
 }
 
 bool TrainingProgram::resume(Trainer& t) const {
@@ -92,6 +113,9 @@ void TrainingProgram::print_summary(const TrainingReport& r) const {
               r.epochs_completed, static_cast<long long>(r.iterations), format_hms(r.total_seconds).c_str(),
               r.total_seconds, r.epoch_seconds.empty() ? 0.0 : r.total_seconds / r.epoch_seconds.size(),
               r.images_per_second, r.stopped_early ? " (stopped early)" : "");
+  if (r.world_size > 1)
+    std::printf("Data parallel: %d ranks, %.1f images/s per rank, %.1f images/s in all\n", r.world_size,
+                r.images_per_second / r.world_size, r.images_per_second);
   std::printf("Memory: peak RSS %.1f MiB, %s allocator peak %.1f MiB\n", r.peak_rss_bytes / 1048576.0,
               o_.device.str().c_str(), r.allocator_peak_bytes / 1048576.0);
   if (r.loss_scale > 0)
@@ -141,7 +165,12 @@ int run_main(const std::string& name, const std::function<void()>& body,
   } catch (const std::exception& e) {
     std::fflush(stdout);
     const std::string message = error_message(e);
-    std::fprintf(stderr, "%s: error: %s\n", name.c_str(), message.c_str());
+    const bool distributed = dist::world_is_distributed();
+    if (distributed)
+      std::fprintf(stderr, "%s: error on rank %d of %d: %s\n", name.c_str(), dist::world().rank(), dist::world().size(),
+                   message.c_str());
+    else
+      std::fprintf(stderr, "%s: error: %s\n", name.c_str(), message.c_str());
     if (on_error) {
       try {
         on_error(message);
@@ -149,6 +178,8 @@ int run_main(const std::string& name, const std::function<void()>& body,
         std::fprintf(stderr, "%s: error: cannot write the report: %s\n", name.c_str(), error_message(e2).c_str());
       }
     }
+    // Note [lost ranks]: the other ranks may wait in a collective for this one; stop them all now.
+    if (distributed) dist::world().abort(1);
     return 1;
   }
 }

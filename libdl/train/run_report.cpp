@@ -51,7 +51,9 @@ Json RunReport::training_json(const TrainingReport& r) {
   tr["train_seconds"] = r.train_seconds;
   tr["iterations"] = r.iterations;
   tr["epochs"] = r.epochs_completed;
-  tr["images_per_second"] = r.images_per_second;
+  tr["images_per_second"] = r.images_per_second;  // every rank together
+  tr["world_size"] = r.world_size;
+  tr["images_per_second_per_rank"] = r.images_per_second / r.world_size;
   Json epochs = Json::array();
   for (double e : r.epoch_seconds) epochs.push_back(e);
   tr["epoch_seconds"] = epochs;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <iostream>
 #include <numeric>
@@ -19,8 +20,10 @@
 #include "dl/metrics/accuracy.h"
 #include "dl/nn/state.h"
 #include "dl/ops/conv2d.h"
+#include "dl/ops/elementwise.h"
 #include "dl/train/observer.h"
 #include "dl/train/resources.h"
+#include "dl/train/run_report.h"
 
 namespace dl::train {
 
@@ -68,14 +71,17 @@ std::shared_ptr<const data::Dataset> epoch_source(std::shared_ptr<const data::Da
 // One fit() call: the loader of its epochs on the training device, the observers, the report so far.
 struct Trainer::Run {
   Run(Trainer& t, std::shared_ptr<const data::Dataset> train)
-      : loader(epoch_source(train, t.o_),
-               {.batch_size = t.o_.mini_batch_size, .shuffle = t.o_.shuffle == Shuffle::kEveryEpoch}),
+      : loader(epoch_source(train, t.o_), {.batch_size = t.o_.mini_batch_size,
+                                           .shuffle = t.o_.shuffle == Shuffle::kEveryEpoch,
+                                           .shard_index = t.group_ ? t.group_->rank() : 0,
+                                           .shard_count = t.group_ ? t.group_->size() : 1}),
         batches(loader, t.o_.device),
         last_iteration(static_cast<int64_t>(t.o_.max_epochs) * loader.batches_per_epoch()),
         validate_every(t.o_.validation_frequency > 0 ? t.o_.validation_frequency : loader.batches_per_epoch()) {
     loader.generator().set_state(t.shuffle_gen_.state());
-    if (!t.o_.log_csv.empty()) own.push_back(std::make_unique<CsvLog>(t.o_.log_csv));
-    if (t.o_.verbose || t.progress_mode_ != ProgressMode::kOff)
+    // The table, the progress line and the log are rank 0's; the observers added by hand run everywhere.
+    if (!t.o_.log_csv.empty() && t.is_root()) own.push_back(std::make_unique<CsvLog>(t.o_.log_csv));
+    if ((t.o_.verbose || t.progress_mode_ != ProgressMode::kOff) && t.is_root())
       own.push_back(std::make_unique<ProgressTable>(t.out_, t.o_.verbose, t.o_.verbose_frequency, t.progress_mode_));
     for (auto& o : own) observers.push_back(o.get());
     observers.insert(observers.end(), t.observers_.begin(), t.observers_.end());
@@ -87,8 +93,8 @@ struct Trainer::Run {
   std::vector<TrainingObserver*> observers;
   TrainingReport report;
   const int64_t last_iteration;
-  const int64_t validate_every;  // iterations
-  int64_t images = 0;
+  const int64_t validate_every;                                  // iterations
+  int64_t images = 0;                                            // trained on, every rank together
   double first_loss = std::numeric_limits<double>::quiet_NaN();  // Note [divergence]
   bool stop = false;
 };
@@ -102,6 +108,14 @@ Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
   model_.to(o_.device);  // before the optimiser makes its state tensors beside the parameters
   optimizer_ = make_optimizer(model_, o_);
   if (o_.precision == Precision::kFp16 || o_.loss_scaling) scaler_.emplace(o_.loss_scaler);
+  if (o_.distributed.value_or(dist::launch_info().size > 1)) {
+    dist::ProcessGroup& world = dist::world();
+    if (world.size() > 1) {
+      group_ = &world;
+      dist::broadcast_state(model_, world);  // every rank starts from rank 0's weights
+      reducer_ = std::make_unique<dist::GradientReducer>(optimizer_->params(), world, o_.gradient_reducer);
+    }
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -113,6 +127,23 @@ void Trainer::set_loss_options(const ops::CrossEntropyOptions& loss) {
   loss_ = loss;
   if (loss_.class_weights.defined()) loss_.class_weights = loss_.class_weights.to(o_.device);
 }
+void Trainer::on_every_rank(const char* what, const std::function<void()>& f) const {
+  if (!group_) return f();
+  std::exception_ptr mine;
+  std::string message;
+  try {
+    f();
+  } catch (const std::exception& e) {
+    mine = std::current_exception();
+    message = error_message(e);
+    if (message.empty()) message = "(no message)";
+  }
+  const std::vector<std::string> errors = group_->gather_errors(message);
+  if (mine) std::rethrow_exception(mine);
+  for (size_t r = 0; r < errors.size(); ++r)
+    if (!errors[r].empty()) DL_THROW("rank ", r, " failed ", what, ": ", errors[r]);
+}
+
 void Trainer::set_gradient_hook(std::function<void(const std::vector<nn::ParamRef>&)> hook) { hook_ = std::move(hook); }
 void Trainer::set_output(std::ostream* out) { out_ = out; }
 void Trainer::set_progress(ProgressMode mode) { progress_mode_ = mode; }
@@ -150,23 +181,48 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
   EvalResult r;
   double loss_sum = 0;
   metrics::Counts counts;
-  data::for_each_batch(
-      d, batch_size > 0 ? batch_size : o_.mini_batch_size, o_.device, [&](const data::Batch& batch, int64_t first) {
-        const Tensor logits = model_.forward(batch.inputs);
-        const double loss = ops::cross_entropy(logits, batch.targets, loss_).item<double>();
-        const metrics::Counts c = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
-        // On a device, labels are checked only when the loss says something is wrong (ops::cross_entropy
-        // throws on the CPU); a batch whose labels are all ignored is an error there as on the CPU.
-        if (!std::isfinite(loss) && !batch.targets.device().is_cpu()) {
-          ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
-          DL_CHECK(c.total > 0, "evaluation: no sample counted (every label ignored) in the batch at sample ", first);
-        }
-        loss_sum += loss * static_cast<double>(batch.size());
-        counts.correct += c.correct;
-        counts.total += c.total;
-        r.samples += batch.size();
-      });
+  // A data-parallel run: rank r evaluates the r-th part of the set with rank 0's batch-norm statistics.
+  const std::shared_ptr<const data::Dataset> whole(std::shared_ptr<const data::Dataset>(), &d);  // not owned
+  std::shared_ptr<const data::Dataset> part = whole;
+  int64_t offset = 0;
+  if (group_) {
+    dist::broadcast_buffers(model_, *group_);
+    const int64_t n = d.size(), rank = group_->rank(), size = group_->size();
+    offset = n * rank / size;
+    std::vector<int64_t> idx(static_cast<size_t>(n * (rank + 1) / size - offset));
+    std::iota(idx.begin(), idx.end(), offset);
+    part = std::make_shared<data::SubsetDataset>(whole, std::move(idx));
+  }
+  if (part->size() > 0)
+    data::for_each_batch(
+        *part, batch_size > 0 ? batch_size : o_.mini_batch_size, o_.device,
+        [&](const data::Batch& batch, int64_t first) {
+          first += offset;
+          const Tensor logits = model_.forward(batch.inputs);
+          const double loss = ops::cross_entropy(logits, batch.targets, loss_).item<double>();
+          const metrics::Counts c = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
+          // On a device, labels are checked only when the loss says something is wrong (ops::cross_entropy
+          // throws on the CPU); a batch whose labels are all ignored is an error there as on the CPU.
+          if (!std::isfinite(loss) && !batch.targets.device().is_cpu()) {
+            ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
+            DL_CHECK(c.total > 0, "evaluation: no sample counted (every label ignored) in the batch at sample ", first);
+          }
+          loss_sum += loss * static_cast<double>(batch.size());
+          counts.correct += c.correct;
+          counts.total += c.total;
+          r.samples += batch.size();
+        });
   model_.train(was_training);
+  if (group_) {  // the sums of every rank's part
+    Tensor sums = Tensor::from_vector<double>({4}, {loss_sum, static_cast<double>(counts.correct),
+                                                    static_cast<double>(counts.total), static_cast<double>(r.samples)});
+    group_->all_reduce(sums);
+    const double* v = sums.data<double>();
+    loss_sum = v[0];
+    counts.correct = static_cast<int64_t>(v[1]);
+    counts.total = static_cast<int64_t>(v[2]);
+    r.samples = static_cast<int64_t>(v[3]);
+  }
   r.loss = r.samples ? loss_sum / static_cast<double>(r.samples) : std::numeric_limits<double>::quiet_NaN();
   r.accuracy = counts.accuracy();
   return r;
@@ -197,7 +253,7 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
 
 void Trainer::prepare_checkpoint_folder() {
   last_finite_check_ = iteration_;
-  if (o_.checkpoint_path.empty()) return;
+  if (o_.checkpoint_path.empty() || !is_root()) return;
   std::filesystem::create_directories(o_.checkpoint_path);
   check_output_path(o_.checkpoint_path + "/checkpoint_epoch1.dlck", "checkpoint");
   remove_stale_temporaries(o_.checkpoint_path);  // of a run killed while writing one
@@ -207,12 +263,39 @@ IterationRecord Trainer::step(Run& run, const data::Batch& batch) {
   const auto ts = Clock::now();
   const Autocast autocast(o_.precision);  // the backward below runs in each op's forward precision
   optimizer_->zero_grad();  // before the forward: the last step's gradients are freed, not carried through it
-  const Tensor logits = model_.forward(batch.inputs);
-  const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
-  (scaler_ ? scaler_->scale(loss) : loss).backward();
-  // Read after the backward is queued, so that a device computes it while the host waits; before the
-  // update, so that a non-finite loss changes no weight.
-  const double loss_value = loss.item<double>();
+  const int64_t n = batch.size(), n_global = batch.global_size > 0 ? batch.global_size : n;
+  Tensor logits;
+  double loss_value = 0;
+  metrics::Counts counts;
+  if (n > 0) {
+    logits = model_.forward(batch.inputs);
+    const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
+    Tensor objective = scaler_ ? scaler_->scale(loss) : loss;
+    if (reducer_) {
+      // Note [gradient buckets]: a share that is not 1/size of the batch weighs in by its size.
+      const double share = static_cast<double>(n) * group_->size() / static_cast<double>(n_global);
+      if (share != 1.0) objective = ops::scale(objective, share);
+      reducer_->backward(objective);
+    } else {
+      objective.backward();
+    }
+    // Read after the backward is queued, so that a device computes it while the host waits; before the
+    // update, so that a non-finite loss changes no weight.
+    loss_value = loss.item<double>();
+    counts = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
+  } else if (reducer_) {
+    reducer_->finish();  // an empty share of the last batch: this rank adds zeros
+  }
+  if (group_) {  // the loss and accuracy of the whole mini-batch, the same on every rank
+    Tensor sums =
+        Tensor::from_vector<double>({4}, {loss_value * static_cast<double>(n), static_cast<double>(n),
+                                          static_cast<double>(counts.correct), static_cast<double>(counts.total)});
+    group_->all_reduce_async(sums).wait();
+    const double* v = sums.data<double>();
+    loss_value = v[0] / v[1];
+    counts.correct = static_cast<int64_t>(v[2]);
+    counts.total = static_cast<int64_t>(v[3]);
+  }
   check_loss(run, loss_value, batch, logits);
   // With loss scaling, gradients that overflowed skip this update (weights and optimiser state stay).
   const bool overflow = scaler_ && !scaler_->unscale(optimizer_->params());
@@ -224,14 +307,14 @@ IterationRecord Trainer::step(Run& run, const data::Batch& batch) {
     optimizer_->step();
   }
   ++iteration_;
-  run.images += batch.size();
+  run.images += n_global;
   run.report.train_seconds += since(ts);
   IterationRecord rec;
   rec.epoch = epoch_ + 1;
   rec.iteration = iteration_;
   rec.learn_rate = optimizer_->learning_rate();
   rec.loss = loss_value;
-  rec.accuracy = metrics::count_correct(logits, batch.targets, loss_.ignore_index).accuracy();
+  rec.accuracy = counts.accuracy();
   return rec;
 }
 
@@ -245,10 +328,11 @@ void Trainer::check_loss(Run& run, double loss, const data::Batch& batch, const 
              "); lower InitialLearnRate or set GradientThreshold (TrainingOptions::divergence_loss_factor)");
   if (std::isfinite(loss)) return;
   // On a device, labels are checked only now (ops::cross_entropy); say so if one was out of range.
-  if (!batch.targets.device().is_cpu()) ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
+  const bool on_device = batch.targets.defined() && !batch.targets.device().is_cpu();
+  if (on_device) ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
   DL_THROW("training diverged: the mini-batch loss is ", loss, " at epoch ", epoch_ + 1, ", iteration ", iteration_ + 1,
            " (learn rate ", optimizer_->learning_rate(), "); lower InitialLearnRate or set GradientThreshold",
-           batch.targets.device().is_cpu() ? "" : " (on a GPU a batch whose labels are all ignored gives NaN too)");
+           on_device ? " (on a GPU a batch whose labels are all ignored gives NaN too)" : "");
 }
 
 bool Trainer::validation_due(const Run& run) const {
@@ -256,7 +340,7 @@ bool Trainer::validation_due(const Run& run) const {
 }
 
 void Trainer::validate(Run& run, IterationRecord& rec) {
-  check_finite_state(epoch_ + 1);
+  on_every_rank("the check of the training state", [&] { check_finite_state(epoch_ + 1); });
   const EvalResult v = evaluate(*validation_);
   rec.validation_loss = run.report.validation_loss = v.loss;
   rec.validation_accuracy = run.report.validation_accuracy = v.accuracy;
@@ -280,10 +364,16 @@ void Trainer::end_epoch(Run& run, double seconds) {
   run.report.epoch_seconds.push_back(seconds);
   const IterationRecord last = run.report.history.empty() ? IterationRecord{} : run.report.history.back();
   for (auto* o : run.observers) o->on_epoch_end(last, since(run.t0));
-  check_finite_state(epoch_);  // before any checkpoint: no checkpoint ever holds a diverged state
+  // before any checkpoint: no checkpoint ever holds a diverged state
+  on_every_rank("the check of the training state", [&] { check_finite_state(epoch_); });
+  // Every rank continues with rank 0's batch-norm statistics, the ones a checkpoint holds, so that a
+  // resumed data-parallel run is the one that was never stopped.
+  if (group_) dist::broadcast_buffers(model_, *group_);
   if (o_.checkpoint_path.empty()) return;
-  save_checkpoint(o_.checkpoint_path + "/checkpoint_epoch" + std::to_string(epoch_) + ".dlck");
-  prune_checkpoints();
+  on_every_rank("writing the checkpoint", [&] {
+    save_checkpoint(o_.checkpoint_path + "/checkpoint_epoch" + std::to_string(epoch_) + ".dlck");
+    if (is_root()) prune_checkpoints();
+  });
 }
 
 TrainingReport Trainer::finish(Run& run) {
@@ -294,6 +384,7 @@ TrainingReport Trainer::finish(Run& run) {
   r.iterations = iteration_;
   r.total_seconds = since(run.t0);
   r.images_per_second = r.train_seconds > 0 ? static_cast<double>(run.images) / r.train_seconds : 0;
+  r.world_size = group_ ? group_->size() : 1;
   r.peak_rss_bytes = peak_rss_bytes();
   r.allocator_peak_bytes = allocator_stats(o_.device).peak_bytes;
   if (scaler_) r.skipped_steps = scaler_->skipped_steps(), r.loss_scale = scaler_->scale_value();
@@ -339,6 +430,7 @@ void Trainer::prune_checkpoints() const {
 }
 
 void Trainer::save_checkpoint(const std::string& path) const {
+  if (!is_root()) return;
   TensorFile f;
   f.metadata["kind"] = "training-state";
   f.metadata["solver"] = optimizer_->name();
@@ -365,7 +457,8 @@ void Trainer::save_checkpoint(const std::string& path) const {
 }
 
 void Trainer::load_checkpoint(const std::string& path) {
-  const TensorFile f = load_tensor_file(path);
+  TensorFile f;
+  on_every_rank("reading the checkpoint", [&] { f = load_tensor_file(path); });
   auto meta = [&](const char* key) {
     auto it = f.metadata.find(key);
     DL_CHECK(it != f.metadata.end(), path, ": not a training checkpoint (no '", key, "' entry)");

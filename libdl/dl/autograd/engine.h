@@ -68,4 +68,19 @@ Tensor record(const char* name, Tensor output, std::vector<Tensor> inputs, Backw
 // Back-propagates from `root` (one element) with d root / d root = 1.
 void backward(const Tensor& root);
 
+// While alive, backward() on this thread calls `fn(leaf)` as soon as a leaf's gradient of that
+// backward is complete (every edge into the leaf has delivered; leaf.grad() then holds it), while
+// the rest of the graph is still running: data-parallel training starts reducing gradients there
+// (dl/dist/data_parallel.h). One hook per thread; the guard restores the one it replaced.
+class GradReadyHook {
+ public:
+  explicit GradReadyHook(std::function<void(const Tensor& leaf)> fn);
+  ~GradReadyHook();
+  GradReadyHook(const GradReadyHook&) = delete;
+  GradReadyHook& operator=(const GradReadyHook&) = delete;
+
+ private:
+  std::function<void(const Tensor&)> previous_;
+};
+
 }  // namespace dl::autograd

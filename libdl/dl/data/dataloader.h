@@ -1,7 +1,11 @@
 // DataLoader: an epoch of mini-batches over a Dataset, shuffled per epoch by its own Generator, the
 // last partial batch kept (unless drop_last), and the next batch gathered on a background thread
 // while the current one is used. shard_index/shard_count give one process its share of every
-// epoch (the same permutation everywhere, split round-robin), for data-parallel training.
+// mini-batch, for data-parallel training: every shard draws the same permutation, batch b of the
+// epoch is the same batch_size samples everywhere (batch_size is the global mini-batch size, as in
+// MATLAB), and shard s takes the s-th of shard_count contiguous parts of it (sizes differ by at most
+// one; a part can be empty when the last batch has fewer samples than there are shards). Every shard
+// has the same number of batches, so that the ranks of a run step together.
 #pragma once
 #include <condition_variable>
 #include <deque>
@@ -37,21 +41,22 @@ class DataLoader {
   // The next batch of the epoch; false at its end. Rethrows an error of the background thread.
   bool next(Batch& out);
   int64_t batches_per_epoch() const;
-  int64_t samples_per_epoch() const { return static_cast<int64_t>(order_size()); }
+  int64_t samples_per_epoch() const;  // this shard's samples in an epoch
 
   Generator& generator() { return gen_; }  // saved in checkpoints: resumed epochs shuffle alike
   const DataLoaderOptions& options() const { return o_; }
 
  private:
-  size_t order_size() const;
-  std::vector<int64_t> batch_indices(int64_t b) const;
+  size_t order_size() const;                            // the samples of the epoch, all shards together
+  std::vector<int64_t> batch_indices(int64_t b) const;  // this shard's samples of batch b
+  Batch gather(int64_t b) const;
   void stop();
   void producer();
 
   std::shared_ptr<const Dataset> dataset_;
   DataLoaderOptions o_;
   Generator gen_;
-  std::vector<int64_t> order_;  // this shard's sample order for the epoch
+  std::vector<int64_t> order_;  // the sample order of the epoch (every shard's)
   int64_t next_batch_ = 0;      // consumer position
 
   std::thread worker_;

@@ -12,6 +12,9 @@ namespace dl::data {
 struct Batch {
   Tensor inputs;   // B x ...
   Tensor targets;  // B x ... (int32 labels)
+  // Under a sharded DataLoader, the size of the whole mini-batch of which this is one shard's share
+  // (a share can be empty: then inputs and targets are undefined); otherwise size().
+  int64_t global_size = 0;
   int64_t size() const { return inputs.defined() ? inputs.size(0) : 0; }
 };
 

@@ -35,7 +35,8 @@ struct TrainingReport {
   std::vector<double> epoch_seconds;     // per epoch run in this call
   double total_seconds = 0;              // wall time of fit(), validation included
   double train_seconds = 0;              // the training steps alone
-  double images_per_second = 0;          // training samples / train_seconds
+  double images_per_second = 0;          // training samples / train_seconds, every rank together
+  int world_size = 1;                    // ranks of a data-parallel run (1: this process alone)
   int epochs_completed = 0;              // counting epochs before a resume
   int64_t iterations = 0;
   bool stopped_early = false;

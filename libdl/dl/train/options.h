@@ -11,6 +11,7 @@
 
 #include "dl/core/device.h"
 #include "dl/core/precision.h"
+#include "dl/dist/data_parallel.h"
 #include "dl/optim/loss_scaler.h"
 #include "dl/optim/schedule.h"
 
@@ -88,6 +89,12 @@ struct TrainingOptions {
   // a step whose gradients overflow is skipped and counted in TrainingReport::skipped_steps.
   bool loss_scaling = false;
   optim::LossScalerOptions loss_scaler{};
+  // Data-parallel training over dl::dist::world() (dl/dist/data_parallel.h), on by itself when the
+  // launcher (mpirun, srun) started more than one rank; false keeps each process on its own. Each rank
+  // trains on its share of every mini-batch (mini_batch_size stays the global size, as in MATLAB), the
+  // gradients are averaged during backward, and rank 0 alone writes the table, logs and checkpoints.
+  std::optional<bool> distributed{};
+  dist::GradientReducerOptions gradient_reducer{};
 
   // Throws dl::Error naming the first option out of range.
   void validate() const;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dl/data/dataset.h"
+#include "dl/dist/data_parallel.h"
 #include "dl/nn/module.h"
 #include "dl/ops/loss.h"
 #include "dl/optim/loss_scaler.h"
@@ -34,8 +35,8 @@ class Trainer {
 
   void set_validation_data(std::shared_ptr<const data::Dataset> validation);
   void set_loss_options(const ops::CrossEntropyOptions& loss);
-  // Runs between backward and the optimiser step with the parameters and their gradients: the one
-  // place where data-parallel training all-reduces gradients.
+  // Runs between backward and the optimiser step with the parameters and their gradients (averaged
+  // over the ranks already in a data-parallel run).
   void set_gradient_hook(std::function<void(const std::vector<nn::ParamRef>&)> hook);
   void set_output(std::ostream* out);  // the verbose table; nullptr silences it
   // A progress line with ETA on the output stream (dl/train/progress.h), besides the verbose
@@ -46,14 +47,22 @@ class Trainer {
   void add_observer(TrainingObserver& observer);
 
   TrainingReport fit(std::shared_ptr<const data::Dataset> train);
+  // In a data-parallel run every rank evaluates its part of `d` with rank 0's batch-norm statistics,
+  // and every rank returns the result of the whole set.
   EvalResult evaluate(const data::Dataset& d, int64_t batch_size = 0);
 
   // The full training state: weights, optimiser moments and step, epoch, iteration, the shuffling
-  // generator, the best network so far and the patience count. Written atomically.
+  // generator, the best network so far and the patience count. Written atomically; in a data-parallel
+  // run by rank 0 alone (the other ranks hold the same state).
   void save_checkpoint(const std::string& path) const;
   // Restores a state written by save_checkpoint; the next fit() continues after its epoch and
-  // gives, on the CPU with the same threads, the same result bit for bit as an uninterrupted run.
+  // gives, on the CPU with the same threads, the same result bit for bit as an uninterrupted run. In a
+  // data-parallel run every rank reads `path` (a folder every rank sees), and a rank that cannot is an
+  // error on all of them.
   void load_checkpoint(const std::string& path);
+
+  // The process group of a data-parallel run; null when this process trains alone.
+  dist::ProcessGroup* process_group() const { return group_; }
 
   optim::Optimizer& optimizer() { return *optimizer_; }
   int epoch() const { return epoch_; }
@@ -75,6 +84,10 @@ class Trainer {
   void check_finite_state(int epoch);
   // Removes all but the newest keep_checkpoints checkpoints of checkpoint_path.
   void prune_checkpoints() const;
+  bool is_root() const { return !group_ || group_->rank() == 0; }
+  // Runs `f` on every rank and agrees on its outcome: when it threw on any rank, it throws on every
+  // rank (naming the rank), so that no rank is left waiting in the next collective.
+  void on_every_rank(const char* what, const std::function<void()>& f) const;
 
   nn::Layer& model_;
   TrainingOptions o_;
@@ -92,8 +105,10 @@ class Trainer {
   int64_t iteration_ = 0;  // iterations completed
   double best_val_loss_ = std::numeric_limits<double>::infinity();
   int patience_count_ = 0;
-  int64_t last_finite_check_ = 0;  // the iteration at which the state was last found finite
-  nn::NamedTensors best_state_;    // clones of the weights at the best validation loss
+  int64_t last_finite_check_ = 0;                   // the iteration at which the state was last found finite
+  nn::NamedTensors best_state_;                     // clones of the weights at the best validation loss
+  dist::ProcessGroup* group_ = nullptr;             // data-parallel runs only
+  std::unique_ptr<dist::GradientReducer> reducer_;  // idem
 };
 
 }  // namespace dl::train

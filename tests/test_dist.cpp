@@ -1,0 +1,231 @@
+// dl::dist under `mpirun -np 2` (ctest runs it so, label dist): each collective against what it must
+// give; the gradient reducer against the average of each rank's own gradients; two ranks training on
+// shares of each mini-batch against one process on the whole of it; checkpoint, stop and resume under
+// two ranks against the run that was never stopped. (A lost rank: tests/dist_fault.cpp.)
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "dl/dl.h"
+#include "quadrants.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+dl::dist::ProcessGroup& world() {
+  dl::dist::ProcessGroup& w = dl::dist::world();
+  // No test here passes in a world of one: run under mpirun -np 2 (ctest does).
+  EXPECT_EQ(w.size(), 2) << "run test_dist under mpirun -np 2";
+  return w;
+}
+
+// conv -> [batch norm] -> ReLU -> max pool -> linear: small, and without batch norm exactly data parallel
+// (batch statistics per rank differ from those of the whole batch).
+std::shared_ptr<dl::nn::Sequential> small_net(bool batch_norm, uint64_t seed) {
+  dl::Generator gen(seed);
+  auto net = std::make_shared<dl::nn::Sequential>();
+  net->add("conv", std::make_shared<dl::nn::Conv2d>(
+                       dl::nn::Conv2dOptions{.in_channels = 1, .out_channels = 4, .params = {.padding = {1, 1}}}, gen));
+  if (batch_norm) net->add("bn", std::make_shared<dl::nn::BatchNorm2d>(4));
+  net->add("relu", std::make_shared<dl::nn::ReLU>());
+  net->add("pool", std::make_shared<dl::nn::MaxPool2d>());
+  net->add("flat", std::make_shared<dl::nn::Flatten>());
+  net->add("fc", std::make_shared<dl::nn::Linear>(4 * 4 * 4, 4, true, dl::nn::Init::kGlorotUniform, gen));
+  return net;
+}
+
+dl::train::TrainingOptions options(bool distributed) {
+  dl::train::TrainingOptions o;
+  o.solver = dl::train::Solver::kSgdm;
+  o.initial_learn_rate = 0.05;
+  o.momentum = 0.9;
+  o.l2_regularization = 1e-3;
+  o.max_epochs = 3;
+  o.mini_batch_size = 7;  // 15 samples: batches of 7, 7 and 1, shared 3/4, 3/4 and 0/1
+  o.shuffle = dl::train::Shuffle::kEveryEpoch;
+  o.verbose = false;
+  o.seed = 3;
+  o.distributed = distributed;
+  return o;
+}
+
+void expect_close(const dl::nn::NamedTensors& a, const dl::nn::NamedTensors& b, double rel) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::vector<float> x = a[i].second.to_vector_f32(), y = b[i].second.to_vector_f32();
+    ASSERT_EQ(x.size(), y.size()) << a[i].first;
+    double diff = 0, scale = 0;
+    for (size_t k = 0; k < x.size(); ++k) {
+      diff = std::max(diff, static_cast<double>(std::fabs(x[k] - y[k])));
+      scale = std::max(scale, static_cast<double>(std::fabs(y[k])));
+    }
+    EXPECT_LE(diff, rel * std::max(scale, 1e-3)) << a[i].first << " differs by " << diff << " (largest " << scale << ")";
+  }
+}
+
+TEST(Collectives, AllReduceOfEveryOpAndDtype) {
+  auto& w = world();
+  const int r = w.rank();
+  dl::Tensor f = dl::Tensor::from_vector<float>({3}, {1.0f + r, -2.0f * r, 0.5f});
+  w.all_reduce(f);
+  EXPECT_EQ(f.to_vector_f32(), (std::vector<float>{3.0f, -2.0f, 1.0f}));
+  dl::Tensor d = dl::Tensor::from_vector<double>({2}, {1.0 + r, 10.0 * r});
+  w.all_reduce(d, dl::dist::ReduceOp::kAverage);
+  EXPECT_DOUBLE_EQ(d.data<double>()[0], 1.5);
+  EXPECT_DOUBLE_EQ(d.data<double>()[1], 5.0);
+  dl::Tensor i = dl::Tensor::from_vector<int32_t>({2}, {r, 7 - r});
+  w.all_reduce(i, dl::dist::ReduceOp::kMax);
+  EXPECT_EQ(i.data<int32_t>()[0], 1);
+  EXPECT_EQ(i.data<int32_t>()[1], 7);
+  dl::Tensor m = dl::Tensor::from_vector<float>({1}, {r == 0 ? 4.0f : -4.0f});
+  w.all_reduce(m, dl::dist::ReduceOp::kMin);
+  EXPECT_EQ(m.to_vector_f32()[0], -4.0f);
+  // Large enough for the transport's segmented algorithms.
+  dl::Tensor big = dl::Tensor::full({1 << 20}, r + 1.0);
+  auto work = w.all_reduce_async(big, dl::dist::ReduceOp::kSum);
+  work.wait();
+  const float* b = big.data<float>();
+  for (int k = 0; k < (1 << 20); k += 4099) ASSERT_EQ(b[k], 3.0f) << k;
+  EXPECT_THROW(w.all_reduce(i, dl::dist::ReduceOp::kAverage), dl::Error) << "average of int32";
+}
+
+TEST(Collectives, BroadcastAndAllGather) {
+  auto& w = world();
+  const int r = w.rank();
+  dl::Tensor t = dl::Tensor::full({2, 3}, r == 1 ? 9.0 : -1.0);
+  w.broadcast(t, /*root=*/1);
+  for (float v : t.to_vector_f32()) EXPECT_EQ(v, 9.0f);
+  const dl::Tensor g = w.all_gather(dl::Tensor::from_vector<float>({2}, {float(r), float(10 + r)}));
+  EXPECT_EQ(g.shape(), dl::Shape({2, 2}));
+  EXPECT_EQ(g.to_vector_f32(), (std::vector<float>{0, 10, 1, 11}));
+  w.barrier();
+  const auto errors = w.gather_errors(r == 1 ? "disk full" : "");
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0], "");
+  EXPECT_EQ(errors[1], "disk full");
+}
+
+TEST(Collectives, DifferentShapesAreAnErrorOnEveryRankAndTheGroupLivesOn) {
+  auto& w = world();
+  dl::Tensor t = dl::Tensor::zeros({w.rank() == 0 ? 3 : 4});
+  try {
+    w.all_reduce(t);
+    ADD_FAILURE() << "no error";
+  } catch (const dl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("every rank must pass the same shape"), std::string::npos) << e.what();
+  }
+  dl::Tensor ok = dl::Tensor::ones({2});
+  w.all_reduce(ok);
+  EXPECT_EQ(ok.to_vector_f32(), (std::vector<float>{2, 2}));
+}
+
+TEST(DataParallel, ReducerAveragesEachRanksGradientsWithBucketsStartedDuringBackward) {
+  auto& w = world();
+  auto net = small_net(/*batch_norm=*/false, 4);
+  dl::dist::broadcast_state(*net, w);
+  const auto data = quadrants(8, 20 + static_cast<uint64_t>(w.rank()));  // each rank its own samples
+  const dl::data::Batch batch = data->get_batch({0, 1, 2, 3, 4, 5, 6, 7});
+  auto loss = [&] { return dl::ops::cross_entropy(net->forward(batch.inputs), batch.targets); };
+  // The reference: this rank's own gradients, averaged by hand.
+  loss().backward();
+  std::vector<dl::Tensor> expected;
+  for (auto& p : net->parameters()) {
+    dl::Tensor g = p.grad().clone();
+    w.all_reduce(g, dl::dist::ReduceOp::kAverage);
+    expected.push_back(g);
+  }
+  for (auto& p : net->parameters()) p.set_grad(dl::Tensor());
+  dl::dist::GradientReducer reducer(net->parameter_refs(), w, {.bucket_bytes = 300});  // several buckets
+  EXPECT_GE(reducer.num_buckets(), 3);
+  reducer.backward(loss());
+  EXPECT_GE(reducer.started_during_backward(), 1) << "no bucket overlapped with the backward";
+  const auto params = net->parameters();
+  for (size_t k = 0; k < params.size(); ++k) {
+    const std::vector<float> got = params[k].grad().to_vector_f32(), want = expected[k].to_vector_f32();
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_FLOAT_EQ(got[i], want[i]) << "parameter " << k << " element " << i;
+  }
+  // A rank without samples adds zeros: the average is half of the other's gradient.
+  for (auto& p : net->parameters()) p.set_grad(dl::Tensor());
+  if (w.rank() == 0)
+    reducer.backward(loss());
+  else
+    reducer.finish();
+  dl::Tensor g0 = params[0].grad().clone();
+  w.broadcast(g0, 0);
+  EXPECT_EQ(params[0].grad().to_vector_f32(), g0.to_vector_f32()) << "every rank holds the same average";
+}
+
+TEST(DataParallel, TwoRanksOnSharesOfEachBatchFollowOneProcessOnTheWholeBatch) {
+  world();
+  const auto data = quadrants(15, 1);
+  auto single = small_net(false, 7);
+  dl::train::Trainer t1(*single, options(/*distributed=*/false));
+  const auto r1 = t1.fit(data);
+  auto dp = small_net(false, 7);
+  dl::train::Trainer t2(*dp, options(/*distributed=*/true));
+  ASSERT_NE(t2.process_group(), nullptr);
+  const auto r2 = t2.fit(data);
+  EXPECT_EQ(r2.world_size, 2);
+  ASSERT_EQ(r1.history.size(), r2.history.size());
+  EXPECT_EQ(r1.history.size(), 9u) << "3 batches (7, 7, 1) x 3 epochs on every rank";
+  for (size_t i = 0; i < r1.history.size(); ++i)
+    EXPECT_NEAR(r1.history[i].loss, r2.history[i].loss, 1e-5 * std::max(1.0, r1.history[i].loss)) << "iteration " << i;
+  expect_close(dp->state(), single->state(), 1e-5);
+  // Evaluation: each rank its part, every rank the whole result.
+  const auto e1 = t1.evaluate(*data, 4), e2 = t2.evaluate(*data, 4);
+  EXPECT_NEAR(e1.loss, e2.loss, 1e-5);
+  EXPECT_EQ(e1.accuracy, e2.accuracy);
+  EXPECT_EQ(e2.samples, 15);
+}
+
+TEST(DataParallel, CheckpointStopAndResumeGiveTheRunThatWasNeverStopped) {
+  auto& w = world();
+  // The same folder on both ranks (their parent is the same launcher process).
+  const fs::path dir = fs::temp_directory_path() / ("libdl_test_dist_" + std::to_string(::getppid()));
+  if (w.rank() == 0) fs::remove_all(dir);
+  w.barrier();
+  const auto data = quadrants(30, 2);
+  auto o = options(true);
+  o.mini_batch_size = 8;
+  auto whole = small_net(/*batch_norm=*/true, 9);
+  dl::train::Trainer t_whole(*whole, o);
+  t_whole.fit(data);
+
+  o.checkpoint_path = dir.string();
+  o.max_epochs = 1;
+  auto first = small_net(true, 9);
+  dl::train::Trainer t_first(*first, o);
+  t_first.fit(data);
+  w.barrier();
+  EXPECT_TRUE(fs::exists(dir / "checkpoint_epoch1.dlck"));
+
+  o.max_epochs = 3;
+  o.checkpoint_path.clear();
+  auto resumed = small_net(true, 31);  // other initial weights: the checkpoint must replace them all
+  dl::train::Trainer t_resumed(*resumed, o);
+  t_resumed.load_checkpoint((dir / "checkpoint_epoch1.dlck").string());
+  t_resumed.fit(data);
+  const auto a = whole->state(), b = resumed->state();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(a[i].second.raw_data(), b[i].second.raw_data(), a[i].second.nbytes()))
+        << a[i].first << " on rank " << w.rank();
+  // A checkpoint that one rank cannot read is an error on both.
+  if (w.rank() == 1) fs::rename(dir / "checkpoint_epoch1.dlck", dir / "moved.dlck");
+  w.barrier();
+  try {
+    t_resumed.load_checkpoint((dir / "checkpoint_epoch1.dlck").string());
+    ADD_FAILURE() << "no error on rank " << w.rank();
+  } catch (const dl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("checkpoint_epoch1.dlck"), std::string::npos) << e.what();
+  }
+  w.barrier();
+  if (w.rank() == 0) fs::remove_all(dir);
+}
+
+}  // namespace
