@@ -1,10 +1,13 @@
 // Unit tests of the sweep tools (examples/sweep) with a fake child program: JSON, sizes, the SVG
-// writer, the report and merge, resuming an interrupted sweep, failures recorded, the probe's
-// search; and of the progress line and the allocator's limit that they rely on.
+// writer, the report and merge, resuming an interrupted sweep, failures recorded, configurations of
+// several ranks under a fake MPI launcher, the probe's search; and of the progress line and the
+// allocator's limit that they rely on.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -42,7 +45,8 @@ fs::path fresh_dir(const std::string& name) {
 }
 
 // A stand-in for train_mnist: records its call, fails at batch 64 like an out-of-memory run,
-// asks its parent to stop at batch 256 while the file "interrupt" exists, else writes a report.
+// asks its parent to stop at batch 256 while the file "interrupt" exists, else writes a report
+// (of a world of $FAKE_WORLD ranks when the fake launcher sets it).
 fs::path write_fake_program(const fs::path& dir) {
   const fs::path p = dir / "fake_train.sh";
   std::ofstream(p) << R"SH(#!/bin/sh
@@ -65,13 +69,49 @@ if [ "$batch" = 64 ]; then
 fi
 printf 'epoch,iteration,time_s,learn_rate,loss,accuracy,validation_loss,validation_accuracy\n1,1,0.1,0.01,2.3,0.1,2.2,0.2\n1,2,0.2,0.01,1.5,0.5,,\n' > "$log"
 secs=$((batch / 16))
+world=${FAKE_WORLD:-1}
 printf '{"status": "ok", "config": {"threads": 2, "image_size": 28}, "test": {"accuracy": 0.9, "loss": 0.3},
- "training": {"seconds": %s, "iterations": 10, "images_per_second": 1000, "epoch_seconds": [1]},
- "memory": {"peak_rss_bytes": 1048576, "allocator_peak_bytes": %s}}' "$secs" "$((batch * 1024))" > "$report"
+ "training": {"seconds": %s, "iterations": 10, "images_per_second": 1000, "epoch_seconds": [1],
+  "world_size": %s, "images_per_second_per_rank": %s},
+ "memory": {"peak_rss_bytes": 1048576, "allocator_peak_bytes": %s}}' "$secs" "$world" "$((1000 / world))" \
+  "$((batch * 1024))" > "$report"
 )SH";
   fs::permissions(p, fs::perms::owner_all);
   return p;
 }
+
+// A stand-in for mpiexec: records its arguments, then runs the program once as a world of
+// `-n` ranks (or of $FAKE_LAUNCHER_WORLD, to play a program that does not join the ranks).
+fs::path write_fake_launcher(const fs::path& dir) {
+  const fs::path p = dir / "fake_mpiexec.sh";
+  std::ofstream(p) << R"SH(#!/bin/sh
+printf '%s\n' "$*" >> "$(dirname "$0")/launcher.log"
+[ "$1" = -n ] || exit 2
+world=${FAKE_LAUNCHER_WORLD:-$2}
+shift 2
+while [ "${1#--}" != "$1" ]; do shift; done
+FAKE_WORLD=$world exec "$@"
+)SH";
+  fs::permissions(p, fs::perms::owner_all);
+  return p;
+}
+
+// Sets an environment variable for the scope, putting back what was there.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() { had_ ? ::setenv(name_, old_.c_str(), 1) : ::unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::string old_;
+  bool had_ = false;
+};
 }  // namespace
 
 TEST(SweepJson, RoundTripAndErrors) {
@@ -237,7 +277,8 @@ TEST(SweepRunner, RecordsFailuresResumesAfterInterruptAndReports) {
   EXPECT_EQ(rows[3].number_at("relative_time"), 4.0);  // 128: 8 s / 2 s
   EXPECT_NEAR(rows[0].number_at("util_mean"), rows[0].number_at("util_mean"), 0);
   const std::string md = read_all(o.out_dir + "/report.md");
-  EXPECT_NE(md.find("| 32 | 1 | cpu | 2 | 28 | adam | 0.01 | ok | 90.0% | 0.3000 | 00:00:02 | 10 | 1000 | 1.00 |"),
+  EXPECT_NE(md.find("| 32 | 1 | cpu | 1 | 2 | 28 | adam | 0.01 | ok | 90.0% | 0.3000 | 00:00:02 | 10 | 1000 | 1000 | "
+                    "1.00 |"),
             std::string::npos)
       << md;
   EXPECT_NE(md.find("failed [1]"), std::string::npos);
@@ -261,4 +302,150 @@ TEST(SweepRunner, ImageSizeTheProgramDoesNotTakeIsAnError) {
   c.image_size = 32;
   EXPECT_THROW(command_for(find_program("train_mnist"), "/bin/true", c, "/tmp"), dl::Error);
   EXPECT_THROW(find_program("no_such_program"), dl::Error);
+}
+
+TEST(SweepRanks, CommandLineRunIdAndKey) {
+  const ProgramSpec& mnist = find_program("train_mnist");
+  Config c;
+  c.threads = 1;
+  const auto one = command_for(mnist, "/b/train_mnist", c, "/r");
+  // One rank: the program alone, whatever launcher is at hand, and the names of before --ranks.
+  EXPECT_EQ(command_for(mnist, "/b/train_mnist", c, "/r", {"/usr/bin/mpiexec", true}), one);
+  EXPECT_EQ(one.front(), "/b/train_mnist");
+  EXPECT_EQ(c.id(), "b1024_e1_cpu_t1_adam_lr0.01");
+  EXPECT_EQ(c.key().find("ranks"), std::string::npos) << c.key();
+
+  c.ranks = 2;
+  auto two = command_for(mnist, "/b/train_mnist", c, "/r", {"/opt/mpi/bin/mpiexec", true});
+  const std::vector<std::string> head{"/opt/mpi/bin/mpiexec", "-n", "2", "--allow-run-as-root", "--oversubscribe"};
+  ASSERT_GT(two.size(), head.size());
+  EXPECT_EQ(std::vector<std::string>(two.begin(), two.begin() + 5), head);
+  EXPECT_EQ(std::vector<std::string>(two.begin() + 5, two.end()), one);  // --threads 1 goes to every rank
+  two = command_for(mnist, "/b/train_mnist", c, "/r", {"/opt/mpi/bin/mpiexec", false});
+  EXPECT_EQ(std::find(two.begin(), two.end(), "--allow-run-as-root"), two.end());
+  EXPECT_EQ(two[3], "--oversubscribe");
+  EXPECT_THROW(command_for(mnist, "/b/train_mnist", c, "/r"), dl::Error);  // no launcher
+
+  EXPECT_EQ(c.id(), "b1024_e1_cpu_r2_t1_adam_lr0.01");
+  EXPECT_NE(c.key().find(" ranks=2 "), std::string::npos) << c.key();
+  EXPECT_EQ(Config::from_json(c.to_json()).key(), c.key());
+  Json old = c.to_json();  // a results.jsonl line from before --ranks
+  old["ranks"] = Json();
+  EXPECT_EQ(Config::from_json(old).ranks, 1);
+
+  Grid g;
+  g.batch = {16, 32};
+  g.ranks = {1, 2};
+  const auto configs = g.expand("train_mnist", {});
+  ASSERT_EQ(configs.size(), 4u);
+  EXPECT_EQ(configs[1].ranks, 1);
+  EXPECT_EQ(configs[2].ranks, 2);
+  EXPECT_EQ(configs[2].batch, 16);
+}
+
+TEST(SweepRanks, MissingLauncherIsAClearErrorBeforeAnythingRuns) {
+  const fs::path dir = fresh_dir("no_launcher");
+  SweepOptions o;
+  o.out_dir = (dir / "out").string();
+  o.binary = write_fake_program(dir).string();
+  o.grid.batch = {16};
+  o.grid.ranks = {1, 2};
+  o.log = [](const std::string&) {};
+  auto message = [&] {
+    try {
+      run_sweep(o);
+    } catch (const dl::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  {
+    const ScopedEnv env("DL_SWEEP_MPIEXEC", (dir / "missing" / "mpiexec").string());
+    const std::string m = message();
+    EXPECT_NE(m.find("DL_SWEEP_MPIEXEC=" + (dir / "missing" / "mpiexec").string()), std::string::npos) << m;
+    EXPECT_NE(m.find("MPI launcher"), std::string::npos) << m;
+  }
+  {
+    const ScopedEnv env("DL_SWEEP_MPIEXEC", "");
+    const ScopedEnv path("PATH", (dir / "missing").string());
+    const std::string m = message();
+    EXPECT_NE(m.find("no mpiexec on PATH"), std::string::npos) << m;
+  }
+  EXPECT_FALSE(fs::exists(dir / "calls.log"));  // not even the one-rank configuration ran
+  EXPECT_FALSE(fs::exists(o.out_dir));          // nor was the sweep folder made
+  o.grid.ranks = {1};                           // one rank needs no launcher
+  const ScopedEnv env("DL_SWEEP_MPIEXEC", (dir / "missing" / "mpiexec").string());
+  EXPECT_EQ(run_sweep(o).ran, 1);
+  fs::remove_all(dir);
+}
+
+TEST(SweepRanks, RunsUnderTheLauncherResumesAndReportsPerRank) {
+  const fs::path dir = fresh_dir("ranks");
+  const ScopedEnv env("DL_SWEEP_MPIEXEC", write_fake_launcher(dir).string());
+  SweepOptions o;
+  o.out_dir = (dir / "out").string();
+  o.binary = write_fake_program(dir).string();
+  o.grid.batch = {16, 32};
+  o.grid.threads = {2};
+  o.log = [](const std::string&) {};
+  EXPECT_EQ(run_sweep(o).ran, 2);
+  EXPECT_FALSE(fs::exists(dir / "launcher.log"));  // one rank: no launcher
+  o.grid.ranks = {1, 2};
+  const SweepSummary s = run_sweep(o);
+  EXPECT_EQ(s.skipped, 2);  // the one-rank runs resume as recorded
+  EXPECT_EQ(s.ran, 2);
+  EXPECT_EQ(s.failed, 0);
+  const std::string root = ::geteuid() == 0 ? "--allow-run-as-root " : "";
+  std::istringstream launched(read_all((dir / "launcher.log").string()));
+  for (const char* batch : {"16", "32"}) {
+    std::string line;
+    ASSERT_TRUE(std::getline(launched, line));
+    const std::string head = "-n 2 " + root + "--oversubscribe " + o.binary + " --mini-batch-size " + batch + " ";
+    EXPECT_EQ(line.rfind(head, 0), 0u) << line;
+    EXPECT_NE(line.find(" --threads 2 "), std::string::npos) << line;  // per rank
+    const std::string run_dir = o.out_dir + "/runs/b" + batch + "_e1_cpu_r2_t2_adam_lr0.01";
+    EXPECT_NE(line.find(" --report-json " + run_dir + "/report.json "), std::string::npos) << line;
+  }
+  EXPECT_EQ(load_results(o.out_dir + "/results.jsonl")
+                .back()
+                .string_at("command")
+                .rfind(std::string(std::getenv("DL_SWEEP_MPIEXEC")) + " -n 2 ", 0),
+            0u);
+
+  const Json rep = write_report({o.out_dir, "ranks=2,batch=32", false});
+  EXPECT_EQ(rep.string_at("reference"), "b32_e1_cpu_r2_t2_adam_lr0.01");
+  const auto& rows = rep.find("rows")->items();
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[3].number_at("ranks"), 2);
+  EXPECT_EQ(rows[3].number_at("images_per_second"), 1000);
+  EXPECT_EQ(rows[3].number_at("images_per_second_per_rank"), 500);
+  EXPECT_EQ(rows[1].number_at("images_per_second_per_rank"), 1000);
+  EXPECT_EQ(rows[1].number_at("relative_time"), 1.0);  // same time as the reference
+  const std::string md = read_all(o.out_dir + "/report.md");
+  EXPECT_NE(md.find("| device | ranks | threads per rank |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| images/s | images/s per rank |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 32 | 1 | cpu | 2 | 2 | 28 | adam | 0.01 | ok | 90.0% | 0.3000 | 00:00:02 | 10 | 1000 | 500 | "
+                    "1.00 |"),
+            std::string::npos)
+      << md;
+  const std::string csv = read_all(o.out_dir + "/report.csv");
+  EXPECT_NE(csv.find(",device,ranks,threads,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",images_per_second,images_per_second_per_rank,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",b16_e1_cpu_r2_t2_adam_lr0.01,train_mnist,16,1,cpu,2,2,"), std::string::npos) << csv;
+  EXPECT_THROW(build_report(o.out_dir, "ranks=3"), dl::Error);  // no such row
+  EXPECT_THROW(build_report(o.out_dir, "rank=2"), dl::Error);   // no such column
+
+  // Merged, the one- and two-rank rows of a batch size stay apart.
+  merge_reports({o.out_dir + "/report.json"}, {"ws"}, (dir / "merged").string());
+  EXPECT_EQ(count_lines((dir / "merged.csv").string()), 5);
+
+  // A program that does not join the launcher's ranks reports a world of one: failed, and said why.
+  o.grid.batch = {64 + 1};
+  const ScopedEnv lone("FAKE_LAUNCHER_WORLD", "1");
+  EXPECT_EQ(run_sweep(o).failed, 1);
+  const auto records = load_results(o.out_dir + "/results.jsonl");
+  EXPECT_NE(records.back().string_at("error").find("asked for 2 ranks, the program reported a world of 1"),
+            std::string::npos)
+      << records.back().dump();
+  fs::remove_all(dir);
 }

@@ -1,11 +1,14 @@
 // End to end: dl-sweep's runner, report and fit probe driving the real train_mnist (build/bin) on a
 // subset of MNIST (data/mnist, or generated digits when it was not fetched: tests/mnist_data.h). The
 // memory the report shows must agree with what the kernel saw for the same process, and the probe must name a batch
-// size that trains under the limit and one above it that does not.
+// size that trains under the limit and one above it that does not. A configuration of two ranks runs
+// as one data-parallel run under mpiexec (when libdl was built with MPI and mpiexec is on PATH).
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
+#include "dl/config.h"
+#include "machine.h"
 #include "mnist_data.h"
 #include "probe.h"
 #include "report.h"
@@ -23,18 +26,23 @@ fs::path fresh_dir(const std::string& name) {
   fs::create_directories(d);
   return d;
 }
+// A sweep of the real train_mnist on a subset small enough for a few seconds per configuration.
+SweepOptions small_mnist_sweep(const fs::path& dir) {
+  SweepOptions o;
+  o.out_dir = dir.string();
+  o.binary = std::string(DL_BIN_DIR) + "/train_mnist";
+  o.extra_args = {"--data", mnist_dir(), "--train-subset", "2048", "--test-subset", "512"};
+  o.log = [](const std::string&) {};
+  return o;
+}
 }  // namespace
 
 TEST(SweepE2E, TwoBatchSizesReportAndCurves) {
   const fs::path dir = fresh_dir("sweep");
-  SweepOptions o;
-  o.out_dir = dir.string();
-  o.binary = std::string(DL_BIN_DIR) + "/train_mnist";
+  SweepOptions o = small_mnist_sweep(dir);
   o.grid.batch = {128, 1024};
   o.grid.epochs = {1};
   o.grid.threads = {2};
-  o.extra_args = {"--data", mnist_dir(), "--train-subset", "2048", "--test-subset", "512"};
-  o.log = [](const std::string&) {};
   const SweepSummary s = run_sweep(o);
   EXPECT_EQ(s.ran, 2);
   EXPECT_EQ(s.failed, 0);
@@ -58,6 +66,29 @@ TEST(SweepE2E, TwoBatchSizesReportAndCurves) {
   EXPECT_TRUE(fs::exists(dir / "plots" / "time_vs_batch.svg"));
   // Run again: everything is recorded, nothing runs.
   EXPECT_EQ(run_sweep(o).ran, 0);
+  fs::remove_all(dir);
+}
+
+TEST(SweepE2E, TwoRanksUnderMpiexec) {
+  if (!DL_WITH_MPI || (find_on_path("mpiexec").empty() && !std::getenv("DL_SWEEP_MPIEXEC")))
+    GTEST_SKIP() << "libdl without MPI, or no mpiexec on PATH";
+  const fs::path dir = fresh_dir("ranks");
+  SweepOptions o = small_mnist_sweep(dir);
+  o.grid.batch = {256};
+  o.grid.ranks = {2};
+  o.grid.threads = {1};
+  const SweepSummary s = run_sweep(o);
+  EXPECT_EQ(s.ran, 1);
+  const Json rep = write_report({o.out_dir, "ranks=2,batch=256", false});
+  const Json& r = rep.find("rows")->items().at(0);
+  ASSERT_EQ(r.string_at("status"), "ok") << r.dump();
+  EXPECT_EQ(r.string_at("id"), "b256_e1_cpu_r2_t1_adam_lr0.01");
+  EXPECT_NE(r.string_at("command").find(" -n 2 "), std::string::npos) << r.string_at("command");
+  EXPECT_EQ(r.number_at("iterations"), 8);  // 2048 / 256: the batch is global, shared by the ranks
+  EXPECT_EQ(r.number_at("threads_used"), 1);
+  EXPECT_GT(r.find("metrics")->number_at("accuracy"), 0.2);
+  EXPECT_NEAR(r.number_at("images_per_second_per_rank") * 2, r.number_at("images_per_second"),
+              1e-6 * r.number_at("images_per_second"));
   fs::remove_all(dir);
 }
 

@@ -1,13 +1,14 @@
 // dl-sweep: the seed's experiments in one command.
 //
-//   dl-sweep run    --out DIR --batch 128,1024,8192 --epochs 2 [--threads 2] [-- program flags]
+//   dl-sweep run    --out DIR --batch 128,1024,8192 --epochs 2 [--threads 2] [--ranks 1,2] [-- program flags]
 //   dl-sweep report --out DIR [--reference batch=1024]
 //   dl-sweep merge  --out PREFIX [--names A,B] DIR_A/report.json DIR_B/report.json
 //   dl-sweep probe  --out DIR --memory-limit 512MiB [--start 64] [-- program flags]
 //   dl-sweep programs
 //
-// Each configuration runs as a fresh process of the reference program (found next to dl-sweep);
-// results go to DIR/results.jsonl as they come, and running the same command again resumes.
+// Each configuration runs as a fresh process of the reference program (found next to dl-sweep), or
+// with several ranks as one data-parallel run under mpiexec; results go to DIR/results.jsonl as they
+// come, and running the same command again resumes.
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -36,13 +37,17 @@ Commands:
             --batch LIST         mini-batch sizes, e.g. 128,1024,8192 (default 1024)
             --epochs LIST        epochs (default 1)
             --device LIST        cpu or cuda (default cpu)
-            --threads LIST       CPU threads, 0: all (default 0)
+            --ranks LIST         processes of one data-parallel run (default 1); above 1 runs
+                                 `mpiexec -n N [--allow-run-as-root] --oversubscribe PROGRAM`
+                                 (OpenMPI's; DL_SWEEP_MPIEXEC in the environment names another)
+            --threads LIST       CPU threads per rank, 0: all, shared out among ranks (default 0)
             --image-size LIST    input size (default: the program's own; MNIST: 28 only)
             --solver LIST        sgdm, adam, rmsprop (default adam)
             --lr LIST            initial learn rates (default 0.01)
             --timeout SECONDS    per configuration (default none)
             --retry-failed       run configurations recorded as failed again
-            --reference REF      reference row of the report (run id, batch=N or row number)
+            --reference REF      reference row of the report: run id, row number or conditions
+                                 such as batch=1024 or ranks=1,batch=1024
             --binary PATH        the program's executable (default: next to dl-sweep)
   report    (re)write DIR/report.md, .csv, .json and the pictures from DIR/results.jsonl
             --out DIR, --reference REF, --no-plots
@@ -129,8 +134,8 @@ void check_known(const Args& a, const std::vector<std::string>& known, const std
 
 int cmd_run(const Args& a) {
   check_known(a,
-              {"out", "program", "batch", "epochs", "device", "threads", "image-size", "solver", "lr", "timeout",
-               "retry-failed", "reference", "binary"},
+              {"out", "program", "batch", "epochs", "device", "ranks", "threads", "image-size", "solver", "lr",
+               "timeout", "retry-failed", "reference", "binary"},
               "run");
   SweepOptions o;
   o.out_dir = a.get("out");
@@ -140,6 +145,7 @@ int cmd_run(const Args& a) {
   if (a.has("batch")) o.grid.batch = split_as<int64_t>(a.get("batch"), "batch", 1, int64_t{1} << 31);
   if (a.has("epochs")) o.grid.epochs = split_as<int>(a.get("epochs"), "epochs", 1, 1000000);
   if (a.has("device")) o.grid.device = split(a.get("device"));
+  if (a.has("ranks")) o.grid.ranks = split_as<int>(a.get("ranks"), "ranks", 1, 4096);
   if (a.has("threads")) o.grid.threads = split_as<int>(a.get("threads"), "threads", 0, 1024);
   if (a.has("image-size")) o.grid.image_size = split_as<int>(a.get("image-size"), "image-size", 1, 16384);
   if (a.has("solver")) o.grid.solver = split(a.get("solver"));

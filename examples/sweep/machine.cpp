@@ -39,13 +39,13 @@ std::string command_output(const std::string& cmd) {
 
 }  // namespace
 
-bool on_path(const std::string& program) {
+std::string find_on_path(const std::string& program) {
   const char* path = std::getenv("PATH");
   std::istringstream dirs(path ? path : "");
   std::string dir;
   while (std::getline(dirs, dir, ':'))
-    if (!dir.empty() && access((dir + "/" + program).c_str(), X_OK) == 0) return true;
-  return false;
+    if (!dir.empty() && access((dir + "/" + program).c_str(), X_OK) == 0) return dir + "/" + program;
+  return "";
 }
 
 namespace {
@@ -100,7 +100,7 @@ Json describe_machine() {
 
   Json gpu = Json::object();
   const std::string smi =
-      on_path("nvidia-smi")
+      !find_on_path("nvidia-smi").empty()
           ? command_output("nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader,nounits")
           : "";
   if (smi.empty()) {

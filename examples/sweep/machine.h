@@ -10,7 +10,7 @@ namespace dl::sweep {
 Json describe_machine();
 // One line for a report header: "AMD EPYC, 2 cores, 23.5 GiB RAM, GPU none".
 std::string machine_summary(const Json& machine);
-// Whether an executable of that name is on PATH.
-bool on_path(const std::string& program);
+// The path of an executable of that name on PATH; empty when there is none.
+std::string find_on_path(const std::string& program);
 
 }  // namespace dl::sweep

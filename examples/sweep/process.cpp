@@ -44,6 +44,19 @@ double proc_cpu_seconds(pid_t pid) {
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// The same for a process and its living descendants (the ranks under an MPI launcher); -1 when the
+// process itself cannot be read.
+double tree_cpu_seconds(pid_t pid) {
+  double total = proc_cpu_seconds(pid);
+  if (total < 0) return -1;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream children(task.path() / "children");
+    for (pid_t child; children >> child;) total += std::max(0.0, tree_cpu_seconds(child));
+  }
+  return total;
+}
+
 std::string tail_of_file(const std::string& path, size_t max_chars) {
   std::ifstream in(path, std::ios::binary);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -120,7 +133,7 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::string& l
     const double elapsed = std::chrono::duration<double>(now - t0).count();
     const double window = std::chrono::duration<double>(now - window_start).count();
     if (window >= 1.0) {
-      const double cpu = proc_cpu_seconds(pid);
+      const double cpu = tree_cpu_seconds(pid);
       if (cpu >= 0) {
         r.peak_cpu_cores = std::max(r.peak_cpu_cores, (cpu - window_cpu) / window);
         window_cpu = cpu;

@@ -1,6 +1,7 @@
 // Runs one configuration as a fresh process: posix_spawn, stdout and stderr into a log file, the
-// child's CPU time sampled from /proc while it runs (for the peak utilisation), and what the kernel
-// says about it when it ends (wait4: CPU time and peak resident set, ru_maxrss).
+// CPU time of the child and its descendants (an MPI launcher's ranks) sampled from /proc while it
+// runs (for the peak utilisation), and what the kernel says about it when it ends (wait4: CPU time
+// and peak resident set, ru_maxrss, its descendants' included once it has waited for them).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -14,8 +15,8 @@ struct ChildResult {
   bool timed_out = false;     // killed after the time limit
   bool interrupted = false;   // killed because a stop was requested (SIGINT/SIGTERM to dl-sweep)
   double wall_seconds = 0;    // from spawn to exit
-  double cpu_seconds = 0;     // user + system of the child and its threads (wait4)
-  int64_t max_rss_bytes = 0;  // the kernel's peak resident set of the child (ru_maxrss)
+  double cpu_seconds = 0;     // user + system of the child, its threads and descendants (wait4)
+  int64_t max_rss_bytes = 0;  // the kernel's peak resident set of the child or its largest descendant
   double peak_cpu_cores = 0;  // the largest CPU time per wall second over 1-second windows
   std::string output_tail;    // the last lines of its stdout + stderr
   bool ok() const { return exit_code == 0 && !timed_out && !interrupted; }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "dl/core/file_io.h"
+#include "dl/core/parse.h"
 #include "machine.h"
 #include "programs.h"
 #include "runner.h"
@@ -98,9 +99,15 @@ Curves read_log_csv(const std::string& path) {
   return c;
 }
 
+// " r2" for a row of several ranks, nothing for one process.
+std::string ranks_tag(const Json& row) {
+  const double ranks = row.number_at("ranks", 1);
+  return ranks != 1 ? " r" + csv_num(ranks) : "";
+}
+
 // The name of a row's group in the sweep pictures: everything but the batch size.
 std::string group_of(const Json& row) {
-  return "e" + csv_num(row.number_at("epochs")) + " " + row.string_at("device") + " t" +
+  return "e" + csv_num(row.number_at("epochs")) + " " + row.string_at("device") + ranks_tag(row) + " t" +
          csv_num(row.number_at("threads_used")) + " " + row.string_at("solver") + " lr" +
          lr_text(row.number_at("learn_rate"));
 }
@@ -169,11 +176,26 @@ void plot_sweep(const std::string& out_dir, const Json& report) {
     rasterise(out_dir + "/plots/" + f + ".svg");
 }
 
+// Whether a row is the reference: a run id, a 1-based row number, or conditions on the row's
+// columns joined by commas ("batch=1024", "ranks=1,batch=1024"), every one of which must hold.
 bool matches_reference(const Json& row, const std::string& ref, size_t index) {
   if (ref.empty()) return false;
-  if (ref.rfind("batch=", 0) == 0) return row.number_at("batch") == std::stod(ref.substr(6));
   if (std::all_of(ref.begin(), ref.end(), ::isdigit)) return index + 1 == std::stoul(ref);
-  return row.string_at("id") == ref;
+  if (ref.find('=') == std::string::npos) return row.string_at("id") == ref;
+  std::istringstream conditions(ref);
+  for (std::string cond; std::getline(conditions, cond, ',');) {
+    const size_t eq = cond.find('=');
+    const std::string column = cond.substr(0, eq), want = eq == std::string::npos ? "" : cond.substr(eq + 1);
+    const Json* have = row.find(column);
+    DL_CHECK(have && (have->is_number() || have->is_string()), "dl-sweep report: reference '", ref,
+             "': expected conditions COLUMN=VALUE on batch, ranks, epochs, threads, device, solver, learn_rate, ",
+             "image_size; got '", cond, "'");
+    const bool holds = have->is_number()
+                           ? have->number() == dl::parse_double(want, -1e300, 1e300, "dl-sweep report: " + column)
+                           : have->string() == want;
+    if (!holds) return false;
+  }
+  return true;
 }
 }  // namespace
 
@@ -187,7 +209,7 @@ std::string hms(double seconds) {
 }
 
 bool rasterise(const std::string& svg_path) {
-  static const bool have = on_path("rsvg-convert");
+  static const bool have = !find_on_path("rsvg-convert").empty();
   if (!have) return false;
   const std::string png = svg_path.substr(0, svg_path.size() - 4) + ".png";
   const std::string cmd = "rsvg-convert -o '" + png + "' '" + svg_path + "' 2>/dev/null";
@@ -200,11 +222,11 @@ Json build_report(const std::string& out_dir, const std::string& reference) {
   const std::string machine_text = read_text(out_dir + "/machine.json");
   report["machine"] = machine_text.empty() ? describe_machine() : Json::parse(machine_text);
   report["utilisation_definition"] =
-      "CPU: process CPU time (user + system, from wait4) / (wall time x threads); the peak is the same "
-      "ratio over 1-second windows sampled from /proc/<pid>/stat";
+      "CPU: process CPU time (user + system, from wait4; every rank's) / (wall time x threads x ranks); the peak is "
+      "the same ratio over 1-second windows sampled from /proc/<pid>/stat";
   report["memory_definition"] =
       "peak device memory: the allocator's peak of bytes in use by tensors (on the CPU, host memory); "
-      "peak host RSS: the kernel's ru_maxrss of the child process (VmHWM)";
+      "peak host RSS: the kernel's ru_maxrss of the child process (VmHWM; of several ranks, the largest)";
   Json rows = Json::array();
   const std::vector<Json> records = load_results(out_dir + "/results.jsonl");
   for (const Json& rec : records) {
@@ -219,6 +241,7 @@ Json build_report(const std::string& out_dir, const std::string& reference) {
     row["batch"] = c.batch;
     row["epochs"] = c.epochs;
     row["device"] = c.device;
+    row["ranks"] = c.ranks;
     row["threads"] = c.threads;
     const double threads_used = rep.number_at("config.threads", c.threads > 0 ? c.threads : 0);
     row["threads_used"] = threads_used;
@@ -234,12 +257,14 @@ Json build_report(const std::string& out_dir, const std::string& reference) {
     row["metrics"] = metrics;
     row["train_seconds"] = rep.number_at("training.seconds");
     row["iterations"] = rep.number_at("training.iterations");
-    row["images_per_second"] = rep.number_at("training.images_per_second");
+    row["images_per_second"] = rep.number_at("training.images_per_second");  // every rank together
+    row["images_per_second_per_rank"] =
+        rep.number_at("training.images_per_second_per_rank", rep.number_at("training.images_per_second") / c.ranks);
     row["allocator_peak_bytes"] = rep.number_at("memory.allocator_peak_bytes");
     row["os_peak_rss_bytes"] = rec.number_at("os_peak_rss_bytes");
     row["child_peak_rss_bytes"] = rep.number_at("memory.peak_rss_bytes");
     const double wall = rec.number_at("wall_seconds"), cpu = rec.number_at("cpu_seconds");
-    const double threads = threads_used > 0 ? threads_used : report.number_at("machine.cpu_online", 1);
+    const double threads = threads_used > 0 ? threads_used * c.ranks : report.number_at("machine.cpu_online", 1);
     const double mean = wall > 0 ? cpu / (wall * threads) : kNaN;
     const double peak_cores = rec.number_at("peak_cpu_cores", 0);
     row["util_mean"] = mean;
@@ -300,11 +325,11 @@ std::string report_markdown(const Json& report) {
     for (const auto& [k, v] : r.find("metrics")->members())
       if (std::find(metric_titles.begin(), metric_titles.end(), k) == metric_titles.end()) metric_titles.push_back(k);
 
-  md << "| # | batch | epochs | device | threads | image | solver | learn rate | status |";
+  md << "| # | batch | epochs | device | ranks | threads per rank | image | solver | learn rate | status |";
   for (const auto& t : metric_titles) md << " " << t << " |";
-  md << " training time | iterations | images/s | time / ref | peak device mem (MiB) | peak host RSS (MiB) |"
-        " util mean | util peak | GPU mem NVML (MiB) | curves |\n|";
-  for (size_t i = 0; i < 19 + metric_titles.size(); ++i) md << "---|";
+  md << " training time | iterations | images/s | images/s per rank | time / ref | peak device mem (MiB) |"
+        " peak host RSS (MiB) | util mean | util peak | GPU mem NVML (MiB) | curves |\n|";
+  for (size_t i = 0; i < 21 + metric_titles.size(); ++i) md << "---|";
   md << "\n";
   std::vector<std::string> notes;
   size_t index = 0;
@@ -317,8 +342,9 @@ std::string report_markdown(const Json& report) {
       status += " [" + std::to_string(notes.size()) + "]";
     }
     md << "| " << index << " | " << r.number_at("batch") << " | " << r.number_at("epochs") << " | "
-       << r.string_at("device") << " | " << r.number_at("threads_used") << " | " << csv_num(r.number_at("image_size"))
-       << " | " << r.string_at("solver") << " | " << lr_text(r.number_at("learn_rate")) << " | " << status << " |";
+       << r.string_at("device") << " | " << r.number_at("ranks", 1) << " | " << r.number_at("threads_used") << " | "
+       << csv_num(r.number_at("image_size")) << " | " << r.string_at("solver") << " | "
+       << lr_text(r.number_at("learn_rate")) << " | " << status << " |";
     for (const auto& t : metric_titles) {
       const double v = r.find("metrics")->number_at(t);
       md << " " << (t == "accuracy" ? pct(v) : fixed(v, 4)) << " |";
@@ -327,10 +353,11 @@ std::string report_markdown(const Json& report) {
     if (r.find("curves"))
       curves = "[loss](" + r.string_at("curves.loss") + ") [accuracy](" + r.string_at("curves.accuracy") + ")";
     md << " " << (ok ? hms(r.number_at("train_seconds")) : "") << " | " << csv_num(r.number_at("iterations")) << " | "
-       << fixed(r.number_at("images_per_second"), 0) << " | " << fixed(r.number_at("relative_time"), 2) << " | "
-       << format_mib(r.number_at("allocator_peak_bytes")) << " | " << format_mib(r.number_at("os_peak_rss_bytes"))
-       << " | " << pct(r.number_at("util_mean")) << " | " << pct(r.number_at("util_peak")) << " | "
-       << format_mib(r.number_at("nvml_gpu_memory_bytes")) << " | " << curves << " |\n";
+       << fixed(r.number_at("images_per_second"), 0) << " | " << fixed(r.number_at("images_per_second_per_rank"), 0)
+       << " | " << fixed(r.number_at("relative_time"), 2) << " | " << format_mib(r.number_at("allocator_peak_bytes"))
+       << " | " << format_mib(r.number_at("os_peak_rss_bytes")) << " | " << pct(r.number_at("util_mean")) << " | "
+       << pct(r.number_at("util_peak")) << " | " << format_mib(r.number_at("nvml_gpu_memory_bytes")) << " | " << curves
+       << " |\n";
   }
   if (!notes.empty()) {
     md << "\n";
@@ -349,24 +376,25 @@ std::string report_csv(const Json& report) {
   for (const auto& r : report.at_path("rows")->items())
     for (const auto& [k, v] : r.find("metrics")->members())
       if (std::find(metric_titles.begin(), metric_titles.end(), k) == metric_titles.end()) metric_titles.push_back(k);
-  csv << "machine,id,program,batch,epochs,device,threads,image_size,solver,learn_rate,status";
+  csv << "machine,id,program,batch,epochs,device,ranks,threads,image_size,solver,learn_rate,status";
   for (const auto& t : metric_titles) csv << "," << csv_field(t);
-  csv << ",training_time_hms,training_seconds,iterations,images_per_second,relative_time,"
+  csv << ",training_time_hms,training_seconds,iterations,images_per_second,images_per_second_per_rank,relative_time,"
          "peak_device_memory_bytes,peak_host_rss_bytes,util_mean,util_peak,nvml_gpu_memory_bytes,error\n";
   const std::string machine = report.string_at("machine.hostname");
   for (const auto& r : report.at_path("rows")->items()) {
     csv << csv_field(machine) << "," << csv_field(r.string_at("id")) << "," << r.string_at("program") << ","
         << csv_num(r.number_at("batch")) << "," << csv_num(r.number_at("epochs")) << "," << r.string_at("device") << ","
-        << csv_num(r.number_at("threads_used")) << "," << csv_num(r.number_at("image_size")) << ","
-        << r.string_at("solver") << "," << csv_num(r.number_at("learn_rate")) << "," << r.string_at("status");
+        << csv_num(r.number_at("ranks", 1)) << "," << csv_num(r.number_at("threads_used")) << ","
+        << csv_num(r.number_at("image_size")) << "," << r.string_at("solver") << ","
+        << csv_num(r.number_at("learn_rate")) << "," << r.string_at("status");
     for (const auto& t : metric_titles) csv << "," << csv_num(r.find("metrics")->number_at(t));
     const bool ok = r.string_at("status") == "ok";
     csv << "," << (ok ? hms(r.number_at("train_seconds")) : "") << "," << csv_num(r.number_at("train_seconds")) << ","
         << csv_num(r.number_at("iterations")) << "," << csv_num(r.number_at("images_per_second")) << ","
-        << csv_num(r.number_at("relative_time")) << "," << csv_num(r.number_at("allocator_peak_bytes")) << ","
-        << csv_num(r.number_at("os_peak_rss_bytes")) << "," << csv_num(r.number_at("util_mean")) << ","
-        << csv_num(r.number_at("util_peak")) << "," << csv_num(r.number_at("nvml_gpu_memory_bytes")) << ","
-        << csv_field(r.string_at("error")) << "\n";
+        << csv_num(r.number_at("images_per_second_per_rank")) << "," << csv_num(r.number_at("relative_time")) << ","
+        << csv_num(r.number_at("allocator_peak_bytes")) << "," << csv_num(r.number_at("os_peak_rss_bytes")) << ","
+        << csv_num(r.number_at("util_mean")) << "," << csv_num(r.number_at("util_peak")) << ","
+        << csv_num(r.number_at("nvml_gpu_memory_bytes")) << "," << csv_field(r.string_at("error")) << "\n";
   }
   return csv.str();
 }
@@ -400,7 +428,7 @@ void merge_reports(const std::vector<std::string>& paths, std::vector<std::strin
   for (size_t i = names.size(); i < reports.size(); ++i) names.push_back(std::string(1, static_cast<char>('A' + i)));
   auto match_key = [](const Json& r) {
     return r.string_at("program") + " b" + csv_num(r.number_at("batch")) + " e" + csv_num(r.number_at("epochs")) +
-           " s" + csv_num(r.number_at("image_size")) + " " + r.string_at("solver") + " lr" +
+           ranks_tag(r) + " s" + csv_num(r.number_at("image_size")) + " " + r.string_at("solver") + " lr" +
            lr_text(r.number_at("learn_rate"));
   };
   // Rows in first-seen order over all reports; the ratio is against the first report's reference.
@@ -433,19 +461,20 @@ void merge_reports(const std::vector<std::string>& paths, std::vector<std::strin
   }
   md << "\nTime / ref: training time over that of `" << reports[0].string_at("reference") << "` on " << names[0]
      << ". Memory in MiB (device: allocator peak; RSS: the kernel's peak of the process).\n\n";
-  md << "| batch | epochs | image | solver | learn rate |";
+  md << "| batch | epochs | ranks | image | solver | learn rate |";
   for (const auto& n : names)
     md << " " << n << ": accuracy | " << n << ": time | " << n << ": time / ref | " << n << ": device mem | " << n
        << ": RSS |";
   md << "\n|";
-  for (size_t i = 0; i < 5 + 5 * names.size(); ++i) md << "---|";
+  for (size_t i = 0; i < 6 + 5 * names.size(); ++i) md << "---|";
   md << "\n";
-  csv << "machine,hostname,program,batch,epochs,image_size,solver,learn_rate,status,accuracy,training_seconds,"
+  csv << "machine,hostname,program,batch,epochs,ranks,image_size,solver,learn_rate,status,accuracy,training_seconds,"
          "relative_time,peak_device_memory_bytes,peak_host_rss_bytes,images_per_second\n";
   for (const auto& key : keys) {
     const Json& f = *first_row[key];
-    md << "| " << f.number_at("batch") << " | " << f.number_at("epochs") << " | " << csv_num(f.number_at("image_size"))
-       << " | " << f.string_at("solver") << " | " << lr_text(f.number_at("learn_rate")) << " |";
+    md << "| " << f.number_at("batch") << " | " << f.number_at("epochs") << " | " << f.number_at("ranks", 1) << " | "
+       << csv_num(f.number_at("image_size")) << " | " << f.string_at("solver") << " | "
+       << lr_text(f.number_at("learn_rate")) << " |";
     for (size_t i = 0; i < reports.size(); ++i) {
       const Json* r = find_row(reports[i], key);
       if (!r) {
@@ -463,9 +492,9 @@ void merge_reports(const std::vector<std::string>& paths, std::vector<std::strin
         md << " failed: " << md_cell(r->string_at("error")).substr(0, 60) << " | | | | |";
       csv << csv_field(names[i]) << "," << csv_field(reports[i].string_at("machine.hostname")) << ","
           << r->string_at("program") << "," << csv_num(r->number_at("batch")) << "," << csv_num(r->number_at("epochs"))
-          << "," << csv_num(r->number_at("image_size")) << "," << r->string_at("solver") << ","
-          << csv_num(r->number_at("learn_rate")) << "," << r->string_at("status") << "," << csv_num(acc) << ","
-          << csv_num(ok ? t : kNaN) << "," << csv_num(ok ? t / ref_time : kNaN) << ","
+          << "," << csv_num(r->number_at("ranks", 1)) << "," << csv_num(r->number_at("image_size")) << ","
+          << r->string_at("solver") << "," << csv_num(r->number_at("learn_rate")) << "," << r->string_at("status")
+          << "," << csv_num(acc) << "," << csv_num(ok ? t : kNaN) << "," << csv_num(ok ? t / ref_time : kNaN) << ","
           << csv_num(r->number_at("allocator_peak_bytes")) << "," << csv_num(r->number_at("os_peak_rss_bytes")) << ","
           << csv_num(r->number_at("images_per_second")) << "\n";
     }

@@ -3,13 +3,14 @@
 // training curves per run and time, throughput and memory against batch size. And the merge of
 // reports from several machines into one table.
 //
-// Columns: the configuration, status, the program's metrics (MNIST: test accuracy and loss),
-// training time (hh:mm:ss: the wall time of fit(), validation included), iterations, images/s (the
-// training steps alone), time / time of the reference row, peak device memory (the allocator's
-// peak; on the CPU that is host memory held by tensors), peak host RSS (the kernel's ru_maxrss of
-// the child process), device utilisation (on the CPU: the process's CPU time / (wall time x
-// threads), mean over the process and peak over 1-second windows) and GPU memory from NVML (empty
-// on the CPU).
+// Columns: the configuration (ranks and threads per rank included), status, the program's metrics
+// (MNIST: test accuracy and loss), training time (hh:mm:ss: the wall time of fit(), validation
+// included), iterations, images/s in all and per rank (the training steps alone), time / time of
+// the reference row, peak device memory (the allocator's peak; on the CPU that is host memory held
+// by tensors; rank 0's), peak host RSS (the kernel's ru_maxrss of the child process; of several
+// ranks, the largest), device utilisation (on the CPU: the CPU time of the process and its ranks /
+// (wall time x threads x ranks), mean over the process and peak over 1-second windows) and GPU
+// memory from NVML (empty on the CPU).
 #pragma once
 #include <string>
 #include <vector>
@@ -20,8 +21,8 @@ namespace dl::sweep {
 
 struct ReportOptions {
   std::string out_dir;
-  // The reference row: a run id ("b1024_e2_cpu_t2_adam_lr0.01"), "batch=N" or a 1-based row number;
-  // empty: the first finished row.
+  // The reference row: a run id ("b1024_e2_cpu_t2_adam_lr0.01"), a 1-based row number, or
+  // conditions on its columns ("batch=1024", "ranks=1,batch=1024"); empty: the first finished row.
   std::string reference;
   bool plots = true;
 };
@@ -36,7 +37,7 @@ std::string report_csv(const Json& report);
 Json write_report(const ReportOptions& o);
 
 // Lays the report.json of several sweeps (one per machine) side by side: merged.md (machines as
-// column groups, rows matched on program, batch, epochs, image size, solver and learn rate) and
+// column groups, rows matched on program, batch, epochs, ranks, image size, solver and learn rate) and
 // merged.csv (one row per machine and configuration). The time ratio is against the reference row
 // of the first report. `names` label the machines (default: A, B, C, ...).
 void merge_reports(const std::vector<std::string>& report_paths, std::vector<std::string> names,

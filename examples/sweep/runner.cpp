@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -40,16 +42,17 @@ std::string now_iso() {
 
 std::string Config::key() const {
   std::string k = "program=" + program + " batch=" + std::to_string(batch) + " epochs=" + std::to_string(epochs) +
-                  " device=" + device + " threads=" + std::to_string(threads) + " image=" + std::to_string(image_size) +
-                  " solver=" + solver + " lr=" + num(learn_rate);
+                  " device=" + device + (ranks != 1 ? " ranks=" + std::to_string(ranks) : "") +
+                  " threads=" + std::to_string(threads) + " image=" + std::to_string(image_size) + " solver=" + solver +
+                  " lr=" + num(learn_rate);
   for (const auto& a : extra_args) k += " " + a;
   return k;
 }
 
 std::string Config::id() const {
-  std::string s = "b" + std::to_string(batch) + "_e" + std::to_string(epochs) + "_" + device + "_t" +
-                  std::to_string(threads) + (image_size ? "_s" + std::to_string(image_size) : "") + "_" + solver +
-                  "_lr" + num(learn_rate);
+  std::string s = "b" + std::to_string(batch) + "_e" + std::to_string(epochs) + "_" + device +
+                  (ranks != 1 ? "_r" + std::to_string(ranks) : "") + "_t" + std::to_string(threads) +
+                  (image_size ? "_s" + std::to_string(image_size) : "") + "_" + solver + "_lr" + num(learn_rate);
   for (auto& ch : s)
     if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-') ch = '-';
   return s;
@@ -61,6 +64,7 @@ Json Config::to_json() const {
   j["batch"] = batch;
   j["epochs"] = epochs;
   j["device"] = device;
+  j["ranks"] = ranks;
   j["threads"] = threads;
   j["image_size"] = image_size;
   j["solver"] = solver;
@@ -77,6 +81,7 @@ Config Config::from_json(const Json& j) {
   c.batch = static_cast<int64_t>(j.number_at("batch", 0));
   c.epochs = static_cast<int>(j.number_at("epochs", 0));
   c.device = j.string_at("device", c.device);
+  c.ranks = static_cast<int>(j.number_at("ranks", 1));  // results from before --ranks: one process
   c.threads = static_cast<int>(j.number_at("threads", 0));
   c.image_size = static_cast<int>(j.number_at("image_size", 0));
   c.solver = j.string_at("solver", c.solver);
@@ -89,30 +94,57 @@ Config Config::from_json(const Json& j) {
 std::vector<Config> Grid::expand(const std::string& program, const std::vector<std::string>& extra) const {
   std::vector<Config> out;
   for (const auto& dev : device)
-    for (int t : threads)
-      for (int s : image_size)
-        for (const auto& sol : solver)
-          for (double lr : learn_rate)
-            for (int e : epochs)
-              for (int64_t b : batch) {
-                Config c;
-                c.program = program;
-                c.batch = b;
-                c.epochs = e;
-                c.device = dev;
-                c.threads = t;
-                c.image_size = s;
-                c.solver = sol;
-                c.learn_rate = lr;
-                c.extra_args = extra;
-                out.push_back(c);
-              }
+    for (int r : ranks)
+      for (int t : threads)
+        for (int s : image_size)
+          for (const auto& sol : solver)
+            for (double lr : learn_rate)
+              for (int e : epochs)
+                for (int64_t b : batch) {
+                  Config c;
+                  c.program = program;
+                  c.batch = b;
+                  c.epochs = e;
+                  c.device = dev;
+                  c.ranks = r;
+                  c.threads = t;
+                  c.image_size = s;
+                  c.solver = sol;
+                  c.learn_rate = lr;
+                  c.extra_args = extra;
+                  out.push_back(c);
+                }
   return out;
 }
 
+Launcher Launcher::find() {
+  Launcher l;
+  l.as_root = ::geteuid() == 0;
+  const char* env = std::getenv("DL_SWEEP_MPIEXEC");
+  if (env && *env) {
+    const std::string given = env;
+    l.path = given.find('/') == std::string::npos ? find_on_path(given) : given;
+    DL_CHECK(!l.path.empty() && ::access(l.path.c_str(), X_OK) == 0, "dl-sweep: configurations of several ranks ",
+             "need an MPI launcher, and DL_SWEEP_MPIEXEC=", given, " is not an executable file");
+  } else {
+    l.path = find_on_path("mpiexec");
+    DL_CHECK(!l.path.empty(), "dl-sweep: configurations of several ranks need an MPI launcher: no mpiexec on PATH ",
+             "(install OpenMPI, or set DL_SWEEP_MPIEXEC to its mpiexec)");
+  }
+  return l;
+}
+
 std::vector<std::string> command_for(const ProgramSpec& spec, const std::string& binary, const Config& c,
-                                     const std::string& run_dir) {
-  std::vector<std::string> a{binary};
+                                     const std::string& run_dir, const Launcher& launcher) {
+  DL_CHECK(c.ranks >= 1, "dl-sweep: ranks must be at least 1, got ", c.ranks);
+  std::vector<std::string> a;
+  if (c.ranks > 1) {
+    DL_CHECK(!launcher.path.empty(), "dl-sweep: ", c.ranks, " ranks need an MPI launcher, and none was given");
+    a = {launcher.path, "-n", std::to_string(c.ranks)};
+    if (launcher.as_root) a.push_back("--allow-run-as-root");
+    a.push_back("--oversubscribe");
+  }
+  a.push_back(binary);
   auto add = [&](const std::string& flag, const std::string& value) {
     if (!flag.empty()) a.insert(a.end(), {flag, value});
   };
@@ -186,6 +218,10 @@ SweepSummary run_sweep(const SweepOptions& o) {
   const std::string binary = o.binary.empty() ? executable_dir() + "/" + spec.binary : o.binary;
   DL_CHECK(std::filesystem::exists(binary), "dl-sweep: ", binary, " not found (build the target ", spec.binary,
            " or give --binary)");
+  const std::vector<Config> configs = o.grid.expand(o.program, o.extra_args);
+  // Found before anything runs, so that a missing launcher fails the sweep before it writes anything.
+  const bool several_ranks = std::any_of(configs.begin(), configs.end(), [](const Config& c) { return c.ranks > 1; });
+  const Launcher launcher = several_ranks ? Launcher::find() : Launcher{};
   auto log = o.log ? o.log : [](const std::string& m) { std::cout << m << std::endl; };
   std::filesystem::create_directories(o.out_dir + "/runs");
   const std::string results_path = o.out_dir + "/results.jsonl";
@@ -198,7 +234,6 @@ SweepSummary run_sweep(const SweepOptions& o) {
     if (r.string_at("status") == "ok" || (r.string_at("status") == "failed" && !o.retry_failed))
       done.insert(r.string_at("key"));
 
-  const std::vector<Config> configs = o.grid.expand(o.program, o.extra_args);
   SweepSummary s;
   s.total = static_cast<int>(configs.size());
   int index = 0;
@@ -217,7 +252,7 @@ SweepSummary run_sweep(const SweepOptions& o) {
     const std::string run_dir = o.out_dir + "/runs/" + c.id();
     std::filesystem::create_directories(run_dir);
     std::filesystem::remove(run_dir + "/report.json");
-    const std::vector<std::string> argv = command_for(spec, binary, c, run_dir);
+    const std::vector<std::string> argv = command_for(spec, binary, c, run_dir, launcher);
     std::string cmdline;
     for (const auto& a : argv) cmdline += (cmdline.empty() ? "" : " ") + a;
     log(tag + ": running " + cmdline);
@@ -235,7 +270,11 @@ SweepSummary run_sweep(const SweepOptions& o) {
       if (!text.empty()) report = Json::parse(text);
     } catch (const dl::Error&) {
     }
-    const bool ok = cr.ok() && report.string_at("status") == "ok";
+    // A program that did not join the launcher's ranks (built without MPI, another MPI's launcher)
+    // runs as that many independent processes, each reporting one rank: not the configuration asked for.
+    const double world = report.number_at("training.world_size", 1);
+    const bool one_run = c.ranks == 1 || report.string_at("status") != "ok" || world == c.ranks;
+    const bool ok = cr.ok() && report.string_at("status") == "ok" && one_run;
     Json rec = Json::object();
     rec["key"] = c.key();
     rec["id"] = c.id();
@@ -243,7 +282,10 @@ SweepSummary run_sweep(const SweepOptions& o) {
     rec["status"] = ok ? "ok" : "failed";
     if (!ok) {
       std::string error = report.string_at("error");
-      if (error.empty())
+      if (!one_run)
+        error = "asked for " + std::to_string(c.ranks) + " ranks, the program reported a world of " + num(world) +
+                " (was it built with MPI, and is the launcher of the same MPI?)";
+      else if (error.empty())
         error = cr.describe() + ": " + last_line(cr.output_tail);
       else if (!cr.ok())
         error = cr.describe() + ": " + error;
