@@ -27,8 +27,8 @@ dl::dist::ProcessGroup& group() { return dl::dist::world(); }
 
 void set_bandwidth(benchmark::State& state, double bytes) {
   const int n = group().size();
-  state.counters["algbw_GBps"] = benchmark::Counter(bytes * static_cast<double>(state.iterations()) / 1e9,
-                                                    benchmark::Counter::kIsRate);
+  state.counters["algbw_GBps"] =
+      benchmark::Counter(bytes * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
   state.counters["busbw_GBps"] = benchmark::Counter(
       bytes * static_cast<double>(state.iterations()) / 1e9 * 2.0 * (n - 1) / n, benchmark::Counter::kIsRate);
   state.counters["ranks"] = n;
@@ -120,16 +120,14 @@ void register_steps() {
         ->Unit(benchmark::kMillisecond);
     // DeepLabv3+ on ResNet-18 at 360 x 480, 2 images per rank (with one, the image-pooling branch's
     // batch norm would see one value per channel): about 60 MB of gradients in 3 buckets.
-    benchmark::RegisterBenchmark(("DataParallelStep/deeplab/" + mode).c_str(),
-                                 [overlap](benchmark::State& s) {
-                                   data_parallel_step(
-                                       s,
-                                       [] {
-                                         return std::make_unique<dl::nn::DeepLabV3Plus>(
-                                             dl::nn::DeepLabV3PlusOptions{.num_classes = 11});
-                                       },
-                                       dl::Shape({2, 3, 360, 480}), 11, true, overlap);
-                                 })
+    benchmark::RegisterBenchmark(
+        ("DataParallelStep/deeplab/" + mode).c_str(),
+        [overlap](benchmark::State& s) {
+          data_parallel_step(
+              s,
+              [] { return std::make_unique<dl::nn::DeepLabV3Plus>(dl::nn::DeepLabV3PlusOptions{.num_classes = 11}); },
+              dl::Shape({2, 3, 360, 480}), 11, true, overlap);
+        })
         ->Iterations(3)
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond);

@@ -61,6 +61,7 @@ void register_device_backend(DeviceType type, DeviceBackend& backend) {
 }
 
 bool cuda_available() { return device_count(DeviceType::kCUDA, nullptr) > 0; }
+int cuda_device_count() { return device_count(DeviceType::kCUDA, nullptr); }
 
 void check_device_usable(Device device) {
   if (device.is_cpu()) return;

@@ -24,8 +24,7 @@ void broadcast_buffers(nn::Module& model, ProcessGroup& group, int root) {
   }
 }
 
-GradientReducer::GradientReducer(std::vector<nn::ParamRef> params, ProcessGroup& group,
-                                 const GradientReducerOptions& o)
+GradientReducer::GradientReducer(std::vector<nn::ParamRef> params, ProcessGroup& group, const GradientReducerOptions& o)
     : params_(std::move(params)), group_(group), o_(o) {
   DL_CHECK(o.bucket_bytes > 0, "GradientReducer: expected bucket_bytes > 0");
   bucket_of_.assign(params_.size(), 0);
@@ -57,9 +56,9 @@ GradientReducer::GradientReducer(std::vector<nn::ParamRef> params, ProcessGroup&
     const double* mine = layout.data<double>();
     for (int r = 0; r < group_.size(); ++r) {
       const double* theirs = all.data<double>() + static_cast<size_t>(r) * buckets_.size() + r;
-      DL_CHECK(std::equal(mine, mine + buckets_.size() + 1, theirs), "GradientReducer: rank ", r, "'s model has other parameters than rank ",
-               group_.rank(), "'s (", params_.size(), " parameters in ", buckets_.size(),
-               " buckets here): every rank must build the same model");
+      DL_CHECK(std::equal(mine, mine + buckets_.size() + 1, theirs), "GradientReducer: rank ", r,
+               "'s model has other parameters than rank ", group_.rank(), "'s (", params_.size(), " parameters in ",
+               buckets_.size(), " buckets here): every rank must build the same model");
     }
   }
 }
@@ -109,10 +108,16 @@ void GradientReducer::backward(const Tensor& loss) {
 void GradientReducer::finish() {
   if (group_.size() == 1) return;
   while (next_ < buckets_.size()) start(buckets_[next_++]);
+  // Which parameters got a gradient on some rank: the others stay without one, as in one process
+  // (an optimiser skips them), rather than getting zeros. A host tensor: no device synchronisation.
+  Tensor had = Tensor::empty({static_cast<int64_t>(params_.size())}, DType::kInt32);
+  for (size_t k = 0; k < params_.size(); ++k) had.data<int32_t>()[k] = params_[k].tensor.grad().defined() ? 1 : 0;
+  group_.all_reduce_async(had, ReduceOp::kMax).wait();
   for (Bucket& b : buckets_) {
     b.work.wait();
     for (size_t i = 0; i < b.params.size(); ++i) {
       Tensor& p = params_[b.params[i]].tensor;
+      if (!had.data<int32_t>()[b.params[i]]) continue;
       const Tensor slot = b.buffer.slice(b.offsets[i], b.offsets[i] + p.numel()).view(p.shape());
       Tensor g = p.grad();
       if (g.defined())
@@ -122,6 +127,7 @@ void GradientReducer::finish() {
     }
     b.ready = 0;
   }
+  group_.check();  // a failed device communicator's buckets must not reach the weights
   std::fill(param_ready_.begin(), param_ready_.end(), 0);
   next_ = 0;
 }

@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "dl/core/error.h"
 #include "dist/transport.h"
+#include "dl/core/error.h"
 
 namespace dl::dist::detail {
 
@@ -60,9 +60,10 @@ std::string mpi_error_text(int code) {
 
 // What a waiting rank tells a rank that asks where it is.
 struct Answer {
-  int64_t seq;     // the collective it waits in (its order number), or the last one it started
-  int32_t waiting; // 1 while it waits in that collective
-  char what[116];
+  int64_t round;    // the asker's question it answers (older answers are stale)
+  int64_t seq;      // the collective it waits in (its order number), or the last one it started
+  int32_t waiting;  // 1 while it waits in that collective
+  char what[108];
 };
 }  // namespace
 
@@ -76,6 +77,9 @@ class MpiTransport final : public HostTransport {
       const int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
       DL_CHECK(rc == MPI_SUCCESS, "dl::dist: MPI_Init_thread failed: ", mpi_error_text(rc));
       owns_mpi_ = true;
+      // Calls come from one thread at a time, not always the one that initialised MPI.
+      DL_CHECK(provided >= MPI_THREAD_SERIALIZED, "dl::dist: this MPI gives thread level ", provided,
+               ", libdl needs MPI_THREAD_SERIALIZED (", MPI_THREAD_SERIALIZED, ")");
     }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
@@ -197,8 +201,8 @@ class MpiTransport final : public HostTransport {
   }
 
   Pending start(const std::string& what) {
-    DL_CHECK(!broken_, "dl::dist: ", what, " on rank ", rank_,
-             ": an earlier collective of this group failed (", broken_what_, "); the group cannot be used again");
+    DL_CHECK(!broken_, "dl::dist: ", what, " on rank ", rank_, ": an earlier collective of this group failed (",
+             broken_what_, "); the group cannot be used again");
     Pending p;
     p.what = what;
     p.seq = ++seq_;
@@ -208,7 +212,7 @@ class MpiTransport final : public HostTransport {
   // Polls the requests of `p` until all completed, answering other ranks' questions meanwhile; after
   // the timeout, finds out which ranks are missing and throws.
   void finish(Pending& p) {
-    const auto t0 = Clock::now();
+    auto t0 = Clock::now();
     waiting_seq_ = p.seq;
     waiting_what_ = &p.what;
     int polls = 0;
@@ -227,7 +231,10 @@ class MpiTransport final : public HostTransport {
       // (then the other ranks are computing, not transferring).
       if (++polls % 1024 == 0) {
         const auto waited = Clock::now() - t0;
-        if (waited > timeout_) lost(p, waited);
+        if (waited > timeout_ && !lost(p, waited)) {  // every rank is in it after all: wait on
+          t0 = Clock::now();
+          continue;
+        }
         if (waited > std::chrono::seconds(1))
           std::this_thread::sleep_for(std::chrono::microseconds(200));
         else
@@ -244,9 +251,10 @@ class MpiTransport final : public HostTransport {
       int flag = 0;
       MPI_Status st;
       if (MPI_Iprobe(MPI_ANY_SOURCE, kQueryTag, control_, &flag, &st) != MPI_SUCCESS || !flag) return;
-      int64_t their_seq = 0;
-      MPI_Recv(&their_seq, 1, MPI_INT64_T, st.MPI_SOURCE, kQueryTag, control_, MPI_STATUS_IGNORE);
+      int64_t round = 0;
+      MPI_Recv(&round, 1, MPI_INT64_T, st.MPI_SOURCE, kQueryTag, control_, MPI_STATUS_IGNORE);
       Answer a{};
+      a.round = round;
       a.seq = waiting_seq_ ? waiting_seq_ : seq_;
       a.waiting = waiting_seq_ ? 1 : 0;
       const std::string what = waiting_what_ ? *waiting_what_ : std::string("computing");
@@ -256,15 +264,20 @@ class MpiTransport final : public HostTransport {
     }
   }
 
-  [[noreturn]] void lost(const Pending& p, Clock::duration waited) {
-    broken_ = true;
-    broken_what_ = p.what;
+  // After the timeout: asks every other rank where it is. Returns false when the collective completed
+  // meanwhile or every rank answered that it waits in it (slow, not lost); otherwise throws, naming
+  // the ranks that did not arrive.
+  bool lost(Pending& p, Clock::duration waited) {
+    ++round_;
     for (int r = 0; r < size_; ++r)
-      if (r != rank_) MPI_Send(&p.seq, 1, MPI_INT64_T, r, kQueryTag, control_);
+      if (r != rank_) MPI_Send(&round_, 1, MPI_INT64_T, r, kQueryTag, control_);
     const auto grace = std::clamp<Clock::duration>(timeout_ / 2, std::chrono::seconds(1), std::chrono::seconds(10));
     std::map<int, Answer> answers;
     const auto t0 = Clock::now();
     while (static_cast<int>(answers.size()) < size_ - 1 && Clock::now() - t0 < grace) {
+      int done = 0;
+      MPI_Testall(static_cast<int>(p.requests.size()), p.requests.data(), &done, MPI_STATUSES_IGNORE);
+      if (done) return false;  // the answers still on their way are read as stale and ignored
       serve_queries();
       int flag = 0;
       MPI_Status st;
@@ -272,7 +285,7 @@ class MpiTransport final : public HostTransport {
         Answer a{};
         MPI_Recv(&a, sizeof a, MPI_BYTE, st.MPI_SOURCE, kReplyTag, control_, MPI_STATUS_IGNORE);
         a.what[sizeof a.what - 1] = '\0';
-        answers[st.MPI_SOURCE] = a;
+        if (a.round == round_) answers[st.MPI_SOURCE] = a;
       } else {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
@@ -283,7 +296,9 @@ class MpiTransport final : public HostTransport {
       auto it = answers.find(r);
       std::string line;
       if (it == answers.end()) {
-        line = "rank " + std::to_string(r) + " did not answer (stalled outside a collective, or its process died)";
+        line = "rank " + std::to_string(r) +
+               " did not answer (stalled outside a collective, e.g. computing or waiting for its GPU, or its process "
+               "died)";
       } else if (!it->second.waiting) {
         line = "rank " + std::to_string(r) + " is computing after collective #" + std::to_string(it->second.seq);
       } else if (it->second.seq != p.seq) {
@@ -294,7 +309,9 @@ class MpiTransport final : public HostTransport {
       }
       who += (who.empty() ? "" : "; ") + line;
     }
-    if (who.empty()) who = "every rank waits in it (the transport itself stalled)";
+    if (who.empty()) return false;  // every rank waits in this collective: slow, not lost
+    broken_ = true;
+    broken_what_ = p.what;
     const double s = std::chrono::duration<double>(waited).count();
     char secs[32];
     std::snprintf(secs, sizeof secs, "%.1f", s);
@@ -306,11 +323,12 @@ class MpiTransport final : public HostTransport {
   bool owns_mpi_ = false;
   MPI_Comm comm_ = MPI_COMM_NULL, control_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
-  int64_t seq_ = 0;                             // collectives started
-  int64_t waiting_seq_ = 0;                     // the one being waited for (0: none)
+  int64_t seq_ = 0;          // collectives started
+  int64_t waiting_seq_ = 0;  // the one being waited for (0: none)
   const std::string* waiting_what_ = nullptr;
-  std::map<int64_t, Pending> pending_;          // all_reduce_async's, by handle
+  std::map<int64_t, Pending> pending_;  // all_reduce_async's, by handle
   int64_t next_handle_ = 0;
+  int64_t round_ = 0;  // questions asked by lost()
   bool broken_ = false;
   std::string broken_what_;
 };

@@ -6,11 +6,12 @@
 #include <cstring>
 #include <iostream>
 #include <mutex>
+#include <string_view>
 
+#include "dist/transport.h"
 #include "dl/config.h"
 #include "dl/core/error.h"
 #include "dl/core/parse.h"
-#include "dist/transport.h"
 
 namespace dl::dist {
 
@@ -57,6 +58,9 @@ LaunchInfo launch_info() {
       {"Slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"},
   };
   for (const Launcher& l : launchers) {
+    // Slurm sets SLURM_PROCID and SLURM_NTASKS in a batch script too, where one process runs alone:
+    // only a step that srun started (SLURM_STEP_ID) is a launch.
+    if (std::string_view(l.name) == "Slurm" && !std::getenv("SLURM_STEP_ID")) continue;
     const int size = env_int({l.size}, 1, kMax);
     const int rank = env_int({l.rank}, 0, kMax);
     if (size < 1 || rank < 0) continue;
@@ -74,7 +78,9 @@ LaunchInfo launch_info() {
   return info;
 }
 
-ProcessGroup::~ProcessGroup() = default;
+ProcessGroup::~ProcessGroup() {
+  devices_.clear();  // before host_: NCCL's teardown may still use MPI's ranks
+}
 
 namespace {
 std::string bytes_text(size_t bytes) {
@@ -88,8 +94,8 @@ std::string bytes_text(size_t bytes) {
 
 void check_collective_tensor(const Tensor& t, const char* who) {
   DL_CHECK(t.defined(), "dl::dist::", who, ": the tensor is undefined");
-  DL_CHECK(t.device().is_cpu() || t.device().is_cuda(), "dl::dist::", who, ": expected a CPU or CUDA tensor, got one on ",
-           t.device().str());
+  DL_CHECK(t.device().is_cpu() || t.device().is_cuda(), "dl::dist::", who,
+           ": expected a CPU or CUDA tensor, got one on ", t.device().str());
 }
 
 // The shape and dtype of `t` on every rank must agree, or each rank would read past another's buffer:
@@ -111,8 +117,8 @@ void check_same_everywhere(detail::HostTransport& host, const Tensor& t, const c
     const Sig& s = all[static_cast<size_t>(r)];
     if (s.numel == mine.numel && s.dtype == mine.dtype) continue;
     DL_THROW("dl::dist::", who, ": rank ", host.rank(), " has a ", t.shape().str(), " ", dtype_name(t.dtype()),
-             " tensor, rank ", r, " one of ", s.numel, " elements of ",
-             dtype_name(static_cast<DType>(s.dtype)), ": every rank must pass the same shape and dtype");
+             " tensor, rank ", r, " one of ", s.numel, " elements of ", dtype_name(static_cast<DType>(s.dtype)),
+             ": every rank must pass the same shape and dtype");
   }
 }
 }  // namespace
@@ -136,10 +142,11 @@ void ProcessGroup::all_reduce(Tensor& t, ReduceOp op) {
 
 Work ProcessGroup::all_reduce_async(Tensor& t, ReduceOp op) {
   check_collective_tensor(t, "all_reduce");
-  DL_CHECK(t.dtype() != DType::kUInt8 || op == ReduceOp::kMin || op == ReduceOp::kMax,
-           "dl::dist::all_reduce: a ", reduce_op_name(op), " of uint8 would overflow; expected min or max");
+  DL_CHECK(t.dtype() != DType::kUInt8 || op == ReduceOp::kMin || op == ReduceOp::kMax, "dl::dist::all_reduce: a ",
+           reduce_op_name(op), " of uint8 would overflow; expected min or max");
   DL_CHECK(op != ReduceOp::kAverage || t.dtype() == DType::kFloat32 || t.dtype() == DType::kFloat64,
-           "dl::dist::all_reduce: the average of ", dtype_name(t.dtype()), " tensors is not exact; expected float32 or "
+           "dl::dist::all_reduce: the average of ", dtype_name(t.dtype()),
+           " tensors is not exact; expected float32 or "
            "float64 (or a sum)");
   if (!host_) {
     return Work();  // a world of one: the sum, average, min and max of one tensor is itself
@@ -147,7 +154,12 @@ Work ProcessGroup::all_reduce_async(Tensor& t, ReduceOp op) {
   if (t.device().is_cuda()) {
     auto& d = device_transport(t);
     const int64_t h = d.all_reduce_async(t.raw_data(), t.numel(), t.dtype(), op);
-    return Work([&d, h] { d.wait(h); });
+    // `keep`: the block stays out of the caching allocator until the compute stream is ordered after
+    // the collective (Note [comm stream and reused blocks] in nccl_transport.cpp).
+    return Work([&d, h, keep = t]() mutable {
+      d.wait(h);
+      keep = Tensor();
+    });
   }
   const std::string what = std::string("all_reduce (") + reduce_op_name(op) + ") of " + bytes_text(t.nbytes());
   const int64_t h = host_->all_reduce_async(t.raw_data(), t.numel(), t.dtype(), op, what);
@@ -165,8 +177,8 @@ void ProcessGroup::broadcast(Tensor& t, int root) {
   if (!host_) return;
   check_same_everywhere(*host_, t, "broadcast");
   if (t.device().is_cuda()) return device_transport(t).broadcast(t.raw_data(), t.nbytes(), root);
-  host_->broadcast(t.raw_data(), t.nbytes(), root, "broadcast of " + bytes_text(t.nbytes()) + " from rank " +
-                                                        std::to_string(root));
+  host_->broadcast(t.raw_data(), t.nbytes(), root,
+                   "broadcast of " + bytes_text(t.nbytes()) + " from rank " + std::to_string(root));
 }
 
 Tensor ProcessGroup::all_gather(const Tensor& t) {
@@ -190,6 +202,11 @@ Tensor ProcessGroup::all_gather(const Tensor& t) {
 
 void ProcessGroup::poll() {
   if (host_) host_->poll();
+}
+
+void ProcessGroup::check() {
+  for (auto& d : devices_)
+    if (d) d->check();
 }
 
 void ProcessGroup::barrier() {
@@ -218,6 +235,7 @@ void ProcessGroup::abort(int code) noexcept {
 namespace {
 std::mutex g_world_mu;
 std::unique_ptr<ProcessGroup> g_world;
+bool g_shut_down = false;
 }  // namespace
 
 std::unique_ptr<ProcessGroup> make_single_process_group() { return std::unique_ptr<ProcessGroup>(new ProcessGroup()); }
@@ -225,6 +243,7 @@ std::unique_ptr<ProcessGroup> make_single_process_group() { return std::unique_p
 ProcessGroup& world(const ProcessGroupOptions& options) {
   std::lock_guard<std::mutex> lock(g_world_mu);
   if (g_world) return *g_world;
+  DL_CHECK(!g_shut_down, "dl::dist::world: the world was shut down (dl::dist::shutdown); MPI cannot start again");
   ProcessGroupOptions o = options;
   if (const char* v = std::getenv("DL_DIST_TIMEOUT"); v && *v)
     o.timeout = std::chrono::milliseconds(
@@ -252,6 +271,18 @@ ProcessGroup& world(const ProcessGroupOptions& options) {
 bool world_is_distributed() {
   std::lock_guard<std::mutex> lock(g_world_mu);
   return g_world && g_world->size() > 1;
+}
+
+void shutdown() {
+  std::unique_ptr<ProcessGroup> w;
+  {
+    std::lock_guard<std::mutex> lock(g_world_mu);
+    w = std::move(g_world);
+    g_shut_down = w && w->host_;  // a world of one may be made again
+  }
+  if (!w) return;
+  w->devices_.clear();  // the communicators first, then MPI (they were bootstrapped over it)
+  w.reset();
 }
 
 namespace detail {

@@ -41,11 +41,20 @@ BatchNorm2d::BatchNorm2d(int channels, double momentum, double eps, DType dtype)
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
-  return ops::batch_norm(x, weight, bias, running_mean, running_var, {is_training(), momentum_, eps_});
+  return ops::batch_norm(x, weight, bias, running_mean, running_var,
+                         {.training = is_training(), .momentum = momentum_, .eps = eps_, .sync = sync});
 }
 Tensor BatchNorm2d::forward_relu(const Tensor& x) {
   return ops::batch_norm(x, weight, bias, running_mean, running_var,
-                         {.training = is_training(), .momentum = momentum_, .eps = eps_, .relu = true});
+                         {.training = is_training(), .momentum = momentum_, .eps = eps_, .relu = true, .sync = sync});
+}
+
+int set_batch_norm_sync(Module& model, const std::function<void(Tensor&)>& sync) {
+  int count = 0;
+  model.for_each_module([&](Module& m) {
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(&m)) bn->sync = sync, ++count;
+  });
+  return count;
 }
 
 Tensor ReLU::forward(const Tensor& x) { return ops::relu(x); }

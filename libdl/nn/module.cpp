@@ -37,6 +37,11 @@ void Module::to(Device device) {
   for (auto& [name, t] : state()) t.move_to_(device);
 }
 
+void Module::for_each_module(const std::function<void(Module&)>& f) {
+  f(*this);
+  for (auto& [name, child] : children_) child->for_each_module(f);
+}
+
 void Module::collect(const std::string& prefix, std::vector<ParamRef>* params, NamedTensors* buffers) const {
   if (params)
     for (const auto& p : params_) params->push_back({prefix + p.name, p.tensor, p.l2_factor});

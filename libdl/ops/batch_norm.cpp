@@ -24,6 +24,62 @@ Tensor relu_masked(const Tensor& gy, const Tensor& sy, bool relu) {
 }
 }  // namespace
 
+namespace {
+// Note [synchronised batch norm] (dl/ops/batch_norm.h): the statistics of every process's batch, from
+// per-channel sums all-reduced by opt.sync; then the inference bodies with those statistics, and in the
+// backward the part of dx that comes through the shared statistics.
+template <typename T>
+Tensor batch_norm_synced(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                         Tensor& running_var, const BatchNormOptions& opt, int64_t n, int64_t c, int64_t s) {
+  DL_CHECK(x.device().is_cpu(), "batch_norm: the synchronised batch norm runs on the CPU only for now; x is on ",
+           x.device().str());
+  Tensor sums = Tensor::zeros({3, c}, DType::kFloat64);  // sum x, sum x², count
+  double* a = sums.data<double>();
+  cpu::batch_norm_sums(x.data<T>(), n, c, s, a, a + c);
+  for (int64_t i = 0; i < c; ++i) a[2 * c + i] = static_cast<double>(n * s);
+  opt.sync(sums);
+  const double count = a[2 * c];
+  DL_CHECK(count > 1,
+           "batch_norm: the synchronised batch norm needs more than one value per channel over every "
+           "process, got ",
+           count);
+  Tensor mean = Tensor::empty({c}, x.dtype()), var = Tensor::empty({c}, x.dtype());
+  T* rm = running_mean.data<T>();
+  T* rv = running_var.data<T>();
+  const T m = static_cast<T>(opt.momentum);
+  for (int64_t i = 0; i < c; ++i) {
+    const double mu = a[i] / count, v = std::max(0.0, a[c + i] / count - mu * mu);
+    mean.data<T>()[i] = static_cast<T>(mu);
+    var.data<T>()[i] = static_cast<T>(v);
+    rm[i] = (T(1) - m) * rm[i] + m * static_cast<T>(mu);
+    rv[i] = (T(1) - m) * rv[i] + m * static_cast<T>(v * count / (count - 1));
+  }
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  const double eps = opt.eps;
+  cpu::batch_norm_forward_infer(x.data<T>(), gamma.data<T>(), beta.data<T>(), mean.data<T>(), var.data<T>(), n, c, s,
+                                eps, y.data<T>(), opt.relu);
+  Tensor sx = x.detach(), sg = gamma.detach(), sy = opt.relu ? y.detach() : Tensor();
+  const auto sync = opt.sync;
+  return autograd::record(
+      opt.relu ? "sync_batch_norm_relu" : "sync_batch_norm", y, {x, gamma, beta},
+      [=](const Tensor& gy, const std::vector<bool>& needs) {
+        Tensor gx = Tensor::empty(sx.shape(), sx.dtype());
+        Tensor gg = Tensor::empty({c}, sx.dtype()), gb = Tensor::empty({c}, sx.dtype());
+        cpu::batch_norm_backward_infer(sx.data<T>(), sg.data<T>(), gy.data<T>(), mean.data<T>(), var.data<T>(), n, c, s,
+                                       eps, gx.data<T>(), gg.data<T>(), gb.data<T>(), ptr_or_null<T>(sy));
+        Tensor red = Tensor::empty({2, c}, DType::kFloat64);  // sum dy, sum dy x̂ over every process
+        for (int64_t i = 0; i < c; ++i) {
+          red.data<double>()[i] = gb.data<T>()[i];
+          red.data<double>()[c + i] = gg.data<T>()[i];
+        }
+        sync(red);
+        cpu::batch_norm_sync_backward_correct(sx.data<T>(), sg.data<T>(), mean.data<T>(), var.data<T>(), n, c, s, eps,
+                                              red.data<double>(), red.data<double>() + c, count, gx.data<T>());
+        return std::vector<Tensor>{needs[0] ? gx : Tensor(), needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
+      });
+}
+}  // namespace
+
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
                   const BatchNormOptions& opt) {
   const char* op = "batch_norm";
@@ -41,6 +97,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   DL_CHECK(!opt.training || n * s > 1, op, ": training needs more than one value per channel, got input ",
            x.shape().str());
 
+  if (opt.training && opt.sync) {
+    return x.dtype() == DType::kFloat64
+               ? batch_norm_synced<double>(x, gamma, beta, running_mean, running_var, opt, n, c, s)
+               : batch_norm_synced<float>(x, gamma, beta, running_mean, running_var, opt, n, c, s);
+  }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   const double eps = opt.eps;
   const bool relu = opt.relu;

@@ -1,6 +1,8 @@
 // The frame of the training programs (dl/train/program.h).
 #include "dl/train/program.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <thread>
@@ -57,9 +59,15 @@ void TrainingProgram::set_up() {
   }
   check_output_paths({{save_, "model file"}, {report_json_, "run report"}, {o_.log_csv, "training log"}});
   o_.device = Device::parse(device_);
-  // --device cuda under a launcher: each rank of a machine takes its own GPU (local rank = device).
-  if (distributed && o_.device.is_cuda() && device_.find(':') == std::string::npos)
-    o_.device = Device::cuda(launch.local_rank);
+  // --device cuda under a launcher: each rank of a machine takes its own GPU (the local rank's, counted
+  // among the devices this rank sees: one each under srun --gpus-per-task).
+  if (distributed && o_.device.is_cuda()) {
+    const bool indexed = device_.find(':') != std::string::npos;
+    DL_CHECK(!indexed || launch.local_size == 1, "--device ", device_, ": under ", launch.local_size,
+             " ranks per machine each rank takes its own GPU; give --device cuda without an index");
+    const int visible = cuda_device_count();
+    if (!indexed && visible > 0) o_.device = Device::cuda(launch.local_rank % visible);
+  }
   report_.set_path(report_json_);
   report_.set_device(o_.device);
   if (probing()) o_.max_epochs = 1, o_.validation_patience = 0;
@@ -76,9 +84,14 @@ void TrainingProgram::set_up() {
   cfg["log_csv"] = o_.log_csv;
   CpuAllocator::instance().set_limit(parse_memory_limit(memory_limit_));
   parse_progress_mode(progress_);  // a bad word fails here, before any work
-  // Ranks sharing a machine share its cores: without --threads each takes its part of them.
-  if (threads_ == 0 && distributed && launch.local_size > 1)
-    threads_ = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / launch.local_size);
+  // Ranks sharing a machine share its cores: without --threads each takes its part of them, or the
+  // cores the launcher bound it to (mpirun binds each of two ranks to one core).
+  if (threads_ == 0 && distributed && launch.local_size > 1) {
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    cpu_set_t mask;
+    const int bound = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : cores;
+    threads_ = std::max(1, bound < cores ? bound : cores / launch.local_size);
+  }
   if (threads_ > 0) set_num_threads(threads_);
   manual_seed(o_.seed);
   cfg["threads"] = num_threads();
@@ -161,6 +174,7 @@ int run_main(const std::string& name, const std::function<void()>& body,
              const std::function<void(const std::string&)>& on_error) {
   try {
     body();
+    dist::shutdown();  // NCCL and MPI end while the CUDA runtime is up (a no-op without a world)
     return 0;
   } catch (const std::exception& e) {
     std::fflush(stdout);

@@ -18,6 +18,7 @@
 #include "dl/data/dataloader.h"
 #include "dl/data/device_stager.h"
 #include "dl/metrics/accuracy.h"
+#include "dl/nn/layers.h"
 #include "dl/nn/state.h"
 #include "dl/ops/conv2d.h"
 #include "dl/ops/elementwise.h"
@@ -66,6 +67,24 @@ std::shared_ptr<const data::Dataset> epoch_source(std::shared_ptr<const data::Da
   Generator once(o.seed ^ 0x9e3779b97f4a7c15ULL);
   return std::make_shared<data::SubsetDataset>(train, random_permutation(train->size(), once));
 }
+
+// The denominator of the cross-entropy of `targets` (dl/ops/loss.h): the sum of the class weights of
+// the counted labels, their count without class weights.
+double loss_denominator(const Tensor& targets, const ops::CrossEntropyOptions& o) {
+  if (!o.class_weights.defined() && o.ignore_index < 0) return static_cast<double>(targets.numel());
+  const Tensor labels = targets.to(Device::cpu());  // a device batch: one copy of its labels
+  const std::vector<float> w = o.class_weights.defined() ? o.class_weights.to_vector_f32() : std::vector<float>{};
+  const int32_t* y = labels.data<int32_t>();
+  double sum = 0;
+  for (int64_t i = 0; i < labels.numel(); ++i) {
+    if (y[i] == o.ignore_index && o.ignore_index >= 0) continue;
+    if (w.empty())
+      sum += 1;
+    else if (y[i] >= 0 && static_cast<size_t>(y[i]) < w.size())
+      sum += w[static_cast<size_t>(y[i])];
+  }
+  return sum;
+}
 }  // namespace
 
 // One fit() call: the loader of its epochs on the training device, the observers, the report so far.
@@ -113,6 +132,11 @@ Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
     if (world.size() > 1) {
       group_ = &world;
       dist::broadcast_state(model_, world);  // every rank starts from rank 0's weights
+      if (o_.sync_batch_norm) {
+        const int layers =
+            nn::set_batch_norm_sync(model_, [&world](Tensor& sums) { world.all_reduce_async(sums).wait(); });
+        DL_CHECK(layers > 0, "TrainingOptions: sync_batch_norm is set, but the model has no BatchNorm2d layer");
+      }
       reducer_ = std::make_unique<dist::GradientReducer>(optimizer_->params(), world, o_.gradient_reducer);
     }
   }
@@ -179,7 +203,7 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
   autograd::NoGradGuard no_grad;
   const Autocast autocast(o_.precision);
   EvalResult r;
-  double loss_sum = 0;
+  double loss_sum = 0, weight_sum = 0;  // the loss of the whole set: sum of loss x denominator / sum of denominators
   metrics::Counts counts;
   // A data-parallel run: rank r evaluates the r-th part of the set with rank 0's batch-norm statistics.
   const std::shared_ptr<const data::Dataset> whole(std::shared_ptr<const data::Dataset>(), &d);  // not owned
@@ -193,37 +217,55 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
     std::iota(idx.begin(), idx.end(), offset);
     part = std::make_shared<data::SubsetDataset>(whole, std::move(idx));
   }
-  if (part->size() > 0)
-    data::for_each_batch(
-        *part, batch_size > 0 ? batch_size : o_.mini_batch_size, o_.device,
-        [&](const data::Batch& batch, int64_t first) {
-          first += offset;
-          const Tensor logits = model_.forward(batch.inputs);
-          const double loss = ops::cross_entropy(logits, batch.targets, loss_).item<double>();
-          const metrics::Counts c = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
-          // On a device, labels are checked only when the loss says something is wrong (ops::cross_entropy
-          // throws on the CPU); a batch whose labels are all ignored is an error there as on the CPU.
-          if (!std::isfinite(loss) && !batch.targets.device().is_cpu()) {
-            ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
-            DL_CHECK(c.total > 0, "evaluation: no sample counted (every label ignored) in the batch at sample ", first);
-          }
-          loss_sum += loss * static_cast<double>(batch.size());
-          counts.correct += c.correct;
-          counts.total += c.total;
-          r.samples += batch.size();
-        });
+  std::exception_ptr error;
+  std::string message;
+  try {
+    if (part->size() > 0)
+      data::for_each_batch(
+          *part, batch_size > 0 ? batch_size : o_.mini_batch_size, o_.device,
+          [&](const data::Batch& batch, int64_t first) {
+            first += offset;
+            const Tensor logits = model_.forward(batch.inputs);
+            const double loss = ops::cross_entropy(logits, batch.targets, loss_).item<double>();
+            const metrics::Counts c = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
+            // On a device, labels are checked only when the loss says something is wrong (ops::cross_entropy
+            // throws on the CPU); a batch whose labels are all ignored is an error there as on the CPU.
+            if (!std::isfinite(loss) && !batch.targets.device().is_cpu()) {
+              ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
+              DL_CHECK(c.total > 0, "evaluation: no sample counted (every label ignored) in the batch at sample ",
+                       first);
+            }
+            const double w = loss_denominator(batch.targets, loss_);
+            loss_sum += loss * w;
+            weight_sum += w;
+            counts.correct += c.correct;
+            counts.total += c.total;
+            r.samples += batch.size();
+          });
+  } catch (const std::exception& e) {
+    if (!group_) throw;
+    error = std::current_exception(), message = error_message(e);
+  }
   model_.train(was_training);
-  if (group_) {  // the sums of every rank's part
-    Tensor sums = Tensor::from_vector<double>({4}, {loss_sum, static_cast<double>(counts.correct),
-                                                    static_cast<double>(counts.total), static_cast<double>(r.samples)});
+  if (group_) {  // the sums of every rank's part, and whether a rank failed
+    Tensor sums = Tensor::from_vector<double>(
+        {6}, {loss_sum, static_cast<double>(counts.correct), static_cast<double>(counts.total),
+              static_cast<double>(r.samples), error ? 1.0 : 0.0, weight_sum});
     group_->all_reduce(sums);
     const double* v = sums.data<double>();
+    if (v[4] > 0) {
+      const std::vector<std::string> errors = group_->gather_errors(message);
+      if (error) std::rethrow_exception(error);
+      for (size_t k = 0; k < errors.size(); ++k)
+        if (!errors[k].empty()) DL_THROW("rank ", k, " failed in the evaluation: ", errors[k]);
+    }
     loss_sum = v[0];
     counts.correct = static_cast<int64_t>(v[1]);
     counts.total = static_cast<int64_t>(v[2]);
     r.samples = static_cast<int64_t>(v[3]);
+    weight_sum = v[5];
   }
-  r.loss = r.samples ? loss_sum / static_cast<double>(r.samples) : std::numeric_limits<double>::quiet_NaN();
+  r.loss = weight_sum > 0 ? loss_sum / weight_sum : std::numeric_limits<double>::quiet_NaN();
   r.accuracy = counts.accuracy();
   return r;
 }
@@ -231,7 +273,7 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
 TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   DL_CHECK(train && train->size() > 0, "Trainer::fit: the training set is empty");
   reset_allocator_peak(o_.device);
-  prepare_checkpoint_folder();
+  on_every_rank("preparing the checkpoint folder", [&] { prepare_checkpoint_folder(); });
   Run run(*this, std::move(train));
   for (auto* o : run.observers) o->on_start({epoch_, o_.max_epochs, iteration_, run.last_iteration});
   model_.train();
@@ -240,6 +282,9 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
     run.batches.start_epoch();
     data::Batch batch;
     while (!run.stop && run.batches.next(batch)) {
+      // With the batch norm synchronised every rank needs samples: a last batch smaller than the ranks
+      // is left out (on every rank alike).
+      if (group_ && o_.sync_batch_norm && batch.global_size < group_->size()) continue;
       IterationRecord rec = step(run, batch);
       if (validation_due(run)) validate(run, rec);
       rec.seconds = since(run.t0);
@@ -263,38 +308,20 @@ IterationRecord Trainer::step(Run& run, const data::Batch& batch) {
   const auto ts = Clock::now();
   const Autocast autocast(o_.precision);  // the backward below runs in each op's forward precision
   optimizer_->zero_grad();  // before the forward: the last step's gradients are freed, not carried through it
-  const int64_t n = batch.size(), n_global = batch.global_size > 0 ? batch.global_size : n;
+  const int64_t n_global = batch.global_size > 0 ? batch.global_size : batch.size();
   Tensor logits;
   double loss_value = 0;
   metrics::Counts counts;
-  if (n > 0) {
+  if (!group_) {
     logits = model_.forward(batch.inputs);
     const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
-    Tensor objective = scaler_ ? scaler_->scale(loss) : loss;
-    if (reducer_) {
-      // Note [gradient buckets]: a share that is not 1/size of the batch weighs in by its size.
-      const double share = static_cast<double>(n) * group_->size() / static_cast<double>(n_global);
-      if (share != 1.0) objective = ops::scale(objective, share);
-      reducer_->backward(objective);
-    } else {
-      objective.backward();
-    }
+    (scaler_ ? scaler_->scale(loss) : loss).backward();
     // Read after the backward is queued, so that a device computes it while the host waits; before the
     // update, so that a non-finite loss changes no weight.
     loss_value = loss.item<double>();
     counts = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
-  } else if (reducer_) {
-    reducer_->finish();  // an empty share of the last batch: this rank adds zeros
-  }
-  if (group_) {  // the loss and accuracy of the whole mini-batch, the same on every rank
-    Tensor sums =
-        Tensor::from_vector<double>({4}, {loss_value * static_cast<double>(n), static_cast<double>(n),
-                                          static_cast<double>(counts.correct), static_cast<double>(counts.total)});
-    group_->all_reduce_async(sums).wait();
-    const double* v = sums.data<double>();
-    loss_value = v[0] / v[1];
-    counts.correct = static_cast<int64_t>(v[2]);
-    counts.total = static_cast<int64_t>(v[3]);
+  } else {
+    data_parallel_backward(batch, logits, loss_value, counts);
   }
   check_loss(run, loss_value, batch, logits);
   // With loss scaling, gradients that overflowed skip this update (weights and optimiser state stay).
@@ -318,6 +345,71 @@ IterationRecord Trainer::step(Run& run, const data::Batch& batch) {
   return rec;
 }
 
+// Note [gradient buckets] (dl/dist/data_parallel.h): each rank's loss is the mean over its share, so it
+// weighs in by its share of the batch's loss denominator W (the counted labels, weighted by class):
+// rank r back-propagates loss_r W_r size / W, and the average over the ranks is the gradient of the
+// loss of the whole batch; the loss reported is sum_r loss_r W_r / W, the whole batch's. An error on one
+// rank finishes the reduction (every rank makes the same collectives), then is thrown on every rank.
+void Trainer::data_parallel_backward(const data::Batch& batch, Tensor& logits, double& loss_value,
+                                     metrics::Counts& counts) {
+  const int64_t n = batch.size();
+  std::exception_ptr error;
+  std::string message;
+  double w = 0;
+  try {
+    w = n > 0 ? loss_denominator(batch.targets, loss_) : 0;
+  } catch (const std::exception& e) {
+    error = std::current_exception(), message = error_message(e);
+  }
+  Tensor total_w = Tensor::from_vector<double>({1}, {w});
+  group_->all_reduce_async(total_w).wait();
+  const double total = total_w.data<double>()[0];
+  try {
+    if (error) std::rethrow_exception(error);
+    // A share with nothing counted still runs its forward and backward (zero gradients) when the batch
+    // norm is synchronised: its collectives are part of every rank's.
+    if (n > 0 && (w > 0 || o_.sync_batch_norm)) {
+      logits = model_.forward(batch.inputs);
+      Tensor objective;
+      if (w > 0) {
+        const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
+        objective = scaler_ ? scaler_->scale(loss) : loss;
+        const double share = w * group_->size() / total;
+        if (share != 1.0) objective = ops::scale(objective, share);
+        reducer_->backward(objective);
+        loss_value = loss.item<double>();
+        counts = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
+      } else {
+        reducer_->backward(ops::scale(ops::sum(logits), 0.0));
+      }
+    } else {
+      reducer_->finish();  // an empty share, or nothing counted: this rank adds zeros
+    }
+  } catch (const std::exception& e) {
+    if (!error) error = std::current_exception(), message = error_message(e);
+    try {
+      reducer_->finish();  // the buckets not started yet, so that the ranks' collectives pair up
+    } catch (...) {
+      std::rethrow_exception(error);  // the group itself failed: nothing to agree on
+    }
+  }
+  // The loss and accuracy of the whole mini-batch, and whether a rank failed: the same on every rank.
+  Tensor sums = Tensor::from_vector<double>(
+      {4}, {loss_value * w, static_cast<double>(counts.correct), static_cast<double>(counts.total), error ? 1.0 : 0.0});
+  group_->all_reduce_async(sums).wait();
+  const double* v = sums.data<double>();
+  if (v[3] > 0) {
+    const std::vector<std::string> errors = group_->gather_errors(error ? message : "");
+    if (error) std::rethrow_exception(error);
+    for (size_t r = 0; r < errors.size(); ++r)
+      if (!errors[r].empty()) DL_THROW("rank ", r, " failed in the training step: ", errors[r]);
+  }
+  // Nothing counted on any rank: NaN, which check_loss reports.
+  loss_value = total > 0 ? v[0] / total : std::numeric_limits<double>::quiet_NaN();
+  counts.correct = static_cast<int64_t>(v[1]);
+  counts.total = static_cast<int64_t>(v[2]);
+}
+
 void Trainer::check_loss(Run& run, double loss, const data::Batch& batch, const Tensor& logits) const {
   if (std::isfinite(loss) && std::isnan(run.first_loss)) run.first_loss = loss;
   const double explosion = o_.divergence_loss_factor * std::max(1.0, std::isnan(run.first_loss) ? 1.0 : run.first_loss);
@@ -328,7 +420,7 @@ void Trainer::check_loss(Run& run, double loss, const data::Batch& batch, const 
              "); lower InitialLearnRate or set GradientThreshold (TrainingOptions::divergence_loss_factor)");
   if (std::isfinite(loss)) return;
   // On a device, labels are checked only now (ops::cross_entropy); say so if one was out of range.
-  const bool on_device = batch.targets.defined() && !batch.targets.device().is_cpu();
+  const bool on_device = batch.targets.defined() && logits.defined() && !batch.targets.device().is_cpu();
   if (on_device) ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
   DL_THROW("training diverged: the mini-batch loss is ", loss, " at epoch ", epoch_ + 1, ", iteration ", iteration_ + 1,
            " (learn rate ", optimizer_->learning_rate(), "); lower InitialLearnRate or set GradientThreshold",

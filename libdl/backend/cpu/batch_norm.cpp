@@ -134,15 +134,47 @@ void batch_norm_backward_infer(const T* x, const T* gamma, const T* dy, const T*
   });
 }
 
-#define DL_INSTANTIATE(T)                                                                                            \
-  template void batch_norm_forward_train<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, double, T*, T*, \
-                                            T*, T*, bool);                                                           \
-  template void batch_norm_forward_infer<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,      \
-                                            int64_t, double, T*, bool);                                              \
-  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,  \
-                                       T*, T*, T*, const T*);                                                        \
-  template void batch_norm_backward_infer<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,     \
-                                             int64_t, double, T*, T*, T*, const T*);
+template <typename T>
+void batch_norm_sums(const T* x, int64_t n, int64_t c, int64_t s, double* sum, double* sum_sq) {
+  parallel_for(c, n * s, [&](int64_t ch) {
+    double a = 0, b = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const T* p = x + (i * c + ch) * s;
+      for (int64_t j = 0; j < s; ++j) a += p[j], b += static_cast<double>(p[j]) * p[j];
+    }
+    sum[ch] = a;
+    sum_sq[ch] = b;
+  });
+}
+
+template <typename T>
+void batch_norm_sync_backward_correct(const T* x, const T* gamma, const T* mean, const T* var, int64_t n, int64_t c,
+                                      int64_t s, double eps, const double* sum_dy, const double* sum_dy_xhat,
+                                      double count, T* dx) {
+  parallel_for(c, n * s, [&](int64_t ch) {
+    const double is = 1.0 / std::sqrt(static_cast<double>(var[ch]) + eps);
+    const double k = gamma[ch] * is, mean_dy = sum_dy[ch] / count, mean_dy_xhat = sum_dy_xhat[ch] / count;
+    for (int64_t i = 0; i < n; ++i) {
+      const T* p = x + (i * c + ch) * s;
+      T* q = dx + (i * c + ch) * s;
+      for (int64_t j = 0; j < s; ++j)
+        q[j] = static_cast<T>(q[j] - k * (mean_dy + (p[j] - mean[ch]) * is * mean_dy_xhat));
+    }
+  });
+}
+
+#define DL_INSTANTIATE(T)                                                                                              \
+  template void batch_norm_forward_train<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, double, T*, T*,   \
+                                            T*, T*, bool);                                                             \
+  template void batch_norm_forward_infer<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,        \
+                                            int64_t, double, T*, bool);                                                \
+  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,    \
+                                       T*, T*, T*, const T*);                                                          \
+  template void batch_norm_backward_infer<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
+                                             int64_t, double, T*, T*, T*, const T*);                                   \
+  template void batch_norm_sums<T>(const T*, int64_t, int64_t, int64_t, double*, double*);                             \
+  template void batch_norm_sync_backward_correct<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
+                                                    double, const double*, const double*, double, T*);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)
 #undef DL_INSTANTIATE

@@ -63,6 +63,15 @@ template <typename T>
 void batch_norm_backward_infer(const T* x, const T* gamma, const T* dy, const T* mean, const T* var, int64_t n,
                                int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta,
                                const T* relu_out = nullptr);
+// The synchronised batch norm (ops::BatchNormOptions::sync): per channel, the sums of x and x² over
+// N and H W; and the part of dx that comes through the statistics of every process's batch together,
+// subtracted from dx (which holds dy gamma invstd): gamma invstd (mean dy + xhat mean(dy xhat)).
+template <typename T>
+void batch_norm_sums(const T* x, int64_t n, int64_t c, int64_t s, double* sum, double* sum_sq);
+template <typename T>
+void batch_norm_sync_backward_correct(const T* x, const T* gamma, const T* mean, const T* var, int64_t n, int64_t c,
+                                      int64_t s, double eps, const double* sum_dy, const double* sum_dy_xhat,
+                                      double count, T* dx);
 
 // ---- pooling ----
 template <typename T>

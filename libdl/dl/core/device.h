@@ -23,6 +23,8 @@ struct Device {
 
 // True when libdl was built with its CUDA backend and a CUDA device answers.
 bool cuda_available();
+// The CUDA devices this process sees (0 without the CUDA backend, a driver or a device).
+int cuda_device_count();
 // Throws dl::Error saying why `device` cannot be used (no CUDA backend built, no device, ...).
 void check_device_usable(Device device);
 // Returns when the work queued on `device` so far has finished (nothing to wait for on the CPU).

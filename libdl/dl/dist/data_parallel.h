@@ -13,7 +13,8 @@
 // of a bucket is ready (autograd::GradReadyHook), the bucket is packed and its all-reduce (average)
 // starts while the rest of the backward runs; buckets start in the same order on every rank. After
 // the backward, the reducer starts what is left, waits, and writes the averages back into grad(). A
-// parameter that got no gradient on a rank counts as zeros there. Averaging: each rank's loss is the
+// parameter that got no gradient on a rank counts as zeros there; one that got none on any rank keeps
+// none (the optimiser skips it, as in one process). Averaging: each rank's loss is the
 // mean over its share; a rank whose share is not 1/size of the batch scales its loss by
 // share * size / batch first (the Trainer does), so that the average is the gradient of the batch.
 #pragma once
@@ -68,9 +69,9 @@ class GradientReducer {
   ProcessGroup& group_;
   GradientReducerOptions o_;
   std::vector<Bucket> buckets_;
-  std::vector<size_t> bucket_of_;      // per parameter
-  std::vector<uint8_t> param_ready_;   // per parameter, this step
-  size_t next_ = 0;                    // the next bucket to start
+  std::vector<size_t> bucket_of_;     // per parameter
+  std::vector<uint8_t> param_ready_;  // per parameter, this step
+  size_t next_ = 0;                   // the next bucket to start
   int started_early_ = 0;
 };
 

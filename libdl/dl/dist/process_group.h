@@ -62,6 +62,16 @@ class Work {
  public:
   Work() = default;
   explicit Work(std::function<void()> wait) : wait_(std::move(wait)) {}
+  Work(Work&& o) noexcept : wait_(std::move(o.wait_)) { o.wait_ = nullptr; }
+  Work& operator=(Work&& o) noexcept {
+    finish_quietly();
+    wait_ = std::move(o.wait_);
+    o.wait_ = nullptr;
+    return *this;
+  }
+  // A collective still in flight is waited for: its tensor must outlive the transfer. (An error then
+  // cannot be thrown from here; the group is broken and its next collective says so.)
+  ~Work() { finish_quietly(); }
   void wait() {
     if (!wait_) return;
     auto w = std::move(wait_);
@@ -71,6 +81,12 @@ class Work {
   bool pending() const { return static_cast<bool>(wait_); }
 
  private:
+  void finish_quietly() noexcept {
+    try {
+      wait();
+    } catch (...) {
+    }
+  }
   std::function<void()> wait_;
 };
 
@@ -97,6 +113,9 @@ class ProcessGroup {
   // Moves the all_reduce_async's in flight forward (MPI progresses only inside MPI calls): a caller
   // that computes between starting and waiting calls it now and then, for the overlap.
   void poll();
+  // Throws when a device communicator failed since (an asynchronous NCCL error, a collective past its
+  // timeout): its results must not reach the weights.
+  void check();
   void broadcast(Tensor& t, int root = 0);
   // Every rank's `t` stacked along a new first dimension: [size, t's shape...], rank order.
   Tensor all_gather(const Tensor& t);
@@ -113,12 +132,13 @@ class ProcessGroup {
  private:
   friend ProcessGroup& world(const ProcessGroupOptions&);
   friend std::unique_ptr<ProcessGroup> make_single_process_group();
+  friend void shutdown();
   ProcessGroup() = default;
   detail::DeviceTransport& device_transport(const Tensor& t);
 
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   ProcessGroupOptions options_;
-  std::shared_ptr<detail::HostTransport> host_;  // null in a world of one
+  std::shared_ptr<detail::HostTransport> host_;                    // null in a world of one
   std::vector<std::shared_ptr<detail::DeviceTransport>> devices_;  // per CUDA device, made on first use
 };
 
@@ -130,5 +150,8 @@ ProcessGroup& world(const ProcessGroupOptions& options = {});
 std::unique_ptr<ProcessGroup> make_single_process_group();
 // True once world() made a group of more than one rank.
 bool world_is_distributed();
+// Ends the world made by world(): its NCCL communicators, then MPI (MPI_Finalize), while the CUDA
+// runtime is still up (run_main calls it when the program's body returned). A later world() throws.
+void shutdown();
 
 }  // namespace dl::dist

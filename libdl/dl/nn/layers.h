@@ -42,10 +42,16 @@ class BatchNorm2d : public Layer {
   // max(0, forward(x)) as one op (Note [batch norm + ReLU] in ops/batch_norm.cpp).
   Tensor forward_relu(const Tensor& x);
   Tensor weight, bias, running_mean, running_var;  // all C
+  // Training statistics over every process of a data-parallel run (Note [synchronised batch norm] in
+  // dl/ops/batch_norm.h); null: this process's batch alone. Set on a whole model by set_batch_norm_sync.
+  std::function<void(Tensor&)> sync;
 
  private:
   double momentum_, eps_;
 };
+
+// Sets `sync` on every BatchNorm2d of `model` (null turns the synchronisation off); returns how many.
+int set_batch_norm_sync(Module& model, const std::function<void(Tensor&)>& sync);
 
 // BatchNorm2d followed by ReLU, fused, as one layer of a Sequential (the same parameters and buffers).
 class BatchNormReLU2d : public BatchNorm2d {

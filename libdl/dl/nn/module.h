@@ -2,6 +2,7 @@
 // Names are dotted paths in registration order ("conv1.weight", "bn1.running_mean"), the keys of
 // state files. Layer adds the single-input forward that Sequential chains.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -50,6 +51,8 @@ class Module {
   void zero_grad();
   // Moves every parameter and buffer of the tree to `device`, in place (handles held by layers follow).
   void to(Device device);
+  // Calls f on this module and then on every descendant, depth first in registration order.
+  void for_each_module(const std::function<void(Module&)>& f);
 
  protected:
   Tensor& register_parameter(const std::string& name, Tensor t, double l2_factor = 1.0);

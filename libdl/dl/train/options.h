@@ -94,6 +94,9 @@ struct TrainingOptions {
   // trains on its share of every mini-batch (mini_batch_size stays the global size, as in MATLAB), the
   // gradients are averaged during backward, and rank 0 alone writes the table, logs and checkpoints.
   std::optional<bool> distributed{};
+  // Batch-norm statistics of every rank's share together (the batch's), rather than per rank
+  // (Note [synchronised batch norm] in dl/ops/batch_norm.h; the CPU's for now).
+  bool sync_batch_norm = false;
   dist::GradientReducerOptions gradient_reducer{};
 
   // Throws dl::Error naming the first option out of range.

@@ -13,6 +13,7 @@
 
 #include "dl/data/dataset.h"
 #include "dl/dist/data_parallel.h"
+#include "dl/metrics/accuracy.h"
 #include "dl/nn/module.h"
 #include "dl/ops/loss.h"
 #include "dl/optim/loss_scaler.h"
@@ -24,6 +25,8 @@
 namespace dl::train {
 
 struct EvalResult {
+  // The cross-entropy of the whole set (its counted labels, weighted by class, as one batch would give),
+  // whatever the batch size; the accuracy over the counted labels.
   double loss = 0, accuracy = 0;
   int64_t samples = 0;
 };
@@ -72,6 +75,9 @@ class Trainer {
   struct Run;  // one fit() call: its loader, observers and report
   void prepare_checkpoint_folder();
   IterationRecord step(Run& run, const data::Batch& batch);
+  // The forward and backward of a data-parallel step on this rank's share, the gradients averaged;
+  // the whole batch's loss and counts (Note [gradient buckets]).
+  void data_parallel_backward(const data::Batch& batch, Tensor& logits, double& loss_value, metrics::Counts& counts);
   void check_loss(Run& run, double loss, const data::Batch& batch, const Tensor& logits) const;
   bool validation_due(const Run& run) const;
   void validate(Run& run, IterationRecord& rec);
