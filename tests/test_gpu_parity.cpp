@@ -273,6 +273,31 @@ TEST_F(GpuParity, AutogradThroughTheOps) {
   expect_match(gc[1], gg[1], 1e-4, "bias gradient");
 }
 
+// The synchronised batch norm's CUDA body (composed of the backend's batch-norm calls) against the
+// plain batch norm: with a sync that adds nothing (one process), both are the batch norm of this batch.
+TEST_F(GpuParity, SynchronisedBatchNormIsTheBatchNormOfOneProcess) {
+  const Tensor x = rnd({3, 4, 5, 6}, 50), gamma = rnd({4}, 51, 0.5, 1.5), beta = rnd({4}, 52),
+               dy = rnd({3, 4, 5, 6}, 53);
+  for (const bool relu : {false, true}) {
+    auto run = [&](Device d, bool synced, std::vector<Tensor>& out) {
+      Tensor xv = x.to(d).set_requires_grad(true), gv = gamma.to(d).set_requires_grad(true),
+             bv = beta.to(d).set_requires_grad(true);
+      Tensor rm = Tensor::zeros({4}, dl::DType::kFloat32, d), rv = Tensor::ones({4}, dl::DType::kFloat32, d);
+      dl::ops::BatchNormOptions o{.training = true, .momentum = 0.1, .eps = 1e-5, .relu = relu};
+      if (synced) o.sync = [](Tensor&) {};
+      const Tensor y = dl::ops::batch_norm(xv, gv, bv, rm, rv, o);
+      dl::ops::sum(dl::ops::mul(y, dy.to(d))).backward();
+      out = {y, xv.grad(), gv.grad(), bv.grad(), rm, rv};
+    };
+    std::vector<Tensor> plain, synced;
+    run(Device::cpu(), false, plain);
+    run(kGpu, true, synced);
+    const char* names[] = {"y", "dx", "dgamma", "dbeta", "running mean", "running var"};
+    for (size_t i = 0; i < plain.size(); ++i)
+      expect_match(plain[i], synced[i], 1e-4, std::string(names[i]) + (relu ? " (relu)" : ""));
+  }
+}
+
 // One whole MNIST training step (forward, loss, backward, Adam) on both devices from the same weights.
 TEST_F(GpuParity, MnistTrainingStep) {
   dl::Generator gen(7);

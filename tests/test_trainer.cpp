@@ -326,3 +326,34 @@ TEST(Trainer, ScheduleSetsEveryIterationsRateAndResumesWhereItStopped) {
 }
 
 }  // namespace
+
+// The synchronised batch norm with a sync that adds nothing (one process) is the batch norm of this
+// batch: output, gradients and running statistics (the two processes' case is tests/test_dist.cpp).
+TEST(SyncBatchNorm, OneProcessIsThePlainBatchNorm) {
+  dl::Generator gen(3);
+  const dl::Tensor x = dl::Tensor::uniform({3, 4, 5, 6}, -1, 1, gen, dl::DType::kFloat64),
+                   dy = dl::Tensor::uniform({3, 4, 5, 6}, -1, 1, gen, dl::DType::kFloat64),
+                   gamma = dl::Tensor::uniform({4}, 0.5, 1.5, gen, dl::DType::kFloat64),
+                   beta = dl::Tensor::uniform({4}, -1, 1, gen, dl::DType::kFloat64);
+  for (const bool relu : {false, true}) {
+    auto run = [&](bool synced) {
+      dl::Tensor xv = x.clone().set_requires_grad(true), gv = gamma.clone().set_requires_grad(true),
+                 bv = beta.clone().set_requires_grad(true);
+      dl::Tensor rm = dl::Tensor::zeros({4}, dl::DType::kFloat64), rv = dl::Tensor::ones({4}, dl::DType::kFloat64);
+      int calls = 0;
+      dl::ops::BatchNormOptions o{.training = true, .momentum = 0.1, .eps = 1e-5, .relu = relu};
+      if (synced) o.sync = [&calls](dl::Tensor&) { ++calls; };
+      const dl::Tensor y = dl::ops::batch_norm(xv, gv, bv, rm, rv, o);
+      dl::ops::sum(dl::ops::mul(y, dy)).backward();
+      EXPECT_EQ(calls, synced ? 2 : 0) << "one sync in the forward, one in the backward";
+      return std::vector<dl::Tensor>{y, xv.grad(), gv.grad(), bv.grad(), rm, rv};
+    };
+    const auto plain = run(false), synced = run(true);
+    for (size_t i = 0; i < plain.size(); ++i) {
+      const double* a = plain[i].data<double>();
+      const double* b = synced[i].data<double>();
+      for (int64_t k = 0; k < plain[i].numel(); ++k)
+        ASSERT_NEAR(a[k], b[k], 1e-10) << "output " << i << " relu " << relu;
+    }
+  }
+}

@@ -2,7 +2,12 @@
 // backward through the statistics. Inference: the running statistics, an affine map per channel.
 #include "dl/ops/batch_norm.h"
 
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include "backend/cpu/cpu_ops.h"
+#include "dl/ops/elementwise.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -28,31 +33,123 @@ namespace {
 // Note [synchronised batch norm] (dl/ops/batch_norm.h): the statistics of every process's batch, from
 // per-channel sums all-reduced by opt.sync; then the inference bodies with those statistics, and in the
 // backward the part of dx that comes through the shared statistics.
+// The statistics of the synchronised batch norm from the all-reduced sums (sum x, sum x², count per
+// channel, float64 on the host): the mean and biased variance for normalising, and the running
+// statistics updated in place (the variance unbiased).
+void synced_statistics(const Tensor& sums, int64_t c, double momentum, std::vector<double>& mean,
+                       std::vector<double>& var, Tensor& running_mean, Tensor& running_var) {
+  const double* a = sums.data<double>();
+  const double count = a[2 * c];
+  DL_CHECK(count > 1,
+           "batch_norm: the synchronised batch norm needs more than one value per channel over every "
+           "process, got ",
+           count);
+  Tensor rm = running_mean.to(Device::cpu()).to(DType::kFloat64),
+         rv = running_var.to(Device::cpu()).to(DType::kFloat64);
+  mean.resize(static_cast<size_t>(c));
+  var.resize(static_cast<size_t>(c));
+  for (int64_t i = 0; i < c; ++i) {
+    mean[i] = a[i] / count;
+    var[i] = std::max(0.0, a[c + i] / count - mean[i] * mean[i]);
+    rm.data<double>()[i] = (1 - momentum) * rm.data<double>()[i] + momentum * mean[i];
+    rv.data<double>()[i] = (1 - momentum) * rv.data<double>()[i] + momentum * var[i] * count / (count - 1);
+  }
+  running_mean.copy_(rm.to(running_mean.dtype()));
+  running_var.copy_(rv.to(running_var.dtype()));
+}
+
+// A float32 tensor of C values on `device`.
+Tensor channel_vector(const std::vector<double>& v, Device device) {
+  std::vector<float> f(v.begin(), v.end());
+  return Tensor::from_vector<float>({static_cast<int64_t>(f.size())}, f).to(device);
+}
+
+// The CUDA body, composed of the backend's batch-norm calls: the local sums from cuDNN's training
+// statistics, the normalisation with the shared statistics by the inference call, and the backward's
+// correction (an affine map per channel) by the inference call again with chosen parameters. The C
+// values per channel cross to the host and back (the all-reduce is MPI's on the host anyway).
+Tensor batch_norm_synced_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                              Tensor& running_var, const BatchNormOptions& opt, int64_t n, int64_t c, int64_t s) {
+  DL_CHECK(x.dtype() == DType::kFloat32, "batch_norm: the synchronised batch norm on CUDA takes float32, got ",
+           dtype_name(x.dtype()));
+  const Device dev = x.device();
+  const double eps = opt.eps, local = static_cast<double>(n * s);
+  Tensor sums = Tensor::zeros({3, c}, DType::kFloat64);
+  {
+    Tensor y0 = Tensor::empty(x.shape(), x.dtype(), dev), m = Tensor::empty({c}, x.dtype(), dev),
+           is = Tensor::empty({c}, x.dtype(), dev), vu = Tensor::empty({c}, x.dtype(), dev);
+    DL_CUDA_BODY(cuda::batch_norm_forward_train(dev.index, f32(x), f32(gamma), f32(beta), n, c, s, eps, f32(y0), f32(m),
+                                                f32(is), f32(vu)));
+    const std::vector<float> mh = m.to_vector_f32(), vh = vu.to_vector_f32();
+    double* a = sums.data<double>();
+    for (int64_t i = 0; i < c; ++i) {
+      const double mu = mh[i], v = local > 1 ? vh[i] * (local - 1) / local : 0.0;
+      a[i] = mu * local;
+      a[c + i] = (v + mu * mu) * local;
+      a[2 * c + i] = local;
+    }
+  }
+  opt.sync(sums);
+  const double count = sums.data<double>()[2 * c];
+  std::vector<double> mean_h, var_h;
+  synced_statistics(sums, c, opt.momentum, mean_h, var_h, running_mean, running_var);
+  const Tensor mean = channel_vector(mean_h, dev), var = channel_vector(var_h, dev);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
+  const bool relu = opt.relu;
+  DL_CUDA_BODY(cuda::batch_norm_forward_infer(dev.index, f32(x), f32(gamma), f32(beta), f32(mean), f32(var), n, c, s,
+                                              eps, f32(y));
+               if (relu) cuda::relu_forward(dev.index, f32(y), f32(y), y.numel()));
+  Tensor sx = x.detach(), sg = gamma.detach(), sy = relu ? y.detach() : Tensor();
+  const auto sync = opt.sync;
+  return autograd::record(
+      relu ? "sync_batch_norm_relu" : "sync_batch_norm", y, {x, gamma, beta},
+      [=](const Tensor& gy_in, const std::vector<bool>& needs) {
+        const Tensor gy = relu_masked(gy_in, sy, relu);
+        Tensor gx = Tensor::empty(sx.shape(), sx.dtype(), dev);
+        Tensor gg = Tensor::empty({c}, sx.dtype(), dev), gb = Tensor::empty({c}, sx.dtype(), dev);
+        DL_CUDA_BODY(cuda::batch_norm_backward_infer(dev.index, f32(sx), f32(sg), f32(gy), f32(mean), f32(var), n, c, s,
+                                                     eps, f32(gx), f32(gg), f32(gb)));
+        const std::vector<float> gbh = gb.to_vector_f32(), ggh = gg.to_vector_f32(), gam = sg.to_vector_f32();
+        Tensor red = Tensor::empty({2, c}, DType::kFloat64);
+        for (int64_t i = 0; i < c; ++i) red.data<double>()[i] = gbh[i], red.data<double>()[c + i] = ggh[i];
+        sync(red);
+        // dx -= gamma invstd (mean dy + xhat mean(dy xhat)) = a + b x per channel: the inference call
+        // with mean 0, variance 1, scale -b sqrt(1 + eps) and shift -a gives -(a + b x).
+        std::vector<double> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c)), zero(static_cast<size_t>(c)),
+            one(static_cast<size_t>(c), 1.0);
+        for (int64_t i = 0; i < c; ++i) {
+          const double is = 1.0 / std::sqrt(var_h[i] + eps), k = gam[i] * is;
+          const double mean_dy = red.data<double>()[i] / count, mean_dy_xhat = red.data<double>()[c + i] / count;
+          const double a = k * (mean_dy - mean_h[i] * is * mean_dy_xhat), b = k * is * mean_dy_xhat;
+          scale[i] = -b * std::sqrt(1.0 + eps);
+          shift[i] = -a;
+        }
+        const Tensor sc = channel_vector(scale, dev), sh = channel_vector(shift, dev), z = channel_vector(zero, dev),
+                     o = channel_vector(one, dev);
+        Tensor correction = Tensor::empty(sx.shape(), sx.dtype(), dev);
+        DL_CUDA_BODY(cuda::batch_norm_forward_infer(dev.index, f32(sx), f32(sc), f32(sh), f32(z), f32(o), n, c, s, eps,
+                                                    f32(correction)));
+        add_(gx, correction);
+        return std::vector<Tensor>{needs[0] ? gx : Tensor(), needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
+      });
+}
+
 template <typename T>
 Tensor batch_norm_synced(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                          Tensor& running_var, const BatchNormOptions& opt, int64_t n, int64_t c, int64_t s) {
-  DL_CHECK(x.device().is_cpu(), "batch_norm: the synchronised batch norm runs on the CPU only for now; x is on ",
-           x.device().str());
+  if (!x.device().is_cpu()) return batch_norm_synced_cuda(x, gamma, beta, running_mean, running_var, opt, n, c, s);
   Tensor sums = Tensor::zeros({3, c}, DType::kFloat64);  // sum x, sum x², count
   double* a = sums.data<double>();
   cpu::batch_norm_sums(x.data<T>(), n, c, s, a, a + c);
   for (int64_t i = 0; i < c; ++i) a[2 * c + i] = static_cast<double>(n * s);
   opt.sync(sums);
   const double count = a[2 * c];
-  DL_CHECK(count > 1,
-           "batch_norm: the synchronised batch norm needs more than one value per channel over every "
-           "process, got ",
-           count);
+  std::vector<double> mean_h, var_h;
+  synced_statistics(sums, c, opt.momentum, mean_h, var_h, running_mean, running_var);
   Tensor mean = Tensor::empty({c}, x.dtype()), var = Tensor::empty({c}, x.dtype());
-  T* rm = running_mean.data<T>();
-  T* rv = running_var.data<T>();
-  const T m = static_cast<T>(opt.momentum);
   for (int64_t i = 0; i < c; ++i) {
-    const double mu = a[i] / count, v = std::max(0.0, a[c + i] / count - mu * mu);
-    mean.data<T>()[i] = static_cast<T>(mu);
-    var.data<T>()[i] = static_cast<T>(v);
-    rm[i] = (T(1) - m) * rm[i] + m * static_cast<T>(mu);
-    rv[i] = (T(1) - m) * rv[i] + m * static_cast<T>(v * count / (count - 1));
+    mean.data<T>()[i] = static_cast<T>(mean_h[static_cast<size_t>(i)]);
+    var.data<T>()[i] = static_cast<T>(var_h[static_cast<size_t>(i)]);
   }
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   const double eps = opt.eps;

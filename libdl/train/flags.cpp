@@ -120,7 +120,7 @@ void add_training_flags(Flags& f, TrainingOptions& o) {
                "dynamic loss scaling: skip a step whose gradients overflow (always on with fp16)");
   f.add({"log-csv"}, &o.log_csv, "CSV file with a row per iteration (empty: none)");
   f.add_switch({"sync-batch-norm"}, &o.sync_batch_norm,
-               "under a launcher, batch-norm statistics of every rank's share together (CPU)");
+               "under a launcher, batch-norm statistics of every rank's share together");
 }
 
 }  // namespace dl::train

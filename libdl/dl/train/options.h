@@ -95,7 +95,7 @@ struct TrainingOptions {
   // gradients are averaged during backward, and rank 0 alone writes the table, logs and checkpoints.
   std::optional<bool> distributed{};
   // Batch-norm statistics of every rank's share together (the batch's), rather than per rank
-  // (Note [synchronised batch norm] in dl/ops/batch_norm.h; the CPU's for now).
+  // (Note [synchronised batch norm] in dl/ops/batch_norm.h).
   bool sync_batch_norm = false;
   dist::GradientReducerOptions gradient_reducer{};
 
