@@ -273,28 +273,48 @@ TEST_F(GpuParity, AutogradThroughTheOps) {
   expect_match(gc[1], gg[1], 1e-4, "bias gradient");
 }
 
-// The synchronised batch norm's CUDA body (composed of the backend's batch-norm calls) against the
-// plain batch norm: with a sync that adds nothing (one process), both are the batch norm of this batch.
-TEST_F(GpuParity, SynchronisedBatchNormIsTheBatchNormOfOneProcess) {
-  const Tensor x = rnd({3, 4, 5, 6}, 50), gamma = rnd({4}, 51, 0.5, 1.5), beta = rnd({4}, 52),
-               dy = rnd({3, 4, 5, 6}, 53);
+// The synchronised batch norm's CUDA body (composed of the backend's batch-norm calls) against its CPU
+// body (tests/test_dist.cpp checks that one against one process), with a stand-in for the other
+// processes: the sync adds the sums of a second batch in the forward and fixed sums in the backward.
+// Channel 0 sits far from zero (mean about 50 deviations) to catch cancellation.
+TEST_F(GpuParity, SynchronisedBatchNormMatchesTheCpu) {
+  Tensor x = rnd({3, 4, 5, 6}, 50), other = rnd({2, 4, 5, 6}, 54);
+  for (Tensor* t : {&x, &other})  // N x 4 x 30 values: channel 0 of every sample
+    for (int64_t i = 0; i < t->size(0); ++i)
+      for (int64_t k = 0; k < 30; ++k) t->data<float>()[i * 120 + k] += 50.0f;
+  const Tensor gamma = rnd({4}, 51, 0.5, 1.5), beta = rnd({4}, 52), dy = rnd({3, 4, 5, 6}, 53);
+  // The other process's forward sums (sum x, sum x², count per channel) and backward sums (sum dy, sum dy x̂).
+  Tensor fwd = Tensor::zeros({3, 4}, dl::DType::kFloat64), bwd = Tensor::zeros({2, 4}, dl::DType::kFloat64);
+  for (int64_t ch = 0; ch < 4; ++ch) {
+    for (int64_t i = 0; i < 2; ++i)
+      for (int64_t k = 0; k < 30; ++k) {
+        const double v = other.data<float>()[(i * 4 + ch) * 30 + k];
+        fwd.data<double>()[ch] += v, fwd.data<double>()[4 + ch] += v * v;
+      }
+    fwd.data<double>()[8 + ch] = 60;
+    bwd.data<double>()[ch] = 0.3 * (ch + 1), bwd.data<double>()[4 + ch] = -0.2 * (ch + 1);
+  }
+  const auto fake_sync = [fwd, bwd](Tensor& sums) {
+    const Tensor& add = sums.size(0) == 3 ? fwd : bwd;
+    for (int64_t i = 0; i < sums.numel(); ++i) sums.data<double>()[i] += add.data<double>()[i];
+  };
   for (const bool relu : {false, true}) {
-    auto run = [&](Device d, bool synced, std::vector<Tensor>& out) {
+    auto run = [&](Device d, std::vector<Tensor>& out) {
       Tensor xv = x.to(d).set_requires_grad(true), gv = gamma.to(d).set_requires_grad(true),
              bv = beta.to(d).set_requires_grad(true);
       Tensor rm = Tensor::zeros({4}, dl::DType::kFloat32, d), rv = Tensor::ones({4}, dl::DType::kFloat32, d);
       dl::ops::BatchNormOptions o{.training = true, .momentum = 0.1, .eps = 1e-5, .relu = relu};
-      if (synced) o.sync = [](Tensor&) {};
+      o.sync = fake_sync;
       const Tensor y = dl::ops::batch_norm(xv, gv, bv, rm, rv, o);
       dl::ops::sum(dl::ops::mul(y, dy.to(d))).backward();
       out = {y, xv.grad(), gv.grad(), bv.grad(), rm, rv};
     };
-    std::vector<Tensor> plain, synced;
-    run(Device::cpu(), false, plain);
-    run(kGpu, true, synced);
+    std::vector<Tensor> cpu, gpu;
+    run(Device::cpu(), cpu);
+    run(kGpu, gpu);
     const char* names[] = {"y", "dx", "dgamma", "dbeta", "running mean", "running var"};
-    for (size_t i = 0; i < plain.size(); ++i)
-      expect_match(plain[i], synced[i], 1e-4, std::string(names[i]) + (relu ? " (relu)" : ""));
+    for (size_t i = 0; i < cpu.size(); ++i)
+      expect_match(cpu[i], gpu[i], 1e-4, std::string(names[i]) + (relu ? " (relu)" : ""));
   }
 }
 

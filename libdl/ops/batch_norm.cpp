@@ -75,10 +75,11 @@ Tensor batch_norm_synced_cuda(const Tensor& x, const Tensor& gamma, const Tensor
   const Device dev = x.device();
   const double eps = opt.eps, local = static_cast<double>(n * s);
   Tensor sums = Tensor::zeros({3, c}, DType::kFloat64);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);  // written here, overwritten by the normalisation below
   {
-    Tensor y0 = Tensor::empty(x.shape(), x.dtype(), dev), m = Tensor::empty({c}, x.dtype(), dev),
-           is = Tensor::empty({c}, x.dtype(), dev), vu = Tensor::empty({c}, x.dtype(), dev);
-    DL_CUDA_BODY(cuda::batch_norm_forward_train(dev.index, f32(x), f32(gamma), f32(beta), n, c, s, eps, f32(y0), f32(m),
+    Tensor m = Tensor::empty({c}, x.dtype(), dev), is = Tensor::empty({c}, x.dtype(), dev),
+           vu = Tensor::empty({c}, x.dtype(), dev);
+    DL_CUDA_BODY(cuda::batch_norm_forward_train(dev.index, f32(x), f32(gamma), f32(beta), n, c, s, eps, f32(y), f32(m),
                                                 f32(is), f32(vu)));
     const std::vector<float> mh = m.to_vector_f32(), vh = vu.to_vector_f32();
     double* a = sums.data<double>();
@@ -94,7 +95,6 @@ Tensor batch_norm_synced_cuda(const Tensor& x, const Tensor& gamma, const Tensor
   std::vector<double> mean_h, var_h;
   synced_statistics(sums, c, opt.momentum, mean_h, var_h, running_mean, running_var);
   const Tensor mean = channel_vector(mean_h, dev), var = channel_vector(var_h, dev);
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
   const bool relu = opt.relu;
   DL_CUDA_BODY(cuda::batch_norm_forward_infer(dev.index, f32(x), f32(gamma), f32(beta), f32(mean), f32(var), n, c, s,
                                               eps, f32(y));
@@ -113,22 +113,19 @@ Tensor batch_norm_synced_cuda(const Tensor& x, const Tensor& gamma, const Tensor
         Tensor red = Tensor::empty({2, c}, DType::kFloat64);
         for (int64_t i = 0; i < c; ++i) red.data<double>()[i] = gbh[i], red.data<double>()[c + i] = ggh[i];
         sync(red);
-        // dx -= gamma invstd (mean dy + xhat mean(dy xhat)) = a + b x per channel: the inference call
-        // with mean 0, variance 1, scale -b sqrt(1 + eps) and shift -a gives -(a + b x).
-        std::vector<double> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c)), zero(static_cast<size_t>(c)),
-            one(static_cast<size_t>(c), 1.0);
+        // dx -= gamma invstd (mean dy + xhat mean(dy xhat)) per channel: the inference call with the
+        // shared statistics, scale -gamma invstd mean(dy xhat) and shift -gamma invstd mean dy gives it,
+        // x - mean formed before the scaling (no cancellation where |mean| >> the deviation).
+        std::vector<double> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
         for (int64_t i = 0; i < c; ++i) {
-          const double is = 1.0 / std::sqrt(var_h[i] + eps), k = gam[i] * is;
-          const double mean_dy = red.data<double>()[i] / count, mean_dy_xhat = red.data<double>()[c + i] / count;
-          const double a = k * (mean_dy - mean_h[i] * is * mean_dy_xhat), b = k * is * mean_dy_xhat;
-          scale[i] = -b * std::sqrt(1.0 + eps);
-          shift[i] = -a;
+          const double k = gam[i] / std::sqrt(var_h[i] + eps);
+          scale[i] = -k * red.data<double>()[c + i] / count;
+          shift[i] = -k * red.data<double>()[i] / count;
         }
-        const Tensor sc = channel_vector(scale, dev), sh = channel_vector(shift, dev), z = channel_vector(zero, dev),
-                     o = channel_vector(one, dev);
+        const Tensor sc = channel_vector(scale, dev), sh = channel_vector(shift, dev);
         Tensor correction = Tensor::empty(sx.shape(), sx.dtype(), dev);
-        DL_CUDA_BODY(cuda::batch_norm_forward_infer(dev.index, f32(sx), f32(sc), f32(sh), f32(z), f32(o), n, c, s, eps,
-                                                    f32(correction)));
+        DL_CUDA_BODY(cuda::batch_norm_forward_infer(dev.index, f32(sx), f32(sc), f32(sh), f32(mean), f32(var), n, c, s,
+                                                    eps, f32(correction)));
         add_(gx, correction);
         return std::vector<Tensor>{needs[0] ? gx : Tensor(), needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
       });
