@@ -213,9 +213,13 @@ class MpiTransport final : public HostTransport {
   // the timeout, finds out which ranks are missing and throws.
   void finish(Pending& p) {
     auto t0 = Clock::now();
-    waiting_seq_ = p.seq;
-    waiting_what_ = &p.what;
-    int polls = 0;
+    // What this rank answers while it waits here; cleared however the wait ends (p dies with it).
+    struct Waiting {
+      MpiTransport& t;
+      Waiting(MpiTransport& t, const Pending& p) : t(t) { t.waiting_seq_ = p.seq, t.waiting_what_ = &p.what; }
+      ~Waiting() { t.waiting_seq_ = 0, t.waiting_what_ = nullptr; }
+    } waiting(*this, p);
+    uint64_t polls = 0;
     for (;;) {
       int done = 0;
       const int rc = MPI_Testall(static_cast<int>(p.requests.size()), p.requests.data(), &done, MPI_STATUSES_IGNORE);
@@ -241,8 +245,6 @@ class MpiTransport final : public HostTransport {
           std::this_thread::yield();
       }
     }
-    waiting_seq_ = 0;
-    waiting_what_ = nullptr;
   }
 
   // Answers every "where are you?" that arrived: the collective this rank waits in, or the last one.
