@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
 
 #include "dl/dl.h"
 #include "quadrants.h"
@@ -223,7 +224,7 @@ TEST(DataParallel, IgnoredLabelsAndClassWeightsWeighEachShareByItsCountedLabels)
 }
 
 TEST(DataParallel, ClippingLossScalingAndValidationAgreeWithOneProcess) {
-  expect_two_ranks_follow_one_process([](dl::train::TrainingOptions& o) {
+  const auto tune = [](dl::train::TrainingOptions& o) {
     o.solver = dl::train::Solver::kAdam;
     o.initial_learn_rate = 0.01;
     o.gradient_threshold = 0.05;  // clips every step: the norm of the whole batch's gradient, not of a share's
@@ -231,7 +232,25 @@ TEST(DataParallel, ClippingLossScalingAndValidationAgreeWithOneProcess) {
     o.loss_scaling = true;
     o.loss_scaler.initial_scale = 1024;
     o.validation_frequency = 2;
-  });
+  };
+  expect_two_ranks_follow_one_process(tune);
+  // The clipping does act here (else the comparison above would not test where it is computed).
+  std::vector<dl::nn::NamedTensors> states;
+  for (const double threshold : {0.05, std::numeric_limits<double>::infinity()}) {
+    auto o = options(/*distributed=*/false);
+    tune(o);
+    o.gradient_threshold = threshold;
+    auto net = small_net(false, 7);
+    dl::train::Trainer t(*net, o);
+    t.fit(quadrants(15, 1));
+    states.push_back(net->state());
+  }
+  double largest = 0;
+  for (size_t i = 0; i < states[0].size(); ++i) {
+    const std::vector<float> a = states[0][i].second.to_vector_f32(), b = states[1][i].second.to_vector_f32();
+    for (size_t k = 0; k < a.size(); ++k) largest = std::max(largest, static_cast<double>(std::fabs(a[k] - b[k])));
+  }
+  EXPECT_GT(largest, 1e-4) << "gradient_threshold 0.05 did not change the run";
 }
 
 TEST(DataParallel, AnErrorInOneRanksShareIsThrownOnEveryRankAndTheGroupLivesOn) {

@@ -27,15 +27,14 @@ Tensor relu_masked(const Tensor& gy, const Tensor& sy, bool relu) {
   DL_CUDA_BODY(cuda::relu_backward(gy.device().index, f32(sy), f32(gy), f32(masked), gy.numel()));
   return masked;
 }
-}  // namespace
 
-namespace {
 // Note [synchronised batch norm] (dl/ops/batch_norm.h): the statistics of every process's batch, from
 // per-channel sums all-reduced by opt.sync; then the inference bodies with those statistics, and in the
 // backward the part of dx that comes through the shared statistics.
-// The statistics of the synchronised batch norm from the all-reduced sums (sum x, sum x², count per
-// channel, float64 on the host): the mean and biased variance for normalising, and the running
-// statistics updated in place (the variance unbiased).
+
+// The shared statistics from the all-reduced sums (sum x, sum x², count per channel, float64 on the
+// host): the mean and biased variance for normalising, and the running statistics updated in place
+// (the variance unbiased).
 void synced_statistics(const Tensor& sums, int64_t c, double momentum, std::vector<double>& mean,
                        std::vector<double>& var, Tensor& running_mean, Tensor& running_var) {
   const double* a = sums.data<double>();
