@@ -253,6 +253,26 @@ TEST_F(GpuParity, SegmentationMetrics) {
   }
 }
 
+// The training step's accuracy counted on the device (kernels/accuracy.cuh) against the CPU body: pixels
+// with an ignored label, labels out of range, one class per sample and per pixel.
+TEST_F(GpuParity, CorrectCountsMatchTheCpu) {
+  for (const auto& [shape, ignore] : {std::pair{Shape({3, 11, 19, 23}), 255}, std::pair{Shape({500, 10}), -1}}) {
+    const Tensor logits = rnd(shape, 45);
+    const int64_t n = shape[0], pixels = logits.numel() / shape[1];
+    std::vector<int32_t> lv(static_cast<size_t>(pixels));
+    for (int64_t i = 0; i < pixels; ++i) lv[i] = i % 13 == 0 ? 255 : static_cast<int32_t>(i * 7 % (shape[1] + 1));
+    std::vector<int64_t> label_dims = {n};
+    for (int d = 2; d < shape.ndim(); ++d) label_dims.push_back(shape[d]);
+    const Tensor labels = Tensor::from_vector<int32_t>(Shape(label_dims), lv);
+    const Tensor want = dl::ops::correct_counts(logits, labels, ignore);
+    const Tensor got = dl::ops::correct_counts(logits.to(kGpu), labels.to(kGpu), ignore);
+    ASSERT_EQ(got.device(), kGpu);
+    const Tensor g = got.to(Device::cpu());
+    EXPECT_EQ(g.data<double>()[0], want.data<double>()[0]) << shape.str();
+    EXPECT_EQ(g.data<double>()[1], want.data<double>()[1]) << shape.str();
+  }
+}
+
 // The front ends and autograd on the GPU: a small convolutional net, forward and backward.
 TEST_F(GpuParity, AutogradThroughTheOps) {
   const Tensor x = rnd({2, 3, 12, 12}, 30), w = rnd({4, 3, 3, 3}, 31), b = rnd({4}, 32);

@@ -20,6 +20,7 @@
 #include "dl/metrics/segmentation.h"
 #include "op_cases.h"
 // The kernel sources (and, through compat.cuh, the emulation's CUDA vocabulary) come last.
+#include "accuracy.cuh"
 #include "batch_norm.cuh"
 #include "bf_score.cuh"
 #include "cast.cuh"
@@ -429,6 +430,50 @@ TEST(Kernels, ConfusionMatrixFromLabelsAndFromLogits) {
     dl::kern::run_confusion(l, broken.data(), static_cast<const float*>(nullptr), truth.data(), pixels, s, c, 255,
                             got.data(), &bad);
     EXPECT_EQ(bad, truth[200] != 255 ? 200u : (truth[300] != 255 ? 300u : static_cast<unsigned long long>(pixels)));
+  }
+}
+
+// The training step's accuracy on the device: ties (first maximum wins), an ignored label, labels out
+// of range (counted, wrong), one pixel per image and many, against a plain count and the CPU body.
+TEST(Kernels, CorrectCountsMatchAPlainCount) {
+  struct Case {
+    int n, c, s;
+    int32_t ignore;
+  };
+  for (const Case& k : {Case{1000, 10, 1, -1}, Case{3, 11, 19 * 23, 255}, Case{2, 40, 333, 3}, Case{0, 5, 7, -1}}) {
+    const int64_t pixels = int64_t{k.n} * k.s;
+    std::vector<float> logits = random_floats(static_cast<size_t>(pixels * k.c), 31);
+    for (size_t i = 0; i < logits.size(); i += 7) logits[i] = 0.5f;  // ties
+    std::mt19937 rng(32);
+    std::vector<int32_t> truth(static_cast<size_t>(pixels));
+    for (int32_t& t : truth) t = static_cast<int32_t>(rng() % (k.c + 2)) - (rng() % 9 == 0 ? k.c + 5 : 0);
+    if (k.ignore >= 0) {
+      for (size_t i = 0; i < truth.size(); i += 5) truth[i] = k.ignore;
+    }
+    double want[2] = {0, 0};
+    for (int64_t p = 0; p < pixels; ++p) {
+      if (k.ignore >= 0 && truth[p] == k.ignore) continue;
+      const int64_t base = (p / k.s) * k.c * k.s + p % k.s;
+      int best = 0;
+      for (int j = 1; j < k.c; ++j)
+        if (logits[base + j * k.s] > logits[base + best * k.s]) best = j;
+      want[0] += best == truth[p];
+      want[1] += 1;
+    }
+    if (pixels > 0) {
+      ASSERT_GT(want[0], 0) << "the case must have correct predictions to count";
+    }
+    double cpu[2] = {kNaNf, kNaNf};
+    dl::cpu::correct_counts(logits.data(), truth.data(), int64_t{k.n}, int64_t{k.c}, int64_t{k.s}, k.ignore, cpu);
+    EXPECT_EQ(cpu[0], want[0]);
+    EXPECT_EQ(cpu[1], want[1]);
+    for (const LaunchShape& sh : kReductionShapes) {
+      Launcher l{sh.block, sh.max_grid};
+      double got[2] = {kNaNf, kNaNf};
+      dl::kern::run_correct_counts(l, logits.data(), truth.data(), pixels, int64_t{k.s}, int64_t{k.c}, k.ignore, got);
+      EXPECT_EQ(got[0], want[0]) << "n " << k.n << ", c " << k.c << ", " << describe(sh);
+      EXPECT_EQ(got[1], want[1]) << "n " << k.n << ", c " << k.c << ", " << describe(sh);
+    }
   }
 }
 

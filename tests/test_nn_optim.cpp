@@ -99,6 +99,91 @@ TEST(Module, EvalUsesRunningStatistics) {
   EXPECT_NE(bn.running_mean.data<float>()[0], 0.0f);
 }
 
+// Batch-norm statistics and affine parameters far from the identity, so that folding has work to do.
+void randomise_batch_norms(dl::nn::Module& model, dl::Generator& gen) {
+  model.for_each_module([&](dl::nn::Module& m) {
+    if (auto* bn = dynamic_cast<dl::nn::BatchNorm2d*>(&m)) {
+      const int64_t c = bn->weight.numel();
+      bn->weight.copy_(dl::Tensor::uniform({c}, 0.5, 1.5, gen));
+      bn->bias.copy_(dl::Tensor::uniform({c}, -0.5, 0.5, gen));
+      bn->running_mean.copy_(dl::Tensor::uniform({c}, -0.3, 0.3, gen));
+      bn->running_var.copy_(dl::Tensor::uniform({c}, 0.2, 2.0, gen));
+    }
+  });
+}
+
+dl::Tensor eval_forward(dl::nn::Layer& model, const dl::Tensor& x) {
+  model.eval();
+  dl::autograd::NoGradGuard no_grad;
+  return model.forward(x);
+}
+
+void expect_close(const dl::Tensor& got, const dl::Tensor& want, double rel, const char* what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  const std::vector<float> g = got.to_vector_f32(), w = want.to_vector_f32();
+  double scale = 0;
+  for (float v : w) scale = std::max(scale, static_cast<double>(std::abs(v)));
+  for (size_t i = 0; i < g.size(); ++i) ASSERT_NEAR(g[i], w[i], rel * scale) << what << ": element " << i;
+}
+
+TEST(Fold, BatchNormFoldsIntoTheConvolutionBeforeItWithTheSameOutputs) {
+  dl::Generator gen(3);
+  {  // MnistCnn: conv (with bias) -> batch norm + ReLU, three times
+    dl::nn::MnistCnn model({.filters = {4, 8, 8}, .in_channels = 1, .height = 16, .width = 16, .num_classes = 5}, gen);
+    randomise_batch_norms(model, gen);
+    const dl::Tensor x = dl::Tensor::randn({3, 1, 16, 16}, gen);
+    const dl::Tensor before = eval_forward(model, x);
+    EXPECT_EQ(dl::nn::fold_batch_norm(model, x), 3);
+    EXPECT_EQ(dl::nn::fold_batch_norm(model, x), 0) << "nothing left to fold";
+    dl::autograd::NoGradGuard no_grad;
+    EXPECT_THROW(dl::nn::fold_batch_norm(model, x), dl::Error) << "the pairs come from a recorded graph";
+    expect_close(model.forward(x), before, 1e-5, "MnistCnn logits");
+    int folded = 0;
+    model.for_each_module([&](dl::nn::Module& m) {
+      if (auto* bn = dynamic_cast<dl::nn::BatchNorm2d*>(&m)) folded += bn->folded;
+    });
+    EXPECT_EQ(folded, 3);
+    model.train();
+    EXPECT_THROW(model.forward(x), dl::Error) << "a folded model cannot train";
+  }
+  {  // ResNet-18: convolutions without bias (a bias is added), downsampling shortcuts, residual sums after
+    dl::nn::ResNet18 model({.num_classes = 7}, gen);
+    randomise_batch_norms(model, gen);
+    const dl::Tensor x = dl::Tensor::randn({2, 3, 32, 32}, gen);
+    const dl::Tensor before = eval_forward(model, x);
+    const size_t names = model.state().size();
+    EXPECT_EQ(dl::nn::fold_batch_norm(model, x), 20);
+    EXPECT_EQ(model.state().size(), names + 20) << "a bias per folded convolution";
+    dl::autograd::NoGradGuard no_grad;
+    expect_close(model.forward(x), before, 1e-4, "ResNet-18 logits");
+  }
+}
+
+// A convolution whose output is used besides its batch norm keeps the pair as it is.
+TEST(Fold, AConvolutionUsedElsewhereIsNotFolded) {
+  class ConvBnPlusSkip : public dl::nn::Layer {
+   public:
+    explicit ConvBnPlusSkip(dl::Generator& gen) {
+      conv = register_module(
+          "conv", std::make_shared<dl::nn::Conv2d>(
+                      dl::nn::Conv2dOptions{.in_channels = 2, .out_channels = 2, .params = {.padding = {1, 1}}}, gen));
+      bn = register_module("bn", std::make_shared<dl::nn::BatchNorm2d>(2));
+    }
+    dl::Tensor forward(const dl::Tensor& x) override {
+      const dl::Tensor y = conv->forward(x);
+      return dl::ops::add(bn->forward(y), y);
+    }
+    std::shared_ptr<dl::nn::Conv2d> conv;
+    std::shared_ptr<dl::nn::BatchNorm2d> bn;
+  };
+  dl::Generator gen(4);
+  ConvBnPlusSkip model(gen);
+  randomise_batch_norms(model, gen);
+  const dl::Tensor x = dl::Tensor::randn({1, 2, 5, 5}, gen);
+  EXPECT_EQ(dl::nn::fold_batch_norm(model, x), 0);
+  EXPECT_FALSE(model.bn->folded);
+}
+
 TEST(Module, SaveLoadRoundTripAndMismatchNamesFirstDifference) {
   dl::Generator g1(3), g2(4);
   dl::nn::MnistCnn a({}, g1), b({}, g2);

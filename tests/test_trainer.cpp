@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -200,7 +201,83 @@ TEST(Trainer, NanLossIsAClearError) {
     FAIL() << "a NaN loss must throw";
   } catch (const dl::Error& e) {
     EXPECT_NE(std::string(e.what()).find("diverged"), std::string::npos) << e.what();
+    // Read at the end of the epoch (Note [deferred scalars]): the error names where it happened and when
+    // it was seen.
+    EXPECT_NE(std::string(e.what()).find("iteration 1 "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("read at iteration 2"), std::string::npos) << e.what();
   }
+}
+
+// Records every iteration told; asks for the numbers at the iterations it is given.
+class ValuesAt : public dl::train::TrainingObserver {
+ public:
+  explicit ValuesAt(std::function<bool(int64_t)> wants) : wants_(std::move(wants)) {}
+  bool needs_values_at(int64_t iteration) override { return wants_(iteration); }
+  void on_iteration(const dl::train::IterationRecord& r) override { seen.push_back(r); }
+  std::vector<dl::train::IterationRecord> seen;
+
+ private:
+  std::function<bool(int64_t)> wants_;
+};
+
+// Note [deferred scalars]: a step's loss and accuracy are read only when a row, an observer, a validation,
+// the end of an epoch or a full window of 64 steps needs them; every iteration still reaches the
+// observers in order, with the same numbers as when each step is read at once.
+TEST(Trainer, ReadsItsStepScalarsOnlyWhenSomethingNeedsThem) {
+  struct Case {
+    const char* what;
+    int samples, epochs;
+    bool table;
+    bool validation;
+    std::function<bool(int64_t)> wants;
+    int64_t reads;
+  };
+  const std::vector<Case> cases = {
+      // 10 iterations an epoch, 3 epochs: one read per epoch.
+      {"an observer at every iteration", 320, 3, false, false, [](int64_t) { return true; }, 30},
+      {"nothing needs them", 320, 3, false, false, [](int64_t) { return false; }, 3},
+      {"an observer at 7 and 23", 320, 3, false, false, [](int64_t i) { return i == 7 || i == 23; }, 5},
+      // Rows at 1, 4, 8, ..., 28 and the last, 30; epoch ends at 10 (20 and 30 have rows).
+      {"the table every 4 iterations", 320, 3, true, false, [](int64_t) { return false; }, 10},
+      // Validations at 1, 5, 10, ..., 30; the epoch ends coincide.
+      {"validation every 5 iterations", 320, 3, false, true, [](int64_t) { return false; }, 7},
+      // 100 iterations in one epoch: a full window at 64, then the end of the epoch.
+      {"a window of 64", 3200, 1, false, false, [](int64_t) { return false; }, 2},
+  };
+  std::vector<dl::train::IterationRecord> every;  // the second case's records: each step read at once
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    dl::Generator gen(1);
+    dl::nn::MnistCnn model(small_cnn(), gen);
+    auto o = quick_options();
+    o.max_epochs = c.epochs;
+    o.shuffle = dl::train::Shuffle::kNever;
+    o.verbose = c.table;
+    o.verbose_frequency = 4;
+    dl::train::Trainer trainer(model, o);
+    std::ostringstream table;
+    trainer.set_output(&table);
+    if (c.validation) trainer.set_validation_data(quadrants(32, 2));
+    ValuesAt observer(c.wants);
+    trainer.add_observer(observer);
+    const auto report = trainer.fit(quadrants(c.samples, 1));
+    EXPECT_EQ(report.scalar_reads, c.reads);
+    ASSERT_EQ(observer.seen.size(), static_cast<size_t>(c.samples / 32 * c.epochs));
+    for (size_t i = 0; i < observer.seen.size(); ++i) {
+      ASSERT_EQ(observer.seen[i].iteration, static_cast<int64_t>(i + 1));
+      EXPECT_TRUE(std::isfinite(observer.seen[i].loss) && observer.seen[i].loss > 0) << "iteration " << i + 1;
+      EXPECT_GE(observer.seen[i].accuracy, 0.0);
+      EXPECT_LE(observer.seen[i].accuracy, 1.0);
+    }
+    if (every.empty()) every = observer.seen;  // the first case
+    if (c.samples == 320)
+      for (size_t i = 0; i < every.size(); ++i) {
+        EXPECT_EQ(observer.seen[i].loss, every[i].loss) << "iteration " << i + 1;
+        EXPECT_EQ(observer.seen[i].accuracy, every[i].accuracy) << "iteration " << i + 1;
+      }
+  }
+  EXPECT_FALSE(every.empty());
+  EXPECT_LT(every.back().loss, every.front().loss) << "the toy set is learnt";
 }
 
 TEST(Trainer, CheckLabelsNamesTheFirstBadOne) {

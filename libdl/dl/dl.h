@@ -33,6 +33,7 @@
 #include "dl/metrics/accuracy.h"
 #include "dl/metrics/segmentation.h"
 #include "dl/nn/deeplab.h"
+#include "dl/nn/fold.h"
 #include "dl/nn/init.h"
 #include "dl/nn/layers.h"
 #include "dl/nn/mnist_cnn.h"

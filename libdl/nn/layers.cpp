@@ -33,6 +33,15 @@ Conv2d::Conv2d(const Conv2dOptions& o, Generator& gen) : o_(o) {
 
 Tensor Conv2d::forward(const Tensor& x) { return ops::conv2d(x, weight, bias, o_.params); }
 
+Tensor& Conv2d::ensure_bias() {
+  if (!bias.defined()) {
+    bias = register_parameter("bias", Tensor::zeros({o_.out_channels}, weight.dtype(), weight.device()), 0.0);
+    bias.set_requires_grad(weight.requires_grad());
+    o_.bias = true;
+  }
+  return bias;
+}
+
 BatchNorm2d::BatchNorm2d(int channels, double momentum, double eps, DType dtype) : momentum_(momentum), eps_(eps) {
   weight = register_parameter("weight", Tensor::ones({channels}, dtype), 1.0);
   bias = register_parameter("bias", Tensor::zeros({channels}, dtype), 1.0);
@@ -40,11 +49,21 @@ BatchNorm2d::BatchNorm2d(int channels, double momentum, double eps, DType dtype)
   running_var = register_buffer("running_var", Tensor::ones({channels}, dtype));
 }
 
+namespace {
+void check_not_folded(const BatchNorm2d& bn) {
+  DL_CHECK(!bn.is_training(),
+           "BatchNorm2d: this layer was folded into the convolution before it "
+           "(nn::fold_batch_norm) for inference; a folded model cannot train");
+}
+}  // namespace
+
 Tensor BatchNorm2d::forward(const Tensor& x) {
+  if (folded) return check_not_folded(*this), x;
   return ops::batch_norm(x, weight, bias, running_mean, running_var,
                          {.training = is_training(), .momentum = momentum_, .eps = eps_, .sync = sync});
 }
 Tensor BatchNorm2d::forward_relu(const Tensor& x) {
+  if (folded) return check_not_folded(*this), ops::relu(x);
   return ops::batch_norm(x, weight, bias, running_mean, running_var,
                          {.training = is_training(), .momentum = momentum_, .eps = eps_, .relu = true, .sync = sync});
 }

@@ -238,11 +238,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
 
   Tensor mean = Tensor::empty({c}, x.dtype(), x.device());
   Tensor invstd = Tensor::empty({c}, x.dtype(), x.device());
-  Tensor var_unbiased = Tensor::empty({c}, x.dtype(), x.device());
   dispatch(
       x, op,
       [&](auto t) {
         using T = decltype(t);
+        Tensor var_unbiased = Tensor::empty({c}, x.dtype(), x.device());
         cpu::batch_norm_forward_train(x.data<T>(), gamma.data<T>(), beta.data<T>(), n, c, s, eps, y.data<T>(),
                                       mean.data<T>(), invstd.data<T>(), var_unbiased.data<T>(), relu);
         T* rm = running_mean.data<T>();
@@ -254,10 +254,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
         }
       },
       [&](int dev) {
-        DL_CUDA_BODY(cuda::batch_norm_forward_train(dev, f32(x), f32(gamma), f32(beta), n, c, s, eps, f32(y), f32(mean),
-                                                    f32(invstd), f32(var_unbiased));
-                     cuda::lerp_(dev, f32(running_mean), f32(mean), static_cast<float>(opt.momentum), c);
-                     cuda::lerp_(dev, f32(running_var), f32(var_unbiased), static_cast<float>(opt.momentum), c);
+        // The running statistics are blended by cuDNN in the same call (no extra kernels).
+        DL_CUDA_BODY(cuda::batch_norm_forward_train_running(dev, f32(x), f32(gamma), f32(beta), n, c, s, eps,
+                                                            opt.momentum, f32(y), f32(mean), f32(invstd),
+                                                            f32(running_mean), f32(running_var));
                      if (relu) cuda::relu_forward(dev, f32(y), f32(y), y.numel()));
       });
   if (!autograd::needs_record({x, gamma, beta})) return y;

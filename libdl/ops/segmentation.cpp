@@ -34,6 +34,31 @@ Tensor argmax(const Tensor& x, int64_t dim) {
   return y;
 }
 
+Tensor correct_counts(const Tensor& logits, const Tensor& labels, int32_t ignore_index) {
+  const char* op = "correct_counts";
+  check_float(logits, op, "logits");
+  check_defined(labels, op, "labels");
+  DL_CHECK(logits.dim() >= 2, op, ": expected N x C logits (N x C x H x W for pixels), got ", logits.shape().str());
+  const int64_t n = logits.size(0), c = logits.size(1), s = n * c != 0 ? logits.numel() / (n * c) : 0;
+  DL_CHECK(labels.numel() == n * s, op, ": logits ", logits.shape().str(), " and labels ", labels.shape().str(),
+           " disagree (expected one label per sample or pixel)");
+  DL_CHECK(labels.dtype() == DType::kInt32, op, ": expected int32 labels, got ", dtype_name(labels.dtype()));
+  DL_CHECK(labels.device() == logits.device(), op, ": the logits are on ", logits.device().str(), " but the labels on ",
+           labels.device().str());
+  Tensor counts = Tensor::empty({2}, DType::kFloat64, logits.device());
+  dispatch(
+      logits, op,
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::correct_counts(logits.data<T>(), labels.data<int32_t>(), n, c, s, ignore_index, counts.data<double>());
+      },
+      [&](int dev) {
+        DL_CUDA_BODY(cuda::correct_counts(dev, f32(logits), labels.data<int32_t>(), n, c, s, ignore_index,
+                                          counts.data<double>()));
+      });
+  return counts;
+}
+
 SegmentationCounts segmentation_counts(const Tensor& pred, const Tensor& truth, int num_classes, int32_t void_label) {
   const char* op = "segmentation_counts";
   check_defined(pred, op, "pred");

@@ -40,12 +40,22 @@ void ProgressTable::on_start(const FitStart& s) {
 void ProgressTable::on_iteration(const IterationRecord& r) {
   const bool validated = !std::isnan(r.validation_loss);
   if (validated) validation_accuracy_ = r.validation_accuracy;
-  if (r.iteration == 1 || r.iteration % frequency_ == 0 || validated || r.iteration == start_.last_iteration)
-    print_row(r);
-  if (line_.in_place())
+  if (row_at(r.iteration) || validated) print_row(r);
+  if (line_.in_place()) {
+    line_drawn_ = std::chrono::steady_clock::now();
     line_.update({r.epoch, start_.max_epochs, r.iteration, start_.last_iteration, r.seconds,
                   r.iteration - start_.iteration, r.loss, validation_accuracy_},
                  false);
+  }
+}
+
+bool ProgressTable::row_at(int64_t iteration) const {
+  return iteration == 1 || iteration % frequency_ == 0 || iteration == start_.last_iteration;
+}
+
+bool ProgressTable::needs_values_at(int64_t iteration) {
+  if (table_ && row_at(iteration)) return true;
+  return line_.in_place() && std::chrono::steady_clock::now() - line_drawn_ >= std::chrono::milliseconds(500);
 }
 
 void ProgressTable::on_epoch_end(const IterationRecord& last, double seconds) {

@@ -22,6 +22,7 @@
 #include "dl/nn/state.h"
 #include "dl/ops/conv2d.h"
 #include "dl/ops/elementwise.h"
+#include "dl/ops/reduce.h"
 #include "dl/train/observer.h"
 #include "dl/train/resources.h"
 #include "dl/train/run_report.h"
@@ -87,6 +88,13 @@ double loss_denominator(const Tensor& targets, const ops::CrossEntropyOptions& o
 }
 }  // namespace
 
+// Note [deferred scalars]: a step whose loss and accuracy are still where they were computed.
+struct Trainer::PendingStep {
+  IterationRecord rec;  // loss and accuracy filled in when read (at once in a data-parallel run)
+  Tensor targets;       // on a device: to name a bad label when the loss is not finite
+  int64_t classes = 0;
+};
+
 // One fit() call: the loader of its epochs on the training device, the observers, the report so far.
 struct Trainer::Run {
   Run(Trainer& t, std::shared_ptr<const data::Dataset> train)
@@ -106,6 +114,9 @@ struct Trainer::Run {
     observers.insert(observers.end(), t.observers_.begin(), t.observers_.end());
   }
   const Clock::time_point t0 = Clock::now();
+  static constexpr size_t kMaxPending = 64;  // Note [deferred scalars]
+  std::vector<PendingStep> pending;
+  Tensor loss_log, count_log;  // kMaxPending losses (the loss's dtype) and {correct, counted} pairs (float64)
   data::DataLoader loader;
   data::DeviceBatches batches;
   std::vector<std::unique_ptr<TrainingObserver>> own;  // made from the options
@@ -281,19 +292,73 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
     const auto te = Clock::now();
     run.batches.start_epoch();
     data::Batch batch;
-    while (!run.stop && run.batches.next(batch)) {
-      // With the batch norm synchronised every rank needs samples: a last batch smaller than the ranks
-      // is left out (on every rank alike).
-      if (group_ && o_.sync_batch_norm && batch.global_size < group_->size()) continue;
-      IterationRecord rec = step(run, batch);
-      if (validation_due(run)) validate(run, rec);
-      rec.seconds = since(run.t0);
-      run.report.history.push_back(rec);
-      for (auto* o : run.observers) o->on_iteration(rec);
+    try {
+      while (!run.stop && run.batches.next(batch)) {
+        // With the batch norm synchronised every rank needs samples: a last batch smaller than the ranks
+        // is left out (on every rank alike).
+        if (group_ && o_.sync_batch_norm && batch.global_size < group_->size()) continue;
+        step(run, batch);
+        const bool validate_now = validation_due(run);
+        if (validate_now || group_ || run.pending.size() == Run::kMaxPending || values_wanted(run))
+          read_step_scalars(run, validate_now);
+      }
+      read_step_scalars(run, false);
+    } catch (...) {
+      // The steps before the failure still reach the observers (a log keeps its rows); the first error stays.
+      try {
+        read_step_scalars(run, false);
+      } catch (...) {
+      }
+      throw;
     }
     end_epoch(run, since(te));
   }
   return finish(run);
+}
+
+// Note [deferred scalars]: a step leaves its loss and its {correct, counted} pair where they were
+// computed (copied, on the device's stream, into a window of kMaxPending slots) and the host reads the
+// window in one go (two copies, one wait) only when something needs the numbers: a table row or another
+// observer (TrainingObserver::needs_values_at), a validation, the end of an epoch, or a full window. So
+// on a GPU the host queues step after step without waiting for one. The price is that a loss that is not
+// finite, or that explodes, is seen at the next read, after the steps between have updated the weights:
+// the error names the iteration where it happened and the one it was read at. Divergence is still caught
+// before a checkpoint is written, since every checkpoint follows the epoch's read and the state check.
+// A data-parallel step reads its numbers in its collectives anyway: it is told at once.
+bool Trainer::values_wanted(Run& run) const {
+  for (auto* o : run.observers)
+    if (o->needs_values_at(iteration_)) return true;
+  return false;
+}
+
+void Trainer::read_step_scalars(Run& run, bool validate_last) {
+  if (run.pending.empty()) return;
+  const auto tr = Clock::now();
+  const size_t n = run.pending.size();
+  if (!group_) {  // one read of the window
+    const Tensor losses = run.loss_log.slice(0, static_cast<int64_t>(n)).to(Device::cpu()).to(DType::kFloat64);
+    const Tensor counts = run.count_log.slice(0, static_cast<int64_t>(n)).to(Device::cpu());
+    const double* l = losses.data<double>();
+    const double* c = counts.data<double>();
+    for (size_t i = 0; i < n; ++i) {
+      run.pending[i].rec.loss = l[i];
+      run.pending[i].rec.accuracy = c[2 * i + 1] > 0 ? c[2 * i] / c[2 * i + 1] : 0.0;
+    }
+    ++run.report.scalar_reads;
+  }
+  run.report.train_seconds += since(tr);  // on a device the wait for the steps' work is training time
+  std::vector<PendingStep> window = std::move(run.pending);
+  run.pending.clear();
+  for (size_t i = 0; i < n; ++i) {
+    IterationRecord& rec = window[i].rec;
+    check_loss(run, window[i]);
+    if (i + 1 == n && validate_last) {
+      validate(run, rec);
+      rec.seconds = since(run.t0);
+    }
+    run.report.history.push_back(rec);
+    for (auto* o : run.observers) o->on_iteration(rec);
+  }
 }
 
 void Trainer::prepare_checkpoint_folder() {
@@ -304,26 +369,37 @@ void Trainer::prepare_checkpoint_folder() {
   remove_stale_temporaries(o_.checkpoint_path);  // of a run killed while writing one
 }
 
-IterationRecord Trainer::step(Run& run, const data::Batch& batch) {
+void Trainer::step(Run& run, const data::Batch& batch) {
   const auto ts = Clock::now();
   const Autocast autocast(o_.precision);  // the backward below runs in each op's forward precision
   optimizer_->zero_grad();  // before the forward: the last step's gradients are freed, not carried through it
   const int64_t n_global = batch.global_size > 0 ? batch.global_size : batch.size();
-  Tensor logits;
-  double loss_value = 0;
-  metrics::Counts counts;
+  PendingStep pending;
+  pending.rec.epoch = epoch_ + 1;
+  pending.rec.iteration = iteration_ + 1;
   if (!group_) {
-    logits = model_.forward(batch.inputs);
+    const Tensor logits = model_.forward(batch.inputs);
     const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
     (scaler_ ? scaler_->scale(loss) : loss).backward();
-    // Read after the backward is queued, so that a device computes it while the host waits; before the
-    // update, so that a non-finite loss changes no weight.
-    loss_value = loss.item<double>();
-    counts = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
+    // Note [deferred scalars]: into the window, on the device's stream; nothing waits here.
+    const int64_t slot = static_cast<int64_t>(run.pending.size());
+    if (!run.loss_log.defined() || run.loss_log.dtype() != loss.dtype()) {
+      DL_CHECK(slot == 0, "Trainer: the loss changed its dtype within a window of steps");
+      run.loss_log = Tensor::empty({static_cast<int64_t>(Run::kMaxPending)}, loss.dtype(), loss.device());
+      run.count_log = Tensor::empty({static_cast<int64_t>(Run::kMaxPending), 2}, DType::kFloat64, loss.device());
+    }
+    run.loss_log.slice(slot, slot + 1).copy_(loss.detach().view({1}));
+    run.count_log.slice(slot, slot + 1)
+        .copy_(ops::correct_counts(logits, batch.targets, loss_.ignore_index).view({1, 2}));
+    if (!batch.targets.device().is_cpu()) pending.targets = batch.targets, pending.classes = logits.size(1);
   } else {
-    data_parallel_backward(batch, logits, loss_value, counts);
+    Tensor logits;
+    metrics::Counts counts;
+    data_parallel_backward(batch, logits, pending.rec.loss, counts);
+    pending.rec.accuracy = counts.accuracy();
+    if (logits.defined() && !batch.targets.device().is_cpu())
+      pending.targets = batch.targets, pending.classes = logits.size(1);
   }
-  check_loss(run, loss_value, batch, logits);
   // With loss scaling, gradients that overflowed skip this update (weights and optimiser state stay).
   const bool overflow = scaler_ && !scaler_->unscale(optimizer_->params());
   if (scaler_) scaler_->update(overflow);
@@ -336,13 +412,9 @@ IterationRecord Trainer::step(Run& run, const data::Batch& batch) {
   ++iteration_;
   run.images += n_global;
   run.report.train_seconds += since(ts);
-  IterationRecord rec;
-  rec.epoch = epoch_ + 1;
-  rec.iteration = iteration_;
-  rec.learn_rate = optimizer_->learning_rate();
-  rec.loss = loss_value;
-  rec.accuracy = counts.accuracy();
-  return rec;
+  pending.rec.learn_rate = optimizer_->learning_rate();
+  pending.rec.seconds = since(run.t0);
+  run.pending.push_back(std::move(pending));
 }
 
 // Note [gradient buckets] (dl/dist/data_parallel.h): each rank's loss is the mean over its share, so it
@@ -410,20 +482,27 @@ void Trainer::data_parallel_backward(const data::Batch& batch, Tensor& logits, d
   counts.total = static_cast<int64_t>(v[2]);
 }
 
-void Trainer::check_loss(Run& run, double loss, const data::Batch& batch, const Tensor& logits) const {
+void Trainer::check_loss(Run& run, const PendingStep& step) const {
+  const IterationRecord& r = step.rec;
+  const double loss = r.loss;
   if (std::isfinite(loss) && std::isnan(run.first_loss)) run.first_loss = loss;
+  // Note [deferred scalars]: the steps after this one have run already.
+  const std::string read_at = r.iteration < iteration_
+                                  ? " (read at iteration " + std::to_string(iteration_) +
+                                        ": the weights are those after it; a checkpoint holds none of them)"
+                                  : "";
   const double explosion = o_.divergence_loss_factor * std::max(1.0, std::isnan(run.first_loss) ? 1.0 : run.first_loss);
   if (std::isfinite(loss) && o_.divergence_loss_factor > 0 && loss > explosion)
-    DL_THROW("training diverged: the mini-batch loss is ", loss, " at epoch ", epoch_ + 1, ", iteration ",
-             iteration_ + 1, ", over ", o_.divergence_loss_factor, " times the first mini-batch loss ", run.first_loss,
-             " (learn rate ", optimizer_->learning_rate(),
-             "); lower InitialLearnRate or set GradientThreshold (TrainingOptions::divergence_loss_factor)");
+    DL_THROW("training diverged: the mini-batch loss is ", loss, " at epoch ", r.epoch, ", iteration ", r.iteration,
+             ", over ", o_.divergence_loss_factor, " times the first mini-batch loss ", run.first_loss, " (learn rate ",
+             r.learn_rate, ")", read_at,
+             "; lower InitialLearnRate or set GradientThreshold (TrainingOptions::divergence_loss_factor)");
   if (std::isfinite(loss)) return;
   // On a device, labels are checked only now (ops::cross_entropy); say so if one was out of range.
-  const bool on_device = batch.targets.defined() && logits.defined() && !batch.targets.device().is_cpu();
-  if (on_device) ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
-  DL_THROW("training diverged: the mini-batch loss is ", loss, " at epoch ", epoch_ + 1, ", iteration ", iteration_ + 1,
-           " (learn rate ", optimizer_->learning_rate(), "); lower InitialLearnRate or set GradientThreshold",
+  const bool on_device = step.targets.defined();
+  if (on_device) ops::check_labels(step.targets, step.classes, loss_.ignore_index);
+  DL_THROW("training diverged: the mini-batch loss is ", loss, " at epoch ", r.epoch, ", iteration ", r.iteration,
+           " (learn rate ", r.learn_rate, ")", read_at, "; lower InitialLearnRate or set GradientThreshold",
            on_device ? " (on a GPU a batch whose labels are all ignored gives NaN too)" : "");
 }
 

@@ -121,6 +121,11 @@ namespace dl::cpu {
 // The class with the largest value (first on ties) at each of the N x S positions of x, N x C x S.
 template <typename T>
 void argmax_channels(const T* x, int64_t n, int64_t c, int64_t s, int32_t* out);
+// counts[0] = predictions (argmax over C) of x N x C x S equal to their label, counts[1] = labels
+// counted (all but ignore_index when it is >= 0); the CPU body of ops::correct_counts.
+template <typename T>
+void correct_counts(const T* x, const int32_t* labels, int64_t n, int64_t c, int64_t s, int32_t ignore_index,
+                    double* counts);
 // Confusion matrix (C x C, rows truth) and per image and class (prediction boundary pixels, of them
 // matched, truth boundary pixels, of them matched) of int32 label maps images x h x w. Throws dl::Error
 // naming the first pixel whose label is neither a class nor (in the truth) void.

@@ -220,4 +220,21 @@ void argmax_channels(const T* x, int64_t n, int64_t c, int64_t s, int32_t* out) 
 template void argmax_channels<float>(const float*, int64_t, int64_t, int64_t, int32_t*);
 template void argmax_channels<double>(const double*, int64_t, int64_t, int64_t, int32_t*);
 
+template <typename T>
+void correct_counts(const T* x, const int32_t* labels, int64_t n, int64_t c, int64_t s, int32_t ignore_index,
+                    double* counts) {
+  int64_t correct = 0, counted = 0;
+#pragma omp parallel for reduction(+ : correct, counted) if (n * s * c >= 65536)
+  for (int64_t p = 0; p < n * s; ++p) {
+    if (ignore_index >= 0 && labels[p] == ignore_index) continue;
+    ++counted;
+    correct += argmax_at(x, p, c, s) == labels[p];
+  }
+  counts[0] = static_cast<double>(correct);
+  counts[1] = static_cast<double>(counted);
+}
+
+template void correct_counts<float>(const float*, const int32_t*, int64_t, int64_t, int64_t, int32_t, double*);
+template void correct_counts<double>(const double*, const int32_t*, int64_t, int64_t, int64_t, int32_t, double*);
+
 }  // namespace dl::cpu

@@ -30,6 +30,11 @@ void conv2d_backward(int device, const Conv2dGeometry& g, const float* x, const 
 // ---- cuDNN: batch norm over N x C x S (spatial mode); same outputs as the CPU backend ----
 void batch_norm_forward_train(int device, const float* x, const float* gamma, const float* beta, int64_t n, int64_t c,
                               int64_t s, double eps, float* y, float* mean, float* invstd, float* var_unbiased);
+// The training forward that also blends the batch's statistics into running_mean / running_var in the
+// same cuDNN call: running = (1 - momentum) running + momentum batch (unbiased variance).
+void batch_norm_forward_train_running(int device, const float* x, const float* gamma, const float* beta, int64_t n,
+                                      int64_t c, int64_t s, double eps, double momentum, float* y, float* mean,
+                                      float* invstd, float* running_mean, float* running_var);
 void batch_norm_forward_infer(int device, const float* x, const float* gamma, const float* beta, const float* mean,
                               const float* var, int64_t n, int64_t c, int64_t s, double eps, float* y);
 void batch_norm_backward(int device, const float* x, const float* gamma, const float* dy, const float* mean,
@@ -119,6 +124,10 @@ void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, 
                          int c, int32_t void_label, std::vector<int64_t>& confusion, std::vector<int64_t>& bf_counts);
 // Predicted classes (argmax over C, first on ties) of logits N x C x S.
 void argmax_channels(int device, const float* logits, int64_t n, int64_t c, int64_t s, int32_t* out);
+// counts[0] = predictions of logits N x C x S equal to their label (N x S), counts[1] = labels counted
+// (all but ignore_index when it is >= 0), as doubles on the device (kernels/accuracy.cuh); no host wait.
+void correct_counts(int device, const float* logits, const int32_t* labels, int64_t n, int64_t c, int64_t s,
+                    int32_t ignore_index, double* counts);
 
 void sgdm_update(int device, float* w, const float* g, float* v, int64_t n, float lr, float momentum, float l2);
 void adam_update(int device, float* w, const float* g, float* m, float* v, int64_t n, float lr, float beta1,

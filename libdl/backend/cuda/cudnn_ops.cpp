@@ -30,27 +30,45 @@ float* or_scratch(float* p, DeviceBuffer& scratch, int64_t count, int device) {
 
 // ---- batch norm ----
 
-// cuDNN's running variance is the unbiased batch variance: with exponentialAverageFactor = 1 the running
-// outputs receive exactly this batch's statistics, so resultRunningVariance is var_unbiased and the running
-// mean (equal to the saved mean) goes to scratch. Both are zeroed first, since cuDNN blends them as
-// running (1 - factor) + batch factor and 0 times a stale NaN would still be NaN. mean and
-// invstd = 1 / sqrt(biased var + eps) are cuDNN's saved statistics, which batch_norm_backward takes back.
-void batch_norm_forward_train(int device, const float* x, const float* gamma, const float* beta, int64_t n, int64_t c,
-                              int64_t s, double eps, float* y, float* mean, float* invstd, float* var_unbiased) {
+namespace {
+// cuDNN's training forward: running_* = (1 - factor) running_* + factor batch statistics (the variance
+// unbiased); mean and invstd = 1 / sqrt(biased var + eps) are the saved statistics, which
+// batch_norm_backward takes back.
+void forward_training(int device, const float* x, const float* gamma, const float* beta, int64_t n, int64_t c,
+                      int64_t s, double eps, double factor, float* y, float* running_mean, float* running_var,
+                      float* mean, float* invstd) {
   DeviceGuard guard(device);
-  DeviceContext& ctx = context(device);
   check_bn_epsilon(eps);
   const TensorDescriptor data = tensor_ncs(n, c, s);
   const TensorDescriptor param = tensor_nchw(1, c, 1, 1);
+  DL_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(context(device).cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero,
+                                                        data.get(), x, data.get(), y, param.get(), gamma, beta, factor,
+                                                        running_mean, running_var, eps, mean, invstd));
+}
+}  // namespace
+
+// With factor 1 the running outputs receive exactly this batch's statistics, so resultRunningVariance is
+// var_unbiased and the running mean (equal to the saved mean) goes to scratch. Both are zeroed first,
+// since cuDNN blends them as running (1 - factor) + batch factor and 0 times a stale NaN would still be NaN.
+void batch_norm_forward_train(int device, const float* x, const float* gamma, const float* beta, int64_t n, int64_t c,
+                              int64_t s, double eps, float* y, float* mean, float* invstd, float* var_unbiased) {
+  DeviceGuard guard(device);
   const size_t param_bytes = static_cast<size_t>(c) * sizeof(float);
   DeviceBuffer running_mean(param_bytes, device);  // not wanted, but cuDNN takes both running outputs or neither
   DeviceBuffer var_scratch;
   float* running_var = or_scratch(var_unbiased, var_scratch, c, device);
-  DL_CUDA_CHECK(cudaMemsetAsync(running_mean.get(), 0, param_bytes, ctx.compute));
-  DL_CUDA_CHECK(cudaMemsetAsync(running_var, 0, param_bytes, ctx.compute));
-  DL_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
-      ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, data.get(), x, data.get(), y, param.get(), gamma, beta,
-      /*exponentialAverageFactor=*/1.0, running_mean.get(), running_var, eps, mean, invstd));
+  DL_CUDA_CHECK(cudaMemsetAsync(running_mean.get(), 0, param_bytes, compute_stream(device)));
+  DL_CUDA_CHECK(cudaMemsetAsync(running_var, 0, param_bytes, compute_stream(device)));
+  forward_training(device, x, gamma, beta, n, c, s, eps, /*factor=*/1.0, y, running_mean.as<float>(), running_var, mean,
+                   invstd);
+}
+
+// The running statistics blended by cuDNN in the same call (exponentialAverageFactor = momentum), as the
+// CPU body does after its forward; no extra kernel and no scratch.
+void batch_norm_forward_train_running(int device, const float* x, const float* gamma, const float* beta, int64_t n,
+                                      int64_t c, int64_t s, double eps, double momentum, float* y, float* mean,
+                                      float* invstd, float* running_mean, float* running_var) {
+  forward_training(device, x, gamma, beta, n, c, s, eps, momentum, y, running_mean, running_var, mean, invstd);
 }
 
 void batch_norm_forward_infer(int device, const float* x, const float* gamma, const float* beta, const float* mean,

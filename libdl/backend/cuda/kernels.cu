@@ -1,6 +1,7 @@
 // Launches of the hand-written kernels of kernels/ on the device's compute stream: the CUDA Launcher
 // of Note [launchers] (kernels/compat.cuh) and the bodies of the kernel half of cuda_ops.h. The launch
 // sequences themselves live beside the kernels, shared with the emulation that tests them.
+#include "accuracy.cuh"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/runtime.h"
 #include "batch_norm.cuh"
@@ -230,6 +231,11 @@ void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, 
 void argmax_channels(int device, const float* logits, int64_t n, int64_t c, int64_t s, int32_t* out) {
   CudaLauncher l(device);
   kern::run_argmax(l, logits, n, c, s, out);
+}
+void correct_counts(int device, const float* logits, const int32_t* labels, int64_t n, int64_t c, int64_t s,
+                    int32_t ignore_index, double* counts) {
+  CudaLauncher l(device);
+  kern::run_correct_counts(l, logits, labels, n * s, s, c, ignore_index, counts);
 }
 
 // ---- optimiser updates ----

@@ -12,6 +12,9 @@ struct Counts {
 };
 
 // logits: N x C (x H x W) float; labels: N (x H x W) int32. Positions labelled ignore_index count nowhere.
+// Counts where the logits are and reads the two numbers (one wait for a device).
 Counts count_correct(const Tensor& logits, const Tensor& labels, int32_t ignore_index = -1);
+// The numbers of a {correct, counted} tensor of ops::correct_counts (a copy to the host).
+Counts read_counts(const Tensor& counts);
 
 }  // namespace dl::metrics

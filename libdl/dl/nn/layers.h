@@ -29,6 +29,8 @@ class Conv2d : public Layer {
   Tensor forward(const Tensor& x) override;
   Tensor weight, bias;  // C_out x C_in/groups x R x S; C_out (undefined without bias)
   const Conv2dOptions& options() const { return o_; }
+  // Gives a layer built without bias a zero one, registered as "bias" (nn::fold_batch_norm); returns it.
+  Tensor& ensure_bias();
 
  private:
   Conv2dOptions o_;
@@ -45,6 +47,10 @@ class BatchNorm2d : public Layer {
   // Training statistics over every process of a data-parallel run (Note [synchronised batch norm] in
   // dl/ops/batch_norm.h); null: this process's batch alone. Set on a whole model by set_batch_norm_sync.
   std::function<void(Tensor&)> sync;
+  // Folded into the convolution before it (nn::fold_batch_norm, dl/nn/fold.h): in eval() the layer passes
+  // its input through (forward_relu applies the ReLU); training a folded layer is an error.
+  bool folded = false;
+  double eps() const { return eps_; }
 
  private:
   double momentum_, eps_;

@@ -9,4 +9,10 @@ namespace dl::ops {
 // float32 or float64 on the CPU, float32 on CUDA; not differentiable.
 Tensor argmax(const Tensor& x, int64_t dim);
 
+// How many argmax predictions of logits N x C (x S) equal their label, N (x S) int32 (ignore_index,
+// when >= 0, counts nowhere), as a float64 tensor {correct, counted} on the logits' device, exact below
+// 2^53. On a device nothing waits: read it when the numbers are needed (metrics::count_correct reads at
+// once; the Trainer reads a window of steps together). A label out of range counts as wrong.
+Tensor correct_counts(const Tensor& logits, const Tensor& labels, int32_t ignore_index = -1);
+
 }  // namespace dl::ops

@@ -1,6 +1,9 @@
 // Observers of training: what a Trainer's fit() reports as it goes, and the reports built on it.
-// The Trainer calls each observer at the start of fit(), after every iteration (with validation
-// figures when it validated), at the end of every epoch and at the end of fit(). Two observers ship:
+// The Trainer calls each observer at the start of fit(), for every iteration (with validation figures
+// when it validated), at the end of every epoch and at the end of fit(). Iterations are told in order,
+// but not always at once: the Trainer reads a step's loss and accuracy from the device only when
+// something needs them (an observer's needs_values_at, a validation, the end of an epoch, or 64 steps
+// unread), and then tells the observers every iteration read. Two observers ship:
 //   ProgressTable  MATLAB's verbose table (a row every VerboseFrequency iterations and at each
 //                  validation) and a progress line with ETA (dl/train/progress.h)
 //   CsvLog         a CSV row per iteration, every write checked (a full disk stops training, naming
@@ -8,6 +11,7 @@
 // The Trainer makes these from TrainingOptions (verbose, log_csv) and its set_output/set_progress;
 // add_observer adds others (a program's own report, a dashboard, a test's recorder).
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <iosfwd>
 #include <limits>
@@ -46,7 +50,11 @@ struct TrainingReport {
   int64_t peak_rss_bytes = 0;
   int64_t allocator_peak_bytes = 0;  // of the training device's caching allocator (the CPU's on the CPU)
   int64_t skipped_steps = 0;         // updates skipped by loss scaling (inf/NaN gradients), over the whole run
-  double loss_scale = 0;             // the loss scale at the end (0: no loss scaling)
+  // Times this fit() read its steps' losses and accuracies from where they were computed, each a window
+  // of steps at once (one wait for a device); 0 in a data-parallel run, whose steps read theirs in
+  // their collectives.
+  int64_t scalar_reads = 0;
+  double loss_scale = 0;  // the loss scale at the end (0: no loss scaling)
 };
 
 // Where a fit() call starts: a resumed one at the iteration and epoch of its checkpoint.
@@ -61,6 +69,9 @@ class TrainingObserver {
   virtual ~TrainingObserver() = default;
   virtual void on_start(const FitStart&) {}
   virtual void on_iteration(const IterationRecord&) {}
+  // Whether this observer needs the numbers of `iteration` (just run) at once, to show them: the
+  // Trainer then reads the steps not yet read. Asked after every step; false lets the steps run on.
+  virtual bool needs_values_at(int64_t /*iteration*/) { return false; }
   // `last` is the epoch's last iteration; `seconds` the time since fit() started.
   virtual void on_epoch_end(const IterationRecord& /*last*/, double /*seconds*/) {}
   virtual void on_end(const TrainingReport&) {}
@@ -73,17 +84,20 @@ class ProgressTable : public TrainingObserver {
   ProgressTable(std::ostream* out, bool table, int frequency, ProgressMode progress);
   void on_start(const FitStart& s) override;
   void on_iteration(const IterationRecord& r) override;
+  bool needs_values_at(int64_t iteration) override;  // a row; the in-place line twice a second
   void on_epoch_end(const IterationRecord& last, double seconds) override;
   void on_end(const TrainingReport& r) override;
 
  private:
   void print_row(const IterationRecord& r);
+  bool row_at(int64_t iteration) const;
   std::ostream* out_;
   bool table_;
   int frequency_;
   ProgressLine line_;
   FitStart start_;
   double validation_accuracy_ = std::numeric_limits<double>::quiet_NaN();  // the latest
+  std::chrono::steady_clock::time_point line_drawn_{};                     // the in-place line's last values
 };
 
 class CsvLog : public TrainingObserver {

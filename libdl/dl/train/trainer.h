@@ -72,13 +72,21 @@ class Trainer {
   int64_t iteration() const { return iteration_; }
 
  private:
-  struct Run;  // one fit() call: its loader, observers and report
+  struct Run;          // one fit() call: its loader, observers and report
+  struct PendingStep;  // a step whose loss and accuracy are not read yet
   void prepare_checkpoint_folder();
-  IterationRecord step(Run& run, const data::Batch& batch);
+  // One step on `batch`: its loss and accuracy join the run's window of unread steps.
+  void step(Run& run, const data::Batch& batch);
+  // Reads the window's losses and accuracies (one wait for a device), checks them for divergence in
+  // order, validates after the last when `validate_last`, and tells the observers (Note [deferred
+  // scalars] in trainer.cpp).
+  void read_step_scalars(Run& run, bool validate_last);
+  bool values_wanted(Run& run) const;  // an observer needs this iteration's numbers now
   // The forward and backward of a data-parallel step on this rank's share, the gradients averaged;
   // the whole batch's loss and counts (Note [gradient buckets]).
   void data_parallel_backward(const data::Batch& batch, Tensor& logits, double& loss_value, metrics::Counts& counts);
-  void check_loss(Run& run, double loss, const data::Batch& batch, const Tensor& logits) const;
+  // Throws "training diverged ..." when a step's loss is not finite or exploded.
+  void check_loss(Run& run, const PendingStep& step) const;
   bool validation_due(const Run& run) const;
   void validate(Run& run, IterationRecord& rec);
   void end_epoch(Run& run, double seconds);
