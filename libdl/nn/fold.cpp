@@ -41,20 +41,28 @@ std::vector<Pair> pairs_in_graph(const Tensor& y, const std::unordered_map<const
   const auto leaf_of = [](const autograd::Node* n, size_t i) -> const TensorImpl* {
     return i < n->edges.size() && n->edges[i].leaf.defined() ? n->edges[i].leaf.impl() : nullptr;
   };
-  std::vector<Pair> pairs;
-  std::map<const void*, int> times;  // how often a layer occurs: a layer applied twice is left as it is
+  const auto is_bn = [](const autograd::Node* n) {
+    return n->name == "batch_norm_infer" || n->name == "batch_norm_relu_infer";
+  };
+  // How often each layer is applied: a layer applied twice (shared weights) is left as it is.
+  std::map<const void*, int> times;
   for (const autograd::Node* n : nodes) {
-    if (n->name != "batch_norm_infer" && n->name != "batch_norm_relu_infer") continue;
+    if (n->name == "conv2d")
+      if (const auto c = convs.find(leaf_of(n, 1)); c != convs.end()) ++times[c->second];
+    if (is_bn(n))
+      if (const auto b = bns.find(leaf_of(n, 1)); b != bns.end()) ++times[b->second];
+  }
+  std::vector<Pair> pairs;
+  for (const autograd::Node* n : nodes) {
+    if (!is_bn(n)) continue;
     const auto bn = bns.find(leaf_of(n, 1));
-    if (bn == bns.end() || ++times[bn->second] > 1) continue;
+    if (bn == bns.end() || times[bn->second] != 1) continue;
     const autograd::Node* producer = n->edges.empty() ? nullptr : n->edges[0].fn.get();
     if (producer == nullptr || producer->name != "conv2d" || uses[producer] != 1) continue;
     const auto conv = convs.find(leaf_of(producer, 1));
-    if (conv == convs.end() || ++times[conv->second] > 1) continue;
+    if (conv == convs.end() || times[conv->second] != 1) continue;
     pairs.push_back({conv->second, bn->second});
   }
-  // A layer seen twice (shared weights) may have been paired before its second use was found.
-  std::erase_if(pairs, [&](const Pair& p) { return times[p.conv] > 1 || times[p.bn] > 1; });
   return pairs;
 }
 
@@ -112,10 +120,11 @@ int fold_batch_norm(Layer& model, const Tensor& example) {
         for (auto& [t, on] : flags) t.set_requires_grad(on);
       }
     } restore{grad_flags};
-    DL_CHECK(autograd::grad_enabled(), "fold_batch_norm: the graph of a forward is needed; call it outside a "
-                                       "NoGradGuard");
-    const Tensor y = model.forward(example.detach().to(model.parameters().empty() ? example.device()
-                                                                                    : model.parameters()[0].device()));
+    DL_CHECK(autograd::grad_enabled(),
+             "fold_batch_norm: the graph of a forward is needed; call it outside a "
+             "NoGradGuard");
+    const Tensor y = model.forward(
+        example.detach().to(model.parameters().empty() ? example.device() : model.parameters()[0].device()));
     pairs = pairs_in_graph(y, convs, bns);
   }
   for (const Pair& p : pairs) fold(*p.conv, *p.bn);

@@ -11,7 +11,9 @@
 // Which convolution feeds which batch norm is read from the graph of one forward of `example`, so any
 // model built from Conv2d and BatchNorm2d layers folds, whatever its code: a pair folds when the
 // convolution's output goes to that batch norm and nowhere else (a residual sum or a concat taken
-// before the batch norm keeps the pair as it is). A convolution without bias gets one ("bias", as
+// before the batch norm keeps the pair as it is; so does a layer applied twice). Uses that record no
+// graph (through detach(), under a NoGradGuard, or not reaching the output) cannot be seen: a model
+// that has them should not be folded. A convolution without bias gets one ("bias", as
 // PyTorch's fused modules do), so the folded model's weights file has that name more. The folded
 // batch norms keep identity statistics (gamma 1, beta 0, mean 0, var 1 - eps), are marked `folded`,
 // and refuse to train.
