@@ -25,9 +25,20 @@
 #include <string>
 #include <vector>
 
+#include "binary_ops.cuh"
 #include "conv_cases.h"
 
 namespace {
+
+// The broadcasting family's index over n contiguous elements of same-shaped operands (what the front end
+// builds for them: one flat dimension, unit strides).
+[[maybe_unused]] dl::kern::StridedIndex<2> flat_index(int64_t n) {
+  dl::kern::StridedIndex<2> ix;
+  ix.ndim = 1;
+  ix.size[0] = n;
+  ix.stride[0][0] = ix.stride[1][0] = 1;
+  return ix;
+}
 
 // ---- data shared by both halves ----
 
@@ -94,6 +105,7 @@ struct LabelMaps {
 // The kernel sources (and, through compat.cuh, the emulation's CUDA vocabulary) come last.
 #include "batch_norm.cuh"
 #include "bf_score.cuh"
+#include "broadcast.cuh"
 #include "concat.cuh"
 #include "confusion.cuh"
 #include "cross_entropy.cuh"
@@ -150,11 +162,11 @@ void register_elementwise() {
        }},
       {"add", 3,
        [n](Launcher& l, const float* a, const float* b, float* y) {
-         k::launch_1d(l, k::binary_kernel<k::AddOp>, n, a, b, y, n, k::AddOp{});
+         k::run_broadcast_binary(l, k::AddOp{}, a, b, 0.f, y, n, flat_index(n));
        }},
       {"mul", 3,
        [n](Launcher& l, const float* a, const float* b, float* y) {
-         k::launch_1d(l, k::binary_kernel<k::MulOp>, n, a, b, y, n, k::MulOp{});
+         k::run_broadcast_binary(l, k::MulOp{}, a, b, 0.f, y, n, flat_index(n));
        }},
       {"scale", 2,
        [n](Launcher& l, const float* a, const float*, float* y) {
@@ -497,7 +509,9 @@ void elementwise_case(benchmark::State& state, const std::string& op, int64_t n)
     call = [&] { dl::cuda::fill(kDevice, f32(y), n, 1.f); };
   } else if (op == "add") {
     tensors = 3;
-    call = [&] { dl::cuda::add(kDevice, f32(a), f32(b), f32(y), n); };
+    call = [&] {
+      dl::cuda::broadcast_binary(kDevice, dl::kern::AddOp{}, f32(a), f32(b), 0.f, f32(y), n, flat_index(n));
+    };
   } else if (op == "axpy_acc") {
     tensors = 3;
     call = [&] { dl::cuda::axpy_acc(kDevice, 1e-3f, f32(a), f32(y), n); };

@@ -6,24 +6,9 @@
 
 namespace dl::kern::inline DL_KERN_ABI {
 
-struct AddOp {
-  DL_HD float operator()(float a, float b) const { return a + b; }
-};
-struct SubOp {
-  DL_HD float operator()(float a, float b) const { return a - b; }
-};
-struct MulOp {
-  DL_HD float operator()(float a, float b) const { return a * b; }
-};
-
 template <typename T>
 DL_GLOBAL void fill_kernel(T* y, int64_t n, T value) {
   DL_GRID_STRIDE_LOOP(i, n) y[i] = value;
-}
-
-template <typename Op>
-DL_GLOBAL void binary_kernel(const float* a, const float* b, float* y, int64_t n, Op op) {
-  DL_GRID_STRIDE_LOOP(i, n) y[i] = op(a[i], b[i]);
 }
 
 // The unary family: one kernel for every functor of unary_ops.cuh.

@@ -1,9 +1,8 @@
-// The element-wise unary ops of dl/ops/activation.h as functors, one per op: forward(x) = y and
-// backward(x, y, dy) = dx, in float. The CUDA kernel family of elementwise.cuh runs them (and the tests
-// run that same source under the emulation); the front ends pass them as the tag that names the op to
-// both backends, whose CPU bodies (backend/cpu/elementwise.cpp) are Eigen expressions of the same math.
-// Adding an op: its functor here and its name in DL_UNARY_OPS. Only host/device code here (no CUDA
-// vocabulary), so that host-only code can name the ops.
+// The element-wise unary ops of dl/ops/activation.h and dl/ops/elementwise.h as functors, one per op: forward(x) = y
+// and backward(x, y, dy) = dx, in float. The CUDA kernel family of elementwise.cuh runs them (and the tests run that
+// same source under the emulation); the front ends pass them as the tag that names the op to both backends, whose CPU
+// bodies (backend/cpu/elementwise.cpp) are Eigen expressions of the same math. Adding an op: its functor here and its
+// name in DL_UNARY_OPS. Only host/device code here (no CUDA vocabulary), so that host-only code can name the ops.
 #pragma once
 #include <cmath>
 
@@ -49,7 +48,48 @@ struct EluOp {  // x > 0 ? x : alpha (e^x - 1)
   DL_HD float backward(float x, float y, float dy) const { return x > 0.f ? dy : dy * (y + alpha); }
 };
 
+// ---- math (dl/ops/elementwise.h) ----
+struct ExpOp {
+  DL_HD float forward(float x) const { return expf(x); }
+  DL_HD float backward(float, float y, float dy) const { return dy * y; }
+};
+
+struct LogOp {  // the natural logarithm; the gradient 1/x
+  DL_HD float forward(float x) const { return logf(x); }
+  DL_HD float backward(float x, float, float dy) const { return dy / x; }
+};
+
+struct SqrtOp {
+  DL_HD float forward(float x) const { return sqrtf(x); }
+  DL_HD float backward(float, float y, float dy) const { return dy * 0.5f / y; }
+};
+
+struct RsqrtOp {  // 1 / sqrt(x); the gradient -y^3 / 2
+  DL_HD float forward(float x) const { return 1.f / sqrtf(x); }
+  DL_HD float backward(float, float y, float dy) const { return dy * -0.5f * y * y * y; }
+};
+
+struct AbsOp {  // the gradient sign(x), 0 at 0 as PyTorch
+  DL_HD float forward(float x) const { return fabsf(x); }
+  DL_HD float backward(float x, float, float dy) const { return x > 0.f ? dy : (x < 0.f ? -dy : 0.f); }
+};
+
+struct NegOp {
+  DL_HD float forward(float x) const { return -x; }
+  DL_HD float backward(float, float, float dy) const { return -dy; }
+};
+
+// min(max(x, lo), hi); the gradient passes where lo <= x <= hi (both ends included, as PyTorch).
+struct ClampOp {
+  float lo = 0.f, hi = 1.f;
+  DL_HD float forward(float x) const { return x < lo ? lo : (x > hi ? hi : x); }
+  DL_HD float backward(float x, float, float dy) const { return x >= lo && x <= hi ? dy : 0.f; }
+};
+
 // Every functor above: X(name) each, for the explicit instantiations of both backends.
-#define DL_UNARY_OPS(X) X(SigmoidOp) X(TanhOp) X(GeluOp) X(SiluOp) X(LeakyReluOp) X(EluOp)
+#define DL_UNARY_OPS(X) \
+  X(SigmoidOp)          \
+  X(TanhOp)             \
+  X(GeluOp) X(SiluOp) X(LeakyReluOp) X(EluOp) X(ExpOp) X(LogOp) X(SqrtOp) X(RsqrtOp) X(AbsOp) X(NegOp) X(ClampOp)
 
 }  // namespace dl::kern

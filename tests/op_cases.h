@@ -352,15 +352,42 @@ inline OpCase concat(std::string name, std::vector<Shape> xs) {
   return c;
 }
 
-// An element-wise binary op at a small and a 4-d shape.
+// How a builder makes one input of a shape (normal values unless the op needs others).
+using MakeInput = Input (*)(Shape);
+inline Input normal_input(Shape s) { return normal(std::move(s)); }
+inline Input positive_input(Shape s) { return uniform(std::move(s), 0.5, 2.5); }
+
+// An element-wise binary op at same shapes and at broadcasting ones: a channel bias, both sides
+// stretching, missing leading dimensions, the larger operand on the right.
 template <typename Dl, typename Torch>
-std::vector<OpCase> binary(const std::string& op, Dl dl, Torch torch, std::vector<std::vector<bool>> wrt = {{}}) {
+std::vector<OpCase> binary(const std::string& op, Dl dl, Torch torch, std::vector<std::vector<bool>> wrt = {{}},
+                           MakeInput make_a = normal_input, MakeInput make_b = normal_input) {
   std::vector<OpCase> out;
-  for (const Shape& s : {Shape{5}, Shape{2, 3, 2, 2}, Shape{3, 4, 5}}) {
-    OpCase c{op, dims(s), {normal(s), normal(s)}, dl, torch};
+  const std::vector<std::pair<Shape, Shape>> pairs = {{{5}, {5}},
+                                                      {{2, 3, 2, 2}, {2, 3, 2, 2}},
+                                                      {{3, 4, 5}, {3, 4, 5}},
+                                                      {{2, 3, 2, 2}, {3, 1, 1}},
+                                                      {{3, 1, 5}, {4, 1}},
+                                                      {{4}, {2, 3, 4}},
+                                                      {{1, 3}, {2, 1}}};
+  for (const auto& [sa, sb] : pairs) {
+    OpCase c{op,
+             sa == sb ? dims(sa) : dims(sa) + "_by_" + (sb.ndim() ? dims(sb) : "scalar"),
+             {make_a(sa), make_b(sb)},
+             dl,
+             torch};
     c.wrt = wrt;
     out.push_back(c);
   }
+  return out;
+}
+
+// An op with a scalar on the right (no copy of it to the device), at two shapes.
+template <typename Dl, typename Torch>
+std::vector<OpCase> scalar_op(const std::string& op, const std::string& name, Dl dl, Torch torch,
+                              MakeInput make = normal_input) {
+  std::vector<OpCase> out;
+  for (const Shape& s : {Shape{7}, Shape{2, 3, 4}}) out.push_back({op, name + "_" + dims(s), {make(s)}, dl, torch});
   return out;
 }
 
@@ -375,16 +402,19 @@ inline const std::vector<std::pair<std::string, Shape>>& bench_shapes() {
 // An element-wise unary op, the one row that adding one takes: every suite's shapes (1000: no block size of
 // the kernel tests divides it), inputs away from 0 (kinks), its functor for the kernel tests (none: ReLU,
 // which runs cuDNN), and the benchmark sizes.
+// make: the inputs, away from 0 unless given (log and sqrt take positive ones).
 template <typename Dl, typename Torch>
-std::vector<OpCase> unary(const std::string& op, Dl dl, Torch torch, UnaryKernel kernel = {}) {
+std::vector<OpCase> unary(const std::string& op, Dl dl, Torch torch, UnaryKernel kernel = {},
+                          MakeInput make = away_from_zero) {
   std::vector<OpCase> out;
   for (const Shape& s :
        {Shape{7}, Shape{3, 5}, Shape{2, 3, 4, 2}, Shape{17}, Shape{4, 9}, Shape{2, 3, 5, 7}, Shape{1000}}) {
-    OpCase c{op, dims(s), {away_from_zero(s)}, dl, torch};
+    OpCase c{op, dims(s), {make(s)}, dl, torch};
     c.unary = kernel;
     out.push_back(c);
   }
-  for (const auto& [name, s] : bench_shapes()) out.push_back({op, name, {normal(s)}, dl, torch, kBench});
+  for (const auto& [name, s] : bench_shapes())
+    out.push_back({op, name, {make == away_from_zero ? normal(s) : make(s)}, dl, torch, kBench});
   return out;
 }
 
@@ -476,6 +506,16 @@ inline std::vector<OpCase> all() {
   add(unary("leaky_relu", DL_OP(ops::leaky_relu(x[0], 0.2)), DL_TORCH(torch::leaky_relu(x[0], 0.2)),
             kern::LeakyReluOp{0.2f}));
   add(unary("elu", DL_OP(ops::elu(x[0], 0.5)), DL_TORCH(torch::elu(x[0], 0.5)), kern::EluOp{0.5f}));
+  // ---- unary math (dl/ops/elementwise.h) ----
+  add(unary("exp", DL_OP(ops::exp(x[0])), DL_TORCH(torch::exp(x[0])), kern::ExpOp{}));
+  add(unary("log", DL_OP(ops::log(x[0])), DL_TORCH(torch::log(x[0])), kern::LogOp{}, positive_input));
+  add(unary("sqrt", DL_OP(ops::sqrt(x[0])), DL_TORCH(torch::sqrt(x[0])), kern::SqrtOp{}, positive_input));
+  add(unary("rsqrt", DL_OP(ops::rsqrt(x[0])), DL_TORCH(torch::rsqrt(x[0])), kern::RsqrtOp{}, positive_input));
+  add(unary("abs", DL_OP(ops::abs(x[0])), DL_TORCH(torch::abs(x[0])), kern::AbsOp{}));
+  add(unary("neg", DL_OP(ops::neg(x[0])), DL_TORCH(torch::neg(x[0])), kern::NegOp{}));
+  // Bounds half a grid step from the distinct inputs' values: no input sits on a kink.
+  add(unary("clamp", DL_OP(ops::clamp(x[0], -0.505, 0.505)), DL_TORCH(torch::clamp(x[0], -0.505, 0.505)),
+            kern::ClampOp{-0.505f, 0.505f}, distinct));
 
   // ---- softmax, log_softmax, cross_entropy ----
   for (bool log : {false, true}) {
@@ -530,6 +570,94 @@ inline std::vector<OpCase> all() {
   add(binary("add", DL_OP(ops::add(x[0], x[1])), DL_TORCH(x[0] + x[1])));
   add(binary("sub", DL_OP(ops::sub(x[0], x[1])), DL_TORCH(x[0] - x[1]), {{}, {false, true}}));
   add(binary("mul", DL_OP(ops::mul(x[0], x[1])), DL_TORCH(x[0] * x[1]), {{}, {true, false}}));
+  add(binary("div", DL_OP(ops::div(x[0], x[1])), DL_TORCH(x[0] / x[1]), {{}, {false, true}}, normal_input,
+             positive_input));
+  add(binary("pow", DL_OP(ops::pow(x[0], x[1])), DL_TORCH(torch::pow(x[0], x[1])), {{}}, positive_input));
+  add(binary("maximum", DL_OP(ops::maximum(x[0], x[1])), DL_TORCH(torch::maximum(x[0], x[1]))));
+  add(binary("minimum", DL_OP(ops::minimum(x[0], x[1])), DL_TORCH(torch::minimum(x[0], x[1]))));
+  add(scalar_op("add", "Scalar", DL_OP(ops::add(x[0], 0.75)), DL_TORCH(x[0] + 0.75)));
+  add(scalar_op("sub", "Scalar", DL_OP(ops::sub(x[0], 0.75)), DL_TORCH(x[0] - 0.75)));
+  add(scalar_op("mul", "Scalar", DL_OP(ops::mul(x[0], -1.25)), DL_TORCH(x[0] * -1.25)));
+  add(scalar_op("div", "Scalar", DL_OP(ops::div(x[0], 2.5)), DL_TORCH(x[0] / 2.5)));
+  add(scalar_op("pow", "Scalar2_5", DL_OP(ops::pow(x[0], 2.5)), DL_TORCH(torch::pow(x[0], 2.5)), positive_input));
+  add(scalar_op("pow", "Scalar3", DL_OP(ops::pow(x[0], 3.0)), DL_TORCH(torch::pow(x[0], 3.0))));
+  add(scalar_op("maximum", "Scalar", DL_OP(ops::maximum(x[0], 0.2)), DL_TORCH(torch::clamp_min(x[0], 0.2))));
+  add(scalar_op("minimum", "Scalar", DL_OP(ops::minimum(x[0], 0.2)), DL_TORCH(torch::clamp_max(x[0], 0.2))));
+  // The C++ operators, every form in one expression.
+  add(scalar_op("operators", "Mixed",
+                DL_OP((x[0] + x[0] * 0.5) * x[0] - x[0] / 4.0 + 1.0 - (3.0 - x[0]) * 2.0 / (x[0] * x[0] + 1.0) + -x[0] +
+                      0.5 * x[0] + (2.0 + x[0]) / 3.0),
+                DL_TORCH((x[0] + x[0] * 0.5) * x[0] - x[0] / 4.0 + 1.0 - (3.0 - x[0]) * 2.0 / (x[0] * x[0] + 1.0) +
+                         -x[0] + 0.5 * x[0] + (2.0 + x[0]) / 3.0)));
+  // Comparisons through where (their masks have no gradient; where routes it), broadcasting all three.
+  {
+    const std::vector<std::pair<Shape, Shape>> pairs = {{{2, 3, 4}, {2, 3, 4}}, {{2, 3, 4}, {3, 1}}, {{4}, {3, 1}}};
+    for (const auto& [sa, sb] : pairs) {
+      const std::string n = dims(sa) + "_by_" + dims(sb);
+      auto row = [&](const std::string& cmp, DlFn dl, TorchFn torch) {
+        t.push_back({"where", cmp + "_" + n, {normal(sa), normal(sb)}, dl, torch});
+      };
+      row("lt", DL_OP(ops::where(ops::lt(x[0], x[1]), x[0], x[1])), DL_TORCH(torch::where(x[0] < x[1], x[0], x[1])));
+      row("le", DL_OP(ops::where(ops::le(x[0], x[1]), x[1], x[0])), DL_TORCH(torch::where(x[0] <= x[1], x[1], x[0])));
+      row("gt", DL_OP(ops::where(ops::gt(x[0], x[1]), x[0] * 2.0, x[1])),
+          DL_TORCH(torch::where(x[0] > x[1], x[0] * 2.0, x[1])));
+      row("ge", DL_OP(ops::where(ops::ge(x[0], 0.0), x[0], x[1])), DL_TORCH(torch::where(x[0] >= 0.0, x[0], x[1])));
+      row("eq", DL_OP(ops::where(ops::eq(x[0], x[0]), x[1], x[0])), DL_TORCH(torch::where(x[0] == x[0], x[1], x[0])));
+      row("ne", DL_OP(ops::where(ops::ne(x[0], x[1]), x[0], x[1] * 3.0)),
+          DL_TORCH(torch::where(x[0] != x[1], x[0], x[1] * 3.0)));
+    }
+  }
+  // Sums and means over dimensions, summing down to a shape, and the copies that reorder or stretch.
+  for (const Shape& s : {Shape{2, 3, 4}, Shape{3, 2, 4, 5}}) {
+    const std::string n = dims(s);
+    const int64_t last = s.ndim() - 1;
+    t.push_back({"sum", "Dim1_" + n, {normal(s)}, DL_OP(ops::sum(x[0], {1})), DL_TORCH(x[0].sum({1}))});
+    t.push_back({"sum",
+                 "Dims0AndLastKeep_" + n,
+                 {normal(s)},
+                 DL_OP(ops::sum(x[0], {0, -1}, true)),
+                 DL_TORCH(x[0].sum(std::vector<int64_t>{0, -1}, true))});
+    t.push_back({"sum", "AllDims_" + n, {normal(s)}, DL_OP(ops::sum(x[0], {})), DL_TORCH(x[0].sum().reshape({1}))});
+    t.push_back({"mean", "LastDim_" + n, {normal(s)}, DL_OP(ops::mean(x[0], {-1})), DL_TORCH(x[0].mean({-1}))});
+    t.push_back({"mean",
+                 "Dims0And1Keep_" + n,
+                 {normal(s)},
+                 DL_OP(ops::mean(x[0], {0, 1}, true)),
+                 DL_TORCH(x[0].mean(std::vector<int64_t>{0, 1}, true))});
+    t.push_back(
+        {"permute",
+         "Reverse_" + n,
+         {normal(s)},
+         DL_OP(ops::permute(x[0], s.ndim() == 3 ? std::vector<int64_t>{2, 1, 0} : std::vector<int64_t>{3, 2, 1, 0})),
+         DL_TORCH(s.ndim() == 3 ? x[0].permute({2, 1, 0}) : x[0].permute({3, 2, 1, 0}))});
+    t.push_back({"transpose",
+                 "FirstLast_" + n,
+                 {normal(s)},
+                 DL_OP(ops::transpose(x[0], 0, last)),
+                 DL_TORCH(x[0].transpose(0, last))});
+  }
+  t.push_back({"permute",
+               "ChannelsLast",
+               {normal({2, 3, 4, 5})},
+               DL_OP(ops::permute(x[0], {0, 2, 3, 1})),
+               DL_TORCH(x[0].permute({0, 2, 3, 1}))});
+  t.push_back({"sum_to",
+               "BiasGradient",
+               {normal({2, 3, 4, 5})},
+               DL_OP(ops::sum_to(x[0], {3, 1, 1})),
+               DL_TORCH(x[0].sum({0, 2, 3}).reshape({3, 1, 1}))});
+  t.push_back({"sum_to",
+               "LeadingAndInner",
+               {normal({2, 3, 4})},
+               DL_OP(ops::sum_to(x[0], {3, 1})),
+               DL_TORCH(x[0].sum({0}).sum(std::vector<int64_t>{1}, true))});
+  t.push_back(
+      {"expand", "BothSides", {normal({3, 1})}, DL_OP(ops::expand(x[0], {2, 3, 4})), DL_TORCH(x[0].expand({2, 3, 4}))});
+  t.push_back({"expand",
+               "IntoMul",
+               {normal({1, 4}), normal({3, 4})},
+               DL_OP(ops::mul(ops::expand(x[0], {3, 4}), x[1])),
+               DL_TORCH(x[0].expand({3, 4}) * x[1])});
   for (const Shape& s : {Shape{3, 4}, Shape{3, 4, 5}}) {
     t.push_back({"add", "SameTensorTwice" + dims(s), {normal(s)}, DL_OP(ops::add(x[0], x[0])), DL_TORCH(x[0] + x[0])});
     t.push_back({"sub", "SameTensorTwice" + dims(s), {normal(s)}, DL_OP(ops::sub(x[0], x[0])), DL_TORCH(x[0] - x[0])});

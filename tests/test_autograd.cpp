@@ -302,7 +302,8 @@ TEST(Errors, IntTensorsToFloatOps) {
 
 TEST(Errors, ShapesAndDtypesOfOtherOps) {
   const Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({3, 2});
-  EXPECT_CONTAINS(error_of([&] { ops::add(a, b); }), "shapes must match, got [2, 3] and [3, 2]");
+  EXPECT_CONTAINS(error_of([&] { ops::add(a, b); }),
+                  "add: shapes [2, 3] and [3, 2] do not broadcast (dimension 1: 3 vs 2)");
   EXPECT_CONTAINS(error_of([&] {
                     ops::mul(a, Tensor::zeros({2, 3}, DType::kFloat64));
                   }),
@@ -328,6 +329,66 @@ TEST(Errors, ShapesAndDtypesOfOtherOps) {
                   "tensor 1 has shape [2, 3, 5]");
   EXPECT_CONTAINS(error_of([&] { ops::reshape(a, {4, 2}); }), "cannot view");
   EXPECT_CONTAINS(error_of([&] { ops::softmax(Tensor::zeros({5})); }), "N x C");
+}
+
+TEST(Errors, BroadcastingReductionsAndReorders) {
+  const Tensor a = Tensor::zeros({2, 3, 4});
+  EXPECT_CONTAINS(error_of([&] { ops::mul(a, Tensor::zeros({3, 5})); }), "[2, 3, 4] and [3, 5] do not broadcast");
+  EXPECT_CONTAINS(error_of([&] { ops::where(Tensor::ones({4}), a, a); }), "uint8 mask");
+  EXPECT_CONTAINS(error_of([&] { ops::where(ops::gt(a, 0.0), a, Tensor::zeros({5})); }), "do not broadcast");
+  EXPECT_CONTAINS(error_of([&] { ops::lt(a, Tensor::zeros({4}, DType::kInt32)); }), "int32");
+  EXPECT_CONTAINS(error_of([&] { ops::sum(a, {3}); }), "sum: dimension 3 is out of range for shape [2, 3, 4]");
+  EXPECT_CONTAINS(error_of([&] { ops::mean(a, {1, -2}); }), "dimension -2 is named twice");
+  EXPECT_CONTAINS(error_of([&] { ops::sum_to(a, {2, 4}); }), "sum_to");
+  EXPECT_CONTAINS(error_of([&] { ops::expand(a, {2, 6, 4}); }), "do not broadcast");
+  EXPECT_CONTAINS(error_of([&] { ops::permute(a, {0, 1}); }), "expected 3 dimensions");
+  EXPECT_CONTAINS(error_of([&] { ops::permute(a, {0, 1, 1}); }), "dimension 1 is named twice");
+  EXPECT_CONTAINS(error_of([&] { ops::transpose(a, 0, 3); }), "out of range");
+  EXPECT_CONTAINS(error_of([&] { ops::clamp(a, 1.0, -1.0); }), "lo <= hi");
+}
+
+// Values worked by hand: a row plus a column, a channel bias, comparisons, and sums over dimensions.
+TEST(Broadcasting, ValuesByHand) {
+  const Tensor row = Tensor::from_vector<float>({3}, {1, 2, 3});
+  const Tensor col = Tensor::from_vector<float>({2, 1}, {10, 20});
+  EXPECT_EQ((row + col).shape(), Shape({2, 3}));
+  EXPECT_EQ((row + col).to_vector_f32(), (std::vector<float>{11, 12, 13, 21, 22, 23}));
+  EXPECT_EQ((col - row).to_vector_f32(), (std::vector<float>{9, 8, 7, 19, 18, 17}));
+  EXPECT_EQ((2.0 * row - 1.0).to_vector_f32(), (std::vector<float>{1, 3, 5}));
+  EXPECT_EQ((6.0 / row).to_vector_f32(), (std::vector<float>{6, 3, 2}));
+  EXPECT_EQ((-row).to_vector_f32(), (std::vector<float>{-1, -2, -3}));
+  const Tensor mask = ops::gt(row + col, 12.5);
+  EXPECT_EQ(mask.dtype(), DType::kUInt8);
+  const uint8_t* m = mask.data<uint8_t>();
+  EXPECT_EQ(std::vector<uint8_t>(m, m + 6), (std::vector<uint8_t>{0, 0, 1, 1, 1, 1}));
+  EXPECT_EQ(ops::where(mask, row + col, Tensor::zeros({1})).to_vector_f32(),
+            (std::vector<float>{0, 0, 13, 21, 22, 23}));
+  const Tensor x = Tensor::from_vector<float>({2, 2, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+  EXPECT_EQ(ops::sum(x, {0}).to_vector_f32(), (std::vector<float>{8, 10, 12, 14, 16, 18}));
+  EXPECT_EQ(ops::sum(x, {0, 2}, true).shape(), Shape({1, 2, 1}));
+  EXPECT_EQ(ops::sum(x, {0, 2}, true).to_vector_f32(), (std::vector<float>{30, 48}));
+  EXPECT_EQ(ops::mean(x, {-1}).to_vector_f32(), (std::vector<float>{2, 5, 8, 11}));
+  EXPECT_EQ(ops::sum_to(x, {2, 1}).to_vector_f32(), (std::vector<float>{30, 48}));
+  EXPECT_EQ(ops::transpose(x, 1, 2).to_vector_f32(), (std::vector<float>{1, 4, 2, 5, 3, 6, 7, 10, 8, 11, 9, 12}));
+  // Eight dimensions, a bias stretched over all but one.
+  const Tensor big = Tensor::ones({2, 1, 2, 1, 2, 1, 2, 3});
+  const Tensor bias = Tensor::from_vector<float>({3}, {1, 2, 3});
+  const Tensor y = big * bias;
+  EXPECT_EQ(y.shape(), Shape({2, 1, 2, 1, 2, 1, 2, 3}));
+  EXPECT_EQ(ops::sum(y, {0, 1, 2, 3, 4, 5, 6}).to_vector_f32(), (std::vector<float>{16, 32, 48}));
+}
+
+// The gradient of a broadcast operand is summed over the dimensions it was stretched along.
+TEST(Broadcasting, GradientsSumBackToEachOperandsShape) {
+  Tensor x = Tensor::from_vector<float>({2, 3}, {1, 2, 3, 4, 5, 6}).set_requires_grad(true);
+  Tensor b = Tensor::from_vector<float>({3}, {1, 1, 2}).set_requires_grad(true);
+  Tensor c = Tensor::from_vector<float>({2, 1}, {3, 4}).set_requires_grad(true);
+  ops::sum(x * b + c).backward();
+  EXPECT_EQ(x.grad().to_vector_f32(), (std::vector<float>{1, 1, 2, 1, 1, 2}));
+  EXPECT_EQ(b.grad().shape(), Shape({3}));
+  EXPECT_EQ(b.grad().to_vector_f32(), (std::vector<float>{5, 7, 9}));
+  EXPECT_EQ(c.grad().shape(), Shape({2, 1}));
+  EXPECT_EQ(c.grad().to_vector_f32(), (std::vector<float>{3, 3}));
 }
 
 // ---- edge shapes ----

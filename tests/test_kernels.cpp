@@ -19,10 +19,12 @@
 #include "backend/cpu/optim_update.h"
 #include "dl/metrics/segmentation.h"
 #include "op_cases.h"
+#include "ops/broadcast.h"
 // The kernel sources (and, through compat.cuh, the emulation's CUDA vocabulary) come last.
 #include "accuracy.cuh"
 #include "batch_norm.cuh"
 #include "bf_score.cuh"
+#include "broadcast.cuh"
 #include "cast.cuh"
 #include "concat.cuh"
 #include "confusion.cuh"
@@ -169,21 +171,6 @@ TEST(Kernels, ElementWiseMatchCpu) {
   for (const LaunchShape& s : kAnyShapes) {
     Launcher l{s.block, s.max_grid};
     std::vector<float> got(n, kNaNf), want(n);
-    dl::kern::launch_1d(l, dl::kern::binary_kernel<dl::kern::AddOp>, n, a.data(), b.data(), got.data(), n,
-                        dl::kern::AddOp{});
-    dl::cpu::add(a.data(), b.data(), want.data(), n);
-    expect_near_all(got, want, 0, "add, " + describe(s));
-    got.assign(n, kNaNf);
-    dl::kern::launch_1d(l, dl::kern::binary_kernel<dl::kern::SubOp>, n, a.data(), b.data(), got.data(), n,
-                        dl::kern::SubOp{});
-    dl::cpu::sub(a.data(), b.data(), want.data(), n);
-    expect_near_all(got, want, 0, "sub, " + describe(s));
-    got.assign(n, kNaNf);
-    dl::kern::launch_1d(l, dl::kern::binary_kernel<dl::kern::MulOp>, n, a.data(), b.data(), got.data(), n,
-                        dl::kern::MulOp{});
-    dl::cpu::mul(a.data(), b.data(), want.data(), n);
-    expect_near_all(got, want, 0, "mul, " + describe(s));
-    got.assign(n, kNaNf);
     dl::kern::launch_1d(l, dl::kern::scale_kernel<float>, n, a.data(), 2.5f, got.data(), n);
     dl::cpu::scale(a.data(), 2.5f, want.data(), n);
     expect_near_all(got, want, 0, "scale, " + describe(s));
@@ -209,6 +196,131 @@ TEST(Kernels, ElementWiseMatchCpu) {
     want.assign(n, 3.f);
     expect_near_all(got, want, 0, "fill, " + describe(s));
   }
+}
+
+// ---- the broadcasting family (broadcast.cuh) against the CPU loops of the same functors ----
+
+// Operand shapes that exercise each path: same shapes (the packed kernel, and its tail), a channel
+// bias, both sides stretching, leading dimensions missing, a scalar (shape []).
+const std::vector<std::pair<dl::Shape, dl::Shape>> kBroadcastPairs = {
+    {{1003}, {1003}}, {{4, 16, 5, 7}, {16, 1, 1}},    {{3, 1, 5}, {4, 1}}, {{2, 3, 4}, {}},
+    {{1, 6}, {5, 1}}, {{2, 1, 3, 1, 2}, {4, 1, 5, 1}}};
+
+template <typename Op>
+void check_binary_kernels(const Op& op, const std::string& name) {
+  for (const auto& [sa, sb] : kBroadcastPairs) {
+    const dl::Shape out = dl::ops::detail::broadcast_shapes(sa, sb, "test");
+    const auto ix = dl::ops::detail::broadcast_index<2>(out, {sa, sb});
+    const int64_t n = out.numel();
+    // Positive bases for pow; ties for maximum/minimum on a few elements.
+    std::vector<float> a = random_floats(static_cast<size_t>(sa.numel()), 11, 0.5f, 2.f);
+    std::vector<float> b = random_floats(static_cast<size_t>(sb.numel()), 12, 0.5f, 2.f);
+    if (!b.empty()) a[0] = b[0];
+    const std::vector<float> dy = random_floats(static_cast<size_t>(n), 13);
+    const bool scalar = sb.ndim() == 0;  // the scalar form: b null, the value passed by argument
+    const float* pb = scalar ? nullptr : b.data();
+    const float bs = 1.25f;
+    std::vector<float> want(n), want_ga(n), want_gb(n);
+    dl::cpu::broadcast_binary(op, a.data(), pb, bs, want.data(), n, ix);
+    dl::cpu::broadcast_binary_backward(op, a.data(), pb, bs, want.data(), dy.data(), want_ga.data(), want_gb.data(), n,
+                                       ix);
+    std::vector<uint8_t> want_mask(n);
+    dl::cpu::compare(dl::kern::LtOp{}, a.data(), pb, bs, want_mask.data(), n, ix);
+    for (const LaunchShape& s : kAnyShapes) {
+      const std::string what = name + " " + sa.str() + " by " + sb.str() + ", " + describe(s);
+      Launcher l{s.block, s.max_grid};
+      std::vector<float> y(n, kNaNf), ga(n, kNaNf), gb(n, kNaNf);
+      dl::kern::run_broadcast_binary(l, op, a.data(), pb, bs, y.data(), n, ix);
+      expect_near_all(y, want, 1e-6, what + ": forward");
+      dl::kern::run_broadcast_binary_backward(l, op, a.data(), pb, bs, want.data(), dy.data(), ga.data(), gb.data(), n,
+                                              ix);
+      expect_near_all(ga, want_ga, 1e-5, what + ": grad a");
+      expect_near_all(gb, want_gb, 1e-5, what + ": grad b");
+      std::vector<uint8_t> mask(n, 0xA5);
+      dl::kern::run_compare(l, dl::kern::LtOp{}, a.data(), pb, bs, mask.data(), n, ix);
+      ASSERT_EQ(mask, want_mask) << what << ": lt";
+    }
+  }
+}
+
+TEST(Kernels, BroadcastBinaryFamilyMatchesCpu) {
+#define DL_CHECK_OP(Op) check_binary_kernels(dl::kern::Op{}, #Op);
+  DL_BINARY_OPS(DL_CHECK_OP)
+#undef DL_CHECK_OP
+}
+
+TEST(Kernels, PackedBinaryPathHandlesMisalignedPointersAndTails) {
+  // Offsets 0..3 floats: only offset 0 may take the packed loads; every length leaves a different tail.
+  const std::vector<float> a = random_floats(1040, 21), b = random_floats(1040, 22);
+  for (int off = 0; off < 4; ++off) {
+    for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{4}, int64_t{1001}, int64_t{1024}}) {
+      const auto ix = dl::ops::detail::broadcast_index<2>(dl::Shape{n}, {dl::Shape{n}, dl::Shape{n}});
+      std::vector<float> buf(static_cast<size_t>(n + 4), kNaNf);
+      Launcher l{128, 3};
+      dl::kern::run_broadcast_binary(l, dl::kern::MulOp{}, a.data() + off, b.data() + off, 0.f, buf.data() + off, n,
+                                     ix);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_FLOAT_EQ(buf[static_cast<size_t>(off + i)],
+                        a[static_cast<size_t>(off + i)] * b[static_cast<size_t>(off + i)])
+            << "offset " << off << ", n " << n << ", element " << i;
+      for (int i = 0; i < off; ++i) ASSERT_TRUE(std::isnan(buf[static_cast<size_t>(i)])) << "wrote before the output";
+      ASSERT_TRUE(std::isnan(buf[static_cast<size_t>(off + n)])) << "wrote past the output";
+    }
+  }
+}
+
+TEST(Kernels, WhereStridedCopyAndReduceSumMatchCpu) {
+  const dl::Shape xs{3, 4, 5, 6};
+  const std::vector<float> x = random_floats(static_cast<size_t>(xs.numel()), 31);
+  // where: a [4, 1, 6] mask, a full a, a [5, 1] b.
+  const dl::Shape cs{4, 1, 6}, bs{5, 1};
+  std::vector<uint8_t> cond(static_cast<size_t>(cs.numel()));
+  for (size_t i = 0; i < cond.size(); ++i) cond[i] = static_cast<uint8_t>(i % 3 == 0);
+  const std::vector<float> bv = random_floats(static_cast<size_t>(bs.numel()), 32);
+  const auto wix = dl::ops::detail::broadcast_index<3>(xs, {cs, xs, bs});
+  const int64_t n = xs.numel();
+  std::vector<float> want_where(n);
+  dl::cpu::where(cond.data(), x.data(), bv.data(), want_where.data(), n, wix);
+  std::vector<float> want_where_a(n);
+  dl::cpu::where(cond.data(), x.data(), static_cast<const float*>(nullptr), want_where_a.data(), n, wix);
+  // permute to N x H x W x C
+  const auto pix = dl::ops::detail::permute_index(xs, {0, 2, 3, 1});
+  std::vector<float> want_perm(n);
+  dl::cpu::strided_copy(x.data(), want_perm.data(), n, pix);
+  EXPECT_EQ(want_perm[1], x[30]) << "the CPU permute itself";  // (0, 0, 0, 1) comes from x[0][1][0][0]
+  // reductions over every subset of the four dimensions
+  for (const LaunchShape& s : kReductionShapes) {
+    Launcher l{s.block, s.max_grid};
+    std::vector<float> got(n, kNaNf);
+    dl::kern::run_where(l, cond.data(), x.data(), bv.data(), got.data(), n, wix);
+    expect_near_all(got, want_where, 0, "where, " + describe(s));
+    got.assign(n, kNaNf);
+    dl::kern::run_where(l, cond.data(), x.data(), static_cast<const float*>(nullptr), got.data(), n, wix);
+    expect_near_all(got, want_where_a, 0, "where with b = 0, " + describe(s));
+    got.assign(n, kNaNf);
+    dl::kern::run_strided_copy(l, x.data(), got.data(), n, pix);
+    expect_near_all(got, want_perm, 0, "permute, " + describe(s));
+    for (unsigned mask = 0; mask < 16; ++mask) {
+      std::vector<bool> flags(4);
+      for (int d = 0; d < 4; ++d) flags[static_cast<size_t>(d)] = (mask >> d) & 1;
+      const dl::ops::detail::ReduceIndex r = dl::ops::detail::reduce_index(xs, flags);
+      std::vector<float> want(static_cast<size_t>(r.n_out)), y(static_cast<size_t>(r.n_out), kNaNf);
+      dl::cpu::reduce_sum(x.data(), want.data(), r.n_out, r.kept, r.reduced, r.n_red, 0.5);
+      dl::kern::run_reduce_sum(l, x.data(), y.data(), r.n_out, r.kept, r.reduced, r.n_red, 0.5);
+      expect_near_all(y, want, 1e-5, "reduce_sum, dimensions " + std::to_string(mask) + ", " + describe(s));
+    }
+  }
+  // The reduction against a plain loop: sum over dimensions 0 and 2 of [3, 4, 5, 6].
+  const dl::ops::detail::ReduceIndex r = dl::ops::detail::reduce_index(xs, {true, false, true, false});
+  std::vector<float> y(static_cast<size_t>(r.n_out));
+  dl::cpu::reduce_sum(x.data(), y.data(), r.n_out, r.kept, r.reduced, r.n_red, 1.0);
+  for (int c = 0; c < 4; ++c)
+    for (int w = 0; w < 6; ++w) {
+      double v = 0;
+      for (int i = 0; i < 3; ++i)
+        for (int h = 0; h < 5; ++h) v += x[static_cast<size_t>(((i * 4 + c) * 5 + h) * 6 + w)];
+      ASSERT_NEAR(y[static_cast<size_t>(c * 6 + w)], v, 1e-5) << "c " << c << ", w " << w;
+    }
 }
 
 // The element-wise unary family: each row of the op table (tests/op_cases.h) that names a functor of

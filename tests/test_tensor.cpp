@@ -46,7 +46,7 @@ TEST(Shape, BasicsAndErrors) {
   EXPECT_EQ(Shape{}.numel(), 1);
   EXPECT_EQ((Shape{3, 0}).numel(), 0);
   EXPECT_DL_ERROR((Shape{2, -1}), "non-negative");
-  EXPECT_DL_ERROR((Shape{1, 1, 1, 1, 1, 1}), "at most 5");
+  EXPECT_DL_ERROR((Shape{1, 1, 1, 1, 1, 1, 1, 1, 1}), "at most 8");
 }
 
 // ---- factories ----

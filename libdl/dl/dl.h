@@ -46,6 +46,7 @@
 #include "dl/ops/elementwise.h"
 #include "dl/ops/linear.h"
 #include "dl/ops/loss.h"
+#include "dl/ops/operators.h"
 #include "dl/ops/optim_update.h"
 #include "dl/ops/pooling.h"
 #include "dl/ops/reduce.h"

@@ -4,7 +4,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "ops/dispatch.h"
-#include "unary_ops.cuh"
+#include "ops/unary.h"
 
 namespace dl::ops {
 
@@ -34,35 +34,6 @@ Tensor relu(const Tensor& x) {
     return std::vector<Tensor>{gx};
   });
 }
-
-namespace {
-// y = op(x) for a functor of kernels/unary_ops.cuh; the backward computes dx from x, y and dy.
-template <typename Op>
-Tensor unary(const Tensor& x, const char* name, const Op& op) {
-  check_float(x, name, "x");
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch(
-      x, name,
-      [&](auto t) {
-        using T = decltype(t);
-        cpu::unary_forward(op, x.data<T>(), y.data<T>(), x.numel());
-      },
-      [&](int dev) { DL_CUDA_BODY(cuda::unary_forward(dev, op, f32(x), f32(y), x.numel())); });
-  if (!autograd::needs_record({x})) return y;
-  const Tensor sx = x.detach(), sy = y.detach();
-  return autograd::record(name, y, {x}, [sx, sy, name, op](const Tensor& gy, const std::vector<bool>&) {
-    Tensor gx = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
-    dispatch(
-        gy, name,
-        [&](auto t) {
-          using T = decltype(t);
-          cpu::unary_backward(op, sx.data<T>(), sy.data<T>(), gy.data<T>(), gx.data<T>(), gy.numel());
-        },
-        [&](int dev) { DL_CUDA_BODY(cuda::unary_backward(dev, op, f32(sx), f32(sy), f32(gy), f32(gx), gy.numel())); });
-    return std::vector<Tensor>{gx};
-  });
-}
-}  // namespace
 
 Tensor sigmoid(const Tensor& x) { return unary(x, "sigmoid", kern::SigmoidOp{}); }
 Tensor tanh(const Tensor& x) { return unary(x, "tanh", kern::TanhOp{}); }

@@ -1,79 +1,228 @@
-// Front ends of the element-wise ops and their backward functions.
+// Front ends of the element-wise ops: the broadcasting binary family (functors of
+// kernels/binary_ops.cuh over the strided indices of ops/broadcast.h), comparisons, where, the unary
+// math ops (the unary family of ops/unary.h) and the sums, each with its backward beside it.
 #include "dl/ops/elementwise.h"
 
+#include <algorithm>
+#include <type_traits>
+#include <utility>
+
 #include "backend/cpu/cpu_ops.h"
+#include "dl/ops/shape_ops.h"
+#include "ops/broadcast.h"
 #include "ops/dispatch.h"
+#include "ops/unary.h"
 
 namespace dl::ops {
 
 using namespace detail;
 
 namespace {
-// Runs y = f(a, b) for two same-shaped float tensors.
-template <typename Body, typename CudaBody>
-Tensor binary(const Tensor& a, const Tensor& b, const char* op, Body body, CudaBody cuda_body) {
-  check_float(a, op, "a");
-  check_float(b, op, "b");
-  check_same({{"a", &a}, {"b", &b}}, op);
-  DL_CHECK(a.shape() == b.shape(), op, ": shapes must match, got ", a.shape().str(), " and ", b.shape().str());
-  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+
+// a's and b's shapes with b undefined (a scalar): the scalar's shape is [], which broadcasts to anything.
+Shape shape_or_scalar(const Tensor& t) { return t.defined() ? t.shape() : Shape{}; }
+
+// Checks a binary op's operands (b undefined: a scalar) and gives the output shape and the index.
+std::pair<Shape, kern::StridedIndex<2>> operands(const char* name, const Tensor& a, const Tensor& b) {
+  check_float(a, name, "a");
+  Shape out = a.shape();
+  if (b.defined()) {
+    check_float(b, name, "b");
+    check_same({{"a", &a}, {"b", &b}}, name);
+    out = broadcast_shapes(a.shape(), b.shape(), name);
+  }
+  return {out, broadcast_index<2>(out, {a.shape(), shape_or_scalar(b)})};
+}
+
+// y = op(a, b) broadcast, or op(a, s) when b is undefined. The backward writes output-sized partials
+// (none for add and sub, whose partials are dy and -dy) and sums each down to its operand's shape.
+template <typename Op>
+Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
+  const auto [out, ix] = operands(name, a, b);
+  Tensor y = Tensor::empty(out, a.dtype(), a.device());
+  const int64_t n = y.numel();
   dispatch(
-      a, op,
+      a, name,
       [&](auto t) {
         using T = decltype(t);
-        body(a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
+        cpu::broadcast_binary(op, a.data<T>(), ptr_or_null<T>(b), static_cast<T>(s), y.data<T>(), n, ix);
       },
-      [&](int dev) { cuda_body(dev, f32(a), f32(b), f32(y), a.numel()); });
+      [&](int dev) {
+        DL_CUDA_BODY(cuda::broadcast_binary(dev, op, f32(a), f32(b), static_cast<float>(s), f32(y), n, ix));
+      });
+  if (!autograd::needs_record({a, b})) return y;
+  // Note [saved for backward]: only what the wanted partials read (the functor's kGradA/kGradB) stays
+  // alive with the graph; a scalar's partials for a read nothing but the scalar.
+  const unsigned uses = (a.requires_grad() ? Op::kGradA : 0u) | (b.defined() && b.requires_grad() ? Op::kGradB : 0u);
+  const Shape a_shape = a.shape(), b_shape = shape_or_scalar(b);
+  const Tensor sa = uses & kern::kUsesA ? a.detach() : Tensor();
+  const Tensor sb = b.defined() && (uses & kern::kUsesB) ? b.detach() : Tensor();
+  const Tensor sy = uses & kern::kUsesY ? y.detach() : Tensor();
+  return autograd::record(name, y, {a, b}, [=](const Tensor& gy, const std::vector<bool>& needs) {
+    const bool want_b = needs.size() > 1 && needs[1];
+    Tensor ga, gb;
+    if constexpr (Op::kLinear) {
+      if (needs[0]) ga = gy;
+      if (want_b) gb = std::is_same_v<Op, kern::SubOp> ? neg(gy) : gy;
+    } else {
+      if (needs[0]) ga = Tensor::empty(out, gy.dtype(), gy.device());
+      if (want_b) gb = Tensor::empty(out, gy.dtype(), gy.device());
+      dispatch(
+          gy, name,
+          [&](auto t) {
+            using T = decltype(t);
+            cpu::broadcast_binary_backward(op, ptr_or_null<T>(sa), ptr_or_null<T>(sb), static_cast<T>(s),
+                                           ptr_or_null<T>(sy), gy.data<T>(), out_or_null<T>(ga), out_or_null<T>(gb), n,
+                                           ix);
+          },
+          [&](int dev) {
+            DL_CUDA_BODY(cuda::broadcast_binary_backward(dev, op, f32(sa), f32(sb), static_cast<float>(s), f32(sy),
+                                                         f32(gy), f32(ga), f32(gb), n, ix));
+          });
+    }
+    return std::vector<Tensor>{ga.defined() ? sum_to(ga, a_shape) : Tensor(),
+                               gb.defined() ? sum_to(gb, b_shape) : Tensor()};
+  });
+}
+
+template <typename Op>
+Tensor compare(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
+  const auto [out, ix] = operands(name, a, b);
+  Tensor y = Tensor::empty(out, DType::kUInt8, a.device());
+  uint8_t* py = y.data<uint8_t>();
+  dispatch(
+      a, name,
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::compare(op, a.data<T>(), ptr_or_null<T>(b), static_cast<T>(s), py, y.numel(), ix);
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::compare(dev, op, f32(a), f32(b), static_cast<float>(s), py, y.numel(), ix)); });
   return y;
 }
-}  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor y = binary(
-      a, b, "add", [](auto pa, auto pb, auto py, int64_t n) { cpu::add(pa, pb, py, n); },
-      [](int dev, const float* pa, const float* pb, float* py, int64_t n) {
-        DL_CUDA_BODY(cuda::add(dev, pa, pb, py, n));
-      });
-  return autograd::record("add", y, {a, b}, [](const Tensor& gy, const std::vector<bool>&) {
-    return std::vector<Tensor>{gy, gy};
-  });
-}
-
-Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor y = binary(
-      a, b, "sub", [](auto pa, auto pb, auto py, int64_t n) { cpu::sub(pa, pb, py, n); },
-      [](int dev, const float* pa, const float* pb, float* py, int64_t n) {
-        DL_CUDA_BODY(cuda::sub(dev, pa, pb, py, n));
-      });
-  return autograd::record("sub", y, {a, b}, [](const Tensor& gy, const std::vector<bool>& needs) {
-    return std::vector<Tensor>{gy, needs[1] ? scale(gy, -1.0) : Tensor()};
-  });
-}
-
-Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor y = binary(
-      a, b, "mul", [](auto pa, auto pb, auto py, int64_t n) { cpu::mul(pa, pb, py, n); },
-      [](int dev, const float* pa, const float* pb, float* py, int64_t n) {
-        DL_CUDA_BODY(cuda::mul(dev, pa, pb, py, n));
-      });
-  Tensor sa = a.detach(), sb = b.detach();
-  return autograd::record("mul", y, {a, b}, [sa, sb](const Tensor& gy, const std::vector<bool>& needs) {
-    return std::vector<Tensor>{needs[0] ? mul(gy, sb) : Tensor(), needs[1] ? mul(gy, sa) : Tensor()};
-  });
-}
-
-Tensor scale(const Tensor& a, double s) {
-  check_float(a, "scale", "a");
-  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+// out = cond ? a : b over `out`, a or b undefined reading 0 (the backward routes dy this way).
+Tensor select(const Tensor& cond, const Tensor& a, const Tensor& b, const Shape& out, DType dtype, Device device) {
+  const kern::StridedIndex<3> ix = broadcast_index<3>(out, {cond.shape(), shape_or_scalar(a), shape_or_scalar(b)});
+  Tensor y = Tensor::empty(out, dtype, device);
+  const Tensor& any = a.defined() ? a : b;
   dispatch(
-      a, "scale",
+      any, "where",
       [&](auto t) {
         using T = decltype(t);
-        cpu::scale(a.data<T>(), static_cast<T>(s), y.data<T>(), a.numel());
+        cpu::where(cond.data<uint8_t>(), ptr_or_null<T>(a), ptr_or_null<T>(b), y.data<T>(), y.numel(), ix);
       },
-      [&](int dev) { DL_CUDA_BODY(cuda::scale(dev, f32(a), static_cast<float>(s), f32(y), a.numel())); });
-  return autograd::record(
-      "scale", y, {a}, [s](const Tensor& gy, const std::vector<bool>&) { return std::vector<Tensor>{scale(gy, s)}; });
+      [&](int dev) { DL_CUDA_BODY(cuda::where(dev, cond.data<uint8_t>(), f32(a), f32(b), f32(y), y.numel(), ix)); });
+  return y;
+}
+
+// The dimensions of `dims` as flags over x's dimensions (all of them when dims is empty); throws on a
+// dimension out of range or named twice.
+std::vector<bool> reduced_dims(const Shape& x, const std::vector<int64_t>& dims, const char* op) {
+  std::vector<bool> reduce(static_cast<size_t>(x.ndim()), dims.empty());
+  for (int64_t d : dims) {
+    DL_CHECK(d >= -x.ndim() && d < x.ndim(), op, ": dimension ", d, " is out of range for shape ", x.str());
+    const size_t k = static_cast<size_t>(d < 0 ? d + x.ndim() : d);
+    DL_CHECK(!reduce[k], op, ": dimension ", d, " is named twice");
+    reduce[k] = true;
+  }
+  return reduce;
+}
+
+// scale * the sum of x over the flagged dimensions, in the shape that keeps them as sizes of 1.
+Tensor reduce(const Tensor& x, const std::vector<bool>& flags, double scale, const char* op) {
+  std::vector<int64_t> kept = x.shape().vec();
+  for (size_t d = 0; d < flags.size(); ++d)
+    if (flags[d]) kept[d] = 1;
+  const ReduceIndex r = reduce_index(x.shape(), flags);
+  Tensor y = Tensor::empty(Shape(kept), x.dtype(), x.device());
+  dispatch(
+      x, op,
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::reduce_sum(x.data<T>(), y.data<T>(), r.n_out, r.kept, r.reduced, r.n_red, scale);
+      },
+      [&](int dev) {
+        DL_CUDA_BODY(cuda::reduce_sum(dev, f32(x), f32(y), r.n_out, r.kept, r.reduced, r.n_red, scale));
+      });
+  return y;
+}
+
+// sum or mean over dims, with its backward (dy expanded back, times the mean's scale).
+Tensor sum_over(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, bool average, const char* op) {
+  check_float(a, op, "a");
+  const std::vector<bool> flags = reduced_dims(a.shape(), dims, op);
+  int64_t count = 1;
+  std::vector<int64_t> squeezed;
+  for (int d = 0; d < a.dim(); ++d) {
+    if (flags[static_cast<size_t>(d)])
+      count *= a.shape()[d];
+    else
+      squeezed.push_back(a.shape()[d]);
+  }
+  const double scale = average ? 1.0 / static_cast<double>(count) : 1.0;
+  DL_CHECK(!average || count > 0, op, ": the mean of no elements (shape ", a.shape().str(), ")");
+  Tensor y = reduce(a, flags, scale, op);
+  const Shape kept_shape = y.shape();
+  if (!keepdim) y = y.view(squeezed.empty() ? Shape{1} : Shape(squeezed));
+  const Shape shape = a.shape();
+  return autograd::record(op, y, {a}, [=](const Tensor& gy, const std::vector<bool>&) {
+    Tensor g = gy.view(kept_shape);
+    if (average) g = mul(g, scale);
+    return std::vector<Tensor>{expand(g, shape)};
+  });
+}
+
+}  // namespace
+
+// Each binary op and comparison in its two forms: with a tensor and with a scalar on the right.
+#define DL_BINARY_FRONT_END(name, family, Op)                                                  \
+  Tensor name(const Tensor& a, const Tensor& b) { return family(#name, kern::Op{}, a, b, 0); } \
+  Tensor name(const Tensor& a, double s) { return family(#name, kern::Op{}, a, Tensor(), s); }
+DL_BINARY_FRONT_END(add, binary, AddOp)
+DL_BINARY_FRONT_END(sub, binary, SubOp)
+DL_BINARY_FRONT_END(mul, binary, MulOp)
+DL_BINARY_FRONT_END(div, binary, DivOp)
+DL_BINARY_FRONT_END(pow, binary, PowOp)
+DL_BINARY_FRONT_END(maximum, binary, MaximumOp)
+DL_BINARY_FRONT_END(minimum, binary, MinimumOp)
+DL_BINARY_FRONT_END(eq, compare, EqOp)
+DL_BINARY_FRONT_END(ne, compare, NeOp)
+DL_BINARY_FRONT_END(lt, compare, LtOp)
+DL_BINARY_FRONT_END(le, compare, LeOp)
+DL_BINARY_FRONT_END(gt, compare, GtOp)
+DL_BINARY_FRONT_END(ge, compare, GeOp)
+#undef DL_BINARY_FRONT_END
+Tensor scale(const Tensor& a, double s) { return mul(a, s); }
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_defined(cond, "where", "cond");
+  check_float(a, "where", "a");
+  check_float(b, "where", "b");
+  check_same({{"a", &a}, {"b", &b}}, "where");
+  DL_CHECK(cond.dtype() == DType::kUInt8, "where: expected 'cond' to be a uint8 mask (as the comparisons return), got ",
+           dtype_name(cond.dtype()));
+  DL_CHECK(cond.device() == a.device(), "where: 'cond' is on ", cond.device().str(), " but 'a' is on ",
+           a.device().str());
+  const Shape out = broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"), "where");
+  Tensor y = select(cond, a, b, out, a.dtype(), a.device());
+  const Tensor sc = cond;
+  const Shape sa = a.shape(), sb = b.shape();
+  return autograd::record("where", y, {a, b}, [=](const Tensor& gy, const std::vector<bool>& needs) {
+    return std::vector<Tensor>{
+        needs[0] ? sum_to(select(sc, gy, Tensor(), out, gy.dtype(), gy.device()), sa) : Tensor(),
+        needs[1] ? sum_to(select(sc, Tensor(), gy, out, gy.dtype(), gy.device()), sb) : Tensor()};
+  });
+}
+
+Tensor exp(const Tensor& x) { return unary(x, "exp", kern::ExpOp{}); }
+Tensor log(const Tensor& x) { return unary(x, "log", kern::LogOp{}); }
+Tensor sqrt(const Tensor& x) { return unary(x, "sqrt", kern::SqrtOp{}); }
+Tensor rsqrt(const Tensor& x) { return unary(x, "rsqrt", kern::RsqrtOp{}); }
+Tensor abs(const Tensor& x) { return unary(x, "abs", kern::AbsOp{}); }
+Tensor neg(const Tensor& x) { return unary(x, "neg", kern::NegOp{}); }
+Tensor clamp(const Tensor& x, double lo, double hi) {
+  DL_CHECK(lo <= hi, "clamp: expected lo <= hi, got lo ", lo, " and hi ", hi);
+  return unary(x, "clamp", kern::ClampOp{static_cast<float>(lo), static_cast<float>(hi)});
 }
 
 void add_(Tensor& dst, const Tensor& src, double alpha) {
@@ -113,6 +262,32 @@ Tensor sum(const Tensor& a) {
   });
 }
 
+Tensor mean(const Tensor& a) {
+  DL_CHECK(a.defined() && a.numel() > 0, "mean: expected a non-empty tensor");
+  return scale(sum(a), 1.0 / static_cast<double>(a.numel()));
+}
+
+Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
+  return sum_over(a, dims, keepdim, false, "sum");
+}
+Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
+  return sum_over(a, dims, keepdim, true, "mean");
+}
+
+Tensor sum_to(const Tensor& x, const Shape& shape) {
+  check_float(x, "sum_to", "x");
+  if (x.shape() == shape) return x;
+  const Shape& s = x.shape();
+  DL_CHECK(broadcast_shapes(s, shape, "sum_to") == s, "sum_to: shape ", shape.str(), " does not broadcast to ",
+           s.str());
+  const int lead = s.ndim() - shape.ndim();
+  std::vector<bool> flags(static_cast<size_t>(s.ndim()));
+  for (int d = 0; d < s.ndim(); ++d) flags[static_cast<size_t>(d)] = d < lead || (shape[d - lead] == 1 && s[d] != 1);
+  Tensor y = reduce(x, flags, 1.0, "sum_to").view(shape);
+  return autograd::record(
+      "sum_to", y, {x}, [s](const Tensor& gy, const std::vector<bool>&) { return std::vector<Tensor>{expand(gy, s)}; });
+}
+
 double squared_norm(const Tensor& a) {
   check_float(a, "squared_norm", "a");
   double result = 0;
@@ -129,11 +304,6 @@ double squared_norm(const Tensor& a) {
         result = out.item<double>();
       });
   return result;
-}
-
-Tensor mean(const Tensor& a) {
-  DL_CHECK(a.defined() && a.numel() > 0, "mean: expected a non-empty tensor");
-  return scale(sum(a), 1.0 / static_cast<double>(a.numel()));
 }
 
 }  // namespace dl::ops

@@ -1,7 +1,9 @@
-// Front ends of reshape, flatten and concat along channels.
+// Front ends of reshape, flatten, expand, permute, transpose and concat along channels.
 #include "dl/ops/shape_ops.h"
 
 #include "backend/cpu/cpu_ops.h"
+#include "dl/ops/elementwise.h"
+#include "ops/broadcast.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -22,6 +24,81 @@ Tensor flatten(const Tensor& x) {
   DL_CHECK(x.dim() >= 1, "flatten: expected at least one dimension, got a scalar");
   const int64_t n = x.size(0);
   return reshape(x, {n, n == 0 ? 0 : x.numel() / n});
+}
+
+namespace {
+// y[i] = x[ix.offset(i)] into a new contiguous tensor of `shape`, for any dtype.
+Tensor strided_copy(const Tensor& x, const Shape& shape, const kern::StridedIndex<1>& ix, const char* op) {
+  Tensor y = Tensor::empty(shape, x.dtype(), x.device());
+  const int64_t n = y.numel();
+  if (x.device().is_cuda()) {
+    DL_CUDA_BODY(cuda::strided_copy(x.device().index, x.raw_data(), y.raw_data(), dtype_size(x.dtype()), n, ix));
+    return y;
+  }
+  DL_CHECK(x.device().is_cpu(), op, ": no body for device ", x.device().str());
+  switch (x.dtype()) {
+    case DType::kFloat32:
+      cpu::strided_copy(x.data<float>(), y.data<float>(), n, ix);
+      break;
+    case DType::kFloat64:
+      cpu::strided_copy(x.data<double>(), y.data<double>(), n, ix);
+      break;
+    case DType::kInt32:
+      cpu::strided_copy(x.data<int32_t>(), y.data<int32_t>(), n, ix);
+      break;
+    case DType::kUInt8:
+      cpu::strided_copy(x.data<uint8_t>(), y.data<uint8_t>(), n, ix);
+      break;
+  }
+  return y;
+}
+}  // namespace
+
+Tensor expand(const Tensor& x, const Shape& shape) {
+  check_defined(x, "expand", "x");
+  DL_CHECK(broadcast_shapes(x.shape(), shape, "expand") == shape, "expand: shape ", x.shape().str(),
+           " does not broadcast to ", shape.str());
+  if (x.shape() == shape) return x;
+  Tensor y = strided_copy(x, shape, broadcast_index<1>(shape, {x.shape()}), "expand");
+  const Shape in_shape = x.shape();
+  return autograd::record("expand", y, {x}, [in_shape](const Tensor& gy, const std::vector<bool>&) {
+    return std::vector<Tensor>{sum_to(gy, in_shape)};
+  });
+}
+
+Tensor permute(const Tensor& x, const std::vector<int64_t>& perm) {
+  check_defined(x, "permute", "x");
+  const int nd = x.dim();
+  DL_CHECK(static_cast<int>(perm.size()) == nd, "permute: expected ", nd, " dimensions for shape ", x.shape().str(),
+           ", got ", perm.size());
+  std::vector<int> p(perm.size());
+  std::vector<bool> seen(perm.size(), false);
+  std::vector<int64_t> out(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) {
+    DL_CHECK(perm[i] >= -nd && perm[i] < nd, "permute: dimension ", perm[i], " is out of range for shape ",
+             x.shape().str());
+    p[i] = static_cast<int>(perm[i] < 0 ? perm[i] + nd : perm[i]);
+    DL_CHECK(!seen[static_cast<size_t>(p[i])], "permute: dimension ", perm[i], " is named twice");
+    seen[static_cast<size_t>(p[i])] = true;
+    out[i] = x.shape()[p[i]];
+  }
+  Tensor y = strided_copy(x, Shape(out), permute_index(x.shape(), p), "permute");
+  std::vector<int64_t> inverse(perm.size());
+  for (size_t i = 0; i < p.size(); ++i) inverse[static_cast<size_t>(p[i])] = static_cast<int64_t>(i);
+  return autograd::record("permute", y, {x}, [inverse](const Tensor& gy, const std::vector<bool>&) {
+    return std::vector<Tensor>{permute(gy, inverse)};
+  });
+}
+
+Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
+  check_defined(x, "transpose", "x");
+  const int64_t nd = x.dim();
+  DL_CHECK(d0 >= -nd && d0 < nd && d1 >= -nd && d1 < nd, "transpose: dimensions ", d0, " and ", d1,
+           " are out of range for shape ", x.shape().str());
+  std::vector<int64_t> perm(static_cast<size_t>(nd));
+  for (int64_t i = 0; i < nd; ++i) perm[static_cast<size_t>(i)] = i;
+  std::swap(perm[static_cast<size_t>(d0 < 0 ? d0 + nd : d0)], perm[static_cast<size_t>(d1 < 0 ? d1 + nd : d1)]);
+  return permute(x, perm);
 }
 
 Tensor concat(const std::vector<Tensor>& xs) {

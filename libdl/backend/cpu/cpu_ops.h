@@ -5,18 +5,33 @@
 #include <cstdint>
 #include <vector>
 
+#include "binary_ops.cuh"
 #include "dl/core/params.h"
 #include "dl/core/threads.h"
 
 namespace dl::cpu {
 
 // ---- element-wise ----
+// The broadcasting family (backend/cpu/broadcast.cpp): Op a functor of kernels/binary_ops.cuh, operands
+// addressed through the strided index of ops/broadcast.h over n output elements; b null reads the
+// scalar bs. The backward writes output-sized partials ga, gb (either may be null; a and y may be null
+// where the functor's kGradA/kGradB say the wanted partials do not read them).
+template <typename Op, typename T>
+void broadcast_binary(const Op& op, const T* a, const T* b, T bs, T* y, int64_t n, const kern::StridedIndex<2>& ix);
+template <typename Op, typename T>
+void broadcast_binary_backward(const Op& op, const T* a, const T* b, T bs, const T* y, const T* dy, T* ga, T* gb,
+                               int64_t n, const kern::StridedIndex<2>& ix);
+template <typename Op, typename T>
+void compare(const Op& op, const T* a, const T* b, T bs, uint8_t* y, int64_t n, const kern::StridedIndex<2>& ix);
+// y = cond ? a : b, a or b null reading 0.
 template <typename T>
-void add(const T* a, const T* b, T* y, int64_t n);
+void where(const uint8_t* cond, const T* a, const T* b, T* y, int64_t n, const kern::StridedIndex<3>& ix);
 template <typename T>
-void sub(const T* a, const T* b, T* y, int64_t n);
+void strided_copy(const T* x, T* y, int64_t n, const kern::StridedIndex<1>& ix);  // y[i] = x[ix.offset(i)]
+// y[o] = scale * sum_r x[kept.offset(o) + reduced.offset(r)], in double.
 template <typename T>
-void mul(const T* a, const T* b, T* y, int64_t n);
+void reduce_sum(const T* x, T* y, int64_t n_out, const kern::StridedIndex<1>& kept,
+                const kern::StridedIndex<1>& reduced, int64_t n_red, double scale);
 template <typename T>
 void scale(const T* a, T s, T* y, int64_t n);
 template <typename T>

@@ -29,18 +29,6 @@ void chunked(int64_t n, F&& f) {
 }  // namespace
 
 template <typename T>
-void add(const T* a, const T* b, T* y, int64_t n) {
-  chunked(n, [&](int64_t o, int64_t m) { Vec<T>(y + o, m) = CVec<T>(a + o, m) + CVec<T>(b + o, m); });
-}
-template <typename T>
-void sub(const T* a, const T* b, T* y, int64_t n) {
-  chunked(n, [&](int64_t o, int64_t m) { Vec<T>(y + o, m) = CVec<T>(a + o, m) - CVec<T>(b + o, m); });
-}
-template <typename T>
-void mul(const T* a, const T* b, T* y, int64_t n) {
-  chunked(n, [&](int64_t o, int64_t m) { Vec<T>(y + o, m) = CVec<T>(a + o, m) * CVec<T>(b + o, m); });
-}
-template <typename T>
 void scale(const T* a, T s, T* y, int64_t n) {
   chunked(n, [&](int64_t o, int64_t m) { Vec<T>(y + o, m) = CVec<T>(a + o, m) * s; });
 }
@@ -126,6 +114,62 @@ template <typename T, typename X>
 auto bwd(const kern::EluOp& op, const X& x, const X& y, const X& dy) {
   return (x > T(0)).select(dy, dy * (y + T(op.alpha)));
 }
+template <typename T, typename X>
+auto fwd(const kern::ExpOp&, const X& x) {
+  return x.exp();
+}
+template <typename T, typename X>
+auto bwd(const kern::ExpOp&, const X&, const X& y, const X& dy) {
+  return dy * y;
+}
+template <typename T, typename X>
+auto fwd(const kern::LogOp&, const X& x) {
+  return x.log();
+}
+template <typename T, typename X>
+auto bwd(const kern::LogOp&, const X& x, const X&, const X& dy) {
+  return dy / x;
+}
+template <typename T, typename X>
+auto fwd(const kern::SqrtOp&, const X& x) {
+  return x.sqrt();
+}
+template <typename T, typename X>
+auto bwd(const kern::SqrtOp&, const X&, const X& y, const X& dy) {
+  return dy * T(0.5) / y;
+}
+template <typename T, typename X>
+auto fwd(const kern::RsqrtOp&, const X& x) {
+  return x.rsqrt();
+}
+template <typename T, typename X>
+auto bwd(const kern::RsqrtOp&, const X&, const X& y, const X& dy) {
+  return dy * T(-0.5) * y.cube();
+}
+template <typename T, typename X>
+auto fwd(const kern::AbsOp&, const X& x) {
+  return x.abs();
+}
+template <typename T, typename X>
+auto bwd(const kern::AbsOp&, const X& x, const X&, const X& dy) {
+  return dy * x.sign();
+}
+template <typename T, typename X>
+auto fwd(const kern::NegOp&, const X& x) {
+  return -x;
+}
+template <typename T, typename X>
+auto bwd(const kern::NegOp&, const X&, const X&, const X& dy) {
+  return -dy;
+}
+template <typename T, typename X>
+auto fwd(const kern::ClampOp& op, const X& x) {
+  return x.max(T(op.lo)).min(T(op.hi));
+}
+template <typename T, typename X>
+auto bwd(const kern::ClampOp& op, const X& x, const X&, const X& dy) {
+  return (x >= T(op.lo) && x <= T(op.hi)).select(dy, T(0));
+}
 }  // namespace
 
 template <typename Op, typename T>
@@ -148,14 +192,11 @@ void unary_backward(const Op& op, const T* x, const T* y, const T* dy, T* dx, in
 DL_UNARY_OPS(DL_INSTANTIATE_UNARY)
 #undef DL_INSTANTIATE_UNARY
 
-#define DL_INSTANTIATE(T)                                \
-  template void add<T>(const T*, const T*, T*, int64_t); \
-  template void sub<T>(const T*, const T*, T*, int64_t); \
-  template void mul<T>(const T*, const T*, T*, int64_t); \
-  template void scale<T>(const T*, T, T*, int64_t);      \
-  template void axpy_acc<T>(T, const T*, T*, int64_t);   \
-  template T sum<T>(const T*, int64_t);                  \
-  template void relu_forward<T>(const T*, T*, int64_t);  \
+#define DL_INSTANTIATE(T)                               \
+  template void scale<T>(const T*, T, T*, int64_t);     \
+  template void axpy_acc<T>(T, const T*, T*, int64_t);  \
+  template T sum<T>(const T*, int64_t);                 \
+  template void relu_forward<T>(const T*, T*, int64_t); \
   template void relu_backward<T>(const T*, const T*, T*, int64_t);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)

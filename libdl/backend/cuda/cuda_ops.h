@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "binary_ops.cuh"
 #include "dl/core/params.h"
 
 namespace dl::cuda {
@@ -78,9 +79,23 @@ void unary_forward(int device, const Op& op, const float* x, float* y, int64_t n
 template <typename Op>
 void unary_backward(int device, const Op& op, const float* x, const float* y, const float* dy, float* dx, int64_t n);
 void fill(int device, float* y, int64_t n, float value);
-void add(int device, const float* a, const float* b, float* y, int64_t n);
-void sub(int device, const float* a, const float* b, float* y, int64_t n);
-void mul(int device, const float* a, const float* b, float* y, int64_t n);
+// The broadcasting family (kernels/broadcast.cuh), as on the CPU (backend/cpu/cpu_ops.h): Op a functor of
+// kernels/binary_ops.cuh, b null reading the scalar bs, ga and gb output-sized and either may be null.
+template <typename Op>
+void broadcast_binary(int device, const Op& op, const float* a, const float* b, float bs, float* y, int64_t n,
+                      const kern::StridedIndex<2>& ix);
+template <typename Op>
+void broadcast_binary_backward(int device, const Op& op, const float* a, const float* b, float bs, const float* y,
+                               const float* dy, float* ga, float* gb, int64_t n, const kern::StridedIndex<2>& ix);
+template <typename Op>
+void compare(int device, const Op& op, const float* a, const float* b, float bs, uint8_t* y, int64_t n,
+             const kern::StridedIndex<2>& ix);
+void where(int device, const uint8_t* cond, const float* a, const float* b, float* y, int64_t n,
+           const kern::StridedIndex<3>& ix);
+// y[i] = x[ix.offset(i)] for elements of `elem_size` bytes (1, 4 or 8).
+void strided_copy(int device, const void* x, void* y, size_t elem_size, int64_t n, const kern::StridedIndex<1>& ix);
+void reduce_sum(int device, const float* x, float* y, int64_t n_out, const kern::StridedIndex<1>& kept,
+                const kern::StridedIndex<1>& reduced, int64_t n_red, double scale);
 void scale(int device, const float* a, float s, float* y, int64_t n);
 void axpy_acc(int device, float alpha, const float* x, float* y, int64_t n);  // y += alpha x
 void sum(int device, const float* a, float* out, int64_t n);                  // out[0] = sum (deterministic)

@@ -151,8 +151,7 @@ class CudaDevice final : public DeviceBackend {
   void accumulate(void* dst, const void* src, DType dtype, int64_t count, int index) override {
     DL_CHECK(dtype == DType::kFloat32, "gradient accumulation on cuda:", index,
              ": the CUDA backend computes in float32, got ", dtype_name(dtype));
-    auto* y = static_cast<float*>(dst);
-    add(index, y, static_cast<const float*>(src), y, count);
+    axpy_acc(index, 1.f, static_cast<const float*>(src), static_cast<float*>(dst), count);
   }
 
   AllocatorStats allocator_stats(int index) override { return CudaAllocator::instance().stats(index); }

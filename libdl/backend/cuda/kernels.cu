@@ -6,6 +6,7 @@
 #include "backend/cuda/runtime.h"
 #include "batch_norm.cuh"
 #include "bf_score.cuh"
+#include "broadcast.cuh"
 #include "cast.cuh"
 #include "concat.cuh"
 #include "confusion.cuh"
@@ -75,17 +76,59 @@ void unary_backward(int device, const Op& op, const float* x, const float* y, co
 DL_UNARY_OPS(DL_INSTANTIATE_UNARY)
 #undef DL_INSTANTIATE_UNARY
 
-void add(int device, const float* a, const float* b, float* y, int64_t n) {
+template <typename Op>
+void broadcast_binary(int device, const Op& op, const float* a, const float* b, float bs, float* y, int64_t n,
+                      const kern::StridedIndex<2>& ix) {
   CudaLauncher l(device);
-  kern::launch_1d(l, kern::binary_kernel<kern::AddOp>, n, a, b, y, n, kern::AddOp{});
+  kern::run_broadcast_binary(l, op, a, b, bs, y, n, ix);
 }
-void sub(int device, const float* a, const float* b, float* y, int64_t n) {
+template <typename Op>
+void broadcast_binary_backward(int device, const Op& op, const float* a, const float* b, float bs, const float* y,
+                               const float* dy, float* ga, float* gb, int64_t n, const kern::StridedIndex<2>& ix) {
   CudaLauncher l(device);
-  kern::launch_1d(l, kern::binary_kernel<kern::SubOp>, n, a, b, y, n, kern::SubOp{});
+  kern::run_broadcast_binary_backward(l, op, a, b, bs, y, dy, ga, gb, n, ix);
 }
-void mul(int device, const float* a, const float* b, float* y, int64_t n) {
+template <typename Op>
+void compare(int device, const Op& op, const float* a, const float* b, float bs, uint8_t* y, int64_t n,
+             const kern::StridedIndex<2>& ix) {
   CudaLauncher l(device);
-  kern::launch_1d(l, kern::binary_kernel<kern::MulOp>, n, a, b, y, n, kern::MulOp{});
+  kern::run_compare(l, op, a, b, bs, y, n, ix);
+}
+#define DL_INSTANTIATE_BINARY(Op)                                                                                    \
+  template void broadcast_binary<kern::Op>(int, const kern::Op&, const float*, const float*, float, float*, int64_t, \
+                                           const kern::StridedIndex<2>&);                                            \
+  template void broadcast_binary_backward<kern::Op>(int, const kern::Op&, const float*, const float*, float,         \
+                                                    const float*, const float*, float*, float*, int64_t,             \
+                                                    const kern::StridedIndex<2>&);
+DL_BINARY_OPS(DL_INSTANTIATE_BINARY)
+#undef DL_INSTANTIATE_BINARY
+#define DL_INSTANTIATE_COMPARE(Op)                                                                            \
+  template void compare<kern::Op>(int, const kern::Op&, const float*, const float*, float, uint8_t*, int64_t, \
+                                  const kern::StridedIndex<2>&);
+DL_COMPARE_OPS(DL_INSTANTIATE_COMPARE)
+#undef DL_INSTANTIATE_COMPARE
+void where(int device, const uint8_t* cond, const float* a, const float* b, float* y, int64_t n,
+           const kern::StridedIndex<3>& ix) {
+  CudaLauncher l(device);
+  kern::run_where(l, cond, a, b, y, n, ix);
+}
+void strided_copy(int device, const void* x, void* y, size_t elem_size, int64_t n, const kern::StridedIndex<1>& ix) {
+  CudaLauncher l(device);
+  switch (elem_size) {
+    case 1:
+      return kern::run_strided_copy(l, static_cast<const uint8_t*>(x), static_cast<uint8_t*>(y), n, ix);
+    case 4:
+      return kern::run_strided_copy(l, static_cast<const uint32_t*>(x), static_cast<uint32_t*>(y), n, ix);
+    case 8:
+      return kern::run_strided_copy(l, static_cast<const uint64_t*>(x), static_cast<uint64_t*>(y), n, ix);
+    default:
+      DL_THROW("strided_copy: elements of 1, 4 or 8 bytes, got ", elem_size);
+  }
+}
+void reduce_sum(int device, const float* x, float* y, int64_t n_out, const kern::StridedIndex<1>& kept,
+                const kern::StridedIndex<1>& reduced, int64_t n_red, double scale) {
+  CudaLauncher l(device);
+  kern::run_reduce_sum(l, x, y, n_out, kept, reduced, n_red, scale);
 }
 void scale(int device, const float* a, float s, float* y, int64_t n) {
   CudaLauncher l(device);

@@ -8,7 +8,7 @@
 
 namespace dl {
 
-constexpr int kMaxDims = 5;
+constexpr int kMaxDims = 8;
 // The most elements a tensor may have: 2^56, so that every byte count (elements x 8) fits an int64.
 constexpr int64_t kMaxElements = int64_t(1) << 56;
 
