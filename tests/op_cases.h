@@ -257,6 +257,22 @@ inline OpCase conv2d(std::string name, Shape x, Shape w, Conv2dParams p, bool bi
   return c;
 }
 
+// The transposed convolution: weight C_in x C_out/groups x R x S (PyTorch's layout).
+inline OpCase conv_transpose2d(std::string name, Shape x, Shape w, Conv2dParams p, std::array<int, 2> out_pad,
+                               bool bias, unsigned suites = kTests) {
+  OpCase c{"conv_transpose2d", std::move(name), {normal(x), normal(w)}};
+  if (bias) c.inputs.push_back(normal({w[1] * p.groups}));
+  c.dl = DL_OP(ops::conv_transpose2d(x[0], x[1], bias ? x[2] : Tensor(), p, out_pad));
+  c.torch = DL_TORCH(torch::conv_transpose2d(x[0], x[1], bias ? x[2] : torch::Tensor(), {p.stride[0], p.stride[1]},
+                                             {p.padding[0], p.padding[1]}, {out_pad[0], out_pad[1]}, p.groups,
+                                             {p.dilation[0], p.dilation[1]}));
+  c.suites = suites;
+  c.wrt = {{}, {true, false, false}, {false, true, false}};
+  if (!bias) c.wrt = {{}, {true, false}, {false, true}};
+  c.gpu_tol = 1e-3;
+  return c;
+}
+
 // x, gamma, beta differentiated; the running statistics are inputs too (updated in training, compared
 // after the step as extra outputs).
 // relu: batch norm with its ReLU fused (BatchNormOptions::relu) against relu(batch_norm(...)) in libtorch.
@@ -454,6 +470,18 @@ inline std::vector<OpCase> all() {
        conv2d("AsppRate6", {1, 8, 20, 20}, {4, 8, 3, 3}, conv_params({1, 1}, {6, 6}, {6, 6}, 1), true, kNoGrad),
        conv2d("MixedLarger", {3, 4, 13, 15}, {6, 2, 2, 3}, conv_params({2, 1}, {1, 2}, {1, 2}, 2), false)});
 
+  // ---- conv_transpose2d ----
+  add({conv_transpose2d("K2S2", {2, 3, 4, 5}, {3, 4, 2, 2}, conv_params({2, 2}, {0, 0}, {1, 1}, 1), {0, 0}, true),
+       conv_transpose2d("K3S2Pad1OutPad1", {2, 4, 3, 4}, {4, 3, 3, 3}, conv_params({2, 2}, {1, 1}, {1, 1}, 1), {1, 1},
+                        true),
+       conv_transpose2d("K3S1Pad1NoBias", {1, 3, 5, 4}, {3, 2, 3, 3}, conv_params({1, 1}, {1, 1}, {1, 1}, 1), {0, 0},
+                        false),
+       conv_transpose2d("Groups2NonSquare", {2, 4, 3, 5}, {4, 3, 3, 2}, conv_params({2, 1}, {1, 0}, {1, 1}, 2), {1, 0},
+                        true),
+       conv_transpose2d("Dilation2", {1, 2, 4, 4}, {2, 3, 3, 3}, conv_params({1, 1}, {2, 2}, {2, 2}, 1), {0, 0}, true),
+       conv_transpose2d("UNetUp", {2, 16, 7, 7}, {16, 8, 2, 2}, conv_params({2, 2}, {0, 0}, {1, 1}, 1), {0, 0}, true,
+                        kTorch | kGpu)});
+
   // ---- batch_norm (training batches shifted and scaled: statistics not those of N(0, 1)) ----
   add({batch_norm("Train4d", {3, 2, 3, 4}, true), batch_norm("Train2d", {5, 3}, true),
        batch_norm("TrainOneImage", {1, 3, 2, 3}, true), batch_norm("Infer4d", {2, 3, 3, 2}, false),
@@ -516,6 +544,56 @@ inline std::vector<OpCase> all() {
   // Bounds half a grid step from the distinct inputs' values: no input sits on a kink.
   add(unary("clamp", DL_OP(ops::clamp(x[0], -0.505, 0.505)), DL_TORCH(torch::clamp(x[0], -0.505, 0.505)),
             kern::ClampOp{-0.505f, 0.505f}, distinct));
+
+  // ---- layers written with the broadcasting ops, and dropout ----
+  for (const Shape& s : {Shape{3, 5}, Shape{2, 3, 4}, Shape{2, 4, 3, 5}}) {
+    const int64_t last = s[s.ndim() - 1];
+    t.push_back({"layer_norm",
+                 "Last_" + dims(s),
+                 {normal(s, 2.0, 0.5), uniform({last}, 0.5, 1.5), normal({last})},
+                 DL_OP(ops::layer_norm(x[0], 1, x[1], x[2])),
+                 DL_TORCH(torch::layer_norm(x[0], {last}, x[1], x[2]))});
+  }
+  t.push_back({"layer_norm",
+               "LastTwoNoAffine",
+               {normal({2, 3, 4, 5}, 1.5)},
+               DL_OP(ops::layer_norm(x[0], 2, Tensor(), Tensor(), 1e-3)),
+               DL_TORCH(torch::layer_norm(x[0], {4, 5}, {}, {}, 1e-3))});
+  for (const auto& [s, groups] :
+       std::vector<std::pair<Shape, int>>{{{2, 6, 3, 4}, 3}, {{3, 4, 5}, 2}, {{2, 4, 3, 3}, 4}}) {
+    const int g = groups;
+    t.push_back({"group_norm",
+                 dims(s) + "_groups" + std::to_string(g),
+                 {normal(s, 2.0, 0.5), uniform({s[1]}, 0.5, 1.5), normal({s[1]})},
+                 DL_OP(ops::group_norm(x[0], g, x[1], x[2])),
+                 DL_TORCH(torch::group_norm(x[0], g, x[1], x[2]))});
+  }
+  t.push_back({"group_norm",
+               "OneGroupNoAffine",
+               {normal({2, 4, 3, 3})},
+               DL_OP(ops::group_norm(x[0], 1)),
+               DL_TORCH(torch::group_norm(x[0], 1))});
+  for (const auto& [s, p] : std::vector<std::pair<Shape, double>>{{{2, 3, 4, 5}, 0.3}, {{1000}, 0.5}, {{7, 9}, 0.1}}) {
+    const double pd = p;
+    // A generator made anew in each call: every evaluation (the gradient check's too) draws the same mask.
+    OpCase c{"dropout", dims(s), {normal(s)}, [pd](const In& x) -> Outs {
+               Generator gen(42);
+               return ops::dropout(x[0], pd, true, gen);
+             }};
+    t.push_back(c);
+  }
+  for (const Shape& s : {Shape{2, 3, 4, 5}, Shape{1, 2, 3, 3}}) {
+    t.push_back({"upsample_nearest2d",
+                 "Times2_" + dims(s),
+                 {normal(s)},
+                 DL_OP(ops::upsample_nearest2d(x[0], 2, 2)),
+                 DL_TORCH(x[0].repeat_interleave(2, 2).repeat_interleave(2, 3))});
+    t.push_back({"upsample_nearest2d",
+                 "Times3By1_" + dims(s),
+                 {normal(s)},
+                 DL_OP(ops::upsample_nearest2d(x[0], 3, 1)),
+                 DL_TORCH(x[0].repeat_interleave(3, 2))});
+  }
 
   // ---- softmax, log_softmax, cross_entropy ----
   for (bool log : {false, true}) {

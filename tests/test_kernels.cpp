@@ -29,6 +29,7 @@
 #include "concat.cuh"
 #include "confusion.cuh"
 #include "cross_entropy.cuh"
+#include "dropout.cuh"
 #include "elementwise.cuh"
 #include "missing_barrier_kernel.cuh"
 #include "optim.cuh"
@@ -195,6 +196,23 @@ TEST(Kernels, ElementWiseMatchCpu) {
     dl::kern::launch_1d(l, dl::kern::fill_kernel<float>, n, got.data(), n, 3.f);
     want.assign(n, 3.f);
     expect_near_all(got, want, 0, "fill, " + describe(s));
+  }
+}
+
+// Dropout's kernel draws exactly the CPU body's mask (the same counter-based hash), at any launch shape.
+TEST(Kernels, DropoutMatchesTheCpuMaskBitForBit) {
+  const int64_t n = 5003;
+  const std::vector<float> x = random_floats(static_cast<size_t>(n), 41);
+  std::vector<float> want(static_cast<size_t>(n));
+  dl::cpu::dropout(x.data(), want.data(), n, 0x1234567890abcdefull, 0.4f);
+  int64_t zeros = 0;
+  for (float v : want) zeros += v == 0.f;
+  EXPECT_NEAR(static_cast<double>(zeros) / static_cast<double>(n), 0.4, 0.03);
+  for (const LaunchShape& s : kAnyShapes) {
+    Launcher l{s.block, s.max_grid};
+    std::vector<float> y(static_cast<size_t>(n), kNaNf);
+    dl::kern::run_dropout(l, x.data(), y.data(), n, 0x1234567890abcdefull, 0.4f);
+    expect_near_all(y, want, 0, "dropout, " + describe(s));
   }
 }
 

@@ -2,6 +2,7 @@
 // values, clipping, schedules).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -83,6 +84,77 @@ TEST(Module, ActivationLayersApplyTheirOpsWithTheirParameters) {
   EXPECT_FLOAT_EQ(leaky(x).to_vector_f32()[0], -0.6f);
   EXPECT_FLOAT_EQ(elu(x).to_vector_f32()[0], 0.5f * std::expm1(-2.f));
   EXPECT_FLOAT_EQ(dl::nn::LeakyReLU()(x).to_vector_f32()[1], -0.005f);  // PyTorch's default slope
+}
+
+TEST(Layers, DropoutZeroesAboutPAndScalesTheRestReproducibly) {
+  dl::Generator gen(5);
+  dl::nn::Dropout drop(0.3, gen);
+  dl::Tensor x = dl::Tensor::ones({100000});
+  x.set_requires_grad(true);
+  const dl::Tensor y = drop(x);
+  const std::vector<float> v = y.to_vector_f32();
+  int64_t zeros = 0;
+  for (float e : v) {
+    if (e == 0.f) {
+      ++zeros;
+    } else {
+      ASSERT_FLOAT_EQ(e, 1.f / 0.7f);
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(zeros) / 100000.0, 0.3, 0.01);
+  dl::ops::sum(y).backward();  // the backward applies the same mask
+  EXPECT_EQ(x.grad().to_vector_f32(), v);
+  // The same generator state draws the same mask; the next draw another one.
+  dl::Generator again(5);
+  EXPECT_EQ(dl::ops::dropout(x.detach(), 0.3, true, again).to_vector_f32(), v);
+  EXPECT_NE(drop(x.detach()).to_vector_f32(), v);
+  drop.eval();
+  EXPECT_TRUE(drop(x).shares_storage_with(x));
+  EXPECT_THROW(dl::nn::Dropout(1.0), dl::Error);
+}
+
+TEST(Layers, NormalisationUpsamplingAndTransposedConvolutionLayers) {
+  dl::Generator gen(3);
+  const dl::Tensor x = dl::Tensor::randn({2, 4, 6, 6}, gen);
+  dl::nn::LayerNorm ln(dl::Shape{6, 6});
+  EXPECT_EQ(ln.weight.shape(), dl::Shape({6, 6}));
+  const dl::Tensor y = ln(x);
+  EXPECT_EQ(y.to_vector_f32(), dl::ops::layer_norm(x, 2, ln.weight, ln.bias).to_vector_f32());
+  EXPECT_NEAR(dl::ops::mean(y, {2, 3}).to_vector_f32()[5], 0.0, 1e-5);
+  dl::nn::GroupNorm gn(2, 4);
+  EXPECT_EQ(gn(x).to_vector_f32(), dl::ops::group_norm(x, 2, gn.weight, gn.bias).to_vector_f32());
+  EXPECT_THROW(dl::nn::GroupNorm(3, 4), dl::Error);
+  dl::nn::ConvTranspose2dOptions o;
+  o.in_channels = 4;
+  o.out_channels = 3;
+  o.params.stride = {2, 2};
+  dl::nn::ConvTranspose2d up(o, gen);
+  EXPECT_EQ(up.weight.shape(), dl::Shape({4, 3, 2, 2}));
+  EXPECT_EQ(up(x).shape(), dl::Shape({2, 3, 12, 12}));
+  dl::nn::Upsample nearest(2), bilinear(2, dl::nn::Upsample::Mode::kBilinear);
+  const dl::Tensor small = dl::Tensor::from_vector<float>({1, 1, 1, 2}, {1, 2});
+  EXPECT_EQ(nearest(small).to_vector_f32(), (std::vector<float>{1, 1, 2, 2, 1, 1, 2, 2}));
+  EXPECT_EQ(bilinear(x).shape(), dl::Shape({2, 4, 12, 12}));
+  dl::nn::Identity id;
+  EXPECT_TRUE(id(x).shares_storage_with(x));
+}
+
+TEST(Layers, UNetShapesNamesAndErrors) {
+  dl::Generator gen(4);
+  dl::nn::UNetOptions o;
+  o.in_channels = 2;
+  o.num_classes = 5;
+  o.base_channels = 4;
+  o.levels = 3;
+  dl::nn::UNet net(o, gen);
+  const dl::Tensor y = net(dl::Tensor::randn({2, 2, 16, 12}, gen));
+  EXPECT_EQ(y.shape(), dl::Shape({2, 5, 16, 12}));
+  std::vector<std::string> names;
+  for (const auto& p : net.parameter_refs()) names.push_back(p.name);
+  const std::vector<std::string> some = {"enc1.conv1.weight", "enc3.bn2.weight",   "up1.weight",
+                                         "up2.bias",          "dec2.conv2.weight", "head.weight"};
+  for (const std::string& n : some) EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
+  EXPECT_THROW(net(dl::Tensor::randn({1, 2, 15, 12}, gen)), dl::Error);  // 15 is not divisible by 4
 }
 
 TEST(Module, EvalUsesRunningStatistics) {

@@ -5,8 +5,11 @@
 #include "dl/ops/activation.h"
 #include "dl/ops/batch_norm.h"
 #include "dl/ops/conv2d.h"
+#include "dl/ops/dropout.h"
 #include "dl/ops/linear.h"
+#include "dl/ops/normalization.h"
 #include "dl/ops/pooling.h"
+#include "dl/ops/resize.h"
 #include "dl/ops/shape_ops.h"
 
 namespace dl::nn {
@@ -103,6 +106,55 @@ Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
   for (auto& layer : layers_) h = layer->forward(h);
   return h;
+}
+
+Dropout::Dropout(double p, Generator& gen) : p_(p), gen_(&gen) {
+  DL_CHECK(p >= 0 && p < 1, "Dropout: expected a probability p in [0, 1), got ", p);
+}
+Tensor Dropout::forward(const Tensor& x) { return ops::dropout(x, p_, is_training(), *gen_); }
+
+LayerNorm::LayerNorm(const Shape& normalized_shape, double eps, bool affine, DType dtype)
+    : dims_(normalized_shape.ndim()), eps_(eps) {
+  DL_CHECK(dims_ >= 1 && normalized_shape.numel() >= 1, "LayerNorm: expected a non-empty normalized shape, got ",
+           normalized_shape.str());
+  if (affine) {
+    weight = register_parameter("weight", Tensor::ones(normalized_shape, dtype), 1.0);
+    bias = register_parameter("bias", Tensor::zeros(normalized_shape, dtype), 1.0);
+  }
+}
+Tensor LayerNorm::forward(const Tensor& x) { return ops::layer_norm(x, dims_, weight, bias, eps_); }
+
+GroupNorm::GroupNorm(int groups, int channels, double eps, bool affine, DType dtype) : groups_(groups), eps_(eps) {
+  DL_CHECK(groups >= 1 && channels >= 1 && channels % groups == 0, "GroupNorm: ", groups, " groups must divide the ",
+           channels, " channels");
+  if (affine) {
+    weight = register_parameter("weight", Tensor::ones({channels}, dtype), 1.0);
+    bias = register_parameter("bias", Tensor::zeros({channels}, dtype), 1.0);
+  }
+}
+Tensor GroupNorm::forward(const Tensor& x) { return ops::group_norm(x, groups_, weight, bias, eps_); }
+
+ConvTranspose2d::ConvTranspose2d(const ConvTranspose2dOptions& o, Generator& gen) : o_(o) {
+  DL_CHECK(o.in_channels >= 1 && o.out_channels >= 1 && o.params.groups >= 1 && o.in_channels % o.params.groups == 0 &&
+               o.out_channels % o.params.groups == 0,
+           "ConvTranspose2d: groups ", o.params.groups, " must divide in_channels ", o.in_channels,
+           " and out_channels ", o.out_channels);
+  Tensor w = Tensor::empty({o.in_channels, o.out_channels / o.params.groups, o.kernel[0], o.kernel[1]}, o.dtype);
+  initialise(w, o.init, gen);
+  weight = register_parameter("weight", w, 1.0);
+  if (o.bias) bias = register_parameter("bias", Tensor::zeros({o.out_channels}, o.dtype), 0.0);
+}
+Tensor ConvTranspose2d::forward(const Tensor& x) {
+  return ops::conv_transpose2d(x, weight, bias, o_.params, o_.output_padding);
+}
+
+Upsample::Upsample(int scale, Mode mode) : scale_(scale), mode_(mode) {
+  DL_CHECK(scale >= 1, "Upsample: expected a positive integer scale, got ", scale);
+}
+Tensor Upsample::forward(const Tensor& x) {
+  if (mode_ == Mode::kNearest) return ops::upsample_nearest2d(x, scale_, scale_);
+  DL_CHECK(x.dim() == 4, "Upsample: expected N x C x H x W, got ", x.shape().str());
+  return ops::resize_bilinear(x, x.size(2) * scale_, x.size(3) * scale_);
 }
 
 }  // namespace dl::nn

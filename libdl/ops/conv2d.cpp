@@ -3,6 +3,8 @@
 
 #include "backend/cpu/conv2d_onednn.h"
 #include "backend/cpu/cpu_ops.h"
+#include "dl/ops/elementwise.h"
+#include "dl/ops/shape_ops.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -65,6 +67,79 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
             });
         return std::vector<Tensor>{gx, gw, gb};
       });
+}
+
+// Note [transposed convolution]: conv_transpose2d(x, w) is the input-gradient pass of the convolution
+// whose input is the transposed one's output y (N x C_out x Ho x Wo), whose weight is w read as
+// K = C_in by C_out/groups, and whose output is x. So the forward is that convolution's backward-data
+// pass with dy = x; the backward is its forward pass for dx (= conv2d(dy_y, w)) and its weight-gradient
+// pass with input dy_y and output gradient x for dw. The bias is a broadcast add.
+Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p,
+                        std::array<int, 2> output_padding) {
+  check_float(x, "conv_transpose2d", "x");
+  check_float(weight, "conv_transpose2d", "weight");
+  check_same({{"x", &x}, {"weight", &weight}, {"bias", &bias}}, "conv_transpose2d");
+  DL_CHECK(x.dim() == 4, "conv_transpose2d: expected input N x C_in x H x W, got ", x.shape().str());
+  DL_CHECK(weight.dim() == 4 && weight.size(0) == x.size(1),
+           "conv_transpose2d: expected weight C_in x C_out/groups x R x S with C_in = ", x.size(1), ", got ",
+           weight.shape().str());
+  int64_t out[2];
+  for (int i = 0; i < 2; ++i) {
+    DL_CHECK(p.stride[i] >= 1 && p.dilation[i] >= 1 && p.padding[i] >= 0 && output_padding[i] >= 0 &&
+                 (output_padding[i] < p.stride[i] || output_padding[i] < p.dilation[i]),
+             "conv_transpose2d: expected stride >= 1, dilation >= 1, padding >= 0 and 0 <= output_padding < "
+             "max(stride, dilation), got stride ",
+             p.stride[i], ", dilation ", p.dilation[i], ", padding ", p.padding[i], ", output_padding ",
+             output_padding[i]);
+    out[i] = (x.size(2 + i) - 1) * p.stride[i] - 2 * p.padding[i] + p.dilation[i] * (weight.size(2 + i) - 1) +
+             output_padding[i] + 1;
+  }
+  DL_CHECK(out[0] >= 1 && out[1] >= 1, "conv_transpose2d: input ", x.shape().str(), " with weight ",
+           weight.shape().str(), " and padding ", p.padding[0], "x", p.padding[1], " gives no output");
+  const Shape y_shape{x.size(0), weight.size(1) * p.groups, out[0], out[1]};
+  Conv2dGeometry g = conv2d_geometry(y_shape, weight.shape(), p);  // the convolution from y to x
+  DL_CHECK(g.ho == x.size(2) && g.wo == x.size(3), "conv_transpose2d: internal geometry mismatch for input ",
+           x.shape().str());
+  g.math = math_precision(x, "conv_transpose2d");
+  Tensor y = Tensor::empty(y_shape, x.dtype(), x.device());
+  // The backward-data pass reads no convolution input: y (being written) stands in for it.
+  dispatch(
+      x, "conv_transpose2d",
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::conv2d_backward(g, y.data<T>(), weight.data<T>(), x.data<T>(), y.data<T>(), static_cast<T*>(nullptr),
+                             static_cast<T*>(nullptr));
+      },
+      [&](int dev) {
+        DL_CUDA_BODY(cuda::conv2d_backward(dev, g, f32(y), f32(weight), f32(x), f32(y), nullptr, nullptr));
+      });
+  if (autograd::needs_record({x, weight})) {
+    const Tensor sx = x.detach(), sw = weight.detach();
+    y = autograd::record(
+        "conv_transpose2d", y, {x, weight}, [sx, sw, g](const Tensor& gy, const std::vector<bool>& needs) {
+          Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
+          Tensor gw = needs[1] ? Tensor::empty(sw.shape(), sw.dtype(), sw.device()) : Tensor();
+          dispatch(
+              gy, "conv_transpose2d_backward",
+              [&](auto t) {
+                using T = decltype(t);
+                if (gx.defined())
+                  cpu::conv2d_forward(g, gy.data<T>(), sw.data<T>(), static_cast<const T*>(nullptr), gx.data<T>());
+                if (gw.defined())
+                  cpu::conv2d_backward(g, gy.data<T>(), sw.data<T>(), sx.data<T>(), static_cast<T*>(nullptr),
+                                       gw.data<T>(), static_cast<T*>(nullptr));
+              },
+              [&](int dev) {
+                if (gx.defined()) DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(gy), f32(sw), nullptr, f32(gx)));
+                if (gw.defined())
+                  DL_CUDA_BODY(cuda::conv2d_backward(dev, g, f32(gy), f32(sw), f32(sx), nullptr, f32(gw), nullptr));
+              });
+          return std::vector<Tensor>{gx, gw};
+        });
+  }
+  if (!bias.defined()) return y;
+  check_shape(bias, {y_shape[1]}, "conv_transpose2d", "bias");
+  return add(y, reshape(bias, {y_shape[1], 1, 1}));
 }
 
 }  // namespace dl::ops

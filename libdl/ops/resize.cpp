@@ -1,7 +1,8 @@
-// Front end of bilinear resizing.
+// Front ends of bilinear resizing and nearest-neighbour upsampling.
 #include "dl/ops/resize.h"
 
 #include "backend/cpu/cpu_ops.h"
+#include "dl/ops/shape_ops.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -35,6 +36,18 @@ Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w) {
         });
     return std::vector<Tensor>{gx};
   });
+}
+
+// Each pixel as a 1 x 1 block expanded to scale_h x scale_w: the copy and its gradient (a sum over each
+// block) are expand's.
+Tensor upsample_nearest2d(const Tensor& x, int scale_h, int scale_w) {
+  check_defined(x, "upsample_nearest2d", "x");
+  check_dim(x, 4, "upsample_nearest2d", "x");
+  DL_CHECK(scale_h >= 1 && scale_w >= 1, "upsample_nearest2d: expected positive integer factors, got ", scale_h, "x",
+           scale_w);
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const Tensor blocks = expand(reshape(x, {n, c, h, 1, w, 1}), {n, c, h, scale_h, w, scale_w});
+  return reshape(blocks, {n, c, h * scale_h, w * scale_w});
 }
 
 }  // namespace dl::ops

@@ -23,5 +23,19 @@ int main() {
     (step == 0 ? first : last) = loss.item<double>();
   }
   std::printf("libdl %s consumer: loss %.4f -> %.4f\n", DL_VERSION, first, last);
-  return last < 0.5 * first ? 0 : 1;
+  if (!(last < 0.5 * first)) return 1;
+
+  // The README's broadcasting example, through the installed headers.
+  using namespace dl;
+  Tensor xi = Tensor::randn({4, 16, 28, 28}, gen);
+  Tensor b = Tensor::zeros({16, 1, 1}).set_requires_grad(true);
+  Tensor yi = ops::sigmoid(xi + b) * 2.0 - 1.0;
+  Tensor m = ops::where(ops::gt(yi, 0.0), yi, ops::exp(yi) - 1.0);
+  Tensor s = ops::mean(m * m, {0, 2, 3}, /*keepdim=*/true);
+  ops::sum(s).backward();
+  Tensor t = ops::permute(xi, {0, 2, 3, 1});
+  const bool shapes_ok =
+      s.shape() == Shape({1, 16, 1, 1}) && b.grad().shape() == Shape({16, 1, 1}) && t.shape() == Shape({4, 28, 28, 16});
+  std::printf("broadcasting: %s\n", shapes_ok ? "ok" : "wrong shapes");
+  return shapes_ok ? 0 : 1;
 }

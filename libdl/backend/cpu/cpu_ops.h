@@ -40,6 +40,9 @@ template <typename T>
 T sum(const T* a, int64_t n);
 
 // ---- activation ----
+// y = x / (1 - p) where kern::dropout_uniform(seed, i) >= p, else 0 (kernels/counter_rng.cuh); also the backward.
+template <typename T>
+void dropout(const T* x, T* y, int64_t n, uint64_t seed, float p);
 template <typename T>
 void relu_forward(const T* x, T* y, int64_t n);
 template <typename T>

@@ -6,6 +6,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/parallel.h"
+#include "counter_rng.cuh"
 #include "unary_ops.cuh"
 
 namespace dl::cpu {
@@ -49,6 +50,14 @@ T sum(const T* a, int64_t n) {
   double s = 0;
   for (double p : partial) s += p;
   return static_cast<T>(s);
+}
+
+template <typename T>
+void dropout(const T* x, T* y, int64_t n, uint64_t seed, float p) {
+  const T scale = T(1) / (T(1) - T(p));
+  chunked(n, [&](int64_t o, int64_t m) {
+    for (int64_t i = o; i < o + m; ++i) y[i] = kern::dropout_uniform(seed, i) >= p ? x[i] * scale : T(0);
+  });
 }
 
 template <typename T>
@@ -192,12 +201,13 @@ void unary_backward(const Op& op, const T* x, const T* y, const T* dy, T* dx, in
 DL_UNARY_OPS(DL_INSTANTIATE_UNARY)
 #undef DL_INSTANTIATE_UNARY
 
-#define DL_INSTANTIATE(T)                               \
-  template void scale<T>(const T*, T, T*, int64_t);     \
-  template void axpy_acc<T>(T, const T*, T*, int64_t);  \
-  template T sum<T>(const T*, int64_t);                 \
-  template void relu_forward<T>(const T*, T*, int64_t); \
-  template void relu_backward<T>(const T*, const T*, T*, int64_t);
+#define DL_INSTANTIATE(T)                                          \
+  template void scale<T>(const T*, T, T*, int64_t);                \
+  template void axpy_acc<T>(T, const T*, T*, int64_t);             \
+  template T sum<T>(const T*, int64_t);                            \
+  template void relu_forward<T>(const T*, T*, int64_t);            \
+  template void relu_backward<T>(const T*, const T*, T*, int64_t); \
+  template void dropout<T>(const T*, T*, int64_t, uint64_t, float);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)
 #undef DL_INSTANTIATE

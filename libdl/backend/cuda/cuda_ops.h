@@ -79,6 +79,8 @@ void unary_forward(int device, const Op& op, const float* x, float* y, int64_t n
 template <typename Op>
 void unary_backward(int device, const Op& op, const float* x, const float* y, const float* dy, float* dx, int64_t n);
 void fill(int device, float* y, int64_t n, float value);
+// Dropout with the CPU's mask for the same seed (kernels/dropout.cuh); also the backward.
+void dropout(int device, const float* x, float* y, int64_t n, uint64_t seed, float p);
 // The broadcasting family (kernels/broadcast.cuh), as on the CPU (backend/cpu/cpu_ops.h): Op a functor of
 // kernels/binary_ops.cuh, b null reading the scalar bs, ga and gb output-sized and either may be null.
 template <typename Op>

@@ -11,6 +11,7 @@
 #include "concat.cuh"
 #include "confusion.cuh"
 #include "cross_entropy.cuh"
+#include "dropout.cuh"
 #include "elementwise.cuh"
 #include "optim.cuh"
 #include "resize.cuh"
@@ -76,6 +77,10 @@ void unary_backward(int device, const Op& op, const float* x, const float* y, co
 DL_UNARY_OPS(DL_INSTANTIATE_UNARY)
 #undef DL_INSTANTIATE_UNARY
 
+void dropout(int device, const float* x, float* y, int64_t n, uint64_t seed, float p) {
+  CudaLauncher l(device);
+  kern::run_dropout(l, x, y, n, seed, p);
+}
 template <typename Op>
 void broadcast_binary(int device, const Op& op, const float* a, const float* b, float bs, float* y, int64_t n,
                       const kern::StridedIndex<2>& ix) {

@@ -7,6 +7,7 @@
 
 #include "dl/core/params.h"
 #include "dl/core/rng.h"
+#include "dl/core/shape.h"
 #include "dl/nn/module.h"
 
 namespace dl::nn {
@@ -141,6 +142,85 @@ class Linear : public Layer {
          Generator& gen = default_generator(), DType dtype = DType::kFloat32);
   Tensor forward(const Tensor& x) override;
   Tensor weight, bias;  // OUT x IN; OUT
+};
+
+// x itself: a placeholder where an architecture has an optional layer.
+class Identity : public Layer {
+ public:
+  Tensor forward(const Tensor& x) override { return x; }
+};
+
+// ops::dropout (dl/ops/dropout.h) in train(), the identity in eval(); each forward draws its mask from
+// `gen`, which must outlive the layer (reseed it to reproduce a run).
+class Dropout : public Layer {
+ public:
+  explicit Dropout(double p = 0.5, Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  double p_;
+  Generator* gen_;
+};
+
+// ops::layer_norm over the trailing dimensions `normalized_shape` (weight ones and bias zeros of that
+// shape when affine).
+class LayerNorm : public Layer {
+ public:
+  explicit LayerNorm(const Shape& normalized_shape, double eps = 1e-5, bool affine = true,
+                     DType dtype = DType::kFloat32);
+  Tensor forward(const Tensor& x) override;
+  Tensor weight, bias;
+
+ private:
+  int dims_;
+  double eps_;
+};
+
+// ops::group_norm: N x C x ... with C divisible by groups (weight ones and bias zeros of C when affine).
+class GroupNorm : public Layer {
+ public:
+  GroupNorm(int groups, int channels, double eps = 1e-5, bool affine = true, DType dtype = DType::kFloat32);
+  Tensor forward(const Tensor& x) override;
+  Tensor weight, bias;
+
+ private:
+  int groups_;
+  double eps_;
+};
+
+struct ConvTranspose2dOptions {
+  int in_channels = 1, out_channels = 1;
+  std::array<int, 2> kernel{2, 2};
+  Conv2dParams params{};  // stride, padding, dilation, groups as PyTorch's ConvTranspose2d
+  std::array<int, 2> output_padding{0, 0};
+  bool bias = true;
+  Init init = Init::kGlorotUniform;
+  DType dtype = DType::kFloat32;
+};
+
+// N x C_in x H x W -> N x C_out x Ho x Wo (ops::conv_transpose2d: Ho = (H - 1) stride - 2 padding +
+// dilation (R - 1) + output_padding + 1); a stride-2, kernel-2 layer doubles H and W.
+class ConvTranspose2d : public Layer {
+ public:
+  explicit ConvTranspose2d(const ConvTranspose2dOptions& o, Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override;
+  Tensor weight, bias;  // C_in x C_out/groups x R x S; C_out (undefined without bias)
+
+ private:
+  ConvTranspose2dOptions o_;
+};
+
+// N x C x H x W -> N x C x (H scale) x (W scale): nearest (each pixel repeated) or bilinear
+// (align_corners = false, PyTorch's default), by an integer factor.
+class Upsample : public Layer {
+ public:
+  enum class Mode { kNearest, kBilinear };
+  explicit Upsample(int scale = 2, Mode mode = Mode::kNearest);
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  int scale_;
+  Mode mode_;
 };
 
 // Layers applied in order; each child is named by the caller ("conv1") for the state file.

@@ -1,0 +1,38 @@
+// Front end of dropout: one draw from the generator seeds the counter-based mask of both backends
+// (kernels/counter_rng.cuh); the backward applies the same mask to dy from the same seed.
+#include "dl/ops/dropout.h"
+
+#include "backend/cpu/cpu_ops.h"
+#include "ops/dispatch.h"
+
+namespace dl::ops {
+
+using namespace detail;
+
+namespace {
+Tensor apply_mask(const Tensor& x, uint64_t seed, float p) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch(
+      x, "dropout",
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::dropout(x.data<T>(), y.data<T>(), x.numel(), seed, p);
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::dropout(dev, f32(x), f32(y), x.numel(), seed, p)); });
+  return y;
+}
+}  // namespace
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
+  check_float(x, "dropout", "x");
+  DL_CHECK(p >= 0 && p < 1, "dropout: expected a probability p in [0, 1), got ", p);
+  if (!training || p == 0) return x;
+  const uint64_t seed = gen.next_u64();
+  const float pf = static_cast<float>(p);
+  Tensor y = apply_mask(x, seed, pf);
+  return autograd::record("dropout", y, {x}, [seed, pf](const Tensor& gy, const std::vector<bool>&) {
+    return std::vector<Tensor>{apply_mask(gy, seed, pf)};
+  });
+}
+
+}  // namespace dl::ops
