@@ -23,5 +23,16 @@ int main() {
     (step == 0 ? first : last) = loss.item<double>();
   }
   std::printf("libdl %s consumer: loss %.4f -> %.4f\n", DL_VERSION, first, last);
-  return last < 0.5 * first ? 0 : 1;
+
+  // An op of one's own (dl/ops/custom.h), its backward checked by the installed dl::testing::gradcheck.
+  using Inputs = std::vector<dl::Tensor>;
+  dl::ops::CustomOp cube("cube");
+  cube.cpu([](const Inputs& in) { return dl::ops::mul(dl::ops::mul(in[0], in[0]), in[0]); },
+           [](const Inputs& in, const dl::Tensor&, const dl::Tensor& gy, const std::vector<bool>&) {
+             return Inputs{dl::ops::mul(dl::ops::mul(dl::ops::mul(in[0], in[0]), gy), 3.0)};
+           });
+  const dl::testing::GradcheckResult check = dl::testing::gradcheck([&cube](const Inputs& in) { return cube(in); },
+                                                                    {dl::Tensor::randn({5}, gen, dl::DType::kFloat64)});
+  std::printf("custom op gradcheck: %s\n", check.message.c_str());
+  return last < 0.5 * first && check.ok ? 0 : 1;
 }
