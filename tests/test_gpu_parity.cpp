@@ -19,6 +19,7 @@
 #include "dl/config.h"
 #include "dl/dl.h"
 #include "op_cases.h"
+#include "require_gpu.h"
 #if DL_WITH_CUDA
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/optim_update.h"
@@ -34,21 +35,7 @@ using dl::Device;
 using dl::Shape;
 using dl::Tensor;
 
-// Why CUDA cannot be used here, or "" when it can.
-std::string why_no_gpu() {
-  try {
-    dl::check_device_usable(Device::cuda(0));
-    return "";
-  } catch (const dl::Error& e) {
-    return e.what();
-  }
-}
-
-#define DL_REQUIRE_GPU()                                                \
-  do {                                                                  \
-    const std::string why = why_no_gpu();                               \
-    if (!why.empty()) GTEST_SKIP() << "no usable CUDA device: " << why; \
-  } while (0)
+using dl::testing::why_no_gpu;
 
 TEST(GpuRuntime, MissingDeviceGivesAClearError) {
   if (why_no_gpu().empty()) GTEST_SKIP() << "a GPU is present: the missing-device path cannot be exercised";

@@ -53,7 +53,8 @@ std::pair<dl::Tensor, dl::Tensor> make_batch(int n, int s, dl::Generator& gen) {
   for (int i = 0; i < n; ++i) {
     const double cx = s * (0.2 + 0.6 * gen.uniform()), cy = s * (0.2 + 0.6 * gen.uniform());
     const double r = s * (0.1 + 0.1 * gen.uniform());
-    const int qx = static_cast<int>(gen.below(static_cast<uint64_t>(s - s / 4))), qy = static_cast<int>(gen.below(static_cast<uint64_t>(s - s / 4)));
+    const int qx = static_cast<int>(gen.below(static_cast<uint64_t>(s - s / 4))),
+              qy = static_cast<int>(gen.below(static_cast<uint64_t>(s - s / 4)));
     for (int y = 0; y < s; ++y)
       for (int x = 0; x < s; ++x) {
         const size_t k = (static_cast<size_t>(i) * s + y) * s + x;
@@ -84,7 +85,8 @@ int run(const Args& a) {
     opt.zero_grad();
     loss.backward();
     opt.step();
-    if (step == 1 || step % 25 == 0 || step == a.steps) std::printf("step %4d  loss %.4f\n", step, loss.to(dl::Device::cpu()).item<float>());
+    if (step == 1 || step % 25 == 0 || step == a.steps)
+      std::printf("step %4d  loss %.4f\n", step, loss.to(dl::Device::cpu()).item<float>());
   }
   model.eval();
   dl::autograd::NoGradGuard no_grad;

@@ -22,6 +22,7 @@
 
 #include "backend/cuda/cublas_loader.h"
 #include "core/block_cache.h"
+#include "dl/core/device.h"
 
 namespace dl::cuda {
 namespace {
@@ -251,6 +252,11 @@ DeviceContext& context(int device) {
   // call_once publishes slot's fields to every thread that returns from it.
   std::call_once(slot.once, [&slot, device] { slot.context = create_context(device, &slot.compute_mark); });
   return *slot.context;
+}
+
+void* current_stream(int device) {
+  check_device_usable(Device::cuda(device));  // the reason when there is none, said once (core/device.cpp)
+  return context(device).compute;
 }
 
 // ---- the caching allocator ----

@@ -51,17 +51,8 @@ const char* cublas_status_name(cublasStatus_t st);
 
 namespace dl::cuda {
 
-// Makes `device` current for the scope and restores the previous one.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device);
-  ~DeviceGuard();
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = -1;
-};
+// DeviceGuard (make a device current for a scope) and current_stream (the compute stream below, as an
+// opaque handle) are public: dl/core/cuda.h.
 
 // Everything the backend holds per device; created on first use (which also runs the version check).
 struct DeviceContext {

@@ -3,9 +3,18 @@
 // and may be changed at any time; an op reads them when it runs, and the cuDNN algorithm cache keys on
 // them (Note [cudnn algorithm cache] in backend/cuda/cudnn_conv.cpp), so a change never reuses a choice
 // made under the other setting.
+//
+// Below them, what a user's own CUDA code needs to run beside libdl's (the custom ops of
+// dl/ops/custom.h, examples/custom_op): the stream libdl computes on and a device guard. These exist in
+// every build too; without CUDA they throw dl::Error saying so.
 #pragma once
+#include "dl/config.h"
 
 namespace dl::cuda {
+
+// Whether this libdl was built with its CUDA backend (dl/config.h's DL_WITH_CUDA, for `if constexpr`).
+// A device may still be missing at run time: dl::cuda_available() (dl/core/device.h) asks both.
+inline constexpr bool kBuiltWithCuda = DL_WITH_CUDA != 0;
 
 // TF32 tensor-core math (10-bit mantissa products, float32 accumulation) for float32 convolutions
 // (cuDNN) and linear layers (cuBLAS) on GPUs of compute capability 8.0 and newer. On by default, as
@@ -14,6 +23,34 @@ namespace dl::cuda {
 // says, and kBf16 / kFp16 compute in their own formats.
 void set_allow_tf32(bool on);
 bool allow_tf32();
+
+// Note [custom kernels on libdl's stream]: every op of libdl on CUDA device `device` runs on one
+// stream, that device's compute stream, and a tensor's memory released to the caching allocator is
+// handed to the next allocation at once, relying on that stream's order (no synchronisation). A user's
+// kernel that reads or writes libdl tensors must therefore be launched on this stream too:
+//   my_kernel<<<grid, block, 0, static_cast<cudaStream_t>(dl::cuda::current_stream(x.device().index))>>>(
+//       x.data<float>(), y.data<float>(), n);
+// On another stream it would race with libdl's own work and with the reuse of freed blocks.
+// Tensor::data<T>() of a CUDA tensor is a device pointer (contiguous, row-major, the tensor's dtype),
+// valid in kernels queued on this stream for as long as some handle of the tensor lives.
+// The handle is a cudaStream_t (typed void* here, so that this header needs no CUDA headers); it is
+// created on first use and lives as long as the process. Throws dl::Error when libdl was built without
+// CUDA or `device` is not a usable CUDA device.
+void* current_stream(int device);
+
+// Makes `device` the calling thread's current CUDA device for the scope and restores the previous one
+// (kernel launches and cudaMalloc go to the current device). The CUDA bodies of custom ops run under
+// one already (dl/ops/custom.h). Throws dl::Error in a build without CUDA.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
 
 }  // namespace dl::cuda
 
