@@ -346,7 +346,7 @@ class Run:
         t0 = time.monotonic()
         self.sh("configure", cmd, limit, env=self.env())
         targets = ["test_kernels", "test_kernels_barrier_bug", "bench_kernels", "bench_train_step", "train_mnist",
-                   "dl-sweep"] + ([] if self.no_gpu else ["test_gpu_parity"])
+                   "dl-sweep"] + ([] if self.no_gpu else ["test_gpu_parity", "test_custom_op_gpu"])
         remaining = limit - (time.monotonic() - t0)
         self.sh("build", ["cmake", "--build", self.build, "--parallel", str(self.jobs), "--target"] + targets,
                 remaining, env=self.env())
