@@ -616,6 +616,35 @@ inline std::vector<OpCase> all() {
        linear("OneRowNoBias", {1, 7}, {1, 7}, false), linear("BiasLarger", {7, 12}, {5, 12}, true),
        linear("NoBiasLarger", {7, 12}, {5, 12}, false), linear("Wide", {32, 300}, {10, 300}, true, kNoGrad)});
 
+  // ---- matmul: NumPy's rules, batch dimensions broadcast, 1-D operands ----
+  for (const auto& [sa, sb] : std::vector<std::pair<Shape, Shape>>{{{3, 4}, {4, 5}},
+                                                                   {{2, 3, 4}, {2, 4, 2}},
+                                                                   {{2, 1, 3, 4}, {5, 4, 2}},
+                                                                   {{2, 3, 4}, {4, 3}},
+                                                                   {{4}, {2, 4, 3}},
+                                                                   {{3, 4}, {4}},
+                                                                   {{5}, {5}},
+                                                                   {{1, 7}, {7, 1}}}) {
+    OpCase c{"matmul",
+             dims(sa) + "_by_" + dims(sb),
+             {normal(sa), normal(sb)},
+             DL_OP(ops::matmul(x[0], x[1])),
+             DL_TORCH(torch::matmul(x[0], x[1]))};
+    c.wrt = {{}, {true, false}, {false, true}};
+    c.gpu_tol = 1e-3;
+    t.push_back(c);
+  }
+  {
+    OpCase c{"matmul",
+             "Wide",
+             {normal({4, 64, 96}), normal({96, 80})},
+             DL_OP(ops::matmul(x[0], x[1])),
+             DL_TORCH(torch::matmul(x[0], x[1]))};
+    c.suites = kTorch | kGpu;
+    c.gpu_tol = 1e-3;
+    t.push_back(c);
+  }
+
   // ---- shape ops ----
   for (const Shape& s : {Shape{2, 3, 2, 2}, Shape{2, 3, 4, 5}}) {
     const int64_t n = s.numel();

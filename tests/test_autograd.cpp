@@ -345,6 +345,8 @@ TEST(Errors, BroadcastingReductionsAndReorders) {
   EXPECT_CONTAINS(error_of([&] { ops::permute(a, {0, 1, 1}); }), "dimension 1 is named twice");
   EXPECT_CONTAINS(error_of([&] { ops::transpose(a, 0, 3); }), "out of range");
   EXPECT_CONTAINS(error_of([&] { ops::clamp(a, 1.0, -1.0); }), "lo <= hi");
+  EXPECT_CONTAINS(error_of([&] { ops::matmul(a, Tensor::zeros({3, 2})); }), "the inner sizes 4 and 3 differ");
+  EXPECT_CONTAINS(error_of([&] { ops::matmul(a, Tensor::zeros({3, 4, 2})); }), "do not broadcast");
 }
 
 // Values worked by hand: a row plus a column, a channel bias, comparisons, and sums over dimensions.

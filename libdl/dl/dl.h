@@ -49,6 +49,7 @@
 #include "dl/ops/elementwise.h"
 #include "dl/ops/linear.h"
 #include "dl/ops/loss.h"
+#include "dl/ops/matmul.h"
 #include "dl/ops/normalization.h"
 #include "dl/ops/operators.h"
 #include "dl/ops/optim_update.h"

@@ -150,6 +150,10 @@ void correct_counts(const T* x, const int32_t* labels, int64_t n, int64_t c, int
 void segmentation_counts(const int32_t* pred, const int32_t* truth, int64_t images, int64_t h, int64_t w, int c,
                          int32_t void_label, std::vector<int64_t>& confusion, std::vector<int64_t>& bf_counts);
 
+// c[i] = a[i] b[i] for i < batch, row-major a[i] n x k, b[i] k x m, c[i] n x m.
+template <typename T>
+void batched_matmul(const T* a, const T* b, T* c, int64_t batch, int64_t n, int64_t k, int64_t m);
+
 // ---- bilinear resize (align_corners = false) over `planes` planes of h x w -> oh x ow ----
 template <typename T>
 void resize_bilinear_forward(const T* x, T* y, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow);

@@ -82,12 +82,31 @@ void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, i
   if (db) RowVec<T>(db, out) = CMat<T>(dy, n, out).colwise().sum();
 }
 
+template <typename T>
+void batched_matmul(const T* a, const T* b, T* c, int64_t batch, int64_t n, int64_t k, int64_t m) {
+  if (batch == 0 || n == 0 || m == 0) return;
+  if (k == 0) {
+    std::fill(c, c + batch * n * m, T(0));
+    return;
+  }
+  auto one = [&](int64_t i) {
+    Mat<T>(c + i * n * m, n, m).noalias() = CMat<T>(a + i * n * k, n, k) * CMat<T>(b + i * k * m, k, m);
+  };
+  if (batch == 1) {
+    one(0);  // Eigen's own threads split the one product
+    return;
+  }
+  parallel_for(batch, std::max<int64_t>(1, n * k * m), one);  // a product per thread
+}
+
 template void linear_forward<float>(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t,
                                     Precision);
 template void linear_forward<double>(const double*, const double*, const double*, double*, int64_t, int64_t, int64_t,
                                      Precision);
 template void linear_backward<float>(const float*, const float*, const float*, float*, float*, float*, int64_t, int64_t,
                                      int64_t, Precision);
+template void batched_matmul<float>(const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t);
+template void batched_matmul<double>(const double*, const double*, double*, int64_t, int64_t, int64_t, int64_t);
 template void linear_backward<double>(const double*, const double*, const double*, double*, double*, double*, int64_t,
                                       int64_t, int64_t, Precision);
 

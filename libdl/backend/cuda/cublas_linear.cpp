@@ -106,6 +106,25 @@ void linear_forward(int device, const float* x, const float* w, const float* b, 
   if (b != nullptr) bias_add_acc(device, y, b, n, out);
 }
 
+// Row-major C = A B is column-major C^T = B^T A^T: cuBLAS multiplies b (m x k, ld m) by a (k x n, ld k) into
+// c (m x n, ld m), batch by batch at fixed strides.
+void batched_matmul(int device, const float* a, const float* b, float* c, int64_t batch, int64_t n, int64_t k,
+                    int64_t m) {
+  DeviceGuard guard(device);
+  DeviceContext& ctx = context(device);
+  const int nb = to_int(batch, "matmul batch"), rows = to_int(n, "matmul rows"), inner = to_int(k, "matmul inner"),
+            cols = to_int(m, "matmul columns");
+  if (nb == 0 || rows == 0 || cols == 0) return;
+  if (inner == 0) {
+    fill(device, c, batch * n * m, 0.0f);
+    return;
+  }
+  const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  DL_CUBLAS_CHECK(cublas().gemm_strided_batched_ex(ctx.cublas, CUBLAS_OP_N, CUBLAS_OP_N, cols, rows, inner, &kOne, b,
+                                                   CUDA_R_32F, cols, k * m, a, CUDA_R_32F, inner, n * k, &kZero, c,
+                                                   CUDA_R_32F, cols, n * m, nb, compute, CUBLAS_GEMM_DEFAULT));
+}
+
 // dx (N x I) = dy w, dw (O x I) = dy^T x, db (O) = column sums of dy; each may be null (not wanted). In `math`
 // (Note [GEMM math]): dy is cast once for both products, w for dx, x for dw.
 void linear_backward(int device, const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,

@@ -37,6 +37,7 @@ const CublasApi* load() {
   resolve(lib, DL_CUBLAS_STR(cublasCreate), file, &api->create);
   resolve(lib, DL_CUBLAS_STR(cublasSetStream), file, &api->set_stream);
   resolve(lib, DL_CUBLAS_STR(cublasGemmEx), file, &api->gemm_ex);
+  resolve(lib, DL_CUBLAS_STR(cublasGemmStridedBatchedEx), file, &api->gemm_strided_batched_ex);
   resolve(lib, DL_CUBLAS_STR(cublasSgemv), file, &api->sgemv);
   resolve(lib, DL_CUBLAS_STR(cublasGetStatusString), file, &api->status_string);
   return api;

@@ -65,6 +65,11 @@ void linear_forward(int device, const float* x, const float* w, const float* b, 
 void linear_backward(int device, const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                      int64_t n, int64_t in, int64_t out, Precision math = Precision::kFp32);
 
+// c[i] = a[i] b[i] for i < batch, row-major a[i] n x k, b[i] k x m, c[i] n x m (one strided-batched GEMM; TF32
+// while dl::cuda::allow_tf32()).
+void batched_matmul(int device, const float* a, const float* b, float* c, int64_t batch, int64_t n, int64_t k,
+                    int64_t m);
+
 // ---- casts between float32 and the 16-bit formats (kernels/cast.cuh); math is kBf16 or kFp16 ----
 // y (n bf16 / half bit patterns) = x rounded to nearest, ties to even; x_f32 (n floats) = y, exactly.
 // Any other precision throws dl::Error.
