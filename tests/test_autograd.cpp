@@ -393,6 +393,28 @@ TEST(Broadcasting, GradientsSumBackToEachOperandsShape) {
   EXPECT_EQ(c.grad().to_vector_f32(), (std::vector<float>{3, 3}));
 }
 
+// int64 labels, as PyTorch writes them, give the int32 labels' loss; one that does not fit int32 is named.
+TEST(Labels, Int64LabelsAreReadAsInt32) {
+  const Tensor logits = Tensor::randn({4, 3, 2, 2});
+  std::vector<int32_t> l32 = {0, 1, 2, 1, 2, 0, 255, 1, 0, 0, 2, 1, 1, 2, 0, 255};
+  std::vector<int64_t> l64(l32.begin(), l32.end());
+  dl::ops::CrossEntropyOptions o;
+  o.ignore_index = 255;
+  const Tensor a = ops::cross_entropy(logits, Tensor::from_vector<int32_t>({4, 2, 2}, l32), o);
+  const Tensor b = ops::cross_entropy(logits, Tensor::from_vector<int64_t>({4, 2, 2}, l64), o);
+  EXPECT_EQ(a.item<float>(), b.item<float>());
+  EXPECT_EQ(Tensor::from_vector<int64_t>({4, 2, 2}, l64).dtype(), DType::kInt64);
+  l64[3] = int64_t{1} << 40;
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::cross_entropy(logits, Tensor::from_vector<int64_t>({4, 2, 2}, l64), o);
+                  }),
+                  "int64 label 1099511627776 at index 3 does not fit");
+  const Tensor counts = ops::correct_counts(logits, Tensor::from_vector<int32_t>({4, 2, 2}, l32), 255);
+  l64[3] = 1;
+  EXPECT_EQ(ops::correct_counts(logits, Tensor::from_vector<int64_t>({4, 2, 2}, l64), 255).to_vector_f32(),
+            counts.to_vector_f32());
+}
+
 // ---- edge shapes ----
 
 // An input with no channels contributes nothing; the others must still be copied (the spatial

@@ -183,6 +183,30 @@ TEST(Tensor, ToDtypeConverts) {
   EXPECT_TRUE(f.to(dl::Device::cpu()).shares_storage_with(f));
 }
 
+// int64 tensors: made, converted, copied by permute, and written and read by both file formats as int64.
+TEST(Tensor, Int64ElementsRoundTrip) {
+  const std::vector<int64_t> v = {-(int64_t{1} << 40), -1, 0, 7, int64_t{1} << 50, 3};
+  const Tensor t = Tensor::from_vector<int64_t>({2, 3}, v);
+  EXPECT_EQ(t.dtype(), DType::kInt64);
+  EXPECT_EQ(dl::dtype_name(t.dtype()), std::string("int64"));
+  EXPECT_EQ(values<int64_t>(t), v);
+  EXPECT_EQ(values<int32_t>(t.slice(1, 2).to(DType::kInt32)), (std::vector<int32_t>{7, 0, 3}));
+  EXPECT_EQ(values<int64_t>(dl::ops::transpose(t, 0, 1)), (std::vector<int64_t>{v[0], v[3], v[1], v[4], v[2], v[5]}));
+  EXPECT_EQ(t.view({6}).slice(3, 4).item<int64_t>(), 7);
+  const std::string dir = ::testing::TempDir();
+  dl::save_safetensors(dir + "/i64.safetensors", {{"t", t}});
+  const dl::SafeTensors st = dl::load_safetensors(dir + "/i64.safetensors");
+  ASSERT_EQ(st.tensors.size(), 1u);
+  EXPECT_EQ(st.tensors[0].second.dtype(), DType::kInt64);
+  EXPECT_EQ(values<int64_t>(st.tensors[0].second), v);
+  dl::TensorFile f;
+  f.tensors.emplace_back("t", t);
+  dl::save_tensor_file(dir + "/i64.dlt", f);
+  const dl::TensorFile back = dl::load_tensor_file(dir + "/i64.dlt");
+  ASSERT_NE(back.find("t"), nullptr);
+  EXPECT_EQ(values<int64_t>(*back.find("t")), v);
+}
+
 TEST(Tensor, RequiresGradNeedsFloat) {
   Tensor i = Tensor::zeros({2}, DType::kInt32);
   EXPECT_DL_ERROR(i.set_requires_grad(true), "floating dtype, got int32");

@@ -39,6 +39,8 @@ torch::ScalarType torch_dtype(DType t) {
       return torch::kInt32;
     case DType::kUInt8:
       return torch::kUInt8;
+    case DType::kInt64:
+      return torch::kInt64;
   }
   return torch::kFloat32;
 }

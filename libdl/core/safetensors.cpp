@@ -29,8 +29,7 @@ uint64_t to_u64(const Json& j, const std::string& path, const std::string& tenso
   return *v;
 }
 
-// The dtypes of the format. libdl reads F32, F64, I32 and U8 as they are, I64 as int32 (range
-// checked), F16 and BF16 as float32.
+// The dtypes of the format. libdl reads F32, F64, I32, I64 and U8 as they are, F16 and BF16 as float32.
 struct DTypeInfo {
   const char* code;
   size_t size;
@@ -52,7 +51,8 @@ DTypeInfo info_of(const std::string& code, const std::string& path, const std::s
 
 DType dtype_of(const std::string& code) {
   if (code == "F64") return DType::kFloat64;
-  if (code == "I32" || code == "I64") return DType::kInt32;
+  if (code == "I32") return DType::kInt32;
+  if (code == "I64") return DType::kInt64;
   if (code == "U8") return DType::kUInt8;
   return DType::kFloat32;  // F32, F16, BF16
 }
@@ -94,6 +94,8 @@ const char* code_of(DType t) {
       return "I32";
     case DType::kUInt8:
       return "U8";
+    case DType::kInt64:
+      return "I64";
   }
   return "?";
 }
@@ -186,7 +188,7 @@ SafeTensors load_safetensors(const std::string& path, const TensorIoOptions& o) 
     Tensor t = Tensor::empty(e.shape, dtype_of(e.info.code));
     const int64_t n = e.shape.numel();
     const std::string code = e.info.code;
-    if (code == "F32" || code == "F64" || code == "I32" || code == "U8") {
+    if (code == "F32" || code == "F64" || code == "I32" || code == "I64" || code == "U8") {
       if (n) file.read_exact(t.raw_data(), e.end - e.begin, "tensor data");
     } else {
       constexpr int64_t kChunk = 1 << 14;
@@ -196,17 +198,9 @@ SafeTensors load_safetensors(const std::string& path, const TensorIoOptions& o) 
         file.read_exact(chunk.data(), static_cast<size_t>(m) * e.info.size, "tensor data");
         for (int64_t i = 0; i < m; ++i) {
           const unsigned char* p = chunk.data() + i * e.info.size;
-          if (code == "I64") {
-            int64_t v64;
-            std::memcpy(&v64, p, 8);
-            DL_CHECK(v64 >= std::numeric_limits<int32_t>::min() && v64 <= std::numeric_limits<int32_t>::max(), path,
-                     ": tensor '", e.name, "' holds the I64 value ", v64, ", outside int32");
-            t.data<int32_t>()[i0 + i] = static_cast<int32_t>(v64);
-          } else {
-            uint16_t h;
-            std::memcpy(&h, p, 2);
-            t.data<float>()[i0 + i] = code == "F16" ? half_to_float(h) : bf16_to_float(h);
-          }
+          uint16_t h;
+          std::memcpy(&h, p, 2);
+          t.data<float>()[i0 + i] = code == "F16" ? half_to_float(h) : bf16_to_float(h);
         }
       }
     }

@@ -128,7 +128,7 @@ TensorFile load_tensor_file(const std::string& path, const TensorIoOptions& o) {
   for (uint64_t i = 0; i < count; ++i) {
     std::string name = r.get_str("tensor name");
     const uint8_t dt = r.get<uint8_t>("dtype");
-    DL_CHECK(dt <= static_cast<uint8_t>(DType::kUInt8), path, ": tensor '", name, "' has unknown dtype code ", int(dt));
+    DL_CHECK(dt <= static_cast<uint8_t>(DType::kInt64), path, ": tensor '", name, "' has unknown dtype code ", int(dt));
     const uint8_t ndim = r.get<uint8_t>("ndim");
     DL_CHECK(ndim <= kMaxDims, path, ": tensor '", name, "' has ", int(ndim), " dimensions, at most ", kMaxDims);
     std::vector<int64_t> dims(ndim);

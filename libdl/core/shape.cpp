@@ -67,6 +67,8 @@ const char* dtype_name(DType t) {
       return "int32";
     case DType::kUInt8:
       return "uint8";
+    case DType::kInt64:
+      return "int64";
   }
   return "unknown";
 }

@@ -53,6 +53,9 @@ void visit_dtype(DType dtype, void* ptr, F&& f) {
     case DType::kUInt8:
       f(static_cast<uint8_t*>(ptr));
       break;
+    case DType::kInt64:
+      f(static_cast<int64_t*>(ptr));
+      break;
   }
 }
 }  // namespace
@@ -74,7 +77,7 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
   return t;
 }
 
-template <typename T>
+template <TensorElement T>
 Tensor Tensor::from_vector(const Shape& shape, const std::vector<T>& values) {
   DL_CHECK(static_cast<int64_t>(values.size()) == shape.numel(), "from_vector: shape ", shape.str(), " needs ",
            shape.numel(), " values, got ", values.size());
@@ -86,6 +89,7 @@ template Tensor Tensor::from_vector(const Shape&, const std::vector<float>&);
 template Tensor Tensor::from_vector(const Shape&, const std::vector<double>&);
 template Tensor Tensor::from_vector(const Shape&, const std::vector<int32_t>&);
 template Tensor Tensor::from_vector(const Shape&, const std::vector<uint8_t>&);
+template Tensor Tensor::from_vector(const Shape&, const std::vector<int64_t>&);
 
 Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype) {
   DL_CHECK(is_floating(dtype), "randn: expected a floating dtype, got ", dtype_name(dtype));

@@ -34,6 +34,8 @@ MPI_Datatype mpi_type(DType t) {
       return MPI_INT32_T;
     case DType::kUInt8:
       return MPI_UINT8_T;
+    case DType::kInt64:
+      return MPI_INT64_T;
   }
   DL_THROW("dl::dist: no MPI type for ", dtype_name(t));
 }

@@ -133,6 +133,8 @@ ncclDataType_t nccl_type(DType t) {
       return ncclInt32;
     case DType::kUInt8:
       return ncclUint8;
+    case DType::kInt64:
+      return ncclInt64;
   }
   DL_THROW("NCCL: no NCCL type for dtype ", static_cast<int>(t));
 }

@@ -90,6 +90,18 @@ void dispatch(const Tensor& t, const char* op, C&& cpu, G&& cuda) {
   dispatch(t, op, std::forward<C>(cpu));
 }
 
+// Labels as the int32 that the bodies read: int32 as they are; int64 (PyTorch's label type) converted,
+// each value checked to fit (a copy through the host: labels are small beside the images).
+inline Tensor int32_labels(const Tensor& labels, const char* op) {
+  if (!labels.defined() || labels.dtype() != DType::kInt64) return labels;
+  const Tensor host = labels.to(Device::cpu());
+  const int64_t* p = host.data<int64_t>();
+  for (int64_t i = 0; i < host.numel(); ++i)
+    DL_CHECK(p[i] >= INT32_MIN && p[i] <= INT32_MAX, op, ": int64 label ", p[i], " at index ", i,
+             " does not fit the int32 that labels are read as");
+  return host.to(DType::kInt32).to(labels.device());
+}
+
 // Typed pointer or null for an undefined tensor.
 template <typename T>
 const T* ptr_or_null(const Tensor& t) {

@@ -44,8 +44,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   check_float(a, "matmul", "a");
   check_float(b, "matmul", "b");
   check_same({{"a", &a}, {"b", &b}}, "matmul");
-  DL_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: expected operands of at least one dimension, got ",
-           a.shape().str(), " and ", b.shape().str());
+  DL_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: expected operands of at least one dimension, got ", a.shape().str(),
+           " and ", b.shape().str());
   const Tensor a2 = a.dim() == 1 ? reshape(a, {1, a.size(0)}) : a;
   const Tensor b2 = b.dim() == 1 ? reshape(b, {b.size(0), 1}) : b;
   const int64_t n = a2.size(-2), k = a2.size(-1), m = b2.size(-1);

@@ -34,10 +34,11 @@ Tensor argmax(const Tensor& x, int64_t dim) {
   return y;
 }
 
-Tensor correct_counts(const Tensor& logits, const Tensor& labels, int32_t ignore_index) {
+Tensor correct_counts(const Tensor& logits, const Tensor& given_labels, int32_t ignore_index) {
   const char* op = "correct_counts";
   check_float(logits, op, "logits");
-  check_defined(labels, op, "labels");
+  check_defined(given_labels, op, "labels");
+  const Tensor labels = int32_labels(given_labels, op);
   DL_CHECK(logits.dim() >= 2, op, ": expected N x C logits (N x C x H x W for pixels), got ", logits.shape().str());
   const int64_t n = logits.size(0), c = logits.size(1), s = n * c != 0 ? logits.numel() / (n * c) : 0;
   DL_CHECK(labels.numel() == n * s, op, ": logits ", logits.shape().str(), " and labels ", labels.shape().str(),
@@ -59,10 +60,12 @@ Tensor correct_counts(const Tensor& logits, const Tensor& labels, int32_t ignore
   return counts;
 }
 
-SegmentationCounts segmentation_counts(const Tensor& pred, const Tensor& truth, int num_classes, int32_t void_label) {
+SegmentationCounts segmentation_counts(const Tensor& given_pred, const Tensor& given_truth, int num_classes,
+                                       int32_t void_label) {
   const char* op = "segmentation_counts";
-  check_defined(pred, op, "pred");
-  check_defined(truth, op, "truth");
+  check_defined(given_pred, op, "pred");
+  check_defined(given_truth, op, "truth");
+  const Tensor pred = int32_labels(given_pred, op), truth = int32_labels(given_truth, op);
   DL_CHECK(pred.shape() == truth.shape() && (pred.dim() == 2 || pred.dim() == 3), op,
            ": expected prediction and ground truth of one shape, H x W or N x H x W, got ", pred.shape().str(), " and ",
            truth.shape().str());

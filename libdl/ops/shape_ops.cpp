@@ -49,6 +49,9 @@ Tensor strided_copy(const Tensor& x, const Shape& shape, const kern::StridedInde
     case DType::kUInt8:
       cpu::strided_copy(x.data<uint8_t>(), y.data<uint8_t>(), n, ix);
       break;
+    case DType::kInt64:
+      cpu::strided_copy(x.data<int64_t>(), y.data<int64_t>(), n, ix);
+      break;
   }
   return y;
 }

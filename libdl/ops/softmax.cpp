@@ -77,10 +77,11 @@ void check_labels(const Tensor& labels, int64_t num_classes, int32_t ignore_inde
            num_classes, ")", ignore_index >= 0 ? " and is not the ignored label " + std::to_string(ignore_index) : "");
 }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntropyOptions& opt) {
+Tensor cross_entropy(const Tensor& logits, const Tensor& given_labels, const CrossEntropyOptions& opt) {
   const char* op = "cross_entropy";
   check_float(logits, op, "logits");
-  check_defined(labels, op, "labels");
+  check_defined(given_labels, op, "labels");
+  const Tensor labels = int32_labels(given_labels, op);
   DL_CHECK(labels.dtype() == DType::kInt32, op, ": expected int32 labels, got ", dtype_name(labels.dtype()));
   const ClassLayout l = class_layout(logits, op);
   std::vector<int64_t> want = logits.shape().vec();

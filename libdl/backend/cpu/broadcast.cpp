@@ -192,5 +192,6 @@ template void strided_copy<float>(const float*, float*, int64_t, const kern::Str
 template void strided_copy<double>(const double*, double*, int64_t, const kern::StridedIndex<1>&);
 template void strided_copy<int32_t>(const int32_t*, int32_t*, int64_t, const kern::StridedIndex<1>&);
 template void strided_copy<uint8_t>(const uint8_t*, uint8_t*, int64_t, const kern::StridedIndex<1>&);
+template void strided_copy<int64_t>(const int64_t*, int64_t*, int64_t, const kern::StridedIndex<1>&);
 
 }  // namespace dl::cpu

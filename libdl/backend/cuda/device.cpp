@@ -142,6 +142,9 @@ class CudaDevice final : public DeviceBackend {
       case DType::kUInt8:
         fill_host(host.data());
         break;
+      case DType::kInt64:
+        fill_host(reinterpret_cast<int64_t*>(host.data()));
+        break;
       default:
         DL_THROW("fill on cuda:", index, ": unexpected dtype ", dtype_name(dtype));
     }

@@ -1,5 +1,6 @@
 // Element types of a tensor. float32 is the working type; float64 serves gradient checks on the
-// CPU; int32 holds labels; uint8 holds raw images.
+// CPU; int32 holds labels (int64 labels, as PyTorch writes them, are accepted and read as int32);
+// uint8 holds raw images and the masks of comparisons.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -7,7 +8,7 @@
 
 namespace dl {
 
-enum class DType : uint8_t { kFloat32 = 0, kFloat64 = 1, kInt32 = 2, kUInt8 = 3 };
+enum class DType : uint8_t { kFloat32 = 0, kFloat64 = 1, kInt32 = 2, kUInt8 = 3, kInt64 = 4 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -19,6 +20,8 @@ constexpr size_t dtype_size(DType t) {
       return 4;
     case DType::kUInt8:
       return 1;
+    case DType::kInt64:
+      return 8;
   }
   return 0;
 }
@@ -26,6 +29,8 @@ constexpr size_t dtype_size(DType t) {
 const char* dtype_name(DType t);
 inline bool is_floating(DType t) { return t == DType::kFloat32 || t == DType::kFloat64; }
 
+// The DType of a C++ element type; only these five exist (any other T is a compile error where a
+// tensor's elements are named as T: data<T>(), from_vector<T>).
 template <typename T>
 struct DTypeOf;
 template <>
@@ -43,6 +48,14 @@ struct DTypeOf<int32_t> {
 template <>
 struct DTypeOf<uint8_t> {
   static constexpr DType value = DType::kUInt8;
+};
+template <>
+struct DTypeOf<int64_t> {
+  static constexpr DType value = DType::kInt64;
+};
+template <typename T>
+concept TensorElement = requires {
+  DTypeOf<T>::value;
 };
 
 }  // namespace dl

@@ -48,7 +48,7 @@ class Tensor {
   static Tensor zeros(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::kFloat32, Device device = Device::cpu());
-  template <typename T>
+  template <TensorElement T>  // float, double, int32_t, int64_t, uint8_t
   static Tensor from_vector(const Shape& shape, const std::vector<T>& values);
   static Tensor randn(const Shape& shape, Generator& gen = default_generator(), DType dtype = DType::kFloat32);
   static Tensor uniform(const Shape& shape, double low, double high, Generator& gen = default_generator(),
