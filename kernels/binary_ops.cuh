@@ -139,7 +139,8 @@ struct PowOp {
   }
 };
 
-// max(a, b); on a tie each side gets half of dy, as PyTorch.
+// max(a, b); on a tie each side gets half of dy, and a side gets 0 only where it is strictly the smaller
+// (so a NaN operand gives dy to both), as PyTorch.
 struct MaximumOp {
   static constexpr bool kLinear = false;
   static constexpr unsigned kGradA = kUsesA | kUsesB, kGradB = kUsesA | kUsesB;
@@ -149,11 +150,11 @@ struct MaximumOp {
   }
   template <typename T>
   DL_HD T grad_a(T a, T b, T, T dy) const {
-    return a > b ? dy : (a == b ? T(0.5) * dy : T(0));
+    return a < b ? T(0) : (a == b ? T(0.5) * dy : dy);
   }
   template <typename T>
   DL_HD T grad_b(T a, T b, T, T dy) const {
-    return b > a ? dy : (a == b ? T(0.5) * dy : T(0));
+    return b < a ? T(0) : (a == b ? T(0.5) * dy : dy);
   }
 };
 
@@ -166,11 +167,11 @@ struct MinimumOp {
   }
   template <typename T>
   DL_HD T grad_a(T a, T b, T, T dy) const {
-    return a < b ? dy : (a == b ? T(0.5) * dy : T(0));
+    return a > b ? T(0) : (a == b ? T(0.5) * dy : dy);
   }
   template <typename T>
   DL_HD T grad_b(T a, T b, T, T dy) const {
-    return b < a ? dy : (a == b ? T(0.5) * dy : T(0));
+    return b > a ? T(0) : (a == b ? T(0.5) * dy : dy);
   }
 };
 

@@ -24,7 +24,7 @@ DL_HD bool pack_aligned(const T* p) {
   return p == nullptr || reinterpret_cast<uintptr_t>(p) % sizeof(Pack4<T>) == 0;
 }
 
-// y = op(a, b) over contiguous a, b (b null: the scalar bs), four at a time from `first` on.
+// y = op(a, b) over the first 4 packs elements of contiguous a, b (b null: the scalar bs), four at a time.
 template <typename Op, typename T>
 DL_GLOBAL void packed_binary_kernel(const T* a, const T* b, T bs, T* y, int64_t packs, Op op) {
   const Pack4<T>* pa = reinterpret_cast<const Pack4<T>*>(a);

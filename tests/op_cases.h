@@ -677,11 +677,12 @@ inline std::vector<OpCase> all() {
   add(binary("add", DL_OP(ops::add(x[0], x[1])), DL_TORCH(x[0] + x[1])));
   add(binary("sub", DL_OP(ops::sub(x[0], x[1])), DL_TORCH(x[0] - x[1]), {{}, {false, true}}));
   add(binary("mul", DL_OP(ops::mul(x[0], x[1])), DL_TORCH(x[0] * x[1]), {{}, {true, false}}));
-  add(binary("div", DL_OP(ops::div(x[0], x[1])), DL_TORCH(x[0] / x[1]), {{}, {false, true}}, normal_input,
-             positive_input));
-  add(binary("pow", DL_OP(ops::pow(x[0], x[1])), DL_TORCH(torch::pow(x[0], x[1])), {{}}, positive_input));
-  add(binary("maximum", DL_OP(ops::maximum(x[0], x[1])), DL_TORCH(torch::maximum(x[0], x[1]))));
-  add(binary("minimum", DL_OP(ops::minimum(x[0], x[1])), DL_TORCH(torch::minimum(x[0], x[1]))));
+  // Each operand alone too: the backward then keeps only what that partial reads (Note [saved for backward]).
+  const std::vector<std::vector<bool>> each = {{}, {true, false}, {false, true}};
+  add(binary("div", DL_OP(ops::div(x[0], x[1])), DL_TORCH(x[0] / x[1]), each, normal_input, positive_input));
+  add(binary("pow", DL_OP(ops::pow(x[0], x[1])), DL_TORCH(torch::pow(x[0], x[1])), each, positive_input));
+  add(binary("maximum", DL_OP(ops::maximum(x[0], x[1])), DL_TORCH(torch::maximum(x[0], x[1])), each));
+  add(binary("minimum", DL_OP(ops::minimum(x[0], x[1])), DL_TORCH(torch::minimum(x[0], x[1])), each));
   add(scalar_op("add", "Scalar", DL_OP(ops::add(x[0], 0.75)), DL_TORCH(x[0] + 0.75)));
   add(scalar_op("sub", "Scalar", DL_OP(ops::sub(x[0], 0.75)), DL_TORCH(x[0] - 0.75)));
   add(scalar_op("mul", "Scalar", DL_OP(ops::mul(x[0], -1.25)), DL_TORCH(x[0] * -1.25)));

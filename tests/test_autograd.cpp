@@ -346,6 +346,19 @@ TEST(Errors, BroadcastingReductionsAndReorders) {
   EXPECT_CONTAINS(error_of([&] { ops::transpose(a, 0, 3); }), "out of range");
   EXPECT_CONTAINS(error_of([&] { ops::clamp(a, 1.0, -1.0); }), "lo <= hi");
   EXPECT_CONTAINS(error_of([&] { ops::matmul(a, Tensor::zeros({3, 2})); }), "the inner sizes 4 and 3 differ");
+  dl::Conv2dParams dilated;
+  dilated.dilation = {2, 2};
+  EXPECT_CONTAINS(
+      error_of([&] {
+        ops::conv_transpose2d(Tensor::zeros({1, 2, 4, 4}), Tensor::zeros({2, 3, 3, 3}), {}, dilated, {1, 1});
+      }),
+      "output_padding < stride");
+  dl::Conv2dParams grouped;
+  grouped.groups = 3;
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::conv_transpose2d(Tensor::zeros({1, 2, 4, 4}), Tensor::zeros({2, 3, 3, 3}), {}, grouped);
+                  }),
+                  "conv_transpose2d: groups 3 must divide the input channels 2");
   EXPECT_CONTAINS(error_of([&] { ops::matmul(a, Tensor::zeros({3, 4, 2})); }), "do not broadcast");
 }
 
@@ -378,6 +391,52 @@ TEST(Broadcasting, ValuesByHand) {
   const Tensor y = big * bias;
   EXPECT_EQ(y.shape(), Shape({2, 1, 2, 1, 2, 1, 2, 3}));
   EXPECT_EQ(ops::sum(y, {0, 1, 2, 3, 4, 5, 6}).to_vector_f32(), (std::vector<float>{16, 32, 48}));
+}
+
+// Empty tensors: sums of nothing are 0, and the backward of a broadcast into an empty output is zeros.
+TEST(Broadcasting, EmptyTensorsSumToZero) {
+  EXPECT_EQ(ops::sum(Tensor::zeros({3, 0}), {1}).to_vector_f32(), (std::vector<float>{0, 0, 0}));
+  EXPECT_EQ(ops::sum(Tensor::zeros({0}), {0}).to_vector_f32(), (std::vector<float>{0}));
+  EXPECT_EQ(ops::sum(Tensor::zeros({0, 3}), {}).to_vector_f32(), (std::vector<float>{0}));
+  Tensor a = Tensor::ones({3, 1}).set_requires_grad(true);
+  Tensor b = Tensor::ones({3, 0}).set_requires_grad(true);
+  ops::sum(a + b).backward();
+  EXPECT_EQ(a.grad().to_vector_f32(), (std::vector<float>{0, 0, 0}));
+  EXPECT_EQ(b.grad().shape(), Shape({3, 0}));
+}
+
+// Rows longer than one parallel run (16384) with a broadcast operand, against a plain loop.
+TEST(Broadcasting, LongRowsAcrossParallelRuns) {
+  const int64_t w = 40000;
+  const Tensor x = Tensor::randn({3, w});
+  const Tensor row = Tensor::randn({w});
+  const Tensor col = Tensor::randn({3, 1});
+  const std::vector<float> y = (x * row - col).to_vector_f32(), xv = x.to_vector_f32(), rv = row.to_vector_f32(),
+                           cv = col.to_vector_f32();
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < w; ++j)
+      ASSERT_EQ(y[static_cast<size_t>(i * w + j)],
+                xv[static_cast<size_t>(i * w + j)] * rv[static_cast<size_t>(j)] - cv[static_cast<size_t>(i)])
+          << i << ", " << j;
+  const std::vector<float> s = ops::sum(x, {0}).to_vector_f32();
+  for (int64_t j = 0; j < w; j += 997) {
+    const double want = static_cast<double>(xv[static_cast<size_t>(j)]) + xv[static_cast<size_t>(w + j)] +
+                        xv[static_cast<size_t>(2 * w + j)];
+    ASSERT_NEAR(s[static_cast<size_t>(j)], want, 1e-5) << j;
+  }
+}
+
+// maximum and minimum: a tie halves the gradient, a NaN operand passes dy to both sides (as PyTorch).
+TEST(Broadcasting, MaximumGradientsAtTiesAndNaN) {
+  Tensor a = Tensor::from_vector<float>({3}, {1, 2, NAN}).set_requires_grad(true);
+  Tensor b = Tensor::from_vector<float>({3}, {1, 3, 0}).set_requires_grad(true);
+  ops::sum(ops::maximum(a, b)).backward();
+  EXPECT_EQ(a.grad().to_vector_f32(), (std::vector<float>{0.5f, 0, 1}));
+  EXPECT_EQ(b.grad().to_vector_f32(), (std::vector<float>{0.5f, 1, 1}));
+  EXPECT_TRUE(std::isnan(ops::clamp(Tensor::from_vector<float>({1}, {NAN}), -1, 1).to_vector_f32()[0]));
+  EXPECT_CONTAINS(error_of([] { ops::mul(Tensor::ones({2}), 1e300); }), "outside the range of float32");
+  EXPECT_EQ(ops::clamp(Tensor::from_vector<float>({2}, {-5, 5}), -1e300, 1e300).to_vector_f32(),
+            (std::vector<float>{-5, 5}));
 }
 
 // The gradient of a broadcast operand is summed over the dimensions it was stretched along.

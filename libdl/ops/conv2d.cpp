@@ -80,15 +80,19 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   check_float(weight, "conv_transpose2d", "weight");
   check_same({{"x", &x}, {"weight", &weight}, {"bias", &bias}}, "conv_transpose2d");
   DL_CHECK(x.dim() == 4, "conv_transpose2d: expected input N x C_in x H x W, got ", x.shape().str());
+  DL_CHECK(p.groups >= 1 && x.size(1) % p.groups == 0, "conv_transpose2d: groups ", p.groups,
+           " must divide the input channels ", x.size(1));
   DL_CHECK(weight.dim() == 4 && weight.size(0) == x.size(1),
            "conv_transpose2d: expected weight C_in x C_out/groups x R x S with C_in = ", x.size(1), ", got ",
            weight.shape().str());
   int64_t out[2];
   for (int i = 0; i < 2; ++i) {
+    // PyTorch also takes stride <= output_padding < dilation; the backward-data pass this op runs maps
+    // such an output back to another input size, so it is refused here (Note [transposed convolution]).
     DL_CHECK(p.stride[i] >= 1 && p.dilation[i] >= 1 && p.padding[i] >= 0 && output_padding[i] >= 0 &&
-                 (output_padding[i] < p.stride[i] || output_padding[i] < p.dilation[i]),
+                 output_padding[i] < p.stride[i],
              "conv_transpose2d: expected stride >= 1, dilation >= 1, padding >= 0 and 0 <= output_padding < "
-             "max(stride, dilation), got stride ",
+             "stride, got stride ",
              p.stride[i], ", dilation ", p.dilation[i], ", padding ", p.padding[i], ", output_padding ",
              output_padding[i]);
     out[i] = (x.size(2 + i) - 1) * p.stride[i] - 2 * p.padding[i] + p.dilation[i] * (weight.size(2 + i) - 1) +

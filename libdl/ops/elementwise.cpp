@@ -4,6 +4,8 @@
 #include "dl/ops/elementwise.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <type_traits>
 #include <utility>
 
@@ -22,6 +24,12 @@ namespace {
 // a's and b's shapes with b undefined (a scalar): the scalar's shape is [], which broadcasts to anything.
 Shape shape_or_scalar(const Tensor& t) { return t.defined() ? t.shape() : Shape{}; }
 
+// A scalar operand must be representable in a's dtype (a float32 tensor times 1e300 is an error, not UB).
+void check_scalar(const Tensor& a, double s, const char* name) {
+  DL_CHECK(a.dtype() != DType::kFloat32 || !std::isfinite(s) || std::abs(s) <= std::numeric_limits<float>::max(), name,
+           ": the scalar ", s, " is outside the range of float32, the dtype of 'a'");
+}
+
 // Checks a binary op's operands (b undefined: a scalar) and gives the output shape and the index.
 std::pair<Shape, kern::StridedIndex<2>> operands(const char* name, const Tensor& a, const Tensor& b) {
   check_float(a, name, "a");
@@ -39,6 +47,7 @@ std::pair<Shape, kern::StridedIndex<2>> operands(const char* name, const Tensor&
 template <typename Op>
 Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
   const auto [out, ix] = operands(name, a, b);
+  if (!b.defined()) check_scalar(a, s, name);
   Tensor y = Tensor::empty(out, a.dtype(), a.device());
   const int64_t n = y.numel();
   dispatch(
@@ -88,6 +97,7 @@ Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, 
 template <typename Op>
 Tensor compare(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
   const auto [out, ix] = operands(name, a, b);
+  if (!b.defined()) check_scalar(a, s, name);
   Tensor y = Tensor::empty(out, DType::kUInt8, a.device());
   uint8_t* py = y.data<uint8_t>();
   dispatch(
@@ -222,7 +232,14 @@ Tensor abs(const Tensor& x) { return unary(x, "abs", kern::AbsOp{}); }
 Tensor neg(const Tensor& x) { return unary(x, "neg", kern::NegOp{}); }
 Tensor clamp(const Tensor& x, double lo, double hi) {
   DL_CHECK(lo <= hi, "clamp: expected lo <= hi, got lo ", lo, " and hi ", hi);
-  return unary(x, "clamp", kern::ClampOp{static_cast<float>(lo), static_cast<float>(hi)});
+  // Bounds beyond float32's range saturate to +-infinity (a plain cast would be undefined).
+  auto bound = [](double v) {
+    constexpr double kMax = std::numeric_limits<float>::max();
+    return v > kMax    ? std::numeric_limits<float>::infinity()
+           : v < -kMax ? -std::numeric_limits<float>::infinity()
+                       : static_cast<float>(v);
+  };
+  return unary(x, "clamp", kern::ClampOp{bound(lo), bound(hi)});
 }
 
 void add_(Tensor& dst, const Tensor& src, double alpha) {

@@ -55,8 +55,9 @@ Tensor softmax_impl(const Tensor& x, bool log) {
 Tensor softmax(const Tensor& x) { return softmax_impl(x, false); }
 Tensor log_softmax(const Tensor& x) { return softmax_impl(x, true); }
 
-void check_labels(const Tensor& labels, int64_t num_classes, int32_t ignore_index) {
-  check_defined(labels, "check_labels", "labels");
+void check_labels(const Tensor& given_labels, int64_t num_classes, int32_t ignore_index) {
+  check_defined(given_labels, "check_labels", "labels");
+  const Tensor labels = int32_labels(given_labels, "check_labels");
   DL_CHECK(labels.dtype() == DType::kInt32, "check_labels: expected int32 labels, got ", dtype_name(labels.dtype()));
   const int64_t count = labels.numel();
   int64_t pos = count;

@@ -123,13 +123,17 @@ void strided_copy(const T* x, T* y, int64_t n, const kern::StridedIndex<1>& ix) 
 }
 
 // Two orders (x is contiguous, so its innermost dimension is either kept or reduced): with the
-// innermost reduced, each output sums contiguous runs (vectorised, in T) into a double; with it kept,
+// innermost reduced, each output sums contiguous runs (vectorised, in double); with it kept,
 // each group of neighbouring outputs adds whole rows into double accumulators. Either way the order
 // of the additions depends only on the shapes, never on the thread count.
 template <typename T>
 void reduce_sum(const T* x, T* y, int64_t n_out, const kern::StridedIndex<1>& kept,
                 const kern::StridedIndex<1>& reduced, int64_t n_red, double scale) {
   if (n_out <= 0) return;
+  if (n_red == 0) {  // a sum of nothing
+    std::fill(y, y + n_out, T(0));
+    return;
+  }
   const bool inner_reduced = reduced.ndim > 0 && reduced.stride[0][reduced.ndim - 1] == 1;
   if (inner_reduced) {
     const int64_t inner = reduced.size[reduced.ndim - 1];
@@ -140,8 +144,9 @@ void reduce_sum(const T* x, T* y, int64_t n_out, const kern::StridedIndex<1>& ke
       const int64_t base = kept.offset(o);
       double acc = 0;
       for (int64_t r = 0; r < rows; ++r)
-        acc += static_cast<double>(
-            Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(x + base + outer.offset(r), inner).sum());
+        acc += Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(x + base + outer.offset(r), inner)
+                   .template cast<double>()
+                   .sum();
       y[o] = static_cast<T>(scale * acc);
     });
     return;

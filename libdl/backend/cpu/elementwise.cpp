@@ -173,7 +173,7 @@ auto bwd(const kern::NegOp&, const X&, const X&, const X& dy) {
 }
 template <typename T, typename X>
 auto fwd(const kern::ClampOp& op, const X& x) {
-  return x.max(T(op.lo)).min(T(op.hi));
+  return (x != x).select(x, x.max(T(op.lo)).min(T(op.hi)));  // NaN stays NaN, as on CUDA and in PyTorch
 }
 template <typename T, typename X>
 auto bwd(const kern::ClampOp& op, const X& x, const X&, const X& dy) {

@@ -16,9 +16,10 @@ Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const Conv2d
 // The transposed convolution (PyTorch's conv_transpose2d: the gradient of conv2d with respect to its
 // input). x: N x C_in x H x W, weight: C_in x C_out/groups x R x S (PyTorch's layout), bias: C_out or
 // undefined; returns N x C_out x Ho x Wo with Ho = (H - 1) stride - 2 padding + dilation (R - 1) +
-// output_padding + 1 (and the same for W); output_padding < max(stride, dilation) picks among the sizes
-// that a strided convolution maps to the same H. Runs on the convolution engines of both backends
-// (their backward-data pass forward, their forward and weight-gradient passes backward).
+// output_padding + 1 (and the same for W); output_padding < stride picks among the sizes that a strided
+// convolution maps to the same H (PyTorch also allows stride <= output_padding < dilation; libdl refuses it). Runs on
+// the convolution engines of both backends (their backward-data pass forward, their forward and weight-gradient passes
+// backward).
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p = {},
                         std::array<int, 2> output_padding = {0, 0});
 
