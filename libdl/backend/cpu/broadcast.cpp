@@ -155,14 +155,19 @@ void reduce_sum(const T* x, T* y, int64_t n_out, const kern::StridedIndex<1>& ke
   const int64_t run = kept.ndim > 0 && kept.stride[0][kept.ndim - 1] == 1 ? kept.size[kept.ndim - 1] : 1;
   kern::StridedIndex<1> groups = kept;
   if (run > 1) groups.ndim -= 1;
-  parallel_for(n_out / run, n_red * run, [&](int64_t g) {
-    std::vector<double> acc(static_cast<size_t>(run), 0.0);
-    const int64_t base = groups.offset(g);
+  // Each group's run in column chunks, so that one long run (a bias gradient: [N, F] summed over N) still
+  // splits over the threads; a column's additions stay in one order.
+  constexpr int64_t kColumns = 2048;
+  const int64_t chunks = (run + kColumns - 1) / kColumns;
+  parallel_for(n_out / run * chunks, n_red * std::min(run, kColumns), [&](int64_t item) {
+    const int64_t g = item / chunks, j0 = (item % chunks) * kColumns, len = std::min(kColumns, run - j0);
+    double acc[kColumns] = {};
+    const int64_t base = groups.offset(g) + j0;
     for (int64_t r = 0; r < n_red; ++r) {
       const T* px = x + base + reduced.offset(r);
-      for (int64_t j = 0; j < run; ++j) acc[static_cast<size_t>(j)] += static_cast<double>(px[j]);
+      for (int64_t j = 0; j < len; ++j) acc[j] += static_cast<double>(px[j]);
     }
-    for (int64_t j = 0; j < run; ++j) y[g * run + j] = static_cast<T>(scale * acc[static_cast<size_t>(j)]);
+    for (int64_t j = 0; j < len; ++j) y[g * run + j0 + j] = static_cast<T>(scale * acc[j]);
   });
 }
 

@@ -92,8 +92,8 @@ void batched_matmul(const T* a, const T* b, T* c, int64_t batch, int64_t n, int6
   auto one = [&](int64_t i) {
     Mat<T>(c + i * n * m, n, m).noalias() = CMat<T>(a + i * n * k, n, k) * CMat<T>(b + i * k * m, k, m);
   };
-  if (batch == 1) {
-    one(0);  // Eigen's own threads split the one product
+  if (batch < num_threads()) {
+    for (int64_t i = 0; i < batch; ++i) one(i);  // Eigen's own threads split each product
     return;
   }
   parallel_for(batch, std::max<int64_t>(1, n * k * m), one);  // a product per thread
