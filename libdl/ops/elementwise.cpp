@@ -24,10 +24,20 @@ namespace {
 // a's and b's shapes with b undefined (a scalar): the scalar's shape is [], which broadcasts to anything.
 Shape shape_or_scalar(const Tensor& t) { return t.defined() ? t.shape() : Shape{}; }
 
-// A scalar operand must be representable in a's dtype (a float32 tensor times 1e300 is an error, not UB).
-void check_scalar(const Tensor& a, double s, const char* name) {
-  DL_CHECK(a.dtype() != DType::kFloat32 || !std::isfinite(s) || std::abs(s) <= std::numeric_limits<float>::max(), name,
-           ": the scalar ", s, " is outside the range of float32, the dtype of 'a'");
+// A scalar as a float32 operand: beyond float32's range it is +-infinity, as the float32 product would be
+// (a loss scaler's huge scale must overflow, not be refused), never a cast out of range (undefined).
+float to_float(double s) {
+  constexpr double kMax = std::numeric_limits<float>::max();
+  return s > kMax    ? std::numeric_limits<float>::infinity()
+         : s < -kMax ? -std::numeric_limits<float>::infinity()
+                     : static_cast<float>(s);
+}
+template <typename T>
+T scalar_as(double s) {
+  if constexpr (std::is_same_v<T, float>)
+    return to_float(s);
+  else
+    return static_cast<T>(s);
 }
 
 // Checks a binary op's operands (b undefined: a scalar) and gives the output shape and the index.
@@ -47,18 +57,15 @@ std::pair<Shape, kern::StridedIndex<2>> operands(const char* name, const Tensor&
 template <typename Op>
 Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
   const auto [out, ix] = operands(name, a, b);
-  if (!b.defined()) check_scalar(a, s, name);
   Tensor y = Tensor::empty(out, a.dtype(), a.device());
   const int64_t n = y.numel();
   dispatch(
       a, name,
       [&](auto t) {
         using T = decltype(t);
-        cpu::broadcast_binary(op, a.data<T>(), ptr_or_null<T>(b), static_cast<T>(s), y.data<T>(), n, ix);
+        cpu::broadcast_binary(op, a.data<T>(), ptr_or_null<T>(b), scalar_as<T>(s), y.data<T>(), n, ix);
       },
-      [&](int dev) {
-        DL_CUDA_BODY(cuda::broadcast_binary(dev, op, f32(a), f32(b), static_cast<float>(s), f32(y), n, ix));
-      });
+      [&](int dev) { DL_CUDA_BODY(cuda::broadcast_binary(dev, op, f32(a), f32(b), to_float(s), f32(y), n, ix)); });
   if (!autograd::needs_record({a, b})) return y;
   // Note [saved for backward]: only what the wanted partials read (the functor's kGradA/kGradB) stays
   // alive with the graph; a scalar's partials for a read nothing but the scalar.
@@ -80,13 +87,13 @@ Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, 
           gy, name,
           [&](auto t) {
             using T = decltype(t);
-            cpu::broadcast_binary_backward(op, ptr_or_null<T>(sa), ptr_or_null<T>(sb), static_cast<T>(s),
+            cpu::broadcast_binary_backward(op, ptr_or_null<T>(sa), ptr_or_null<T>(sb), scalar_as<T>(s),
                                            ptr_or_null<T>(sy), gy.data<T>(), out_or_null<T>(ga), out_or_null<T>(gb), n,
                                            ix);
           },
           [&](int dev) {
-            DL_CUDA_BODY(cuda::broadcast_binary_backward(dev, op, f32(sa), f32(sb), static_cast<float>(s), f32(sy),
-                                                         f32(gy), f32(ga), f32(gb), n, ix));
+            DL_CUDA_BODY(cuda::broadcast_binary_backward(dev, op, f32(sa), f32(sb), to_float(s), f32(sy), f32(gy),
+                                                         f32(ga), f32(gb), n, ix));
           });
     }
     return std::vector<Tensor>{ga.defined() ? sum_to(ga, a_shape) : Tensor(),
@@ -97,16 +104,15 @@ Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, 
 template <typename Op>
 Tensor compare(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
   const auto [out, ix] = operands(name, a, b);
-  if (!b.defined()) check_scalar(a, s, name);
   Tensor y = Tensor::empty(out, DType::kUInt8, a.device());
   uint8_t* py = y.data<uint8_t>();
   dispatch(
       a, name,
       [&](auto t) {
         using T = decltype(t);
-        cpu::compare(op, a.data<T>(), ptr_or_null<T>(b), static_cast<T>(s), py, y.numel(), ix);
+        cpu::compare(op, a.data<T>(), ptr_or_null<T>(b), scalar_as<T>(s), py, y.numel(), ix);
       },
-      [&](int dev) { DL_CUDA_BODY(cuda::compare(dev, op, f32(a), f32(b), static_cast<float>(s), py, y.numel(), ix)); });
+      [&](int dev) { DL_CUDA_BODY(cuda::compare(dev, op, f32(a), f32(b), to_float(s), py, y.numel(), ix)); });
   return y;
 }
 
@@ -232,14 +238,7 @@ Tensor abs(const Tensor& x) { return unary(x, "abs", kern::AbsOp{}); }
 Tensor neg(const Tensor& x) { return unary(x, "neg", kern::NegOp{}); }
 Tensor clamp(const Tensor& x, double lo, double hi) {
   DL_CHECK(lo <= hi, "clamp: expected lo <= hi, got lo ", lo, " and hi ", hi);
-  // Bounds beyond float32's range saturate to +-infinity (a plain cast would be undefined).
-  auto bound = [](double v) {
-    constexpr double kMax = std::numeric_limits<float>::max();
-    return v > kMax    ? std::numeric_limits<float>::infinity()
-           : v < -kMax ? -std::numeric_limits<float>::infinity()
-                       : static_cast<float>(v);
-  };
-  return unary(x, "clamp", kern::ClampOp{bound(lo), bound(hi)});
+  return unary(x, "clamp", kern::ClampOp{to_float(lo), to_float(hi)});  // beyond float32: +-infinity
 }
 
 void add_(Tensor& dst, const Tensor& src, double alpha) {
