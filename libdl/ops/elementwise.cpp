@@ -56,7 +56,9 @@ std::pair<Shape, kern::StridedIndex<2>> operands(const char* name, const Tensor&
 // (none for add and sub, whose partials are dy and -dy) and sums each down to its operand's shape.
 template <typename Op>
 Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
-  const auto [out, ix] = operands(name, a, b);
+  const std::pair<Shape, kern::StridedIndex<2>> checked = operands(name, a, b);
+  const Shape out = checked.first;  // named copies: lambdas below capture them (clang 14 cannot capture bindings)
+  const kern::StridedIndex<2> ix = checked.second;
   Tensor y = Tensor::empty(out, a.dtype(), a.device());
   const int64_t n = y.numel();
   dispatch(
@@ -103,7 +105,9 @@ Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, 
 
 template <typename Op>
 Tensor compare(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
-  const auto [out, ix] = operands(name, a, b);
+  const std::pair<Shape, kern::StridedIndex<2>> checked = operands(name, a, b);
+  const Shape out = checked.first;  // named copies: lambdas below capture them (clang 14 cannot capture bindings)
+  const kern::StridedIndex<2> ix = checked.second;
   Tensor y = Tensor::empty(out, DType::kUInt8, a.device());
   uint8_t* py = y.data<uint8_t>();
   dispatch(
