@@ -121,8 +121,12 @@ TEST(Layers, NormalisationUpsamplingAndTransposedConvolutionLayers) {
   const dl::Tensor y = ln(x);
   EXPECT_EQ(y.to_vector_f32(), dl::ops::layer_norm(x, 2, ln.weight, ln.bias).to_vector_f32());
   EXPECT_NEAR(dl::ops::mean(y, {2, 3}).to_vector_f32()[5], 0.0, 1e-5);
+  // Each normalised plane has unit (biased) variance: the statistics, not only the wiring, are checked.
+  EXPECT_NEAR(dl::ops::mean(y * y, {2, 3}).to_vector_f32()[5], 1.0, 1e-3);
   dl::nn::GroupNorm gn(2, 4);
   EXPECT_EQ(gn(x).to_vector_f32(), dl::ops::group_norm(x, 2, gn.weight, gn.bias).to_vector_f32());
+  const dl::Tensor g = gn(x);  // over 2 groups of 2 channels: image 1, second group, unit variance
+  EXPECT_NEAR(dl::ops::mean(dl::ops::reshape(g * g, {2, 2, 72}), {2}).to_vector_f32()[3], 1.0, 1e-3);
   EXPECT_THROW(dl::nn::GroupNorm(3, 4), dl::Error);
   dl::nn::ConvTranspose2dOptions o;
   o.in_channels = 4;

@@ -103,7 +103,6 @@ void where(int device, const uint8_t* cond, const float* a, const float* b, floa
 void strided_copy(int device, const void* x, void* y, size_t elem_size, int64_t n, const kern::StridedIndex<1>& ix);
 void reduce_sum(int device, const float* x, float* y, int64_t n_out, const kern::StridedIndex<1>& kept,
                 const kern::StridedIndex<1>& reduced, int64_t n_red, double scale);
-void scale(int device, const float* a, float s, float* y, int64_t n);
 void axpy_acc(int device, float alpha, const float* x, float* y, int64_t n);  // y += alpha x
 void sum(int device, const float* a, float* out, int64_t n);                  // out[0] = sum (deterministic)
 void sum_squares(int device, const float* a, double* out, int64_t n);         // out[0] = sum of a[i]^2, in double

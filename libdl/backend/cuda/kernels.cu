@@ -135,10 +135,6 @@ void reduce_sum(int device, const float* x, float* y, int64_t n_out, const kern:
   CudaLauncher l(device);
   kern::run_reduce_sum(l, x, y, n_out, kept, reduced, n_red, scale);
 }
-void scale(int device, const float* a, float s, float* y, int64_t n) {
-  CudaLauncher l(device);
-  kern::launch_1d(l, kern::scale_kernel<float>, n, a, s, y, n);
-}
 void axpy_acc(int device, float alpha, const float* x, float* y, int64_t n) {
   CudaLauncher l(device);
   kern::launch_1d(l, kern::axpy_kernel<float>, n, alpha, x, y, n);
