@@ -14,9 +14,9 @@ namespace dl::kern::inline DL_KERN_ABI {
 // the global matrix (one global atomic per pixel: slower, any number of classes).
 constexpr int kMaxConfusionClasses = 32;
 
-template <typename T>
+template <typename T, bool kSmallest>
 DL_GLOBAL void argmax_kernel(const T* logits, int64_t n, int64_t c, int64_t s, int32_t* out) {
-  DL_GRID_STRIDE_LOOP(p, n * s) out[p] = argmax_at(logits, p, c, s);
+  DL_GRID_STRIDE_LOOP(p, n * s) out[p] = argmax_at<T, kSmallest>(logits, p, c, s);
 }
 
 // Predictions from a label map (pred != nullptr) or from logits (pred == nullptr, logits N x C x S).
@@ -69,8 +69,12 @@ void run_confusion(L& l, const int32_t* pred, const T* logits, const int32_t* tr
 }
 
 template <typename L, typename T>
-void run_argmax(L& l, const T* logits, int64_t n, int64_t c, int64_t s, int32_t* out) {
-  launch_1d(l, argmax_kernel<T>, n * s, logits, n, c, s, out);
+void run_argmax(L& l, const T* logits, int64_t n, int64_t c, int64_t s, int32_t* out, bool smallest = false) {
+  if (smallest) {
+    launch_1d(l, argmax_kernel<T, true>, n * s, logits, n, c, s, out);
+  } else {
+    launch_1d(l, argmax_kernel<T, false>, n * s, logits, n, c, s, out);
+  }
 }
 
 }  // namespace dl::kern::inline DL_KERN_ABI

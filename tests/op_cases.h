@@ -781,6 +781,122 @@ inline std::vector<OpCase> all() {
                  DL_OP(ops::mean(ops::mul(x[0], x[0]))),
                  DL_TORCH((x[0] * x[0]).mean())});
   }
+  // Indexing along a dimension (indices are int32 label inputs; libtorch's index is int64), slicing,
+  // joining, and the reductions that pick: max/min route dy to the element argmax/argmin picks (distinct
+  // inputs: no ties for the differences to straddle), argmax/argmin compared as a second output.
+  t.push_back({"gather",
+               "Dim1",
+               {normal({3, 4, 5}), labels({3, 6, 5}, 4)},
+               DL_OP(ops::gather(x[0], 1, x[1])),
+               DL_TORCH(torch::gather(x[0], 1, x[1].to(torch::kLong)))});
+  t.push_back({"gather",
+               "Dim0SmallerIndex",
+               {normal({5, 4, 3}), labels({7, 2, 3}, 5)},
+               DL_OP(ops::gather(x[0], 0, x[1])),
+               DL_TORCH(torch::gather(x[0], 0, x[1].to(torch::kLong)))});
+  t.push_back({"gather",
+               "LastDim",
+               {normal({2, 3, 4, 6}), labels({2, 3, 4, 9}, 6)},
+               DL_OP(ops::gather(x[0], -1, x[1])),
+               DL_TORCH(torch::gather(x[0], -1, x[1].to(torch::kLong)))});
+  t.push_back({"gather",
+               "Int64Index",
+               {normal({4, 5}), labels({4, 3}, 5)},
+               DL_OP(ops::gather(x[0], 1, x[1].to(DType::kInt64))),
+               DL_TORCH(torch::gather(x[0], 1, x[1].to(torch::kLong)))});
+  t.push_back({"scatter_add",
+               "RepeatedDim1",
+               {normal({3, 4}), labels({3, 9}, 4), normal({3, 9})},
+               DL_OP(ops::scatter_add(x[0], 1, x[1], x[2])),
+               DL_TORCH(torch::scatter_add(x[0], 1, x[1].to(torch::kLong), x[2])),
+               kTests,
+               {{}, {true, false, false}, {false, false, true}}});
+  t.push_back({"scatter_add",
+               "Dim0",
+               {normal({4, 3, 2}), labels({6, 2, 2}, 4), normal({6, 2, 2})},
+               DL_OP(ops::scatter_add(x[0], 0, x[1], x[2])),
+               DL_TORCH(torch::scatter_add(x[0], 0, x[1].to(torch::kLong), x[2]))});
+  t.push_back({"index_select",
+               "Dim1Repeats",
+               {normal({3, 4, 5}), labels({7}, 4)},
+               DL_OP(ops::index_select(x[0], 1, x[1])),
+               DL_TORCH(torch::index_select(x[0], 1, x[1].to(torch::kLong)))});
+  t.push_back({"index_select",
+               "Dim0Embedding",
+               {normal({10, 6}), labels({12}, 10)},
+               DL_OP(ops::index_select(x[0], 0, x[1].to(DType::kInt64))),
+               DL_TORCH(torch::index_select(x[0], 0, x[1].to(torch::kLong)))});
+  t.push_back({"index_select",
+               "LastDim",
+               {normal({2, 3, 8}), labels({5}, 8)},
+               DL_OP(ops::index_select(x[0], -1, x[1])),
+               DL_TORCH(torch::index_select(x[0], -1, x[1].to(torch::kLong)))});
+  t.push_back({"slice",
+               "Dim1Step2",
+               {normal({3, 7, 4})},
+               DL_OP(ops::slice(x[0], 1, 1, 6, 2)),
+               DL_TORCH(x[0].slice(1, 1, 6, 2))});
+  t.push_back({"slice",
+               "NegativeBoundsLastDim",
+               {normal({2, 3, 9})},
+               DL_OP(ops::slice(x[0], -1, -7, -1, 3)),
+               DL_TORCH(x[0].slice(-1, -7, -1, 3))});
+  t.push_back(
+      {"slice", "BeyondTheEnd", {normal({6, 5})}, DL_OP(ops::slice(x[0], 0, 2, 100)), DL_TORCH(x[0].slice(0, 2, 100))});
+  t.push_back(
+      {"select", "Dim1Last", {normal({3, 4, 5})}, DL_OP(ops::select(x[0], 1, -1)), DL_TORCH(x[0].select(1, -1))});
+  t.push_back({"squeeze",
+               "Unsqueeze",
+               {normal({3, 1, 4})},
+               DL_OP(ops::unsqueeze(ops::squeeze(x[0], 1), -1) * 2.0),
+               DL_TORCH(x[0].squeeze(1).unsqueeze(-1) * 2.0)});
+  t.push_back({"concat",
+               "Dim0Three",
+               {normal({2, 3, 4}), normal({1, 3, 4}), normal({3, 3, 4})},
+               DL_OP(ops::concat({x[0], x[1], x[2]}, 0)),
+               DL_TORCH(torch::cat({x[0], x[1], x[2]}, 0))});
+  t.push_back({"concat",
+               "LastDim",
+               {normal({2, 3, 4}), normal({2, 3, 1})},
+               DL_OP(ops::concat({x[0], x[1]}, -1)),
+               DL_TORCH(torch::cat({x[0], x[1]}, -1))});
+  t.push_back({"stack",
+               "Dim1",
+               {normal({2, 4}), normal({2, 4}), normal({2, 4})},
+               DL_OP(ops::stack({x[0], x[1], x[2]}, 1)),
+               DL_TORCH(torch::stack({x[0], x[1], x[2]}, 1))});
+  for (const Shape& s : {Shape{3, 4, 5}, Shape{2, 3, 4, 5}}) {
+    const std::string n = dims(s);
+    t.push_back({"max",
+                 "Dim1_" + n,
+                 {distinct(s)},
+                 DL_OP({ops::max(x[0], 1), ops::argmax(x[0], 1).to(x[0].dtype())}),
+                 DL_TORCH({std::get<0>(x[0].max(1)), std::get<1>(x[0].max(1)).to(x[0].dtype())})});
+    t.push_back({"max",
+                 "LastDimKeep_" + n,
+                 {distinct(s)},
+                 DL_OP({ops::max(x[0], -1, true), ops::argmax(x[0], -1, true).to(x[0].dtype())}),
+                 DL_TORCH({std::get<0>(x[0].max(-1, true)), std::get<1>(x[0].max(-1, true)).to(x[0].dtype())})});
+    t.push_back({"min",
+                 "Dim0_" + n,
+                 {distinct(s)},
+                 DL_OP({ops::min(x[0], 0), ops::argmin(x[0], 0).to(x[0].dtype())}),
+                 DL_TORCH({std::get<0>(x[0].min(0)), std::get<1>(x[0].min(0)).to(x[0].dtype())})});
+    t.push_back({"min",
+                 "Dim2Keep_" + n,
+                 {distinct(s)},
+                 DL_OP({ops::min(x[0], 2, true), ops::argmin(x[0], 2, true).to(x[0].dtype())}),
+                 DL_TORCH({std::get<0>(x[0].min(2, true)), std::get<1>(x[0].min(2, true)).to(x[0].dtype())})});
+    t.push_back({"var", "Dim1_" + n, {normal(s)}, DL_OP(ops::var(x[0], {1})), DL_TORCH(x[0].var({1}))});
+    t.push_back({"var",
+                 "Dims0AndLastKeepPopulation_" + n,
+                 {normal(s)},
+                 DL_OP(ops::var(x[0], {0, -1}, 0, true)),
+                 DL_TORCH(x[0].var(std::vector<int64_t>{0, -1}, false, true))});
+    t.push_back({"var", "All_" + n, {normal(s)}, DL_OP(ops::var(x[0], {})), DL_TORCH(x[0].var().reshape({1}))});
+    t.push_back({"std", "LastDim_" + n, {normal(s, 1, 0.5)}, DL_OP(ops::std(x[0], {-1})), DL_TORCH(x[0].std({-1}))});
+  }
+
   // Several chunks of the parallel reduction.
   t.push_back({"sum", "ManyChunks", {normal({1 << 17})}, DL_OP(ops::sum(x[0])), DL_TORCH(x[0].sum()), kNoGrad});
 
@@ -873,6 +989,21 @@ inline std::vector<OpCase> all() {
     b[1].bench_tensors = 1.25;
     b[2].bench_tensors = 3;
     b[4].bench_tensors = 1;
+    // The picks, a channel slice and the per-channel variance (what batch norm computes) at these sizes.
+    b.push_back({"max", name, {normal(s)}, DL_OP(ops::max(x[0], 1)), DL_TORCH(std::get<0>(x[0].max(1)))});
+    b.push_back({"slice",
+                 name,
+                 {normal(s)},
+                 DL_OP(ops::slice(x[0], 1, 0, s[1] / 2)),
+                 DL_TORCH(x[0].slice(1, 0, s[1] / 2).contiguous())});
+    b.push_back({"var",
+                 name,
+                 {normal(s)},
+                 DL_OP(ops::var(x[0], {0, 2, 3}, 0)),
+                 DL_TORCH(x[0].var(std::vector<int64_t>{0, 2, 3}, false))});
+    b.back().bench_tensors = 1;
+    b[b.size() - 2].bench_tensors = 1;
+    b[b.size() - 3].bench_tensors = 1;
     for (OpCase& c : b) c.suites = kBench;
     add(b);
   }

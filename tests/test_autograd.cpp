@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -538,3 +539,108 @@ TEST(Errors, CrossEntropyLabelMinusOneWithoutIgnoreIndex) {
 }
 
 }  // namespace
+
+TEST(Errors, IndexingSlicingAndPicking) {
+  const Tensor x = Tensor::zeros({2, 3, 4});
+  const Tensor idx = Tensor::from_vector<int32_t>({2, 1, 4}, {0, 1, 2, 3, 0, 1, 2, 1});
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::gather(x, 1, Tensor::from_vector<int32_t>({2, 1, 4}, {0, 1, 2, 3, 0, 1, 2, 1}));
+                  }),
+                  "gather: index 3 at position 3 is out of range for dimension 1 of [2, 3, 4] (expected [0, 3))");
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::gather(x, 2, Tensor::from_vector<int64_t>({1, 1, 1}, {-1}));
+                  }),
+                  "index -1 at position 0 is out of range");
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::gather(x, 1, Tensor::zeros({2, 1, 4}));
+                  }),
+                  "gather: expected an int32 or int64 index, got float32");
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::gather(x, 1, Tensor::zeros({2, 1, 5}, DType::kInt32));
+                  }),
+                  "index of shape [2, 1, 5] does not fit x of shape [2, 3, 4]");
+  EXPECT_CONTAINS(error_of([&] { ops::gather(x, 3, idx); }), "gather: dimension 3 is out of range for shape [2, 3, 4]");
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::scatter_add(x, 2, idx, Tensor::zeros({2, 1, 3}));
+                  }),
+                  "src of shape [2, 1, 3] and index of shape [2, 1, 4] differ");
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::index_select(x, 0, Tensor::from_vector<int32_t>({2}, {1, 2}));
+                  }),
+                  "index_select: index 2 at position 1 is out of range for dimension 0 of [2, 3, 4]");
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::index_select(x, 0, Tensor::zeros({1, 1}, DType::kInt64));
+                  }),
+                  "expected a one-dimensional index, got shape [1, 1]");
+  EXPECT_CONTAINS(error_of([&] { ops::slice(x, 1, 0, 2, 0); }), "slice: expected a step of at least 1, got 0");
+  EXPECT_CONTAINS(error_of([&] { ops::slice(x, -4, 0, 1); }), "slice: dimension -4 is out of range");
+  EXPECT_CONTAINS(error_of([&] { ops::select(x, 2, 4); }), "select: index 4 is out of range for dimension 2");
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::concat({x, Tensor::zeros({2, 4, 4})}, 2);
+                  }),
+                  "concat: tensor 1 has shape [2, 4, 4], expected all but dimension 2 as in [2, 3, 4]");
+  EXPECT_CONTAINS(error_of([&] {
+                    ops::concat({x, Tensor::zeros({2, 3, 4}, DType::kFloat64)}, 0);
+                  }),
+                  "concat: tensor 1 is float64 on cpu, expected float32");
+  EXPECT_CONTAINS(error_of([&] { ops::stack({x, Tensor::zeros({2, 3})}); }), "stack: tensor 1 has shape [2, 3]");
+  EXPECT_CONTAINS(error_of([&] { ops::unsqueeze(x, 4); }), "unsqueeze: dimension 4 is out of range");
+  EXPECT_CONTAINS(error_of([&] { ops::max(Tensor::zeros({2, 0}), 1); }), "argmax: dimension 1 of [2, 0] is empty");
+  EXPECT_CONTAINS(error_of([&] { ops::min(x, -4); }), "min: dimension -4 is out of range");
+  EXPECT_CONTAINS(error_of([&] { ops::var(x, {1}, -1); }), "var: expected a correction of at least 0, got -1");
+  EXPECT_CONTAINS(error_of([&] { ops::var(x, {5}); }), "out of range for shape [2, 3, 4]");
+}
+
+// Values worked by hand: gathers with repeated indices and their summed gradients, slices, picks with
+// NaN and ties, the variance's corrections.
+TEST(Indexing, ValuesByHand) {
+  Tensor x = Tensor::from_vector<float>({2, 3}, {1, 5, 3, 6, 4, 2});
+  x.set_requires_grad(true);
+  const Tensor idx = Tensor::from_vector<int64_t>({2, 2}, {2, 2, 0, 1});
+  const Tensor g = ops::gather(x, 1, idx);
+  EXPECT_EQ(g.to_vector_f32(), (std::vector<float>{3, 3, 6, 4}));
+  ops::sum(g * Tensor::from_vector<float>({2, 2}, {1, 10, 100, 1000})).backward();
+  EXPECT_EQ(x.grad().to_vector_f32(), (std::vector<float>{0, 0, 11, 100, 1000, 0}));  // repeats add up
+
+  const Tensor sel = ops::index_select(Tensor::from_vector<float>({3, 2}, {1, 2, 3, 4, 5, 6}), 0,
+                                       Tensor::from_vector<int32_t>({4}, {2, 0, 2, 1}));
+  EXPECT_EQ(sel.to_vector_f32(), (std::vector<float>{5, 6, 1, 2, 5, 6, 3, 4}));
+  const Tensor sa = ops::scatter_add(Tensor::zeros({4}), 0, Tensor::from_vector<int32_t>({5}, {1, 3, 1, 1, 0}),
+                                     Tensor::from_vector<float>({5}, {1, 2, 3, 4, 5}));
+  EXPECT_EQ(sa.to_vector_f32(), (std::vector<float>{5, 8, 0, 2}));
+
+  const Tensor r = Tensor::from_vector<float>({7}, {0, 1, 2, 3, 4, 5, 6});
+  EXPECT_EQ(ops::slice(r, 0, 1, -1, 2).to_vector_f32(), (std::vector<float>{1, 3, 5}));
+  EXPECT_EQ(ops::slice(r, 0, -2, 100).to_vector_f32(), (std::vector<float>{5, 6}));
+  EXPECT_EQ(ops::slice(r, 0, 5, 2).shape(), Shape({0}));  // an empty range
+  EXPECT_EQ(ops::select(x, 0, -1).to_vector_f32(), (std::vector<float>{6, 4, 2}));
+  EXPECT_EQ(ops::squeeze(Tensor::zeros({2, 1, 3, 1})).shape(), Shape({2, 3}));
+  EXPECT_EQ(ops::squeeze(x, 0).shape(), Shape({2, 3}));  // a size other than 1 stays
+  EXPECT_EQ(ops::unsqueeze(x, -1).shape(), Shape({2, 3, 1}));
+  EXPECT_EQ(ops::concat({r, r}, 0).numel(), 14);
+  EXPECT_EQ(ops::stack({x, x}, -1).shape(), Shape({2, 3, 2}));
+  EXPECT_EQ(ops::concat({Tensor::from_vector<int32_t>({2}, {1, 2}), Tensor::from_vector<int32_t>({1}, {3})}, 0)
+                .data<int32_t>()[2],
+            3);  // any dtype
+
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Tensor m = Tensor::from_vector<float>({2, 4}, {1, 7, 7, 2, 3, nan, 9, nan});
+  EXPECT_EQ(ops::argmax(m, 1).data<int32_t>()[0], 1);  // the first of ties
+  EXPECT_EQ(ops::argmax(m, 1).data<int32_t>()[1], 1);  // the first NaN
+  EXPECT_EQ(ops::argmin(m, 1).data<int32_t>()[1], 1);
+  EXPECT_EQ(ops::argmin(m, 1, true).shape(), Shape({2, 1}));
+  EXPECT_EQ(ops::max(m, 1).to_vector_f32()[0], 7);
+  EXPECT_TRUE(std::isnan(ops::max(m, 1).to_vector_f32()[1]));
+  EXPECT_EQ(ops::min(m, 0).to_vector_f32()[0], 1);
+  Tensor t = Tensor::from_vector<float>({4}, {2, 9, 9, 1});
+  t.set_requires_grad(true);
+  ops::max(t, 0).backward();
+  EXPECT_EQ(t.grad().to_vector_f32(), (std::vector<float>{0, 1, 0, 0}));  // dy to the first of ties
+
+  const Tensor v = Tensor::from_vector<float>({2, 2}, {1, 3, 2, 6});
+  EXPECT_EQ(ops::var(v, {1}).to_vector_f32(), (std::vector<float>{2, 8}));
+  EXPECT_EQ(ops::var(v, {1}, 0).to_vector_f32(), (std::vector<float>{1, 4}));
+  EXPECT_EQ(ops::var(v, {0, 1}, 1, true).shape(), Shape({1, 1}));
+  EXPECT_TRUE(std::isinf(ops::var(v, {1}, 2).to_vector_f32()[0]));  // no degrees of freedom left, as PyTorch
+  EXPECT_NEAR(ops::std(v, {}).to_vector_f32()[0], std::sqrt(14.0 / 3.0), 1e-6);  // mean 3, squares 4 0 1 9
+}

@@ -31,6 +31,7 @@
 #include "cross_entropy.cuh"
 #include "dropout.cuh"
 #include "elementwise.cuh"
+#include "index.cuh"
 #include "missing_barrier_kernel.cuh"
 #include "optim.cuh"
 #include "resize.cuh"
@@ -283,6 +284,98 @@ TEST(Kernels, PackedBinaryPathHandlesMisalignedPointersAndTails) {
             << "offset " << off << ", n " << n << ", element " << i;
       for (int i = 0; i < off; ++i) ASSERT_TRUE(std::isnan(buf[static_cast<size_t>(i)])) << "wrote before the output";
       ASSERT_TRUE(std::isnan(buf[static_cast<size_t>(off + n)])) << "wrote past the output";
+    }
+  }
+}
+
+// The gather along dim 1 of x [A, B, C] into an output of shape [A, K, C], reading an index of that
+// shape or (select) a [K] index broadcast along the other dimensions.
+dl::kern::GatherIndex gather_dim1(int64_t a, int64_t b, int64_t c, int64_t k, bool select) {
+  dl::kern::GatherIndex g;
+  g.ndim = 3;
+  g.dim = 1;
+  const int64_t size[3] = {a, k, c}, out[3] = {k * c, c, 1}, xs[3] = {b * c, c, 1};
+  for (int d = 0; d < 3; ++d) {
+    g.size[d] = size[d];
+    g.out_stride[d] = out[d];
+    g.x_stride[d] = xs[d];
+    g.i_stride[d] = select ? (d == 1 ? 1 : 0) : out[d];
+  }
+  return g;
+}
+
+// Gather, its scatter-add (repeated indices: each line of x summed in order, so the result is the same
+// bit for bit at every launch shape), index_select's broadcast index, the strided scatter of slicing's
+// backward, and argmin/argmax with NaN: against plain loops, outputs poisoned.
+TEST(Kernels, GatherScatterAddStridedScatterAndArgminMatchReference) {
+  const int64_t a = 3, b = 5, c = 7, k = 9;
+  const std::vector<float> x = random_floats(static_cast<size_t>(a * b * c), 41);
+  const std::vector<float> src = random_floats(static_cast<size_t>(a * k * c), 42);
+  std::mt19937 rng(43);
+  std::vector<int64_t> idx(static_cast<size_t>(a * k * c));
+  for (int64_t& v : idx) v = static_cast<int64_t>(rng() % b);
+  std::vector<int32_t> sel(static_cast<size_t>(k));
+  for (int32_t& v : sel) v = static_cast<int32_t>(rng() % b);
+  std::vector<float> want_gather(a * k * c), want_select(a * k * c), want_scatter(a * b * c, 0.5f),
+      want_scatter_sel(a * b * c, 0.5f);
+  for (int64_t i = 0; i < a; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t l = 0; l < c; ++l) {
+        const int64_t o = (i * k + j) * c + l;
+        want_gather[o] = x[(i * b + idx[o]) * c + l];
+        want_select[o] = x[(i * b + sel[j]) * c + l];
+        want_scatter[(i * b + idx[o]) * c + l] += src[o];
+        want_scatter_sel[(i * b + sel[j]) * c + l] += src[o];
+      }
+  const dl::kern::GatherIndex g = gather_dim1(a, b, c, k, false), gs = gather_dim1(a, b, c, k, true);
+  // slicing's backward: x[:, 1:5:2, :] of [A, B, C] scattered back
+  dl::kern::StridedIndex<1> six;
+  six.ndim = 3;
+  six.size[0] = a, six.size[1] = 2, six.size[2] = c;
+  six.stride[0][0] = b * c, six.stride[0][1] = 2 * c, six.stride[0][2] = 1;
+  const std::vector<float> part = random_floats(static_cast<size_t>(a * 2 * c), 44);
+  std::vector<float> want_part(a * b * c, 0.f);
+  for (int64_t i = 0; i < a; ++i)
+    for (int64_t j = 0; j < 2; ++j)
+      for (int64_t l = 0; l < c; ++l) want_part[(i * b + 1 + 2 * j) * c + l] = part[(i * 2 + j) * c + l];
+  // argmin/argmax over dim 1 with a NaN in one column
+  std::vector<float> logits = x;
+  logits[(1 * b + 3) * c + 2] = kNaNf;
+  for (const LaunchShape& s : kAnyShapes) {
+    Launcher l{s.block, s.max_grid};
+    std::vector<float> got(a * k * c, kNaNf);
+    dl::kern::run_gather(l, x.data(), idx.data(), got.data(), a * k * c, g);
+    expect_near_all(got, want_gather, 0, "gather, " + describe(s));
+    got.assign(a * k * c, kNaNf);
+    dl::kern::run_gather(l, x.data(), sel.data(), got.data(), a * k * c, gs);
+    expect_near_all(got, want_select, 0, "index_select, " + describe(s));
+    std::vector<float> acc(a * b * c, 0.5f);
+    dl::kern::run_scatter_add(l, src.data(), idx.data(), acc.data(), g);
+    expect_near_all(acc, want_scatter, 0, "scatter_add, " + describe(s));
+    acc.assign(a * b * c, 0.5f);
+    dl::kern::run_scatter_add(l, src.data(), sel.data(), acc.data(), gs);
+    expect_near_all(acc, want_scatter_sel, 0, "index_select's backward, " + describe(s));
+    std::vector<float> whole(a * b * c, 0.f);
+    for (int64_t i = 0; i < a; ++i)  // poison what the slice covers
+      for (int64_t j = 0; j < 2; ++j)
+        for (int64_t q = 0; q < c; ++q) whole[(i * b + 1 + 2 * j) * c + q] = kNaNf;
+    dl::kern::run_strided_scatter(l, part.data(), whole.data() + c, a * 2 * c, six);  // start 1: base c
+    expect_near_all(whole, want_part, 0, "strided_scatter, " + describe(s));
+    for (bool smallest : {false, true}) {
+      std::vector<int32_t> am(a * c, -7);
+      dl::kern::run_argmax(l, logits.data(), a, b, c, am.data(), smallest);
+      for (int64_t i = 0; i < a; ++i)
+        for (int64_t q = 0; q < c; ++q) {
+          int32_t best = 0;
+          for (int32_t j = 1; j < b; ++j) {
+            const float v = logits[(i * b + j) * c + q], w = logits[(i * b + best) * c + q];
+            if (std::isnan(w)) break;
+            if (std::isnan(v) || (smallest ? v < w : v > w)) best = j;
+          }
+          ASSERT_EQ(am[i * c + q], best) << (smallest ? "argmin" : "argmax") << " at " << i << "," << q << ", "
+                                         << describe(s);
+        }
+      EXPECT_EQ(am[1 * c + 2], 3) << "the NaN wins, " << describe(s);
     }
   }
 }

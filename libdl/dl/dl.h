@@ -47,6 +47,7 @@
 #include "dl/ops/custom.h"
 #include "dl/ops/dropout.h"
 #include "dl/ops/elementwise.h"
+#include "dl/ops/index.h"
 #include "dl/ops/linear.h"
 #include "dl/ops/loss.h"
 #include "dl/ops/matmul.h"

@@ -9,14 +9,13 @@ namespace dl::ops::detail {
 
 static_assert(kMaxDims <= kern::kMaxIndexDims, "a broadcast index must hold every dimension of a tensor");
 
-namespace {
-
-// Row-major strides of a contiguous tensor of shape s.
 std::vector<int64_t> contiguous_strides(const Shape& s) {
   std::vector<int64_t> st(static_cast<size_t>(s.ndim()), 1);
   for (int d = s.ndim() - 2; d >= 0; --d) st[d] = st[d + 1] * s[d + 1];
   return st;
 }
+
+namespace {
 
 // Builds an index dimension by dimension, dropping sizes of 1 and merging a dimension into the one
 // before it when every operand steps over both as over one (stride[before] == stride * size).
@@ -102,6 +101,13 @@ kern::StridedIndex<1> permute_index(const Shape& x, const std::vector<int>& perm
   const std::vector<int64_t> st = contiguous_strides(x);
   IndexBuilder<1> b;
   for (int p : perm) b.push(x[p], {st[static_cast<size_t>(p)]});
+  return b.get();
+}
+
+kern::StridedIndex<1> part_index(const Shape& part, const Shape& whole, int dim, int64_t step) {
+  const std::vector<int64_t> st = contiguous_strides(whole);
+  IndexBuilder<1> b;
+  for (int d = 0; d < part.ndim(); ++d) b.push(part[d], {st[static_cast<size_t>(d)] * (d == dim ? step : 1)});
   return b.get();
 }
 

@@ -27,6 +27,14 @@ struct ReduceIndex {
 };
 ReduceIndex reduce_index(const Shape& x, const std::vector<bool>& reduce);
 
+// Row-major strides of a contiguous tensor of shape s.
+std::vector<int64_t> contiguous_strides(const Shape& s);
+
+// The elements of a block of shape `part` inside a contiguous tensor of shape `whole`, its dimension
+// `dim` walked with `step` (offsets from the block's first element): the view behind slicing and the
+// parts of a concatenation.
+kern::StridedIndex<1> part_index(const Shape& part, const Shape& whole, int dim, int64_t step);
+
 // The copy of contiguous x into the order `perm` (output dimension i is x's dimension perm[i]).
 kern::StridedIndex<1> permute_index(const Shape& x, const std::vector<int>& perm);
 

@@ -1,4 +1,4 @@
-// Front ends of the metrics' device work: argmax and the segmentation counts.
+// Front ends of the metrics' device work: argmax (and argmin) and the segmentation counts.
 #include "dl/ops/segmentation.h"
 
 #include "backend/cpu/cpu_ops.h"
@@ -9,30 +9,39 @@ namespace dl::ops {
 
 using namespace detail;
 
-Tensor argmax(const Tensor& x, int64_t dim) {
-  check_float(x, "argmax", "x");
-  DL_CHECK(x.dim() >= 1 && dim >= -x.dim() && dim < x.dim(), "argmax: expected a dimension in [", -x.dim(), ", ",
-           x.dim(), ") for shape ", x.shape().str(), ", got ", dim);
+namespace {
+Tensor arg_extreme(const Tensor& x, int64_t dim, bool keepdim, bool smallest, const char* op) {
+  check_float(x, op, "x");
+  DL_CHECK(x.dim() >= 1 && dim >= -x.dim() && dim < x.dim(), op, ": expected a dimension in [", -x.dim(), ", ", x.dim(),
+           ") for shape ", x.shape().str(), ", got ", dim);
   if (dim < 0) dim += x.dim();
-  DL_CHECK(x.size(dim) >= 1, "argmax: dimension ", dim, " of ", x.shape().str(), " is empty");
+  DL_CHECK(x.size(dim) >= 1, op, ": dimension ", dim, " of ", x.shape().str(), " is empty");
   std::vector<int64_t> out_dims;
   int64_t outer = 1, inner = 1;
   for (int64_t d = 0; d < x.dim(); ++d) {
-    if (d != dim) out_dims.push_back(x.size(d));
+    if (d != dim) {
+      out_dims.push_back(x.size(d));
+    } else if (keepdim) {
+      out_dims.push_back(1);
+    }
     if (d < dim) outer *= x.size(d);
     if (d > dim) inner *= x.size(d);
   }
   const int64_t c = x.size(dim);
   Tensor y = Tensor::empty(Shape(out_dims), DType::kInt32, x.device());
   dispatch(
-      x, "argmax",
+      x, op,
       [&](auto t) {
         using T = decltype(t);
-        cpu::argmax_channels(x.data<T>(), outer, c, inner, y.data<int32_t>());
+        cpu::argmax_channels(x.data<T>(), outer, c, inner, y.data<int32_t>(), smallest);
       },
-      [&](int dev) { DL_CUDA_BODY(cuda::argmax_channels(dev, f32(x), outer, c, inner, y.data<int32_t>())); });
+      [&](int dev) { DL_CUDA_BODY(cuda::argmax_channels(dev, f32(x), outer, c, inner, y.data<int32_t>(), smallest)); });
   return y;
 }
+}  // namespace
+
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) { return arg_extreme(x, dim, keepdim, false, "argmax"); }
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) { return arg_extreme(x, dim, keepdim, true, "argmin"); }
 
 Tensor correct_counts(const Tensor& logits, const Tensor& given_labels, int32_t ignore_index) {
   const char* op = "correct_counts";

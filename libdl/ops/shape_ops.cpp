@@ -1,6 +1,8 @@
 // Front ends of reshape, flatten, expand, permute, transpose and concat along channels.
 #include "dl/ops/shape_ops.h"
 
+#include <algorithm>
+
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/elementwise.h"
 #include "ops/broadcast.h"
@@ -27,33 +29,56 @@ Tensor flatten(const Tensor& x) {
 }
 
 namespace {
-// y[i] = x[ix.offset(i)] into a new contiguous tensor of `shape`, for any dtype.
-Tensor strided_copy(const Tensor& x, const Shape& shape, const kern::StridedIndex<1>& ix, const char* op) {
+// y[i] = x[base + ix.offset(i)] into a new contiguous tensor of `shape`, for any dtype (a copy moves
+// bytes: one body per element size).
+Tensor strided_copy(const Tensor& x, int64_t base, const Shape& shape, const kern::StridedIndex<1>& ix,
+                    const char* op) {
   Tensor y = Tensor::empty(shape, x.dtype(), x.device());
   const int64_t n = y.numel();
+  const size_t es = dtype_size(x.dtype());
+  const void* src = static_cast<const uint8_t*>(x.raw_data()) + base * static_cast<int64_t>(es);
   if (x.device().is_cuda()) {
-    DL_CUDA_BODY(cuda::strided_copy(x.device().index, x.raw_data(), y.raw_data(), dtype_size(x.dtype()), n, ix));
+    DL_CUDA_BODY(cuda::strided_copy(x.device().index, src, y.raw_data(), es, n, ix));
     return y;
   }
   DL_CHECK(x.device().is_cpu(), op, ": no body for device ", x.device().str());
-  switch (x.dtype()) {
-    case DType::kFloat32:
-      cpu::strided_copy(x.data<float>(), y.data<float>(), n, ix);
+  switch (es) {
+    case 1:
+      cpu::strided_copy(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(y.raw_data()), n, ix);
       break;
-    case DType::kFloat64:
-      cpu::strided_copy(x.data<double>(), y.data<double>(), n, ix);
+    case 2:
+      cpu::strided_copy(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(y.raw_data()), n, ix);
       break;
-    case DType::kInt32:
-      cpu::strided_copy(x.data<int32_t>(), y.data<int32_t>(), n, ix);
+    case 4:
+      cpu::strided_copy(static_cast<const int32_t*>(src), static_cast<int32_t*>(y.raw_data()), n, ix);
       break;
-    case DType::kUInt8:
-      cpu::strided_copy(x.data<uint8_t>(), y.data<uint8_t>(), n, ix);
+    case 8:
+      cpu::strided_copy(static_cast<const int64_t*>(src), static_cast<int64_t*>(y.raw_data()), n, ix);
       break;
-    case DType::kInt64:
-      cpu::strided_copy(x.data<int64_t>(), y.data<int64_t>(), n, ix);
-      break;
+    default:
+      DL_THROW(op, ": no copy for elements of ", es, " bytes");
   }
   return y;
+}
+Tensor strided_copy(const Tensor& x, const Shape& shape, const kern::StridedIndex<1>& ix, const char* op) {
+  return strided_copy(x, 0, shape, ix, op);
+}
+
+// into[base + ix.offset(i)] = y[i] for every element of contiguous y (offsets distinct), any dtype.
+void strided_scatter(const Tensor& y, Tensor& into, int64_t base, const kern::StridedIndex<1>& ix) {
+  const size_t es = dtype_size(y.dtype());
+  void* dst = static_cast<uint8_t*>(into.raw_data()) + base * static_cast<int64_t>(es);
+  if (into.device().is_cuda()) {
+    DL_CUDA_BODY(cuda::strided_scatter(into.device().index, y.raw_data(), dst, es, y.numel(), ix));
+    return;
+  }
+  cpu::strided_scatter(y.raw_data(), dst, es, y.numel(), ix);
+}
+
+int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op, const Shape& s) {
+  DL_CHECK(dim >= -ndim && dim < ndim, op, ": dimension ", dim, " is out of range for shape ", s.str(), " (expected [",
+           -ndim, ", ", ndim, "))");
+  return dim < 0 ? dim + ndim : dim;
 }
 }  // namespace
 
@@ -161,6 +186,120 @@ Tensor concat(const std::vector<Tensor>& xs) {
         });
     return gxs;
   });
+}
+
+Tensor squeeze(const Tensor& x, int64_t dim) {
+  check_defined(x, "squeeze", "x");
+  const int64_t d = wrap_dim(dim, x.dim(), "squeeze", x.shape());
+  if (x.size(d) != 1) return x;  // as PyTorch: a dimension of another size stays
+  std::vector<int64_t> out = x.shape().vec();
+  out.erase(out.begin() + d);
+  return reshape(x, Shape(out));
+}
+
+Tensor squeeze(const Tensor& x) {
+  check_defined(x, "squeeze", "x");
+  std::vector<int64_t> out;
+  for (int64_t d = 0; d < x.dim(); ++d)
+    if (x.size(d) != 1) out.push_back(x.size(d));
+  return reshape(x, Shape(out));
+}
+
+Tensor unsqueeze(const Tensor& x, int64_t dim) {
+  check_defined(x, "unsqueeze", "x");
+  DL_CHECK(x.dim() < kMaxDims, "unsqueeze: shape ", x.shape().str(), " already has the most dimensions, ", kMaxDims);
+  const int64_t d = wrap_dim(dim, x.dim() + 1, "unsqueeze", x.shape());
+  std::vector<int64_t> out = x.shape().vec();
+  out.insert(out.begin() + d, 1);
+  return reshape(x, Shape(out));
+}
+
+Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
+  check_defined(x, "slice", "x");
+  DL_CHECK(x.dim() >= 1, "slice: expected at least one dimension, got a scalar");
+  const int d = static_cast<int>(wrap_dim(dim, x.dim(), "slice", x.shape()));
+  DL_CHECK(step >= 1, "slice: expected a step of at least 1, got ", step);
+  const int64_t size = x.size(d);
+  auto clamp_end = [size](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + size : v, 0, size); };
+  const int64_t lo = clamp_end(start), hi = clamp_end(end);
+  const int64_t len = hi > lo ? (hi - lo + step - 1) / step : 0;
+  Shape out = x.shape();
+  out[d] = len;
+  const Shape in_shape = x.shape();
+  const int64_t base = lo * contiguous_strides(in_shape)[static_cast<size_t>(d)];
+  const kern::StridedIndex<1> ix = part_index(out, in_shape, d, step);
+  Tensor y = strided_copy(x, base, out, ix, "slice");
+  return autograd::record("slice", y, {x}, [in_shape, base, ix](const Tensor& gy, const std::vector<bool>&) {
+    Tensor gx = Tensor::zeros(in_shape, gy.dtype(), gy.device());
+    strided_scatter(gy, gx, base, ix);
+    return std::vector<Tensor>{gx};
+  });
+}
+
+Tensor select(const Tensor& x, int64_t dim, int64_t index) {
+  check_defined(x, "select", "x");
+  DL_CHECK(x.dim() >= 1, "select: expected at least one dimension, got a scalar");
+  const int64_t d = wrap_dim(dim, x.dim(), "select", x.shape());
+  const int64_t size = x.size(d);
+  DL_CHECK(index >= -size && index < size, "select: index ", index, " is out of range for dimension ", d, " of ",
+           x.shape().str(), " (expected [", -size, ", ", size, "))");
+  const int64_t i = index < 0 ? index + size : index;
+  return squeeze(slice(x, d, i, i + 1), d);
+}
+
+Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
+  DL_CHECK(!xs.empty(), "concat: expected at least one tensor");
+  const Tensor& first = xs[0];
+  check_defined(first, "concat", "xs[0]");
+  DL_CHECK(first.dim() >= 1, "concat: expected tensors with at least one dimension, got a scalar");
+  const int d = static_cast<int>(wrap_dim(dim, first.dim(), "concat", first.shape()));
+  int64_t total = 0;
+  for (size_t k = 0; k < xs.size(); ++k) {
+    check_defined(xs[k], "concat", "xs[k]");
+    DL_CHECK(xs[k].dtype() == first.dtype() && xs[k].device() == first.device(), "concat: tensor ", k, " is ",
+             dtype_name(xs[k].dtype()), " on ", xs[k].device().str(), ", expected ", dtype_name(first.dtype()), " on ",
+             first.device().str(), " as tensor 0");
+    bool same = xs[k].dim() == first.dim();
+    for (int j = 0; same && j < first.dim(); ++j) same = j == d || xs[k].size(j) == first.size(j);
+    DL_CHECK(same, "concat: tensor ", k, " has shape ", xs[k].shape().str(), ", expected all but dimension ", d,
+             " as in ", first.shape().str());
+    total += xs[k].size(d);
+  }
+  Shape out = first.shape();
+  out[d] = total;
+  Tensor y = Tensor::empty(out, first.dtype(), first.device());
+  const int64_t stride = contiguous_strides(out)[static_cast<size_t>(d)];
+  std::vector<int64_t> bases;
+  std::vector<kern::StridedIndex<1>> parts;
+  int64_t offset = 0;
+  for (const Tensor& x : xs) {
+    bases.push_back(offset * stride);
+    parts.push_back(part_index(x.shape(), out, d, 1));
+    strided_scatter(x, y, bases.back(), parts.back());
+    offset += x.size(d);
+  }
+  std::vector<Shape> shapes;
+  for (const Tensor& x : xs) shapes.push_back(x.shape());
+  return autograd::record("concat", y, xs, [shapes, bases, parts](const Tensor& gy, const std::vector<bool>& needs) {
+    std::vector<Tensor> gxs(shapes.size());
+    for (size_t k = 0; k < shapes.size(); ++k)
+      if (needs[k]) gxs[k] = strided_copy(gy, bases[k], shapes[k], parts[k], "concat_backward");
+    return gxs;
+  });
+}
+
+Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
+  DL_CHECK(!xs.empty(), "stack: expected at least one tensor");
+  check_defined(xs[0], "stack", "xs[0]");
+  const int64_t d = wrap_dim(dim, xs[0].dim() + 1, "stack", xs[0].shape());
+  std::vector<Tensor> parts;
+  for (size_t k = 0; k < xs.size(); ++k) {
+    check_defined(xs[k], "stack", "xs[k]");
+    DL_CHECK(xs[k].shape() == xs[0].shape(), "stack: tensor ", k, " has shape ", xs[k].shape().str(), ", expected ",
+             xs[0].shape().str(), " as tensor 0");
+    parts.push_back(unsqueeze(xs[k], d));
+  }
+  return concat(parts, d);
 }
 
 }  // namespace dl::ops

@@ -8,6 +8,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/parallel.h"
+#include "dl/core/error.h"
 
 namespace dl::cpu {
 
@@ -122,6 +123,39 @@ void strided_copy(const T* x, T* y, int64_t n, const kern::StridedIndex<1>& ix) 
                });
 }
 
+namespace {
+template <typename T>
+void strided_scatter_as(const void* y, void* x, int64_t n, const kern::StridedIndex<1>& ix) {
+  const T* py = static_cast<const T*>(y);
+  T* px = static_cast<T*>(x);
+  for_each_run(ix, n,
+               [&](int64_t first, const std::array<int64_t, 1>& base, const std::array<int64_t, 1>& step, int64_t len) {
+                 T* dst = px + base[0];
+                 const int64_t s = step[0];
+                 if (s == 1) {
+                   std::copy(py + first, py + first + len, dst);
+                 } else {
+                   for (int64_t j = 0; j < len; ++j) dst[j * s] = py[first + j];
+                 }
+               });
+}
+}  // namespace
+
+void strided_scatter(const void* y, void* x, size_t elem_size, int64_t n, const kern::StridedIndex<1>& ix) {
+  switch (elem_size) {  // a copy moves bytes: one body per element size
+    case 1:
+      return strided_scatter_as<uint8_t>(y, x, n, ix);
+    case 2:
+      return strided_scatter_as<uint16_t>(y, x, n, ix);
+    case 4:
+      return strided_scatter_as<uint32_t>(y, x, n, ix);
+    case 8:
+      return strided_scatter_as<uint64_t>(y, x, n, ix);
+    default:
+      DL_THROW("strided_scatter: elements of 1, 2, 4 or 8 bytes, got ", elem_size);
+  }
+}
+
 // Two orders (x is contiguous, so its innermost dimension is either kept or reduced): with the
 // innermost reduced, each output sums contiguous runs (vectorised, in double); with it kept,
 // each group of neighbouring outputs adds whole rows into double accumulators. Either way the order
@@ -202,6 +236,7 @@ template void strided_copy<float>(const float*, float*, int64_t, const kern::Str
 template void strided_copy<double>(const double*, double*, int64_t, const kern::StridedIndex<1>&);
 template void strided_copy<int32_t>(const int32_t*, int32_t*, int64_t, const kern::StridedIndex<1>&);
 template void strided_copy<uint8_t>(const uint8_t*, uint8_t*, int64_t, const kern::StridedIndex<1>&);
+template void strided_copy<uint16_t>(const uint16_t*, uint16_t*, int64_t, const kern::StridedIndex<1>&);
 template void strided_copy<int64_t>(const int64_t*, int64_t*, int64_t, const kern::StridedIndex<1>&);
 
 }  // namespace dl::cpu

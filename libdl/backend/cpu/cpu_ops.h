@@ -2,12 +2,14 @@
 // Front ends in ops/ check shapes, dtypes and devices before calling; these functions trust them.
 // Every output buffer is fully written (assigned, never accumulated) unless the name ends in _acc.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "binary_ops.cuh"
 #include "dl/core/params.h"
 #include "dl/core/threads.h"
+#include "gather_index.cuh"
 
 namespace dl::cpu {
 
@@ -32,6 +34,15 @@ void strided_copy(const T* x, T* y, int64_t n, const kern::StridedIndex<1>& ix);
 template <typename T>
 void reduce_sum(const T* x, T* y, int64_t n_out, const kern::StridedIndex<1>& kept,
                 const kern::StridedIndex<1>& reduced, int64_t n_red, double scale);
+// Indexing along one dimension (backend/cpu/index.cpp; kernels/gather_index.cuh): y[i] = x at i's
+// coordinates with index[i] along g.dim; its adjoint x[...] += src[i] (x accumulated, each line of x in
+// order: Note [scatter by lines]); x[ix.offset(i)] = y[i] for an index with distinct offsets, any
+// element of `elem_size` bytes.
+template <typename T, typename I>
+void gather(const T* x, const I* index, T* y, int64_t n, const kern::GatherIndex& g);
+template <typename T, typename I>
+void scatter_add_acc(const T* src, const I* index, T* x, const kern::GatherIndex& g);
+void strided_scatter(const void* y, void* x, size_t elem_size, int64_t n, const kern::StridedIndex<1>& ix);
 template <typename T>
 void scale(const T* a, T s, T* y, int64_t n);
 template <typename T>
@@ -136,9 +147,10 @@ void split_channels(const T* y, const int64_t* cs, int count, int64_t n, int64_t
 
 namespace dl::cpu {
 // ---- metrics' counting (dl/ops/segmentation.h, dl/ops/reduce.h) ----
-// The class with the largest value (first on ties) at each of the N x S positions of x, N x C x S.
+// The class with the largest value (smallest: the smallest; first on ties, the first NaN if any) at
+// each of the N x S positions of x, N x C x S.
 template <typename T>
-void argmax_channels(const T* x, int64_t n, int64_t c, int64_t s, int32_t* out);
+void argmax_channels(const T* x, int64_t n, int64_t c, int64_t s, int32_t* out, bool smallest = false);
 // counts[0] = predictions (argmax over C) of x N x C x S equal to their label, counts[1] = labels
 // counted (all but ignore_index when it is >= 0); the CPU body of ops::correct_counts.
 template <typename T>

@@ -212,13 +212,18 @@ void segmentation_counts(const int32_t* pred, const int32_t* truth, int64_t imag
 }
 
 template <typename T>
-void argmax_channels(const T* x, int64_t n, int64_t c, int64_t s, int32_t* out) {
+void argmax_channels(const T* x, int64_t n, int64_t c, int64_t s, int32_t* out, bool smallest) {
+  if (smallest) {
 #pragma omp parallel for if (n * s * c >= 65536)
-  for (int64_t p = 0; p < n * s; ++p) out[p] = argmax_at(x, p, c, s);
+    for (int64_t p = 0; p < n * s; ++p) out[p] = argmax_at<T, true>(x, p, c, s);
+  } else {
+#pragma omp parallel for if (n * s * c >= 65536)
+    for (int64_t p = 0; p < n * s; ++p) out[p] = argmax_at<T, false>(x, p, c, s);
+  }
 }
 
-template void argmax_channels<float>(const float*, int64_t, int64_t, int64_t, int32_t*);
-template void argmax_channels<double>(const double*, int64_t, int64_t, int64_t, int32_t*);
+template void argmax_channels<float>(const float*, int64_t, int64_t, int64_t, int32_t*, bool);
+template void argmax_channels<double>(const double*, int64_t, int64_t, int64_t, int32_t*, bool);
 
 template <typename T>
 void correct_counts(const T* x, const int32_t* labels, int64_t n, int64_t c, int64_t s, int32_t ignore_index,

@@ -14,6 +14,7 @@
 
 #include "binary_ops.cuh"
 #include "dl/core/params.h"
+#include "gather_index.cuh"
 
 namespace dl::cuda {
 
@@ -101,6 +102,14 @@ void where(int device, const uint8_t* cond, const float* a, const float* b, floa
            const kern::StridedIndex<3>& ix);
 // y[i] = x[ix.offset(i)] for elements of `elem_size` bytes (1, 4 or 8).
 void strided_copy(int device, const void* x, void* y, size_t elem_size, int64_t n, const kern::StridedIndex<1>& ix);
+// Indexing along one dimension (kernels/index.cuh): the index int32 (index_elem 4) or int64 (8), checked
+// by the front end; scatter_add_acc accumulates into x, one thread per line of x (deterministic);
+// strided_scatter is x[ix.offset(i)] = y[i] for elements of `elem_size` bytes (1, 2, 4 or 8).
+void gather(int device, const float* x, const void* index, size_t index_elem, float* y, int64_t n,
+            const kern::GatherIndex& g);
+void scatter_add_acc(int device, const float* src, const void* index, size_t index_elem, float* x,
+                     const kern::GatherIndex& g);
+void strided_scatter(int device, const void* y, void* x, size_t elem_size, int64_t n, const kern::StridedIndex<1>& ix);
 void reduce_sum(int device, const float* x, float* y, int64_t n_out, const kern::StridedIndex<1>& kept,
                 const kern::StridedIndex<1>& reduced, int64_t n_red, double scale);
 void axpy_acc(int device, float alpha, const float* x, float* y, int64_t n);  // y += alpha x
@@ -143,8 +152,9 @@ void batch_norm_backward_infer(int device, const float* x, const float* gamma, c
 // read of the results): metrics, not the training step.
 void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, int64_t images, int64_t h, int64_t w,
                          int c, int32_t void_label, std::vector<int64_t>& confusion, std::vector<int64_t>& bf_counts);
-// Predicted classes (argmax over C, first on ties) of logits N x C x S.
-void argmax_channels(int device, const float* logits, int64_t n, int64_t c, int64_t s, int32_t* out);
+// Predicted classes (argmax over C, first on ties, the first NaN if any; smallest: argmin) of logits N x C x S.
+void argmax_channels(int device, const float* logits, int64_t n, int64_t c, int64_t s, int32_t* out,
+                     bool smallest = false);
 // counts[0] = predictions of logits N x C x S equal to their label (N x S), counts[1] = labels counted
 // (all but ignore_index when it is >= 0), as doubles on the device (kernels/accuracy.cuh); no host wait.
 void correct_counts(int device, const float* logits, const int32_t* labels, int64_t n, int64_t c, int64_t s,

@@ -13,6 +13,7 @@
 #include "cross_entropy.cuh"
 #include "dropout.cuh"
 #include "elementwise.cuh"
+#include "index.cuh"
 #include "optim.cuh"
 #include "resize.cuh"
 
@@ -128,6 +129,35 @@ void strided_copy(int device, const void* x, void* y, size_t elem_size, int64_t 
       return kern::run_strided_copy(l, static_cast<const uint64_t*>(x), static_cast<uint64_t*>(y), n, ix);
     default:
       DL_THROW("strided_copy: elements of 1, 4 or 8 bytes, got ", elem_size);
+  }
+}
+void gather(int device, const float* x, const void* index, size_t index_elem, float* y, int64_t n,
+            const kern::GatherIndex& g) {
+  CudaLauncher l(device);
+  if (index_elem == 4) return kern::run_gather(l, x, static_cast<const int32_t*>(index), y, n, g);
+  DL_CHECK(index_elem == 8, "gather: int32 or int64 indices, got elements of ", index_elem, " bytes");
+  kern::run_gather(l, x, static_cast<const int64_t*>(index), y, n, g);
+}
+void scatter_add_acc(int device, const float* src, const void* index, size_t index_elem, float* x,
+                     const kern::GatherIndex& g) {
+  CudaLauncher l(device);
+  if (index_elem == 4) return kern::run_scatter_add(l, src, static_cast<const int32_t*>(index), x, g);
+  DL_CHECK(index_elem == 8, "scatter_add: int32 or int64 indices, got elements of ", index_elem, " bytes");
+  kern::run_scatter_add(l, src, static_cast<const int64_t*>(index), x, g);
+}
+void strided_scatter(int device, const void* y, void* x, size_t elem_size, int64_t n, const kern::StridedIndex<1>& ix) {
+  CudaLauncher l(device);
+  switch (elem_size) {
+    case 1:
+      return kern::run_strided_scatter(l, static_cast<const uint8_t*>(y), static_cast<uint8_t*>(x), n, ix);
+    case 2:
+      return kern::run_strided_scatter(l, static_cast<const uint16_t*>(y), static_cast<uint16_t*>(x), n, ix);
+    case 4:
+      return kern::run_strided_scatter(l, static_cast<const uint32_t*>(y), static_cast<uint32_t*>(x), n, ix);
+    case 8:
+      return kern::run_strided_scatter(l, static_cast<const uint64_t*>(y), static_cast<uint64_t*>(x), n, ix);
+    default:
+      DL_THROW("strided_scatter: elements of 1, 2, 4 or 8 bytes, got ", elem_size);
   }
 }
 void reduce_sum(int device, const float* x, float* y, int64_t n_out, const kern::StridedIndex<1>& kept,
@@ -272,9 +302,9 @@ void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, 
     bf_counts[4 * i + 3] = static_cast<int64_t>(host_counts[2 * images * c + 2 * i + 1]);
   }
 }
-void argmax_channels(int device, const float* logits, int64_t n, int64_t c, int64_t s, int32_t* out) {
+void argmax_channels(int device, const float* logits, int64_t n, int64_t c, int64_t s, int32_t* out, bool smallest) {
   CudaLauncher l(device);
-  kern::run_argmax(l, logits, n, c, s, out);
+  kern::run_argmax(l, logits, n, c, s, out, smallest);
 }
 void correct_counts(int device, const float* logits, const int32_t* labels, int64_t n, int64_t c, int64_t s,
                     int32_t ignore_index, double* counts) {

@@ -1,6 +1,7 @@
-// Shape manipulation with autograd: reshape/flatten (views of the same storage), expand, permute and
-// transpose (contiguous copies: every op of libdl returns a contiguous tensor, so these copy, once,
-// where PyTorch would return a strided view), and concatenation along channels.
+// Shape manipulation with autograd: reshape/flatten/squeeze/unsqueeze (views of the same storage);
+// expand, permute, transpose, slice and select (contiguous copies: every op of libdl returns a
+// contiguous tensor, so these copy, once, where PyTorch would return a strided view); concatenation and
+// stacking. Any dtype; gradients for float32/float64.
 #pragma once
 #include <vector>
 
@@ -18,7 +19,23 @@ Tensor expand(const Tensor& x, const Shape& shape);
 Tensor permute(const Tensor& x, const std::vector<int64_t>& perm);
 // x with dimensions d0 and d1 swapped, copied.
 Tensor transpose(const Tensor& x, int64_t d0, int64_t d1);
-// Concatenates along dimension 1; every other dimension must agree.
+// Dimension `dim` removed if its size is 1 (else x as it is); every dimension of size 1 removed.
+Tensor squeeze(const Tensor& x, int64_t dim);
+Tensor squeeze(const Tensor& x);
+// A dimension of size 1 inserted before dimension `dim` (in [-ndim - 1, ndim]; -1 appends).
+Tensor unsqueeze(const Tensor& x, int64_t dim);
+// x[start:end:step] along `dim`, with Python's rules: a negative start or end counts from the end, both
+// are clamped to [0, size], an empty range gives size 0; step >= 1. The backward scatters dy back into
+// zeros. slice(x, 1, 0, 3) is x[:, 0:3].
+Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
+// x[..., index, ...] along `dim` (negative counts from the end), the dimension removed.
+Tensor select(const Tensor& x, int64_t dim, int64_t index);
+// Concatenates along dimension 1; every other dimension must agree (float32/float64; the kernel of the
+// DeepLab decoder).
 Tensor concat(const std::vector<Tensor>& xs);
+// Concatenates along `dim`; every other dimension must agree; one dtype and device.
+Tensor concat(const std::vector<Tensor>& xs, int64_t dim);
+// The tensors, all of one shape, joined along a new dimension `dim` (in [-ndim - 1, ndim]).
+Tensor stack(const std::vector<Tensor>& xs, int64_t dim = 0);
 
 }  // namespace dl::ops
