@@ -115,16 +115,16 @@ struct Net : nn::Module {
   }
   Tensor forward(const Tensor& x) {
     const Tensor h = ops::silu((*stem)(x));
-    const Tensor h2 = block->forward(h);                         // N x 8 x H x W
-    const Tensor d = (*pool)(h2);                                // N x 8 x H/2 x W/2
-    const Tensor u = (*up)(d);                                   // N x 4 x H x W
-    const Tensor m = ops::max(h2, 1, /*keepdim=*/true);          // N x 1 x H x W
-    Tensor c = ops::concat({h2 + (*resize)(d), u, m}, 1);        // N x 13 x H x W
+    const Tensor h2 = block->forward(h);                   // N x 8 x H x W
+    const Tensor d = (*pool)(h2);                          // N x 8 x H/2 x W/2
+    const Tensor u = (*up)(d);                             // N x 4 x H x W
+    const Tensor m = ops::max(h2, 1, /*keepdim=*/true);    // N x 1 x H x W
+    Tensor c = ops::concat({h2 + (*resize)(d), u, m}, 1);  // N x 13 x H x W
     c = ops::permute((*norm)(ops::permute(c, {0, 2, 3, 1})), {0, 3, 1, 2});
     c = half_square()({ops::tanh(c)}) + ops::leaky_relu(c, 0.1);
     const Tensor z = ops::var(c, {2, 3}) + ops::mean(c, {2, 3}) * 0.5;  // N x 13
     const Tensor f = ops::slice(ops::index_select(z, 1, pick), 1, 0, 6, 1) - ops::slice(z, 1, 1, 13, 2);
-    return (*head)(ops::concat({f, ops::sigmoid(f)}, 1));        // N x 5
+    return (*head)(ops::concat({f, ops::sigmoid(f)}, 1));  // N x 5
   }
 };
 
@@ -147,25 +147,23 @@ TEST(ResearchModel, MatchesLibtorchForwardAndBackward) {
     return torch::conv2d(in, w[n + ".weight"], w[n + ".bias"], 1, 1);
   };
   const torch::Tensor th = torch::silu(conv(tx, "stem"));
-  const torch::Tensor ta = torch::gelu(torch::group_norm(conv(th, "block.conv1"), 2, w["block.gn1.weight"],
-                                                         w["block.gn1.bias"], 1e-5));
-  const torch::Tensor th2 =
-      th + w["block.gamma"] *
-               torch::group_norm(conv(ta, "block.conv2"), 4, w["block.gn2.weight"], w["block.gn2.bias"], 1e-5);
+  const torch::Tensor ta =
+      torch::gelu(torch::group_norm(conv(th, "block.conv1"), 2, w["block.gn1.weight"], w["block.gn1.bias"], 1e-5));
+  const torch::Tensor th2 = th + w["block.gamma"] * torch::group_norm(conv(ta, "block.conv2"), 4, w["block.gn2.weight"],
+                                                                      w["block.gn2.bias"], 1e-5);
   const torch::Tensor td = torch::max_pool2d(th2, 2, 2);
   const torch::Tensor tu = torch::conv_transpose2d(td, w["up.weight"], w["up.bias"], 2);
   const torch::Tensor tm = std::get<0>(th2.max(1, true));
-  const torch::Tensor tr = F::interpolate(td, F::InterpolateFuncOptions()
-                                                  .size(std::vector<int64_t>{12, 10})
-                                                  .mode(torch::kBilinear)
-                                                  .align_corners(false));
+  const torch::Tensor tr = F::interpolate(
+      td, F::InterpolateFuncOptions().size(std::vector<int64_t>{12, 10}).mode(torch::kBilinear).align_corners(false));
   torch::Tensor tc = torch::cat({th2 + tr, tu, tm}, 1);
   tc = torch::layer_norm(tc.permute({0, 2, 3, 1}), {13}, w["norm.weight"], w["norm.bias"], 1e-5).permute({0, 3, 1, 2});
   tc = 0.5 * torch::tanh(tc) * torch::tanh(tc) + torch::leaky_relu(tc, 0.1);
   const torch::Tensor tz = tc.var({2, 3}) + tc.mean({2, 3}) * 0.5;
   const torch::Tensor tpick = torch::tensor({0, 3, 7, 9, 3, 12}, torch::kLong);
   const torch::Tensor tf = tz.index_select(1, tpick).slice(1, 0, 6) - tz.slice(1, 1, 13, 2);
-  const torch::Tensor tlogits = torch::linear(torch::cat({tf, torch::sigmoid(tf)}, 1), w["head.weight"], w["head.bias"]);
+  const torch::Tensor tlogits =
+      torch::linear(torch::cat({tf, torch::sigmoid(tf)}, 1), w["head.weight"], w["head.bias"]);
   const torch::Tensor tloss = -torch::log_softmax(tlogits, 1).gather(1, to_torch(labels)).mean();
   tloss.backward();
 
