@@ -44,11 +44,24 @@ if ((fast)); then
   cmake --build build --parallel "$jobs"
   run_ctest build --timeout 900
 
-  # An outside project builds and runs against the installed package.
+  # An outside project builds and runs against the installed package. A shared libdl (the default)
+  # serves a CPU-only machine: the package is found with CUDA, oneDNN, MPI, Eigen and zlib hidden from
+  # CMake and no CUDA compiler on PATH, and the program loads no CUDA library (cuDNN, cuBLAS and NCCL
+  # are opened only when a GPU is used, the runtime is inside libdl).
   rm -rf build/install-test build/consumer
   cmake --install build --prefix build/install-test >/dev/null
-  cmake -S tests/consumer -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$root/build/install-test" >/dev/null
-  cmake --build build/consumer
+  consumer_args=()
+  if grep -q '^BUILD_SHARED_LIBS:BOOL=ON' build/CMakeCache.txt; then
+    for p in CUDAToolkit CUDA dnnl MPI Eigen3 ZLIB; do consumer_args+=("-DCMAKE_DISABLE_FIND_PACKAGE_$p=ON"); done
+  fi
+  cpu_path="$(printf '%s' "$PATH" | tr ':' '\n' | grep -v cuda | paste -sd: -)"
+  PATH="$cpu_path" cmake -S tests/consumer -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$root/build/install-test" \
+    "${consumer_args[@]}" >/dev/null
+  PATH="$cpu_path" cmake --build build/consumer
+  if ((${#consumer_args[@]})) && ldd build/consumer/consumer | grep -E 'libcuda|libcudart|libcudnn|libcublas|libnccl'; then
+    echo "test.sh: the CPU-only consumer of the shared libdl loads a CUDA library (above)" >&2
+    exit 1
+  fi
   build/consumer/consumer
 fi
 
@@ -63,7 +76,7 @@ if ((sanitizers)); then
   # The libFuzzer targets of fuzz/ (clang, ASan + UBSan): each reader of files from strangers runs its
   # seed corpus and a fixed number of mutated inputs (fuzz/README.md).
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDL_FUZZ=ON \
-        -DDL_SANITIZE=address,undefined -DDL_CUDA=OFF -DDL_ONEDNN=OFF -DDL_BUILD_TESTS=OFF -DDL_BUILD_BENCH=OFF \
+        -DDL_SANITIZE=address,undefined -DDL_CUDA=OFF -DDL_ONEDNN=OFF -DDL_BUILD_TESTS=OFF -DDL_BUILD_BENCH=OFF -DBUILD_SHARED_LIBS=OFF \
         -DDL_BUILD_EXAMPLES=OFF -DDL_NATIVE=OFF
   cmake --build build-fuzz --parallel "$jobs"
   run_ctest build-fuzz -L fuzz

@@ -70,7 +70,7 @@ std::shared_ptr<dl::nn::Sequential> make_classifier(int classes) {
 // [guide:loss]
 // Cross-entropy with label smoothing: a loss is any function of tensors that ends in one element.
 dl::Tensor smoothed_cross_entropy(const dl::Tensor& logits, const dl::Tensor& labels, double eps) {
-  const dl::Tensor logp = dl::ops::log_softmax(logits);                                 // N x C
+  const dl::Tensor logp = dl::ops::log_softmax(logits);                               // N x C
   const dl::Tensor picked = dl::ops::gather(logp, 1, dl::ops::unsqueeze(labels, 1));  // N x 1
   const double classes = static_cast<double>(logits.size(1));
   return -dl::ops::mean((1.0 - eps) * picked + (eps / classes) * dl::ops::sum(logp, {1}, true));
@@ -112,8 +112,8 @@ double train_by_hand(dl::nn::Sequential& net, const dl::Tensor& x, const dl::Ten
   double loss_value = 0;
   net.train();
   for (int it = 0; it < steps; ++it) {
-    opt.set_learning_rate(0.01 * schedule.factor({.iteration = it, .iterations_per_epoch = steps,
-                                                  .total_iterations = steps}));
+    opt.set_learning_rate(0.01 *
+                          schedule.factor({.iteration = it, .iterations_per_epoch = steps, .total_iterations = steps}));
     dl::Tensor loss = smoothed_cross_entropy(net(x), y, 0.1);
     opt.zero_grad();
     loss.backward();

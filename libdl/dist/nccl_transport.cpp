@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "backend/cuda/runtime.h"
+#include "dist/nccl_loader.h"
 #include "dist/transport.h"
 #include "dl/core/error.h"
 
@@ -93,8 +94,8 @@ const char* nccl_result_name(ncclResult_t st) {
 // ncclGetLastError's text may be unrelated to `st` (an earlier asynchronous error): it is quoted as such.
 std::string nccl_error_text(ncclResult_t st, ncclComm_t comm) {
   std::string text =
-      dl::detail::str_cat(nccl_result_name(st), " (", static_cast<int>(st), "): ", ncclGetErrorString(st));
-  const char* last = ncclGetLastError(comm);
+      dl::detail::str_cat(nccl_result_name(st), " (", static_cast<int>(st), "): ", DL_NCCL(ncclGetErrorString)(st));
+  const char* last = DL_NCCL(ncclGetLastError)(comm);
   if (last != nullptr && last[0] != '\0') text += dl::detail::str_cat("; NCCL's last message: ", last);
   return text;
 }
@@ -257,15 +258,15 @@ NcclTransport::NcclTransport(HostTransport& host, int device, std::chrono::milli
 // not block (Note [non-blocking communicator]): the join is polled against the timeout.
 void NcclTransport::init_communicator(HostTransport& host) {
   ncclUniqueId id{};
-  if (rank_ == 0) DL_NCCL_CHECK(ncclGetUniqueId(&id));
+  if (rank_ == 0) DL_NCCL_CHECK(DL_NCCL(ncclGetUniqueId)(&id));
   host.broadcast(&id, sizeof id, 0, "NCCL unique id");
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   std::unique_lock<std::mutex> lock(mutex_);
-  const ncclResult_t st = ncclCommInitRankConfig(&comm_, size_, id, rank_, &config);
+  const ncclResult_t st = DL_NCCL(ncclCommInitRankConfig)(&comm_, size_, id, rank_, &config);
   if (st != ncclSuccess && st != ncclInProgress) {
     const std::string text = nccl_error_text(st, comm_);
-    if (comm_ != nullptr) static_cast<void>(ncclCommAbort(comm_));
+    if (comm_ != nullptr) static_cast<void>(DL_NCCL(ncclCommAbort)(comm_));
     comm_ = nullptr;
     aborted_ = true;
     DL_THROW("NCCL: could not make the communicator on ", where(), ": ", text);
@@ -298,16 +299,16 @@ NcclTransport::~NcclTransport() {
 void NcclTransport::finalize_or_abort() noexcept {
   std::lock_guard<std::mutex> lock(mutex_);
   if (aborted_ || comm_ == nullptr) return;
-  ncclResult_t st = ncclCommFinalize(comm_);
+  ncclResult_t st = DL_NCCL(ncclCommFinalize)(comm_);
   const Clock::time_point deadline = Clock::now() + timeout_;
   while (st == ncclInProgress && Clock::now() < deadline) {
     std::this_thread::sleep_for(kSettlePoll);
-    if (ncclCommGetAsyncError(comm_, &st) != ncclSuccess) st = ncclInternalError;
+    if (DL_NCCL(ncclCommGetAsyncError)(comm_, &st) != ncclSuccess) st = ncclInternalError;
   }
   if (st == ncclSuccess)
-    static_cast<void>(ncclCommDestroy(comm_));
+    static_cast<void>(DL_NCCL(ncclCommDestroy)(comm_));
   else
-    static_cast<void>(ncclCommAbort(comm_));
+    static_cast<void>(DL_NCCL(ncclCommAbort)(comm_));
   comm_ = nullptr;
 }
 
@@ -323,7 +324,7 @@ void NcclTransport::settle(std::unique_lock<std::mutex>& lock, const std::string
   for (;;) {
     throw_if_failed_locked();
     ncclResult_t state = ncclSuccess;
-    DL_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state));
+    DL_NCCL_CHECK(DL_NCCL(ncclCommGetAsyncError)(comm_, &state));
     if (state == ncclSuccess) return;
     if (state != ncclInProgress) {
       abort_locked(dl::detail::str_cat("NCCL: ", what, " failed on ", where(), ": ", nccl_error_text(state, comm_),
@@ -354,7 +355,7 @@ void NcclTransport::abort_locked(const std::string& message) {
   aborted_ = true;
   error_ = message;
   if (comm_ == nullptr) return;
-  const ncclResult_t st = ncclCommAbort(comm_);
+  const ncclResult_t st = DL_NCCL(ncclCommAbort)(comm_);
   comm_ = nullptr;
   if (st != ncclSuccess)
     error_ += dl::detail::str_cat(" (ncclCommAbort failed too: ", nccl_error_text(st, nullptr), ")");
@@ -408,7 +409,7 @@ int64_t NcclTransport::all_reduce_async(void* data, int64_t count, DType dtype, 
   const ncclRedOp_t nop = nccl_op(op);
   const auto n = static_cast<size_t>(count);
   return enqueue("all_reduce", n * dtype_size(dtype), [&](ncclComm_t comm) {
-    DL_NCCL_CHECK_STARTED(ncclAllReduce(data, data, n, type, nop, comm, comm_stream_));
+    DL_NCCL_CHECK_STARTED(DL_NCCL(ncclAllReduce)(data, data, n, type, nop, comm, comm_stream_));
   });
 }
 
@@ -430,13 +431,13 @@ void NcclTransport::wait(int64_t handle) {
 void NcclTransport::broadcast(void* data, size_t bytes, int root) {
   DL_CHECK(root >= 0 && root < size_, "NCCL broadcast: root ", root, " is not a rank of the ", size_, " ranks");
   wait(enqueue("broadcast", bytes, [&](ncclComm_t comm) {
-    DL_NCCL_CHECK_STARTED(ncclBroadcast(data, data, bytes, ncclUint8, root, comm, comm_stream_));
+    DL_NCCL_CHECK_STARTED(DL_NCCL(ncclBroadcast)(data, data, bytes, ncclUint8, root, comm, comm_stream_));
   }));
 }
 
 void NcclTransport::all_gather(const void* in, void* out, size_t bytes) {
   wait(enqueue("all_gather", bytes, [&](ncclComm_t comm) {
-    DL_NCCL_CHECK_STARTED(ncclAllGather(in, out, bytes, ncclUint8, comm, comm_stream_));
+    DL_NCCL_CHECK_STARTED(DL_NCCL(ncclAllGather)(in, out, bytes, ncclUint8, comm, comm_stream_));
   }));
 }
 
@@ -473,7 +474,7 @@ void NcclTransport::poll_locked() {
     pending_.pop_front();
   }
   ncclResult_t state = ncclSuccess;
-  const ncclResult_t st = ncclCommGetAsyncError(comm_, &state);
+  const ncclResult_t st = DL_NCCL(ncclCommGetAsyncError)(comm_, &state);
   if (st != ncclSuccess) state = st;
   std::string in_flight;
   if (!pending_.empty()) {
@@ -487,7 +488,7 @@ void NcclTransport::poll_locked() {
                                      in_flight.empty() ? "" : "; in flight: ", in_flight,
                                      "; the communicator was aborted"));
   } else if (!pending_.empty() && Clock::now() - pending_.front().queued > timeout_) {
-    const char* last = ncclGetLastError(comm_);
+    const char* last = DL_NCCL(ncclGetLastError)(comm_);
     abort_locked(dl::detail::str_cat(
         "NCCL: ", pending_.front().what, " on ", where(), " has not completed after ",
         seconds_text(Clock::now() - pending_.front().queued), " (timeout ", seconds_text(timeout_),

@@ -126,21 +126,22 @@ struct Forward {
   static constexpr const char* kName = "forward";
 
   static cudnnStatus_t heuristic(cudnnHandle_t h, const ConvDescs& d, int* count, Perf* perf) {
-    return cudnnGetConvolutionForwardAlgorithm_v7(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), kCount, count,
-                                                  perf);
+    return DL_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7)(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), kCount,
+                                                            count, perf);
   }
   static cudnnStatus_t find(cudnnHandle_t h, const ConvDescs& d, const ConvOperands& o, int* count, Perf* perf,
                             void* ws, size_t bytes) {
-    return cudnnFindConvolutionForwardAlgorithmEx(h, d.x.get(), o.a, d.w.get(), o.b, d.conv.get(), d.y.get(), o.out,
-                                                  kCount, count, perf, ws, bytes);
+    return DL_CUDNN(cudnnFindConvolutionForwardAlgorithmEx)(h, d.x.get(), o.a, d.w.get(), o.b, d.conv.get(), d.y.get(),
+                                                            o.out, kCount, count, perf, ws, bytes);
   }
   static cudnnStatus_t workspace(cudnnHandle_t h, const ConvDescs& d, Algo algo, size_t* bytes) {
-    return cudnnGetConvolutionForwardWorkspaceSize(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), algo, bytes);
+    return DL_CUDNN(cudnnGetConvolutionForwardWorkspaceSize)(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), algo,
+                                                             bytes);
   }
   static cudnnStatus_t run(cudnnHandle_t h, const ConvDescs& d, const ConvOperands& o, Algo algo, void* ws,
                            size_t bytes) {
-    return cudnnConvolutionForward(h, &kOne, d.x.get(), o.a, d.w.get(), o.b, d.conv.get(), algo, ws, bytes, &kZero,
-                                   d.y.get(), o.out);
+    return DL_CUDNN(cudnnConvolutionForward)(h, &kOne, d.x.get(), o.a, d.w.get(), o.b, d.conv.get(), algo, ws, bytes,
+                                             &kZero, d.y.get(), o.out);
   }
 };
 
@@ -155,21 +156,22 @@ struct BackwardData {
   static constexpr const char* kName = "backward data";
 
   static cudnnStatus_t heuristic(cudnnHandle_t h, const ConvDescs& d, int* count, Perf* perf) {
-    return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), kCount, count,
-                                                       perf);
+    return DL_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7)(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(),
+                                                                 kCount, count, perf);
   }
   static cudnnStatus_t find(cudnnHandle_t h, const ConvDescs& d, const ConvOperands& o, int* count, Perf* perf,
                             void* ws, size_t bytes) {
-    return cudnnFindConvolutionBackwardDataAlgorithmEx(h, d.w.get(), o.a, d.y.get(), o.b, d.conv.get(), d.x.get(),
-                                                       o.out, kCount, count, perf, ws, bytes);
+    return DL_CUDNN(cudnnFindConvolutionBackwardDataAlgorithmEx)(h, d.w.get(), o.a, d.y.get(), o.b, d.conv.get(),
+                                                                 d.x.get(), o.out, kCount, count, perf, ws, bytes);
   }
   static cudnnStatus_t workspace(cudnnHandle_t h, const ConvDescs& d, Algo algo, size_t* bytes) {
-    return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), algo, bytes);
+    return DL_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize)(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(),
+                                                                  algo, bytes);
   }
   static cudnnStatus_t run(cudnnHandle_t h, const ConvDescs& d, const ConvOperands& o, Algo algo, void* ws,
                            size_t bytes) {
-    return cudnnConvolutionBackwardData(h, &kOne, d.w.get(), o.a, d.y.get(), o.b, d.conv.get(), algo, ws, bytes, &kZero,
-                                        d.x.get(), o.out);
+    return DL_CUDNN(cudnnConvolutionBackwardData)(h, &kOne, d.w.get(), o.a, d.y.get(), o.b, d.conv.get(), algo, ws,
+                                                  bytes, &kZero, d.x.get(), o.out);
   }
 };
 
@@ -184,22 +186,22 @@ struct BackwardFilter {
   static constexpr const char* kName = "backward filter";
 
   static cudnnStatus_t heuristic(cudnnHandle_t h, const ConvDescs& d, int* count, Perf* perf) {
-    return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), kCount,
-                                                         count, perf);
+    return DL_CUDNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7)(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),
+                                                                   kCount, count, perf);
   }
   static cudnnStatus_t find(cudnnHandle_t h, const ConvDescs& d, const ConvOperands& o, int* count, Perf* perf,
                             void* ws, size_t bytes) {
-    return cudnnFindConvolutionBackwardFilterAlgorithmEx(h, d.x.get(), o.a, d.y.get(), o.b, d.conv.get(), d.w.get(),
-                                                         o.out, kCount, count, perf, ws, bytes);
+    return DL_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithmEx)(h, d.x.get(), o.a, d.y.get(), o.b, d.conv.get(),
+                                                                   d.w.get(), o.out, kCount, count, perf, ws, bytes);
   }
   static cudnnStatus_t workspace(cudnnHandle_t h, const ConvDescs& d, Algo algo, size_t* bytes) {
-    return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), algo,
-                                                          bytes);
+    return DL_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize)(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),
+                                                                    algo, bytes);
   }
   static cudnnStatus_t run(cudnnHandle_t h, const ConvDescs& d, const ConvOperands& o, Algo algo, void* ws,
                            size_t bytes) {
-    return cudnnConvolutionBackwardFilter(h, &kOne, d.x.get(), o.a, d.y.get(), o.b, d.conv.get(), algo, ws, bytes,
-                                          &kZero, d.w.get(), o.out);
+    return DL_CUDNN(cudnnConvolutionBackwardFilter)(h, &kOne, d.x.get(), o.a, d.y.get(), o.b, d.conv.get(), algo, ws,
+                                                    bytes, &kZero, d.w.get(), o.out);
   }
 };
 
@@ -273,7 +275,7 @@ size_t largest_workspace(cudnnHandle_t h, const ConvDescs& d, size_t limit) {
 // algorithm does not support this configuration.
 template <typename D>
 bool workspace_of(cudnnHandle_t h, const ConvDescs& d, int algo, cudnnMathType_t math, size_t* bytes) {
-  DL_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), math));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetConvolutionMathType)(d.conv.get(), math));
   return D::workspace(h, d, static_cast<typename D::Algo>(algo), bytes) == CUDNN_STATUS_SUCCESS;
 }
 
@@ -328,7 +330,7 @@ template <typename D>
 SearchResult search(const DeviceContext& ctx, const Conv2dGeometry& g, const ConvDescs& d, const ConvOperands& o,
                     const SearchSettings& s) {
   // An earlier direction of the same call may have left its candidate's math type on the descriptor.
-  DL_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), search_math(s.math)));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetConvolutionMathType)(d.conv.get(), search_math(s.math)));
   typename D::Perf perf[D::kCount] = {};
   SearchResult r;
   const int count = ranked_algorithms<D>(ctx, d, o, s, perf, &r.complete);
@@ -393,7 +395,7 @@ void run_direction(const DeviceContext& ctx, const Conv2dGeometry& g, const Conv
         continue;
       }
     }
-    DL_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), c.math));
+    DL_CUDNN_CHECK(DL_CUDNN(cudnnSetConvolutionMathType)(d.conv.get(), c.math));
     const cudnnStatus_t st = D::run(ctx.cudnn, d, o, static_cast<typename D::Algo>(c.algo), ws.get(), c.workspace);
     if (st == CUDNN_STATUS_SUCCESS) return;
     // A listed algorithm may still refuse this configuration at launch (heuristic lists are not always
@@ -434,7 +436,7 @@ void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const f
   ym.finish();
   if (b != nullptr) {
     const TensorDescriptor bias = tensor_nchw(1, g.k, 1, 1), yf = tensor_nchw(g.n, g.k, g.ho, g.wo);
-    DL_CUDNN_CHECK(cudnnAddTensor(ctx.cudnn, &kOne, bias.get(), b, &kOne, yf.get(), y));
+    DL_CUDNN_CHECK(DL_CUDNN(cudnnAddTensor)(ctx.cudnn, &kOne, bias.get(), b, &kOne, yf.get(), y));
   }
 }
 
@@ -456,7 +458,7 @@ void conv2d_backward(int device, const Conv2dGeometry& g, const float* x, const 
   check_math_supported(ctx, s.math, "conv2d backward");
   if (db != nullptr) {
     const TensorDescriptor bias = tensor_nchw(1, g.k, 1, 1), dyf = tensor_nchw(g.n, g.k, g.ho, g.wo);
-    DL_CUDNN_CHECK(cudnnConvolutionBackwardBias(ctx.cudnn, &kOne, dyf.get(), dy, &kZero, bias.get(), db));
+    DL_CUDNN_CHECK(DL_CUDNN(cudnnConvolutionBackwardBias)(ctx.cudnn, &kOne, dyf.get(), dy, &kZero, bias.get(), db));
   }
   if (dx == nullptr && dw == nullptr) return;
   const ConvDescs d = conv_descs(g, s.math);  // each candidate sets its math type on d.conv

@@ -41,9 +41,9 @@ void forward_training(int device, const float* x, const float* gamma, const floa
   check_bn_epsilon(eps);
   const TensorDescriptor data = tensor_ncs(n, c, s);
   const TensorDescriptor param = tensor_nchw(1, c, 1, 1);
-  DL_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(context(device).cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero,
-                                                        data.get(), x, data.get(), y, param.get(), gamma, beta, factor,
-                                                        running_mean, running_var, eps, mean, invstd));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnBatchNormalizationForwardTraining)(
+      context(device).cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, data.get(), x, data.get(), y, param.get(), gamma,
+      beta, factor, running_mean, running_var, eps, mean, invstd));
 }
 }  // namespace
 
@@ -79,8 +79,9 @@ void batch_norm_forward_infer(int device, const float* x, const float* gamma, co
   check_bn_epsilon(eps);
   const TensorDescriptor data = tensor_ncs(n, c, s);
   const TensorDescriptor param = tensor_nchw(1, c, 1, 1);
-  DL_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, data.get(),
-                                                         x, data.get(), y, param.get(), gamma, beta, mean, var, eps));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnBatchNormalizationForwardInference)(ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero,
+                                                                   data.get(), x, data.get(), y, param.get(), gamma,
+                                                                   beta, mean, var, eps));
 }
 
 // Takes the forward's saved mean and invstd; the outputs not wanted (null) are written to scratch.
@@ -96,9 +97,9 @@ void batch_norm_backward(int device, const float* x, const float* gamma, const f
   float* dx_out = or_scratch(dx, dx_scratch, n * c * s, device);
   float* dgamma_out = or_scratch(dgamma, dgamma_scratch, c, device);
   float* dbeta_out = or_scratch(dbeta, dbeta_scratch, c, device);
-  DL_CUDNN_CHECK(cudnnBatchNormalizationBackward(ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne, &kZero,
-                                                 data.get(), x, data.get(), dy, data.get(), dx_out, param.get(), gamma,
-                                                 dgamma_out, dbeta_out, eps, mean, invstd));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnBatchNormalizationBackward)(
+      ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne, &kZero, data.get(), x, data.get(), dy, data.get(),
+      dx_out, param.get(), gamma, dgamma_out, dbeta_out, eps, mean, invstd));
 }
 
 // ---- ReLU ----
@@ -114,8 +115,8 @@ void relu_forward(int device, const float* x, float* y, int64_t n) {
   const ActivationDescriptor relu = activation(CUDNN_ACTIVATION_RELU);
   for (int64_t offset = 0; offset < n; offset += kMaxFlat) {
     const TensorDescriptor flat = tensor_nchw(1, 1, 1, std::min(kMaxFlat, n - offset));
-    DL_CUDNN_CHECK(
-        cudnnActivationForward(ctx.cudnn, relu.get(), &kOne, flat.get(), x + offset, &kZero, flat.get(), y + offset));
+    DL_CUDNN_CHECK(DL_CUDNN(cudnnActivationForward)(ctx.cudnn, relu.get(), &kOne, flat.get(), x + offset, &kZero,
+                                                    flat.get(), y + offset));
   }
 }
 
@@ -127,8 +128,9 @@ void relu_backward(int device, const float* y, const float* dy, float* dx, int64
   const ActivationDescriptor relu = activation(CUDNN_ACTIVATION_RELU);
   for (int64_t offset = 0; offset < n; offset += kMaxFlat) {
     const TensorDescriptor flat = tensor_nchw(1, 1, 1, std::min(kMaxFlat, n - offset));
-    DL_CUDNN_CHECK(cudnnActivationBackward(ctx.cudnn, relu.get(), &kOne, flat.get(), y + offset, flat.get(),
-                                           dy + offset, flat.get(), y + offset, &kZero, flat.get(), dx + offset));
+    DL_CUDNN_CHECK(DL_CUDNN(cudnnActivationBackward)(ctx.cudnn, relu.get(), &kOne, flat.get(), y + offset, flat.get(),
+                                                     dy + offset, flat.get(), y + offset, &kZero, flat.get(),
+                                                     dx + offset));
   }
 }
 
@@ -145,7 +147,7 @@ void pool_forward(int device, const Pool2dGeometry& g, cudnnPoolingMode_t mode, 
   const PoolingDescriptor pool = pooling_2d(g.p, mode);
   const TensorDescriptor x_desc = tensor_nchw(g.n, g.c, g.h, g.w);
   const TensorDescriptor y_desc = tensor_nchw(g.n, g.c, g.ho, g.wo);
-  DL_CUDNN_CHECK(cudnnPoolingForward(ctx.cudnn, pool.get(), &kOne, x_desc.get(), x, &kZero, y_desc.get(), y));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnPoolingForward)(ctx.cudnn, pool.get(), &kOne, x_desc.get(), x, &kZero, y_desc.get(), y));
 }
 
 void pool_backward(int device, const Pool2dGeometry& g, cudnnPoolingMode_t mode, const float* x, const float* y,
@@ -160,8 +162,8 @@ void pool_backward(int device, const Pool2dGeometry& g, cudnnPoolingMode_t mode,
   const PoolingDescriptor pool = pooling_2d(g.p, mode);
   const TensorDescriptor x_desc = tensor_nchw(g.n, g.c, g.h, g.w);
   const TensorDescriptor y_desc = tensor_nchw(g.n, g.c, g.ho, g.wo);
-  DL_CUDNN_CHECK(cudnnPoolingBackward(ctx.cudnn, pool.get(), &kOne, y_desc.get(), y, y_desc.get(), dy, x_desc.get(), x,
-                                      &kZero, x_desc.get(), dx));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnPoolingBackward)(ctx.cudnn, pool.get(), &kOne, y_desc.get(), y, y_desc.get(), dy,
+                                                x_desc.get(), x, &kZero, x_desc.get(), dx));
 }
 
 }  // namespace
@@ -193,8 +195,8 @@ void softmax_forward(int device, const float* x, float* y, int64_t n, int64_t c,
   DeviceContext& ctx = context(device);
   if (n * c * s == 0) return;  // nothing to write
   const TensorDescriptor data = tensor_ncs(n, c, s);
-  DL_CUDNN_CHECK(cudnnSoftmaxForward(ctx.cudnn, softmax_algorithm(log), CUDNN_SOFTMAX_MODE_CHANNEL, &kOne, data.get(),
-                                     x, &kZero, data.get(), y));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSoftmaxForward)(ctx.cudnn, softmax_algorithm(log), CUDNN_SOFTMAX_MODE_CHANNEL, &kOne,
+                                               data.get(), x, &kZero, data.get(), y));
 }
 
 // y is the forward's output. The same cuDNN algorithm computes the CPU's formulas: log: dx = dy - exp(y) sum(dy);
@@ -205,8 +207,8 @@ void softmax_backward(int device, const float* y, const float* dy, float* dx, in
   DeviceContext& ctx = context(device);
   if (n * c * s == 0) return;  // nothing to write
   const TensorDescriptor data = tensor_ncs(n, c, s);
-  DL_CUDNN_CHECK(cudnnSoftmaxBackward(ctx.cudnn, softmax_algorithm(log), CUDNN_SOFTMAX_MODE_CHANNEL, &kOne, data.get(),
-                                      y, data.get(), dy, &kZero, data.get(), dx));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSoftmaxBackward)(ctx.cudnn, softmax_algorithm(log), CUDNN_SOFTMAX_MODE_CHANNEL, &kOne,
+                                                data.get(), y, data.get(), dy, &kZero, data.get(), dx));
 }
 
 }  // namespace dl::cuda

@@ -10,6 +10,7 @@
 #include <limits>
 #include <utility>
 
+#include "backend/cuda/cudnn_loader.h"
 #include "backend/cuda/runtime.h"
 #include "dl/core/error.h"
 #include "dl/core/params.h"
@@ -28,10 +29,11 @@ inline int to_int(int64_t v, const char* what) {
 }
 
 // Owns one cuDNN descriptor: created on construction, destroyed on destruction, moved but never copied.
-template <typename T, cudnnStatus_t (*kCreate)(T*), cudnnStatus_t (*kDestroy)(T)>
+// kCreate and kDestroy name the entry points in the loaded table (cudnn_loader.h).
+template <typename T, auto CudnnApi::*kCreate, auto CudnnApi::*kDestroy>
 class CudnnDescriptor {
  public:
-  CudnnDescriptor() { DL_CUDNN_CHECK(kCreate(&desc_)); }
+  CudnnDescriptor() { DL_CUDNN_CHECK((cudnn_api().*kCreate)(&desc_)); }
   ~CudnnDescriptor() { reset(); }
   CudnnDescriptor(CudnnDescriptor&& o) noexcept : desc_(std::exchange(o.desc_, nullptr)) {}
   CudnnDescriptor& operator=(CudnnDescriptor&& o) noexcept {
@@ -50,30 +52,30 @@ class CudnnDescriptor {
   // Destroying a valid descriptor only frees host memory; its status is dropped because a destructor must not
   // throw (and a moved-from owner holds nothing).
   void reset() noexcept {
-    if (desc_ != nullptr) static_cast<void>(kDestroy(desc_));
+    if (desc_ != nullptr) static_cast<void>((cudnn_api().*kDestroy)(desc_));
     desc_ = nullptr;
   }
 
   T desc_ = nullptr;
 };
 
-using TensorDescriptor =
-    CudnnDescriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
-using FilterDescriptor =
-    CudnnDescriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
-using ConvolutionDescriptor =
-    CudnnDescriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
-using PoolingDescriptor =
-    CudnnDescriptor<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor, cudnnDestroyPoolingDescriptor>;
-using ActivationDescriptor =
-    CudnnDescriptor<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor, cudnnDestroyActivationDescriptor>;
+using TensorDescriptor = CudnnDescriptor<cudnnTensorDescriptor_t, &CudnnApi::cudnnCreateTensorDescriptor,
+                                         &CudnnApi::cudnnDestroyTensorDescriptor>;
+using FilterDescriptor = CudnnDescriptor<cudnnFilterDescriptor_t, &CudnnApi::cudnnCreateFilterDescriptor,
+                                         &CudnnApi::cudnnDestroyFilterDescriptor>;
+using ConvolutionDescriptor = CudnnDescriptor<cudnnConvolutionDescriptor_t, &CudnnApi::cudnnCreateConvolutionDescriptor,
+                                              &CudnnApi::cudnnDestroyConvolutionDescriptor>;
+using PoolingDescriptor = CudnnDescriptor<cudnnPoolingDescriptor_t, &CudnnApi::cudnnCreatePoolingDescriptor,
+                                          &CudnnApi::cudnnDestroyPoolingDescriptor>;
+using ActivationDescriptor = CudnnDescriptor<cudnnActivationDescriptor_t, &CudnnApi::cudnnCreateActivationDescriptor,
+                                             &CudnnApi::cudnnDestroyActivationDescriptor>;
 
 // A packed NCHW tensor n x c x h x w of float32 (or `type`: the bf16 / half operands of a convolution).
 inline TensorDescriptor tensor_nchw(int64_t n, int64_t c, int64_t h, int64_t w,
                                     cudnnDataType_t type = CUDNN_DATA_FLOAT) {
   TensorDescriptor d;
-  DL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d.get(), CUDNN_TENSOR_NCHW, type, to_int(n, "N"), to_int(c, "C"),
-                                            to_int(h, "H"), to_int(w, "W")));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetTensor4dDescriptor)(d.get(), CUDNN_TENSOR_NCHW, type, to_int(n, "N"), to_int(c, "C"),
+                                                      to_int(h, "H"), to_int(w, "W")));
   return d;
 }
 
@@ -84,8 +86,8 @@ inline TensorDescriptor tensor_ncs(int64_t n, int64_t c, int64_t s) { return ten
 inline FilterDescriptor filter_kcrs(int64_t k, int64_t c, int64_t r, int64_t s,
                                     cudnnDataType_t type = CUDNN_DATA_FLOAT) {
   FilterDescriptor d;
-  DL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d.get(), type, CUDNN_TENSOR_NCHW, to_int(k, "K"), to_int(c, "C / groups"),
-                                            to_int(r, "R"), to_int(s, "S")));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetFilter4dDescriptor)(d.get(), type, CUDNN_TENSOR_NCHW, to_int(k, "K"),
+                                                      to_int(c, "C / groups"), to_int(r, "R"), to_int(s, "S")));
   return d;
 }
 
@@ -94,26 +96,26 @@ inline FilterDescriptor filter_kcrs(int64_t k, int64_t c, int64_t r, int64_t s,
 // so no path lowers a dilated or grouped convolution by hand.
 inline ConvolutionDescriptor convolution_2d(const Conv2dParams& p, cudnnMathType_t math) {
   ConvolutionDescriptor d;
-  DL_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d.get(), p.padding[0], p.padding[1], p.stride[0], p.stride[1],
-                                                 p.dilation[0], p.dilation[1], CUDNN_CROSS_CORRELATION,
-                                                 CUDNN_DATA_FLOAT));
-  DL_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d.get(), p.groups));
-  DL_CUDNN_CHECK(cudnnSetConvolutionMathType(d.get(), math));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetConvolution2dDescriptor)(d.get(), p.padding[0], p.padding[1], p.stride[0],
+                                                           p.stride[1], p.dilation[0], p.dilation[1],
+                                                           CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetConvolutionGroupCount)(d.get(), p.groups));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetConvolutionMathType)(d.get(), math));
   return d;
 }
 
 // A 2-D pooling window; NaN propagates through max pooling, as on the CPU.
 inline PoolingDescriptor pooling_2d(const Pool2dParams& p, cudnnPoolingMode_t mode) {
   PoolingDescriptor d;
-  DL_CUDNN_CHECK(cudnnSetPooling2dDescriptor(d.get(), mode, CUDNN_PROPAGATE_NAN, p.kernel[0], p.kernel[1], p.padding[0],
-                                             p.padding[1], p.stride[0], p.stride[1]));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetPooling2dDescriptor)(d.get(), mode, CUDNN_PROPAGATE_NAN, p.kernel[0], p.kernel[1],
+                                                       p.padding[0], p.padding[1], p.stride[0], p.stride[1]));
   return d;
 }
 
 // An activation without a coefficient (ReLU, sigmoid, tanh); NaN propagates.
 inline ActivationDescriptor activation(cudnnActivationMode_t mode) {
   ActivationDescriptor d;
-  DL_CUDNN_CHECK(cudnnSetActivationDescriptor(d.get(), mode, CUDNN_PROPAGATE_NAN, /*coef=*/0.0));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetActivationDescriptor)(d.get(), mode, CUDNN_PROPAGATE_NAN, /*coef=*/0.0));
   return d;
 }
 

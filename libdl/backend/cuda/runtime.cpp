@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend/cuda/cublas_loader.h"
+#include "backend/cuda/cudnn_loader.h"
 #include "core/block_cache.h"
 #include "dl/core/device.h"
 
@@ -89,11 +90,11 @@ void check_cuda_versions() {
 }
 
 void check_cudnn_versions() {
-  const auto found = static_cast<int64_t>(cudnnGetVersion());
+  const auto found = static_cast<int64_t>(DL_CUDNN(cudnnGetVersion)());
   DL_CHECK(cudnn_major(found) == CUDNN_MAJOR && found >= CUDNN_VERSION, "cuDNN found at run time is ",
            cudnn_version_text(found), " but libdl was compiled against ", cudnn_version_text(CUDNN_VERSION),
            " (the major versions must match; a newer minor version is fine)");
-  const auto cudart = static_cast<int64_t>(cudnnGetCudartVersion());
+  const auto cudart = static_cast<int64_t>(DL_CUDNN(cudnnGetCudartVersion)());
   DL_CHECK(cudart / 1000 == CUDART_VERSION / 1000, "cuDNN ", cudnn_version_text(found),
            " found at run time was built for CUDA ", cuda_version_text(cudart), " but libdl uses CUDA ",
            cuda_version_text(CUDART_VERSION), ": install the cuDNN build for CUDA ", CUDART_VERSION / 1000);
@@ -162,8 +163,8 @@ DeviceContext* create_context(int device, cudaEvent_t* compute_mark) {
   DL_CUDA_CHECK(cudaGetDeviceProperties(&ctx->props, device));
   DL_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->compute, cudaStreamNonBlocking));
   DL_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->copy, cudaStreamNonBlocking));
-  DL_CUDNN_CHECK(cudnnCreate(&ctx->cudnn));
-  DL_CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->compute));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnCreate)(&ctx->cudnn));
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetStream)(ctx->cudnn, ctx->compute));
   DL_CUBLAS_CHECK(cublas().create(&ctx->cublas));
   DL_CUBLAS_CHECK(cublas().set_stream(ctx->cublas, ctx->compute));
   DL_CUDA_CHECK(cudaEventCreateWithFlags(compute_mark, cudaEventDisableTiming));
@@ -186,9 +187,9 @@ void throw_cuda_error(cudaError_t err, const char* call, const char* file, int l
 
 void throw_cudnn_error(cudnnStatus_t st, const char* call, const char* file, int line) {
   std::string message =
-      detail::str_cat("cuDNN error ", cudnnGetErrorString(st), " (", static_cast<int>(st), "), in ", call);
+      detail::str_cat("cuDNN error ", DL_CUDNN(cudnnGetErrorString)(st), " (", static_cast<int>(st), "), in ", call);
   char last[512] = {};
-  cudnnGetLastErrorString(last, sizeof last);  // this thread's most recent cuDNN message, if any
+  DL_CUDNN(cudnnGetLastErrorString)(last, sizeof last);  // this thread's most recent cuDNN message, if any
   if (last[0] != '\0') message += detail::str_cat(" (cuDNN's last message: ", last, ")");
   detail::throw_error(file, line, message);
 }
