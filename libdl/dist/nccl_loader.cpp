@@ -20,7 +20,7 @@ const NcclApi* load() {
   return api;
 }
 
-cuda::LazyApi<NcclApi> g_nccl(load);
+constinit cuda::LazyApi<NcclApi> g_nccl(load);
 
 }  // namespace
 

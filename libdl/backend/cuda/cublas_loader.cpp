@@ -32,7 +32,7 @@ const CublasApi* load() {
   return api;
 }
 
-LazyApi<CublasApi> g_cublas(load);
+constinit LazyApi<CublasApi> g_cublas(load);
 
 }  // namespace
 

@@ -21,7 +21,7 @@ const CudnnApi* load() {
   return api;
 }
 
-LazyApi<CudnnApi> g_cudnn(load);
+constinit LazyApi<CudnnApi> g_cudnn(load);
 
 }  // namespace
 

@@ -19,7 +19,8 @@ void* library_symbol(void* lib, const char* name, const std::string& file, const
 template <typename Api>
 class LazyApi {
  public:
-  explicit LazyApi(const Api* (*load)()) : load_(load) {}
+  // constexpr: a table is constant-initialised, so it works even when called during static initialisation.
+  constexpr explicit LazyApi(const Api* (*load)()) : load_(load) {}
   const Api& get() {
     if (const Api* api = loaded_.load(std::memory_order_acquire)) return *api;
     std::lock_guard<std::mutex> lock(mu_);
