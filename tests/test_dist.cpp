@@ -257,6 +257,54 @@ TEST(DataParallel, IgnoredLabelsAndClassWeightsWeighEachShareByItsCountedLabels)
       {.class_weights = dl::Tensor::from_vector<float>({4}, {0.5f, 2.0f, 1.0f, 3.0f}), .ignore_index = 2});
 }
 
+// A model of two inputs (the image through small_net, a side vector through a linear layer, added).
+class ImageAndSide : public dl::nn::Module {
+ public:
+  explicit ImageAndSide(uint64_t seed) {
+    dl::Generator gen(seed + 1);
+    image = register_module("image", small_net(false, seed));
+    side = register_module("side", std::make_shared<dl::nn::Linear>(3, 4, true, dl::nn::Init::kGlorotUniform, gen));
+  }
+  std::shared_ptr<dl::nn::Sequential> image;
+  std::shared_ptr<dl::nn::Linear> side;
+};
+
+// With a loss of its own (a mean over samples), each rank's share weighs by its samples: two ranks
+// follow one process, losses, the metric, weights and evaluation alike.
+TEST(DataParallel, ATwoInputModelWithItsOwnLossAndMetricFollowsOneProcess) {
+  world();
+  const auto q = quadrants(15, 1);
+  dl::Generator gen(9);
+  const auto data = std::make_shared<dl::data::TensorDataset>(
+      std::vector<dl::Tensor>{q->inputs(), dl::Tensor::uniform({15, 3}, -1, 1, gen)}, q->targets());
+  const dl::train::ForwardFn forward = [](dl::nn::Module& m, const dl::data::Batch& b) {
+    auto& net = static_cast<ImageAndSide&>(m);
+    return dl::ops::add(net.image->forward(b.inputs), net.side->forward(b.input(1)));
+  };
+  const dl::train::LossFn loss = [](const dl::Tensor& y, const dl::data::Batch& b) {
+    return dl::ops::add(dl::ops::cross_entropy(y, b.targets), dl::ops::scale(dl::ops::mean(dl::ops::mul(y, y)), 0.01));
+  };
+  dl::train::Metric top1 = dl::train::accuracy_metric();
+  top1.name = "top-1";
+  ImageAndSide single(7), dp(7);
+  dl::train::Trainer t1(single, forward, loss, options(/*distributed=*/false));
+  dl::train::Trainer t2(dp, forward, loss, options(/*distributed=*/true));
+  t1.add_metric(top1);
+  t2.add_metric(top1);
+  ASSERT_NE(t2.process_group(), nullptr);
+  const auto r1 = t1.fit(data), r2 = t2.fit(data);
+  ASSERT_EQ(r1.history.size(), r2.history.size());
+  for (size_t i = 0; i < r1.history.size(); ++i) {
+    EXPECT_NEAR(r1.history[i].loss, r2.history[i].loss, 1e-5 * std::max(1.0, r1.history[i].loss)) << "iteration " << i;
+    EXPECT_EQ(r1.history[i].metrics, r2.history[i].metrics) << "iteration " << i;
+  }
+  expect_close(dp.state(), single.state(), 1e-5);
+  const auto e1 = t1.evaluate(*data, 4), e2 = t2.evaluate(*data, 4);
+  EXPECT_NEAR(e1.loss, e2.loss, 1e-5);
+  EXPECT_EQ(e1.metric("top-1"), e2.metric("top-1"));
+  EXPECT_EQ(e2.samples, 15);
+}
+
 TEST(DataParallel, ClippingLossScalingAndValidationAgreeWithOneProcess) {
   const auto tune = [](dl::train::TrainingOptions& o) {
     o.solver = dl::train::Solver::kAdam;

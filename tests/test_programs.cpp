@@ -71,13 +71,14 @@ dl::nn::MnistCnnOptions tiny_cnn() {
 TEST(Options, MatlabNamesParseToTypedValuesAndBack) {
   EXPECT_EQ(parse_option<Solver>("adam", "solver"), Solver::kAdam);
   EXPECT_EQ(parse_option<Solver>("rmsprop", "solver"), Solver::kRmsProp);
+  EXPECT_EQ(parse_option<Solver>("adamw", "solver"), Solver::kAdamW);
   EXPECT_EQ(parse_option<LearnRateSchedule>("piecewise", "s"), LearnRateSchedule::kPiecewise);
   EXPECT_EQ(parse_option<Shuffle>("every-epoch", "s"), Shuffle::kEveryEpoch);
   EXPECT_EQ(parse_option<GradientThresholdMethod>("global-l2norm", "g"), GradientThresholdMethod::kGlobalL2Norm);
   EXPECT_EQ(parse_option<OutputNetwork>("best-validation-loss", "o"), OutputNetwork::kBestValidationLoss);
   EXPECT_EQ(option_name(Shuffle::kNever), "never");
   EXPECT_EQ(option_name(GradientThresholdMethod::kAbsoluteValue), "absolute-value");
-  EXPECT_EQ(option_names<Solver>(), "sgdm, adam or rmsprop");
+  EXPECT_EQ(option_names<Solver>(), "sgdm, adam, rmsprop or adamw");
   // The error names the option, what was expected and what came.
   const std::string e = error_of([] { parse_option<Shuffle>("Every-Epoch", "TrainingOptions::shuffle"); });
   EXPECT_NE(e.find("TrainingOptions::shuffle: expected once, every-epoch or never, got 'Every-Epoch'"),
@@ -108,7 +109,7 @@ TEST(Flags, ParseNamesRangesSwitchesAndEnums) {
   EXPECT_TRUE(o.verbose);
 
   const auto err = [&](std::vector<std::string> words) { return error_of([&] { parse(f, words); }); };
-  EXPECT_NE(err({"--solver", "Adam"}).find("option --solver: expected sgdm, adam or rmsprop, got 'Adam'"),
+  EXPECT_NE(err({"--solver", "Adam"}).find("option --solver: expected sgdm, adam, rmsprop or adamw, got 'Adam'"),
             std::string::npos);
   EXPECT_NE(err({"--epochs", "0"}).find("--epochs"), std::string::npos);
   EXPECT_NE(err({"--epochs", "2.5"}).find("got '2.5'"), std::string::npos);
@@ -120,7 +121,7 @@ TEST(Flags, ParseNamesRangesSwitchesAndEnums) {
   std::ostringstream usage;
   f.usage(usage);
   EXPECT_NE(usage.str().find("--solver VALUE"), std::string::npos);
-  EXPECT_NE(usage.str().find("(sgdm, adam or rmsprop) (default: sgdm)"), std::string::npos) << usage.str();
+  EXPECT_NE(usage.str().find("(sgdm, adam, rmsprop or adamw) (default: sgdm)"), std::string::npos) << usage.str();
   EXPECT_NE(usage.str().find("--max-epochs, --epochs VALUE"), std::string::npos);
 }
 

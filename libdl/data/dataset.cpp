@@ -21,15 +21,31 @@ Tensor gather_rows(const Tensor& t, const std::vector<int64_t>& indices) {
   return out;
 }
 
-TensorDataset::TensorDataset(Tensor inputs, Tensor targets) : inputs_(std::move(inputs)), targets_(std::move(targets)) {
-  DL_CHECK(inputs_.defined() && targets_.defined() && inputs_.dim() >= 1 && targets_.dim() >= 1,
-           "TensorDataset: expected inputs and targets with a sample dimension");
-  DL_CHECK(inputs_.size(0) == targets_.size(0), "TensorDataset: ", inputs_.size(0), " inputs but ", targets_.size(0),
-           " targets");
+const Tensor& Batch::input(size_t i) const {
+  DL_CHECK(i < input_count(), "Batch::input: expected an input index below ", input_count(), ", got ", i);
+  return i == 0 ? inputs : extra_inputs[i - 1];
+}
+
+TensorDataset::TensorDataset(Tensor inputs, Tensor targets)
+    : TensorDataset(std::vector<Tensor>{std::move(inputs)}, std::move(targets)) {}
+
+TensorDataset::TensorDataset(std::vector<Tensor> inputs, Tensor targets) : targets_(std::move(targets)) {
+  DL_CHECK(!inputs.empty(), "TensorDataset: expected at least one input tensor, got none");
+  DL_CHECK(targets_.defined() && targets_.dim() >= 1, "TensorDataset: expected targets with a sample dimension");
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    DL_CHECK(inputs[i].defined() && inputs[i].dim() >= 1, "TensorDataset: expected input ", i,
+             " with a sample dimension");
+    DL_CHECK(inputs[i].size(0) == targets_.size(0), "TensorDataset: ", inputs[i].size(0), " samples in input ", i,
+             " but ", targets_.size(0), " targets");
+  }
+  inputs_ = std::move(inputs[0]);
+  extra_inputs_.assign(std::make_move_iterator(inputs.begin() + 1), std::make_move_iterator(inputs.end()));
 }
 
 Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
-  return {gather_rows(inputs_, indices), gather_rows(targets_, indices)};
+  Batch b{gather_rows(inputs_, indices), gather_rows(targets_, indices)};
+  for (const Tensor& x : extra_inputs_) b.extra_inputs.push_back(gather_rows(x, indices));
+  return b;
 }
 
 SubsetDataset::SubsetDataset(std::shared_ptr<const Dataset> base, std::vector<int64_t> indices)

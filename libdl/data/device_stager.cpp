@@ -32,10 +32,13 @@ void DeviceStager::prefetch(const Batch& host) {
   }
   const int slot = impl_->next_slot;
   impl_->next_slot = (slot + 1) % kSlots;
-  const std::vector<Tensor> staged = impl_->uploader->upload(slot, {host.inputs, host.targets});
+  std::vector<Tensor> tensors{host.inputs, host.targets};
+  tensors.insert(tensors.end(), host.extra_inputs.begin(), host.extra_inputs.end());
+  const std::vector<Tensor> staged = impl_->uploader->upload(slot, tensors);
   Batch batch = host;
   batch.inputs = staged[0];
   batch.targets = staged[1];
+  for (size_t i = 0; i < batch.extra_inputs.size(); ++i) batch.extra_inputs[i] = staged[2 + i];
   impl_->queue.emplace_back(slot, std::move(batch));
 }
 

@@ -15,8 +15,8 @@ template <typename E>
 struct Names;
 template <>
 struct Names<Solver> {
-  static constexpr std::array<std::pair<Solver, std::string_view>, 3> kAll = {
-      {{Solver::kSgdm, "sgdm"}, {Solver::kAdam, "adam"}, {Solver::kRmsProp, "rmsprop"}}};
+  static constexpr std::array<std::pair<Solver, std::string_view>, 4> kAll = {
+      {{Solver::kSgdm, "sgdm"}, {Solver::kAdam, "adam"}, {Solver::kRmsProp, "rmsprop"}, {Solver::kAdamW, "adamw"}}};
 };
 template <>
 struct Names<LearnRateSchedule> {
@@ -149,6 +149,8 @@ void TrainingOptions::validate() const {
            "TrainingOptions: SquaredGradientDecayFactor must be in [0, 1), got ", squared_gradient_decay_factor);
   DL_CHECK(epsilon > 0 && std::isfinite(epsilon), "TrainingOptions: Epsilon must be positive and finite, got ",
            epsilon);
+  DL_CHECK(weight_decay >= 0 && std::isfinite(weight_decay),
+           "TrainingOptions: weight_decay must be >= 0 and finite, got ", weight_decay);
   DL_CHECK(divergence_loss_factor >= 0 && std::isfinite(divergence_loss_factor),
            "TrainingOptions: divergence_loss_factor must be >= 0 and finite (0: off), got ", divergence_loss_factor);
   DL_CHECK(keep_checkpoints >= 0, "TrainingOptions: keep_checkpoints must be >= 0, got ", keep_checkpoints);

@@ -33,9 +33,27 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const nn::Layer& model, const TrainingOptions& o) {
-  auto params = model.parameter_refs();
+// TrainingOptions::param_groups, then the model's parameters in none of them as one more group.
+std::vector<optim::ParamGroup> param_groups(const nn::Module& model, const TrainingOptions& o) {
+  std::vector<optim::ParamGroup> groups = o.param_groups;
+  optim::ParamGroup rest;
+  for (const nn::ParamRef& p : model.parameter_refs()) {
+    bool grouped = false;
+    for (const optim::ParamGroup& g : groups)
+      for (const nn::ParamRef& q : g.params) grouped = grouped || q.tensor.raw_data() == p.tensor.raw_data();
+    if (!grouped) rest.params.push_back(p);
+  }
+  if (!rest.params.empty() || groups.empty()) groups.push_back(std::move(rest));
+  return groups;
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const nn::Module& model, const TrainingOptions& o) {
+  auto params = param_groups(model, o);
   switch (o.solver) {
+    case Solver::kAdamW:
+      return std::make_unique<optim::AdamW>(
+          params, optim::AdamWOptions{o.initial_learn_rate, o.gradient_decay_factor, o.squared_gradient_decay_factor,
+                                      o.epsilon, o.weight_decay});
     case Solver::kAdam:
       return std::make_unique<optim::Adam>(
           params, optim::AdamOptions{o.initial_learn_rate, o.gradient_decay_factor, o.squared_gradient_decay_factor,
@@ -86,12 +104,19 @@ double loss_denominator(const Tensor& targets, const ops::CrossEntropyOptions& o
   }
   return sum;
 }
+
+// A record's metrics from `m` {numerator, denominator} pairs; its accuracy is the first.
+void set_metrics(IterationRecord& rec, const double* sums, size_t m) {
+  rec.metrics.clear();
+  for (size_t k = 0; k < m; ++k) rec.metrics.push_back(sums[2 * k + 1] > 0 ? sums[2 * k] / sums[2 * k + 1] : 0.0);
+  rec.accuracy = m > 0 ? rec.metrics[0] : std::numeric_limits<double>::quiet_NaN();
+}
 }  // namespace
 
 // Note [deferred scalars]: a step whose loss and accuracy are still where they were computed.
 struct Trainer::PendingStep {
-  IterationRecord rec;  // loss and accuracy filled in when read (at once in a data-parallel run)
-  Tensor targets;       // on a device: to name a bad label when the loss is not finite
+  IterationRecord rec;  // loss and metrics filled in when read (at once in a data-parallel run)
+  Tensor targets;       // a classifier's on a device: to name a bad label when the loss is not finite
   int64_t classes = 0;
 };
 
@@ -116,7 +141,8 @@ struct Trainer::Run {
   const Clock::time_point t0 = Clock::now();
   static constexpr size_t kMaxPending = 64;  // Note [deferred scalars]
   std::vector<PendingStep> pending;
-  Tensor loss_log, count_log;  // kMaxPending losses (the loss's dtype) and {correct, counted} pairs (float64)
+  // kMaxPending losses (the loss's dtype), and kMaxPending x metrics {numerator, denominator} rows (float64)
+  Tensor loss_log, count_log;
   data::DataLoader loader;
   data::DeviceBatches batches;
   std::vector<std::unique_ptr<TrainingObserver>> own;  // made from the options
@@ -129,8 +155,54 @@ struct Trainer::Run {
   bool stop = false;
 };
 
+Metric accuracy_metric(int ignore_index) {
+  return {"accuracy", [ignore_index](const Tensor& output, const data::Batch& batch) {
+            return ops::correct_counts(output, batch.targets, ignore_index);
+          }};
+}
+
+double EvalResult::metric(const std::string& name) const {
+  std::string names;
+  for (size_t k = 0; k < metric_names.size() && k < metrics.size(); ++k) {
+    if (metric_names[k] == name) return metrics[k];
+    names += (k ? ", '" : "'") + metric_names[k] + "'";
+  }
+  DL_THROW("EvalResult: no metric '", name, "'; expected one of the evaluation's metrics (",
+           names.empty() ? "none" : names, ")");
+}
+
 Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
-    : model_(model), o_(options), out_(&std::cout), shuffle_gen_(options.seed) {
+    : Trainer(model, Objective{}, options, /*classifier=*/true) {
+  // The classifier's objective (Note [deferred scalars]: the accuracy's counts stay on the device).
+  objective_.forward = [&model](nn::Module&, const data::Batch& batch) { return model.forward(batch.inputs); };
+  objective_.loss = [this](const Tensor& logits, const data::Batch& batch) {
+    return ops::cross_entropy(logits, batch.targets, loss_);
+  };
+  objective_.loss_weight = [this](const data::Batch& batch) { return loss_denominator(batch.targets, loss_); };
+  objective_.metrics.push_back({"accuracy", [this](const Tensor& logits, const data::Batch& batch) {
+                                  return ops::correct_counts(logits, batch.targets, loss_.ignore_index);
+                                }});
+}
+
+Trainer::Trainer(nn::Module& model, ForwardFn forward, LossFn loss, const TrainingOptions& options)
+    : Trainer(model, Objective{std::move(forward), std::move(loss)}, options) {}
+
+Trainer::Trainer(nn::Module& model, Objective objective, const TrainingOptions& options)
+    : Trainer(model, std::move(objective), options, /*classifier=*/false) {
+  DL_CHECK(objective_.forward && objective_.loss, "Trainer: expected an objective with a forward and a loss, got ",
+           objective_.forward ? "no loss" : "no forward");
+  const std::vector<Metric> metrics = std::move(objective_.metrics);
+  objective_.metrics.clear();
+  for (const Metric& m : metrics) add_metric(m);
+}
+
+Trainer::Trainer(nn::Module& model, Objective objective, const TrainingOptions& options, bool classifier)
+    : model_(model),
+      o_(options),
+      objective_(std::move(objective)),
+      classifier_(classifier),
+      out_(&std::cout),
+      shuffle_gen_(options.seed) {
   o_.validate();
   schedule_ = o_.resolved_schedule();
   check_device_usable(o_.device);
@@ -159,6 +231,9 @@ void Trainer::set_validation_data(std::shared_ptr<const data::Dataset> validatio
   validation_ = std::move(validation);
 }
 void Trainer::set_loss_options(const ops::CrossEntropyOptions& loss) {
+  DL_CHECK(classifier_,
+           "Trainer::set_loss_options: the cross-entropy's options are for a classifier's trainer "
+           "(made from an nn::Layer alone); this one was given a loss of its own");
   loss_ = loss;
   if (loss_.class_weights.defined()) loss_.class_weights = loss_.class_weights.to(o_.device);
 }
@@ -177,6 +252,45 @@ void Trainer::on_every_rank(const char* what, const std::function<void()>& f) co
   if (mine) std::rethrow_exception(mine);
   for (size_t r = 0; r < errors.size(); ++r)
     if (!errors[r].empty()) DL_THROW("rank ", r, " failed ", what, ": ", errors[r]);
+}
+
+void Trainer::add_metric(Metric metric) {
+  DL_CHECK(!metric.name.empty() && metric.sums,
+           "Trainer::add_metric: expected a metric with a name and a function, got ",
+           metric.name.empty() ? "no name" : "no function", " (metric '", metric.name, "')");
+  for (const Metric& m : objective_.metrics)
+    DL_CHECK(m.name != metric.name, "Trainer::add_metric: expected a new name, got '", metric.name,
+             "', a metric already there");
+  objective_.metrics.push_back(std::move(metric));
+}
+
+std::vector<std::string> Trainer::metric_names() const {
+  std::vector<std::string> names;
+  for (const Metric& m : objective_.metrics) names.push_back(m.name);
+  return names;
+}
+
+Tensor Trainer::batch_loss(const Tensor& output, const data::Batch& batch) const {
+  const Tensor loss = objective_.loss(output, batch);
+  DL_CHECK(loss.defined() && loss.numel() == 1, "Trainer: expected the loss to be a tensor of one element, got ",
+           loss.defined() ? "one of shape " + loss.shape().str() : std::string("an undefined tensor"));
+  return loss;
+}
+
+Tensor Trainer::metric_sums(size_t k, const Tensor& output, const data::Batch& batch) const {
+  const Metric& m = objective_.metrics[k];
+  Tensor sums = m.sums(output.detach(), batch);  // no graph: a metric is never back-propagated
+  DL_CHECK(sums.defined() && sums.numel() == 2, "Trainer: metric '", m.name,
+           "': expected a tensor of two elements {numerator, denominator}, got ",
+           sums.defined() ? "one of shape " + sums.shape().str() : std::string("an undefined tensor"));
+  return sums.detach().to(DType::kFloat64).view({1, 2});
+}
+
+double Trainer::loss_weight(const data::Batch& batch) const {
+  if (!objective_.loss_weight) return static_cast<double>(batch.size());
+  const double w = objective_.loss_weight(batch);
+  DL_CHECK(w >= 0 && std::isfinite(w), "Trainer: expected a batch's loss weight >= 0 and finite, got ", w);
+  return w;
 }
 
 void Trainer::set_gradient_hook(std::function<void(const std::vector<nn::ParamRef>&)> hook) { hook_ = std::move(hook); }
@@ -214,8 +328,10 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
   autograd::NoGradGuard no_grad;
   const Autocast autocast(o_.precision);
   EvalResult r;
-  double loss_sum = 0, weight_sum = 0;  // the loss of the whole set: sum of loss x denominator / sum of denominators
-  metrics::Counts counts;
+  r.metric_names = metric_names();
+  double loss_sum = 0, weight_sum = 0;  // the loss of the whole set: sum of loss x weight / sum of weights
+  const size_t n_metrics = objective_.metrics.size();
+  std::vector<double> sums(2 * n_metrics, 0.0);  // {numerator, denominator} per metric
   // A data-parallel run: rank r evaluates the r-th part of the set with rank 0's batch-norm statistics.
   const std::shared_ptr<const data::Dataset> whole(std::shared_ptr<const data::Dataset>(), &d);  // not owned
   std::shared_ptr<const data::Dataset> part = whole;
@@ -236,21 +352,23 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
           *part, batch_size > 0 ? batch_size : o_.mini_batch_size, o_.device,
           [&](const data::Batch& batch, int64_t first) {
             first += offset;
-            const Tensor logits = model_.forward(batch.inputs);
-            const double loss = ops::cross_entropy(logits, batch.targets, loss_).item<double>();
-            const metrics::Counts c = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
+            const Tensor output = objective_.forward(model_, batch);
+            const double loss = batch_loss(output, batch).item<double>();
+            std::vector<double> c(2 * n_metrics);
+            for (size_t k = 0; k < n_metrics; ++k) {
+              const Tensor m = metric_sums(k, output, batch).to(Device::cpu());
+              c[2 * k] = m.data<double>()[0], c[2 * k + 1] = m.data<double>()[1];
+            }
             // On a device, labels are checked only when the loss says something is wrong (ops::cross_entropy
             // throws on the CPU); a batch whose labels are all ignored is an error there as on the CPU.
-            if (!std::isfinite(loss) && !batch.targets.device().is_cpu()) {
-              ops::check_labels(batch.targets, logits.size(1), loss_.ignore_index);
-              DL_CHECK(c.total > 0, "evaluation: no sample counted (every label ignored) in the batch at sample ",
-                       first);
+            if (classifier_ && !std::isfinite(loss) && !batch.targets.device().is_cpu()) {
+              ops::check_labels(batch.targets, output.size(1), loss_.ignore_index);
+              DL_CHECK(c[1] > 0, "evaluation: no sample counted (every label ignored) in the batch at sample ", first);
             }
-            const double w = loss_denominator(batch.targets, loss_);
+            const double w = loss_weight(batch);
             loss_sum += loss * w;
             weight_sum += w;
-            counts.correct += c.correct;
-            counts.total += c.total;
+            for (size_t i = 0; i < c.size(); ++i) sums[i] += c[i];
             r.samples += batch.size();
           });
   } catch (const std::exception& e) {
@@ -259,26 +377,101 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
   }
   model_.train(was_training);
   if (group_) {  // the sums of every rank's part, and whether a rank failed
-    Tensor sums = Tensor::from_vector<double>(
-        {6}, {loss_sum, static_cast<double>(counts.correct), static_cast<double>(counts.total),
-              static_cast<double>(r.samples), error ? 1.0 : 0.0, weight_sum});
-    group_->all_reduce(sums);
-    const double* v = sums.data<double>();
-    if (v[4] > 0) {
+    std::vector<double> all = {loss_sum, static_cast<double>(r.samples), error ? 1.0 : 0.0, weight_sum};
+    all.insert(all.end(), sums.begin(), sums.end());
+    Tensor t = Tensor::from_vector<double>({static_cast<int64_t>(all.size())}, all);
+    group_->all_reduce(t);
+    const double* v = t.data<double>();
+    if (v[2] > 0) {
       const std::vector<std::string> errors = group_->gather_errors(message);
       if (error) std::rethrow_exception(error);
       for (size_t k = 0; k < errors.size(); ++k)
         if (!errors[k].empty()) DL_THROW("rank ", k, " failed in the evaluation: ", errors[k]);
     }
     loss_sum = v[0];
-    counts.correct = static_cast<int64_t>(v[1]);
-    counts.total = static_cast<int64_t>(v[2]);
-    r.samples = static_cast<int64_t>(v[3]);
-    weight_sum = v[5];
+    r.samples = static_cast<int64_t>(v[1]);
+    weight_sum = v[3];
+    sums.assign(v + 4, v + 4 + sums.size());
   }
   r.loss = weight_sum > 0 ? loss_sum / weight_sum : std::numeric_limits<double>::quiet_NaN();
-  r.accuracy = counts.accuracy();
+  for (size_t k = 0; k < n_metrics; ++k) r.metrics.push_back(sums[2 * k + 1] > 0 ? sums[2 * k] / sums[2 * k + 1] : 0.0);
+  r.accuracy = r.metrics.empty() ? std::numeric_limits<double>::quiet_NaN() : r.metrics[0];
   return r;
+}
+
+namespace {
+// Inputs held in tensors as a dataset without targets (Trainer::predict).
+class InputsDataset final : public data::Dataset {
+ public:
+  explicit InputsDataset(const std::vector<Tensor>& inputs) : inputs_(inputs) {
+    DL_CHECK(!inputs_.empty(), "Trainer::predict: expected at least one input tensor, got none");
+    for (size_t i = 0; i < inputs_.size(); ++i) {
+      DL_CHECK(inputs_[i].defined() && inputs_[i].dim() >= 1, "Trainer::predict: expected input ", i,
+               " with a sample dimension");
+      DL_CHECK(inputs_[i].size(0) == inputs_[0].size(0), "Trainer::predict: expected ", inputs_[0].size(0),
+               " samples in input ", i, " (as in input 0), got ", inputs_[i].size(0));
+    }
+  }
+  int64_t size() const override { return inputs_[0].size(0); }
+  data::Batch get_batch(const std::vector<int64_t>& indices) const override {
+    data::Batch b;
+    b.inputs = data::gather_rows(inputs_[0].to(Device::cpu()), indices);
+    for (size_t i = 1; i < inputs_.size(); ++i)
+      b.extra_inputs.push_back(data::gather_rows(inputs_[i].to(Device::cpu()), indices));
+    return b;
+  }
+
+ private:
+  std::vector<Tensor> inputs_;
+};
+
+// Eval mode for a scope, the train flag restored after it, whatever happens.
+class EvalScope {
+ public:
+  explicit EvalScope(nn::Module& m) : m_(m), was_training_(m.is_training()) { m_.eval(); }
+  ~EvalScope() { m_.train(was_training_); }
+  EvalScope(const EvalScope&) = delete;
+  EvalScope& operator=(const EvalScope&) = delete;
+
+ private:
+  nn::Module& m_;
+  bool was_training_;
+};
+}  // namespace
+
+Tensor Trainer::predict(const data::Dataset& d, int64_t batch_size) {
+  DL_CHECK(d.size() > 0, "Trainer::predict: expected a set with samples, got an empty one");
+  const EvalScope eval(model_);
+  autograd::NoGradGuard no_grad;
+  const Autocast autocast(o_.precision);
+  Tensor out;
+  data::for_each_batch(
+      d, batch_size > 0 ? batch_size : o_.mini_batch_size, o_.device, [&](const data::Batch& batch, int64_t first) {
+        const Tensor y = objective_.forward(model_, batch).detach();
+        DL_CHECK(y.defined() && y.dim() >= 1 && y.size(0) == batch.size(),
+                 "Trainer::predict: expected an output with a row per sample (", batch.size(), "), got ",
+                 y.defined() ? "shape " + y.shape().str() : std::string("none"));
+        if (!out.defined()) {
+          Shape s = y.shape();
+          s[0] = d.size();
+          out = Tensor::empty(s, y.dtype(), y.device());
+        }
+        Shape expected = out.shape();
+        expected[0] = batch.size();
+        DL_CHECK(y.shape() == expected && y.dtype() == out.dtype(),
+                 "Trainer::predict: expected the output of the batch at sample ", first, " to be ", expected.str(), " ",
+                 dtype_name(out.dtype()), " as the first batch's, got ", y.shape().str(), " ", dtype_name(y.dtype()));
+        out.slice(first, first + batch.size()).copy_(y);
+      });
+  return out;
+}
+
+Tensor Trainer::predict(const Tensor& inputs, int64_t batch_size) {
+  return predict(std::vector<Tensor>{inputs}, batch_size);
+}
+
+Tensor Trainer::predict(const std::vector<Tensor>& inputs, int64_t batch_size) {
+  return predict(InputsDataset(inputs), batch_size);
 }
 
 TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
@@ -286,7 +479,7 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   reset_allocator_peak(o_.device);
   on_every_rank("preparing the checkpoint folder", [&] { prepare_checkpoint_folder(); });
   Run run(*this, std::move(train));
-  for (auto* o : run.observers) o->on_start({epoch_, o_.max_epochs, iteration_, run.last_iteration});
+  for (auto* o : run.observers) o->on_start({epoch_, o_.max_epochs, iteration_, run.last_iteration, metric_names()});
   model_.train();
   while (epoch_ < o_.max_epochs && !run.stop) {
     const auto te = Clock::now();
@@ -336,13 +529,17 @@ void Trainer::read_step_scalars(Run& run, bool validate_last) {
   const auto tr = Clock::now();
   const size_t n = run.pending.size();
   if (!group_) {  // one read of the window
+    const size_t m = objective_.metrics.size();
     const Tensor losses = run.loss_log.slice(0, static_cast<int64_t>(n)).to(Device::cpu()).to(DType::kFloat64);
-    const Tensor counts = run.count_log.slice(0, static_cast<int64_t>(n)).to(Device::cpu());
     const double* l = losses.data<double>();
-    const double* c = counts.data<double>();
+    std::vector<double> c;
+    if (m > 0) {
+      const Tensor counts = run.count_log.slice(0, static_cast<int64_t>(n * m)).to(Device::cpu());
+      c.assign(counts.data<double>(), counts.data<double>() + 2 * n * m);
+    }
     for (size_t i = 0; i < n; ++i) {
       run.pending[i].rec.loss = l[i];
-      run.pending[i].rec.accuracy = c[2 * i + 1] > 0 ? c[2 * i] / c[2 * i + 1] : 0.0;
+      set_metrics(run.pending[i].rec, c.data() + 2 * i * m, m);
     }
     ++run.report.scalar_reads;
   }
@@ -377,28 +574,33 @@ void Trainer::step(Run& run, const data::Batch& batch) {
   PendingStep pending;
   pending.rec.epoch = epoch_ + 1;
   pending.rec.iteration = iteration_ + 1;
+  const size_t m = objective_.metrics.size();
   if (!group_) {
-    const Tensor logits = model_.forward(batch.inputs);
-    const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
+    const Tensor output = objective_.forward(model_, batch);
+    const Tensor loss = batch_loss(output, batch);
     (scaler_ ? scaler_->scale(loss) : loss).backward();
     // Note [deferred scalars]: into the window, on the device's stream; nothing waits here.
     const int64_t slot = static_cast<int64_t>(run.pending.size());
     if (!run.loss_log.defined() || run.loss_log.dtype() != loss.dtype()) {
       DL_CHECK(slot == 0, "Trainer: the loss changed its dtype within a window of steps");
       run.loss_log = Tensor::empty({static_cast<int64_t>(Run::kMaxPending)}, loss.dtype(), loss.device());
-      run.count_log = Tensor::empty({static_cast<int64_t>(Run::kMaxPending), 2}, DType::kFloat64, loss.device());
+      run.count_log = Tensor::empty({static_cast<int64_t>(Run::kMaxPending * std::max<size_t>(m, 1)), 2},
+                                    DType::kFloat64, loss.device());
     }
     run.loss_log.slice(slot, slot + 1).copy_(loss.detach().view({1}));
-    run.count_log.slice(slot, slot + 1)
-        .copy_(ops::correct_counts(logits, batch.targets, loss_.ignore_index).view({1, 2}));
-    if (!batch.targets.device().is_cpu()) pending.targets = batch.targets, pending.classes = logits.size(1);
+    for (size_t k = 0; k < m; ++k) {
+      const int64_t row = slot * static_cast<int64_t>(m) + static_cast<int64_t>(k);
+      run.count_log.slice(row, row + 1).copy_(metric_sums(k, output, batch));
+    }
+    if (classifier_ && !batch.targets.device().is_cpu())
+      pending.targets = batch.targets, pending.classes = output.size(1);
   } else {
-    Tensor logits;
-    metrics::Counts counts;
-    data_parallel_backward(batch, logits, pending.rec.loss, counts);
-    pending.rec.accuracy = counts.accuracy();
-    if (logits.defined() && !batch.targets.device().is_cpu())
-      pending.targets = batch.targets, pending.classes = logits.size(1);
+    Tensor output;
+    std::vector<double> sums;
+    data_parallel_backward(batch, output, pending.rec.loss, sums);
+    set_metrics(pending.rec, sums.data(), m);
+    if (classifier_ && output.defined() && !batch.targets.device().is_cpu())
+      pending.targets = batch.targets, pending.classes = output.size(1);
   }
   // With loss scaling, gradients that overflowed skip this update (weights and optimiser state stay).
   const bool overflow = scaler_ && !scaler_->unscale(optimizer_->params());
@@ -418,18 +620,21 @@ void Trainer::step(Run& run, const data::Batch& batch) {
 }
 
 // Note [gradient buckets] (dl/dist/data_parallel.h): each rank's loss is the mean over its share, so it
-// weighs in by its share of the batch's loss denominator W (the counted labels, weighted by class):
+// weighs in by its share of the batch's loss weight W (Objective::loss_weight: for the cross-entropy the
+// counted labels, weighted by class; for a loss of one's own the samples, unless it says otherwise):
 // rank r back-propagates loss_r W_r size / W, and the average over the ranks is the gradient of the
 // loss of the whole batch; the loss reported is sum_r loss_r W_r / W, the whole batch's. An error on one
 // rank finishes the reduction (every rank makes the same collectives), then is thrown on every rank.
-void Trainer::data_parallel_backward(const data::Batch& batch, Tensor& logits, double& loss_value,
-                                     metrics::Counts& counts) {
+void Trainer::data_parallel_backward(const data::Batch& batch, Tensor& output, double& loss_value,
+                                     std::vector<double>& metric_sums_out) {
   const int64_t n = batch.size();
+  const size_t m = objective_.metrics.size();
+  std::vector<double> msums(2 * m, 0.0);
   std::exception_ptr error;
   std::string message;
   double w = 0;
   try {
-    w = n > 0 ? loss_denominator(batch.targets, loss_) : 0;
+    w = n > 0 ? loss_weight(batch) : 0;
   } catch (const std::exception& e) {
     error = std::current_exception(), message = error_message(e);
   }
@@ -441,18 +646,21 @@ void Trainer::data_parallel_backward(const data::Batch& batch, Tensor& logits, d
     // A share with nothing counted still runs its forward and backward (zero gradients) when the batch
     // norm is synchronised: its collectives are part of every rank's.
     if (n > 0 && (w > 0 || o_.sync_batch_norm)) {
-      logits = model_.forward(batch.inputs);
+      output = objective_.forward(model_, batch);
       Tensor objective;
       if (w > 0) {
-        const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
+        const Tensor loss = batch_loss(output, batch);
         objective = scaler_ ? scaler_->scale(loss) : loss;
         const double share = w * group_->size() / total;
         if (share != 1.0) objective = ops::scale(objective, share);
         reducer_->backward(objective);
         loss_value = loss.item<double>();
-        counts = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
+        for (size_t k = 0; k < m; ++k) {
+          const Tensor s = metric_sums(k, output, batch).to(Device::cpu());
+          msums[2 * k] = s.data<double>()[0], msums[2 * k + 1] = s.data<double>()[1];
+        }
       } else {
-        reducer_->backward(ops::scale(ops::sum(logits), 0.0));
+        reducer_->backward(ops::scale(ops::sum(output), 0.0));
       }
     } else {
       reducer_->finish();  // an empty share, or nothing counted: this rank adds zeros
@@ -465,12 +673,13 @@ void Trainer::data_parallel_backward(const data::Batch& batch, Tensor& logits, d
       std::rethrow_exception(error);  // the group itself failed: nothing to agree on
     }
   }
-  // The loss and accuracy of the whole mini-batch, and whether a rank failed: the same on every rank.
-  Tensor sums = Tensor::from_vector<double>(
-      {4}, {loss_value * w, static_cast<double>(counts.correct), static_cast<double>(counts.total), error ? 1.0 : 0.0});
+  // The loss and metrics of the whole mini-batch, and whether a rank failed: the same on every rank.
+  std::vector<double> all = {loss_value * w, error ? 1.0 : 0.0};
+  all.insert(all.end(), msums.begin(), msums.end());
+  Tensor sums = Tensor::from_vector<double>({static_cast<int64_t>(all.size())}, all);
   group_->all_reduce_async(sums).wait();
   const double* v = sums.data<double>();
-  if (v[3] > 0) {
+  if (v[1] > 0) {
     const std::vector<std::string> errors = group_->gather_errors(error ? message : "");
     if (error) std::rethrow_exception(error);
     for (size_t r = 0; r < errors.size(); ++r)
@@ -478,8 +687,7 @@ void Trainer::data_parallel_backward(const data::Batch& batch, Tensor& logits, d
   }
   // Nothing counted on any rank: NaN, which check_loss reports.
   loss_value = total > 0 ? v[0] / total : std::numeric_limits<double>::quiet_NaN();
-  counts.correct = static_cast<int64_t>(v[1]);
-  counts.total = static_cast<int64_t>(v[2]);
+  metric_sums_out.assign(v + 2, v + 2 + msums.size());
 }
 
 void Trainer::check_loss(Run& run, const PendingStep& step) const {
@@ -515,6 +723,7 @@ void Trainer::validate(Run& run, IterationRecord& rec) {
   const EvalResult v = evaluate(*validation_);
   rec.validation_loss = run.report.validation_loss = v.loss;
   rec.validation_accuracy = run.report.validation_accuracy = v.accuracy;
+  rec.validation_metrics = v.metrics;
   if (v.loss < best_val_loss_) {
     best_val_loss_ = v.loss;
     patience_count_ = 0;

@@ -6,7 +6,7 @@
 //
 //   dl::train::Flags f("train_mnist", "Trains the MNIST CNN.");
 //   f.add({"max-epochs", "epochs"}, &o.max_epochs, "epochs to train", 1, 1000000);
-//   f.add({"solver"}, &o.solver, "the optimiser");      // "sgdm, adam or rmsprop" is added to the help
+//   f.add({"solver"}, &o.solver, "the optimiser");      // "sgdm, adam, rmsprop or adamw" is added to the help
 //   add_training_flags(f, o);                            // every option of TrainingOptions at once
 //   if (!f.parse(argc, argv)) return 0;                  // --help was given
 #pragma once

@@ -29,9 +29,11 @@ struct IterationRecord {
   int64_t iteration = 0;
   double seconds = 0;  // since fit() started
   double learn_rate = 0;
-  double loss = 0, accuracy = 0;
+  double loss = 0, accuracy = 0;  // accuracy: the first metric's value (FitStart::metric_names), NaN without one
   double validation_loss = std::numeric_limits<double>::quiet_NaN();  // NaN: not validated here
   double validation_accuracy = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> metrics{};             // every metric's value, in the order of FitStart::metric_names
+  std::vector<double> validation_metrics{};  // idem when validated here, else empty
 };
 
 struct TrainingReport {
@@ -59,9 +61,10 @@ struct TrainingReport {
 
 // Where a fit() call starts: a resumed one at the iteration and epoch of its checkpoint.
 struct FitStart {
-  int epoch = 0, max_epochs = 0;  // epochs completed before this call
-  int64_t iteration = 0;          // iterations completed before this call
-  int64_t last_iteration = 0;     // max_epochs x batches per epoch
+  int epoch = 0, max_epochs = 0;            // epochs completed before this call
+  int64_t iteration = 0;                    // iterations completed before this call
+  int64_t last_iteration = 0;               // max_epochs x batches per epoch
+  std::vector<std::string> metric_names{};  // the Trainer's metrics ("accuracy" for a classifier)
 };
 
 class TrainingObserver {

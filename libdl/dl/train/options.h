@@ -8,16 +8,19 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dl/core/device.h"
 #include "dl/core/precision.h"
 #include "dl/dist/data_parallel.h"
 #include "dl/optim/loss_scaler.h"
+#include "dl/optim/optimizer.h"
 #include "dl/optim/schedule.h"
 
 namespace dl::train {
 
-enum class Solver { kSgdm, kAdam, kRmsProp };  // "sgdm", "adam", "rmsprop"
+// "sgdm", "adam", "rmsprop"; "adamw" (dl/optim/optimizer.h) is not MATLAB's
+enum class Solver { kSgdm, kAdam, kRmsProp, kAdamW };
 // "none", "piecewise", "exponential", "polynomial", "cosine", "one-cycle" (dl/optim/schedule.h)
 enum class LearnRateSchedule { kNone, kPiecewise, kExponential, kPolynomial, kCosine, kOneCycle };
 enum class Shuffle { kOnce, kEveryEpoch, kNever };  // "once", "every-epoch", "never"
@@ -38,7 +41,7 @@ std::string_view option_name(Precision v);
 template <typename E>
 std::string option_names();
 
-// Reads MATLAB's name of a value of E; throws dl::Error "<what>: expected sgdm, adam or rmsprop, got 'x'".
+// Reads MATLAB's name of a value of E; throws dl::Error "<what>: expected sgdm, adam, rmsprop or adamw, got 'x'".
 template <typename E>
 E parse_option(std::string_view text, std::string_view what);
 
@@ -65,6 +68,12 @@ struct TrainingOptions {
   double gradient_decay_factor = 0.9;            // adam beta1
   double squared_gradient_decay_factor = 0.999;  // adam beta2 (rmsprop uses 0.9 when left at 0.999)
   double epsilon = 1e-8;
+  // adamw's decoupled weight decay (PyTorch's default); adamw takes no l2_regularization. Not MATLAB's.
+  double weight_decay = 0.01;
+  // Parameter groups of the model (optim::ParamGroup: a learn-rate factor, L2 or weight decay of their
+  // own); the model's parameters in no group form one more group with the solver's settings. Empty:
+  // every parameter in one group. Not MATLAB's (its per-layer factors are nn::ParamRef's).
+  std::vector<optim::ParamGroup> param_groups{};
   double gradient_threshold = std::numeric_limits<double>::infinity();
   GradientThresholdMethod gradient_threshold_method = GradientThresholdMethod::kL2Norm;
   bool verbose = true;          // MATLAB's progress table (a ProgressTable observer, dl/train/observer.h)

@@ -1,8 +1,23 @@
-// Trainer: the training loop of a classifier (or a pixel classifier) driven by TrainingOptions:
-// mini-batches from a DataLoader on the training device (DeviceBatches), softmax cross-entropy, one
-// optimiser step per batch, a learning-rate schedule per epoch, validation with patience, a
-// checkpoint per epoch, and a report of time and memory at the end. What happens is told to
-// observers (dl/train/observer.h): MATLAB's verbose table, the progress line, a CSV row per iteration.
+// Trainer: the training loop of any model and any loss, driven by TrainingOptions: mini-batches from a
+// DataLoader on the training device (DeviceBatches), the objective's forward and loss, one optimiser
+// step per batch, a learning-rate schedule, validation with patience, a checkpoint per epoch, and a
+// report of time and memory at the end. What happens is told to observers (dl/train/observer.h):
+// MATLAB's verbose table, the progress line, a CSV row per iteration, one's own.
+//
+// The objective says what a step computes (Objective below). A classifier (an nn::Layer, a single
+// input) gets MATLAB's: softmax cross-entropy (set_loss_options) and the accuracy. Any other model
+// brings its forward (the model and a batch: several inputs are in Batch::extra_inputs) and its loss
+// (a scalar tensor), and metrics as plug-ins:
+//   dl::train::Trainer trainer(model,
+//       [](nn::Module& m, const data::Batch& b) { return static_cast<Net&>(m).forward(b.inputs, b.input(1)); },
+//       [](const Tensor& y, const data::Batch& b) { return ops::mean(ops::mul(y - b.targets, y - b.targets)); },
+//       options);
+//   trainer.add_metric({"within 0.25", within_quarter});  // (output, batch) -> {hits, samples} on the device
+//   trainer.fit(train);
+//   trainer.evaluate(*test).metric("within 0.25");
+//   Tensor y = trainer.predict(*test);  // the outputs, in eval mode
+// The first metric is the "accuracy" of the table, the log and the reports; every metric reaches the
+// observers by name (FitStart::metric_names, IterationRecord::metrics).
 #pragma once
 #include <functional>
 #include <iosfwd>
@@ -24,20 +39,63 @@
 
 namespace dl::train {
 
+// A metric as a plug-in: per batch, its sums {numerator, denominator} (a tensor of two elements, on
+// the output's device, float64 best; left there until the numbers are read, Note [deferred scalars] in
+// trainer.cpp). The metric of a set of batches is the sum of the numerators over the sum of the
+// denominators (0 when that is 0): the accuracy is {correct, counted}, a mean error {sum of errors, n}.
+using MetricFn = std::function<Tensor(const Tensor& output, const data::Batch& batch)>;
+struct Metric {
+  std::string name;  // in the reports and to the observers
+  MetricFn sums;
+};
+// The top-1 accuracy of class scores (B x C or B x C x H x W) over int32 labels, `ignore_index` not
+// counted (ops::correct_counts).
+Metric accuracy_metric(int ignore_index = -1);
+
+using ForwardFn = std::function<Tensor(nn::Module& model, const data::Batch& batch)>;
+// The loss of a batch: a tensor of one element that backward() starts from.
+using LossFn = std::function<Tensor(const Tensor& output, const data::Batch& batch)>;
+
+// What a step computes. `loss_weight` weighs a batch's loss where losses are combined: the losses of an
+// evaluation's batches, and of the ranks' shares of a data-parallel batch (each rank back-propagates
+// its loss times its share of the weight). Unset: the samples of the batch, right for a loss that is
+// a mean over samples.
+struct Objective {
+  ForwardFn forward;
+  LossFn loss;
+  std::function<double(const data::Batch& batch)> loss_weight{};
+  std::vector<Metric> metrics{};
+};
+
 struct EvalResult {
-  // The cross-entropy of the whole set (its counted labels, weighted by class, as one batch would give),
-  // whatever the batch size; the accuracy over the counted labels.
+  // The loss of the whole set whatever the batch size: the batches' losses weighed by
+  // Objective::loss_weight (with cross-entropy, its counted labels weighted by class, as one batch
+  // would give); the first metric's value (the accuracy over the counted labels with cross-entropy),
+  // NaN without metrics; every metric's value, in the order of metric_names.
   double loss = 0, accuracy = 0;
   int64_t samples = 0;
+  std::vector<std::string> metric_names{};
+  std::vector<double> metrics{};
+  // The value of the metric `name`; throws dl::Error naming the metrics there are when there is none.
+  double metric(const std::string& name) const;
 };
 
 class Trainer {
  public:
+  // A classifier: softmax cross-entropy of model.forward(batch.inputs) against int32 labels, and the
+  // accuracy (MATLAB's).
   Trainer(nn::Layer& model, const TrainingOptions& options);
+  // Any model and any loss; metrics come with add_metric.
+  Trainer(nn::Module& model, ForwardFn forward, LossFn loss, const TrainingOptions& options);
+  Trainer(nn::Module& model, Objective objective, const TrainingOptions& options);
   ~Trainer();
 
   void set_validation_data(std::shared_ptr<const data::Dataset> validation);
+  // The cross-entropy's class weights and ignored label; only for the classifier's objective.
   void set_loss_options(const ops::CrossEntropyOptions& loss);
+  // Adds a metric after those there are (before fit()); throws dl::Error when its name is taken or empty.
+  void add_metric(Metric metric);
+  std::vector<std::string> metric_names() const;
   // Runs between backward and the optimiser step with the parameters and their gradients (averaged
   // over the ranks already in a data-parallel run).
   void set_gradient_hook(std::function<void(const std::vector<nn::ParamRef>&)> hook);
@@ -53,6 +111,15 @@ class Trainer {
   // In a data-parallel run every rank evaluates its part of `d` with rank 0's batch-norm statistics,
   // and every rank returns the result of the whole set.
   EvalResult evaluate(const data::Dataset& d, int64_t batch_size = 0);
+  // The objective's forward of every sample of `d` in order, in eval mode without gradients (the train
+  // flag restored), `batch_size` samples at a time (0: mini_batch_size): the outputs concatenated along
+  // the first dimension, on the training device. Each output must have a row per sample of its batch.
+  // In a data-parallel run every rank predicts the whole set on its own.
+  Tensor predict(const data::Dataset& d, int64_t batch_size = 0);
+  // The same for inputs held in tensors (a sample per row; several for a model with several inputs,
+  // the first as Batch::inputs, the others as extra_inputs); the batches have no targets.
+  Tensor predict(const Tensor& inputs, int64_t batch_size = 0);
+  Tensor predict(const std::vector<Tensor>& inputs, int64_t batch_size = 0);
 
   // The full training state: weights, optimiser moments and step, epoch, iteration, the shuffling
   // generator, the best network so far and the patience count. Written atomically; in a data-parallel
@@ -74,6 +141,12 @@ class Trainer {
  private:
   struct Run;          // one fit() call: its loader, observers and report
   struct PendingStep;  // a step whose loss and accuracy are not read yet
+  Trainer(nn::Module& model, Objective objective, const TrainingOptions& options, bool classifier);
+  // The objective's loss of `output` (checked to be one element) and a metric's sums (checked to be
+  // two elements, in float64), with errors naming what came.
+  Tensor batch_loss(const Tensor& output, const data::Batch& batch) const;
+  Tensor metric_sums(size_t k, const Tensor& output, const data::Batch& batch) const;
+  double loss_weight(const data::Batch& batch) const;
   void prepare_checkpoint_folder();
   // One step on `batch`: its loss and accuracy join the run's window of unread steps.
   void step(Run& run, const data::Batch& batch);
@@ -84,7 +157,9 @@ class Trainer {
   bool values_wanted(Run& run) const;  // an observer needs this iteration's numbers now
   // The forward and backward of a data-parallel step on this rank's share, the gradients averaged;
   // the whole batch's loss and counts (Note [gradient buckets]).
-  void data_parallel_backward(const data::Batch& batch, Tensor& logits, double& loss_value, metrics::Counts& counts);
+  // `metric_sums` gets {numerator, denominator} per metric.
+  void data_parallel_backward(const data::Batch& batch, Tensor& output, double& loss_value,
+                              std::vector<double>& metric_sums);
   // Throws "training diverged ..." when a step's loss is not finite or exploded.
   void check_loss(Run& run, const PendingStep& step) const;
   bool validation_due(const Run& run) const;
@@ -103,8 +178,10 @@ class Trainer {
   // rank (naming the rank), so that no rank is left waiting in the next collective.
   void on_every_rank(const char* what, const std::function<void()>& f) const;
 
-  nn::Layer& model_;
+  nn::Module& model_;
   TrainingOptions o_;
+  Objective objective_;
+  bool classifier_;  // the cross-entropy objective: its labels are checked when its loss is not finite
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::optional<optim::LossScaler> scaler_;  // with fp16 or TrainingOptions::loss_scaling
   std::optional<optim::Schedule> schedule_;  // o_.resolved_schedule(), made once the options are validated

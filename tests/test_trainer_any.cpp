@@ -1,0 +1,269 @@
+// The Trainer with any model and any loss: a two-input model trained with a loss and a metric of its
+// own (AdamW, a cosine schedule with warm-up, parameter groups), several inputs through the loader,
+// evaluate with the user metric, predict against a forward by hand, checkpoints and resume, and the
+// errors of a metric or loss of the wrong shape.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "dl/dl.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using dl::Tensor;
+using dl::data::Batch;
+
+// Two towers whose features add up, then a head: y = head(relu(left(a) + right(b))).
+class TwoTower : public dl::nn::Module {
+ public:
+  explicit TwoTower(uint64_t seed) : gen_(seed) {
+    left = register_module("left", std::make_shared<dl::nn::Linear>(3, 16, true, dl::nn::Init::kGlorotUniform, gen_));
+    right = register_module("right", std::make_shared<dl::nn::Linear>(2, 16, true, dl::nn::Init::kGlorotUniform, gen_));
+    head = register_module("head", std::make_shared<dl::nn::Linear>(16, 1, true, dl::nn::Init::kGlorotUniform, gen_));
+  }
+  Tensor forward(const Tensor& a, const Tensor& b) {  // a: N x 3, b: N x 2 -> N x 1
+    return head->forward(dl::ops::relu(dl::ops::add(left->forward(a), right->forward(b))));
+  }
+  dl::Generator gen_;
+  std::shared_ptr<dl::nn::Linear> left, right, head;
+};
+
+// y = a0 - 0.5 a1 + a2 b0 + |b1|: needs both inputs.
+std::shared_ptr<dl::data::TensorDataset> regression_set(int64_t n, uint64_t seed) {
+  dl::Generator gen(seed);
+  const Tensor a = Tensor::uniform({n, 3}, -1, 1, gen);
+  const Tensor b = Tensor::uniform({n, 2}, -1, 1, gen);
+  std::vector<float> y(static_cast<size_t>(n));
+  const float* pa = a.data<float>();
+  const float* pb = b.data<float>();
+  for (int64_t i = 0; i < n; ++i)
+    y[static_cast<size_t>(i)] = pa[3 * i] - 0.5f * pa[3 * i + 1] + pa[3 * i + 2] * pb[2 * i] + std::fabs(pb[2 * i + 1]);
+  return std::make_shared<dl::data::TensorDataset>(std::vector<Tensor>{a, b}, Tensor::from_vector<float>({n, 1}, y));
+}
+
+Tensor two_input_forward(dl::nn::Module& m, const Batch& batch) {
+  return static_cast<TwoTower&>(m).forward(batch.inputs, batch.input(1));
+}
+
+Tensor mse(const Tensor& y, const Batch& batch) {
+  const Tensor d = dl::ops::sub(y, batch.targets);
+  return dl::ops::mean(dl::ops::mul(d, d));
+}
+
+// The share of samples predicted within 0.25 of their target: {hits, samples}, on the output's device.
+Tensor within_quarter(const Tensor& y, const Batch& batch) {
+  const Tensor hits = dl::ops::lt(dl::ops::abs(dl::ops::sub(y, batch.targets)), 0.25).to(dl::DType::kFloat32);
+  const Tensor n = Tensor::from_vector<float>({1}, {static_cast<float>(batch.size())}).to(y.device());
+  return dl::ops::concat({dl::ops::sum(hits), n}, 0);
+}
+
+dl::train::TrainingOptions adamw_options(TwoTower& model) {
+  dl::train::TrainingOptions o;
+  o.solver = dl::train::Solver::kAdamW;
+  o.initial_learn_rate = 0.02;
+  o.weight_decay = 0.01;
+  o.learn_rate_schedule = dl::train::LearnRateSchedule::kCosine;
+  o.learn_rate_warmup_iterations = 8;
+  o.max_epochs = 12;
+  o.mini_batch_size = 32;
+  o.shuffle = dl::train::Shuffle::kEveryEpoch;
+  o.validation_frequency = 0;
+  o.verbose = false;
+  o.seed = 3;
+  // The head learns at half the rate, without weight decay; the towers are in no group (the defaults).
+  o.param_groups = {{.params = model.head->parameter_refs(), .learn_rate_factor = 0.5, .weight_decay = 0.0}};
+  return o;
+}
+
+class Recorder : public dl::train::TrainingObserver {
+ public:
+  void on_start(const dl::train::FitStart& s) override { names = s.metric_names; }
+  void on_iteration(const dl::train::IterationRecord& r) override { seen.push_back(r); }
+  std::vector<std::string> names;
+  std::vector<dl::train::IterationRecord> seen;
+};
+
+TEST(TrainerAny, TrainsATwoInputModelWithItsOwnLossAndMetric) {
+  TwoTower model(7);
+  const auto train = regression_set(512, 1);
+  const auto test = regression_set(256, 2);
+  dl::train::Trainer trainer(model, two_input_forward, mse, adamw_options(model));
+  trainer.add_metric({"within 0.25", within_quarter});
+  trainer.set_validation_data(test);
+  Recorder rec;
+  trainer.add_observer(rec);
+  EXPECT_STREQ(trainer.optimizer().name(), "adamw");
+  ASSERT_EQ(trainer.optimizer().params().size(), 6u);  // the head's group, then the towers'
+  EXPECT_EQ(trainer.optimizer().params()[0].name, "weight");
+  EXPECT_DOUBLE_EQ(trainer.optimizer().effective_learning_rate(0), 0.5 * trainer.optimizer().learning_rate());
+  EXPECT_DOUBLE_EQ(trainer.optimizer().effective_learning_rate(2), trainer.optimizer().learning_rate());
+
+  const dl::train::EvalResult before = trainer.evaluate(*test);
+  EXPECT_GT(before.loss, 0.3);
+  EXPECT_EQ(before.metric_names, std::vector<std::string>{"within 0.25"});
+  const dl::train::TrainingReport report = trainer.fit(train);
+  const dl::train::EvalResult after = trainer.evaluate(*test);
+  EXPECT_LT(after.loss, 0.06) << "untrained: " << before.loss;
+  EXPECT_LT(after.loss, before.loss / 5);
+  EXPECT_GT(after.metric("within 0.25"), 0.6);
+  EXPECT_GT(after.metric("within 0.25"), before.metric("within 0.25"));
+  EXPECT_DOUBLE_EQ(after.accuracy, after.metric("within 0.25"));  // the first metric is the "accuracy"
+  EXPECT_EQ(after.samples, 256);
+
+  // The observers get the metric by name, every iteration, and the validations.
+  EXPECT_EQ(rec.names, std::vector<std::string>{"within 0.25"});
+  ASSERT_EQ(rec.seen.size(), 12u * 16u);
+  for (const auto& r : rec.seen) {
+    ASSERT_EQ(r.metrics.size(), 1u);
+    EXPECT_DOUBLE_EQ(r.accuracy, r.metrics[0]);
+  }
+  EXPECT_EQ(rec.seen.back().validation_metrics.size(), 1u);
+  EXPECT_DOUBLE_EQ(report.validation_loss, after.loss);
+  // Cosine with warm-up: the rate rises over the first 8 iterations, then falls to the end.
+  EXPECT_LT(rec.seen[0].learn_rate, rec.seen[7].learn_rate);
+  EXPECT_GT(rec.seen[7].learn_rate, rec.seen.back().learn_rate);
+  EXPECT_LT(report.history.back().loss, report.history.front().loss);
+}
+
+TEST(TrainerAny, PredictIsTheForwardInEvalModeConcatenated) {
+  TwoTower model(9);
+  dl::train::TrainingOptions o;
+  o.verbose = false;
+  dl::train::Trainer trainer(model, two_input_forward, mse, o);
+  const auto set = regression_set(70, 4);
+  model.train();
+  const Tensor predicted = trainer.predict(*set, 32);  // batches of 32, 32 and 6
+  EXPECT_TRUE(model.is_training());                    // the train flag restored
+  model.eval();
+  const Tensor by_hand = model.forward(set->inputs(), set->extra_inputs()[0]);
+  model.train();
+  ASSERT_EQ(predicted.shape(), by_hand.shape());
+  EXPECT_EQ(predicted.to_vector_f32(), by_hand.to_vector_f32());
+  EXPECT_FALSE(predicted.requires_grad());
+  // From tensors: the same, with no targets in the batches.
+  const Tensor from_tensors = trainer.predict({set->inputs(), set->extra_inputs()[0]}, 16);
+  EXPECT_EQ(from_tensors.to_vector_f32(), by_hand.to_vector_f32());
+  EXPECT_THROW(trainer.predict(std::vector<Tensor>{set->inputs(), set->extra_inputs()[0].slice(0, 3)}), dl::Error);
+}
+
+TEST(TrainerAny, AMetricOrLossOfTheWrongShapeIsAClearError) {
+  TwoTower model(5);
+  dl::train::TrainingOptions o;
+  o.verbose = false;
+  o.max_epochs = 1;
+  o.mini_batch_size = 16;
+  const auto set = regression_set(32, 6);
+  {
+    dl::train::Trainer trainer(model, two_input_forward, mse, o);
+    trainer.add_metric({"bad", [](const Tensor& y, const Batch&) { return dl::ops::sum(y); }});
+    try {
+      trainer.fit(set);
+      FAIL() << "a metric of one element must throw";
+    } catch (const dl::Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("metric 'bad'"), std::string::npos) << what;
+      EXPECT_NE(what.find("two elements"), std::string::npos) << what;
+      EXPECT_NE(what.find("[1]"), std::string::npos) << what;
+    }
+    EXPECT_THROW(trainer.evaluate(*set), dl::Error);
+    EXPECT_THROW(trainer.add_metric({"bad", within_quarter}), dl::Error);  // the name is taken
+    EXPECT_THROW(trainer.add_metric({"", within_quarter}), dl::Error);
+    EXPECT_THROW(trainer.set_loss_options({}), dl::Error);  // cross-entropy's, not this loss's
+    EXPECT_THROW(static_cast<void>(trainer.evaluate(*set).metric("missing")), dl::Error);
+  }
+  {
+    dl::train::Trainer trainer(
+        model, two_input_forward, [](const Tensor& y, const Batch&) { return y; }, o);
+    try {
+      trainer.fit(set);
+      FAIL() << "a loss of 16 elements must throw";
+    } catch (const dl::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("loss to be a tensor of one element, got one of shape [16, 1]"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_THROW(dl::train::Trainer(model, dl::train::ForwardFn{}, mse, o), dl::Error);
+}
+
+TEST(TrainerAny, SeveralInputsAreGatheredAndShardedTogether) {
+  const auto set = regression_set(10, 8);
+  dl::data::DataLoader loader(set, {.batch_size = 4, .shuffle = true, .shard_index = 1, .shard_count = 2, .seed = 2});
+  loader.start_epoch();
+  Batch b;
+  while (loader.next(b)) {
+    ASSERT_EQ(b.input_count(), 2u);
+    ASSERT_EQ(b.input(1).size(0), b.size());
+    ASSERT_EQ(b.targets.size(0), b.size());
+    // Each row of the second input belongs to the sample of the same row of the first.
+    const std::vector<float> a = b.inputs.to_vector_f32(), x = b.input(1).to_vector_f32();
+    const std::vector<float> all_a = set->inputs().to_vector_f32(), all_x = set->extra_inputs()[0].to_vector_f32();
+    for (int64_t i = 0; i < b.size(); ++i) {
+      int64_t j = 0;
+      while (j < set->size() && all_a[static_cast<size_t>(3 * j)] != a[static_cast<size_t>(3 * i)]) ++j;
+      ASSERT_LT(j, set->size()) << "row " << i;
+      EXPECT_EQ(all_x[static_cast<size_t>(2 * j)], x[static_cast<size_t>(2 * i)]) << "row " << i;
+    }
+  }
+  EXPECT_THROW(b.input(2), dl::Error);
+  EXPECT_THROW(dl::data::TensorDataset({set->inputs(), set->extra_inputs()[0].slice(0, 9)}, set->targets()), dl::Error);
+}
+
+// A run stopped after 2 epochs and resumed from its checkpoint ends as the one never stopped.
+TEST(TrainerAny, ResumesFromACheckpointBitForBit) {
+  const fs::path dir = fs::temp_directory_path() / ("libdl_test_" + std::to_string(::getpid()) + "_trainer_any");
+  fs::remove_all(dir);
+  const auto set = regression_set(96, 3);
+  auto options = [&](TwoTower& m) {
+    dl::train::TrainingOptions o = adamw_options(m);
+    o.max_epochs = 4;
+    o.validation_frequency = 50;
+    return o;
+  };
+  TwoTower whole(11);
+  dl::train::Trainer a(whole, two_input_forward, mse, options(whole));
+  a.fit(set);
+
+  TwoTower first(11);
+  dl::train::TrainingOptions o = options(first);
+  o.max_epochs = 2;
+  o.checkpoint_path = dir.string();
+  dl::train::Trainer b(first, two_input_forward, mse, o);
+  b.fit(set);
+  TwoTower resumed(12);  // other weights: the checkpoint's replace them
+  dl::train::Trainer c(resumed, two_input_forward, mse, options(resumed));
+  c.load_checkpoint((dir / "checkpoint_epoch2.dlck").string());
+  c.fit(set);
+  const auto sa = whole.state(), sc = resumed.state();
+  ASSERT_EQ(sa.size(), sc.size());
+  for (size_t i = 0; i < sa.size(); ++i)
+    EXPECT_EQ(sa[i].second.to_vector_f32(), sc[i].second.to_vector_f32()) << sa[i].first;
+  fs::remove_all(dir);
+}
+
+// The classifier's trainer keeps its one metric, "accuracy"; others join it by name.
+TEST(TrainerAny, TheClassifierObjectiveNamesItsAccuracy) {
+  dl::nn::Linear model(4, 3);
+  dl::train::TrainingOptions o;
+  o.verbose = false;
+  dl::train::Trainer trainer(model, o);
+  EXPECT_EQ(trainer.metric_names(), std::vector<std::string>{"accuracy"});
+  EXPECT_THROW(trainer.add_metric(dl::train::accuracy_metric()), dl::Error);  // the name is taken
+  dl::train::Metric top1 = dl::train::accuracy_metric();
+  top1.name = "top-1";
+  trainer.add_metric(top1);
+  dl::Generator gen(4);
+  std::vector<int32_t> labels(16);
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int32_t>(i % 3);
+  const dl::data::TensorDataset set(Tensor::randn({16, 4}, gen), Tensor::from_vector<int32_t>({16}, labels));
+  const dl::train::EvalResult r = trainer.evaluate(set, 5);
+  EXPECT_EQ(r.metric_names, (std::vector<std::string>{"accuracy", "top-1"}));
+  EXPECT_DOUBLE_EQ(r.metric("top-1"), r.accuracy);
+  EXPECT_EQ(trainer.predict(set).shape(), dl::Shape({16, 3}));
+}
+
+}  // namespace
