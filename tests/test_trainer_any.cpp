@@ -113,6 +113,15 @@ TEST(TrainerAny, TrainsATwoInputModelWithItsOwnLossAndMetric) {
   EXPECT_GT(after.metric("within 0.25"), before.metric("within 0.25"));
   EXPECT_DOUBLE_EQ(after.accuracy, after.metric("within 0.25"));  // the first metric is the "accuracy"
   EXPECT_EQ(after.samples, 256);
+  try {
+    static_cast<void>(after.metric("missing"));
+    ADD_FAILURE() << "a metric that is not there must throw";
+  } catch (const dl::Error& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("no metric 'missing'; expected one of the evaluation's metrics ('within 0.25')"),
+        std::string::npos)
+        << e.what();
+  }
 
   // The observers get the metric by name, every iteration, and the validations.
   EXPECT_EQ(rec.names, std::vector<std::string>{"within 0.25"});
@@ -127,6 +136,67 @@ TEST(TrainerAny, TrainsATwoInputModelWithItsOwnLossAndMetric) {
   EXPECT_LT(rec.seen[0].learn_rate, rec.seen[7].learn_rate);
   EXPECT_GT(rec.seen[7].learn_rate, rec.seen.back().learn_rate);
   EXPECT_LT(report.history.back().loss, report.history.front().loss);
+}
+
+// An optimiser of one's own (dl::optim) in place of the options' solver and groups: the same run.
+TEST(TrainerAny, AnOptimiserOfOnesOwnTrainsAsTheOptionsDescribingIt) {
+  const auto set = regression_set(96, 5);
+  TwoTower a(13), b(13);
+  dl::train::TrainingOptions oa = adamw_options(a);
+  oa.max_epochs = 3;
+  dl::train::Trainer ta(a, two_input_forward, mse, oa);
+  ta.fit(set);
+
+  dl::train::TrainingOptions ob = oa;
+  ob.solver = dl::train::Solver::kSgdm;
+  ob.param_groups.clear();
+  ob.initial_learn_rate = 1;  // replaced by the optimiser's
+  dl::train::Trainer tb(b, two_input_forward, mse, ob);
+  std::vector<dl::optim::ParamGroup> groups = {
+      {.params = b.head->parameter_refs(), .learn_rate_factor = 0.5, .weight_decay = 0.0},
+      {.params = b.left->parameter_refs()}};
+  for (const auto& p : b.right->parameter_refs()) groups[1].params.push_back(p);
+  tb.set_optimizer(std::make_unique<dl::optim::AdamW>(groups, dl::optim::AdamWOptions{.learning_rate = 0.02}));
+  tb.fit(set);
+  EXPECT_STREQ(tb.optimizer().name(), "adamw");
+  const auto sa = a.state(), sb = b.state();
+  ASSERT_EQ(sa.size(), sb.size());
+  for (size_t i = 0; i < sa.size(); ++i)
+    EXPECT_EQ(sa[i].second.to_vector_f32(), sb[i].second.to_vector_f32()) << sa[i].first;
+  EXPECT_THROW(tb.set_optimizer(std::make_unique<dl::optim::AdamW>(b.parameter_refs(), dl::optim::AdamWOptions{})),
+               dl::Error);  // after the first step
+}
+
+// Early stopping on a metric of one's own, as an observer.
+class StopAtMetric : public dl::train::TrainingObserver {
+ public:
+  explicit StopAtMetric(double target) : target_(target) {}
+  bool needs_values_at(int64_t) override { return true; }  // each step read at once: stops at the step
+  void on_iteration(const dl::train::IterationRecord& r) override {
+    if (!r.validation_metrics.empty() && r.validation_metrics[0] >= target_) reached = r.iteration;
+  }
+  std::string stop_reason() override { return reached ? "validation metric reached" : ""; }
+  int64_t reached = 0;
+
+ private:
+  double target_;
+};
+
+TEST(TrainerAny, AnObserverStopsTrainingEarly) {
+  TwoTower model(7);
+  dl::train::TrainingOptions o = adamw_options(model);
+  o.validation_frequency = 4;
+  dl::train::Trainer trainer(model, two_input_forward, mse, o);
+  trainer.add_metric({"within 0.25", within_quarter});
+  trainer.set_validation_data(regression_set(128, 2));
+  StopAtMetric stop(0.3);
+  trainer.add_observer(stop);
+  const dl::train::TrainingReport r = trainer.fit(regression_set(512, 1));
+  ASSERT_GT(stop.reached, 0);
+  EXPECT_TRUE(r.stopped_early);
+  EXPECT_EQ(r.stop_reason, "validation metric reached");
+  EXPECT_EQ(r.iterations, stop.reached);
+  EXPECT_LT(r.iterations, 12 * 16);
 }
 
 TEST(TrainerAny, PredictIsTheForwardInEvalModeConcatenated) {
@@ -173,7 +243,6 @@ TEST(TrainerAny, AMetricOrLossOfTheWrongShapeIsAClearError) {
     EXPECT_THROW(trainer.add_metric({"bad", within_quarter}), dl::Error);  // the name is taken
     EXPECT_THROW(trainer.add_metric({"", within_quarter}), dl::Error);
     EXPECT_THROW(trainer.set_loss_options({}), dl::Error);  // cross-entropy's, not this loss's
-    EXPECT_THROW(static_cast<void>(trainer.evaluate(*set).metric("missing")), dl::Error);
   }
   {
     dl::train::Trainer trainer(

@@ -293,6 +293,19 @@ double Trainer::loss_weight(const data::Batch& batch) const {
   return w;
 }
 
+void Trainer::set_optimizer(std::unique_ptr<optim::Optimizer> optimizer) {
+  DL_CHECK(optimizer != nullptr, "Trainer::set_optimizer: expected an optimiser, got nullptr");
+  DL_CHECK(iteration_ == 0 && optimizer_->steps() == 0,
+           "Trainer::set_optimizer: expected to be called before the first step, got one after iteration ", iteration_);
+  for (const nn::ParamRef& p : optimizer->params())
+    DL_CHECK(p.tensor.device() == o_.device, "Trainer::set_optimizer: expected parameters on ", o_.device.str(),
+             " (the training device), got '", p.name, "' on ", p.tensor.device().str(),
+             "; make the optimiser after the Trainer, which moves the model there");
+  o_.initial_learn_rate = optimizer->learning_rate();
+  optimizer_ = std::move(optimizer);
+  if (group_) reducer_ = std::make_unique<dist::GradientReducer>(optimizer_->params(), *group_, o_.gradient_reducer);
+}
+
 void Trainer::set_gradient_hook(std::function<void(const std::vector<nn::ParamRef>&)> hook) { hook_ = std::move(hook); }
 void Trainer::set_output(std::ostream* out) { out_ = out; }
 void Trainer::set_progress(ProgressMode mode) { progress_mode_ = mode; }
@@ -555,6 +568,18 @@ void Trainer::read_step_scalars(Run& run, bool validate_last) {
     }
     run.report.history.push_back(rec);
     for (auto* o : run.observers) o->on_iteration(rec);
+  }
+  std::string reason;
+  for (auto* o : run.observers)
+    if (reason.empty()) reason = o->stop_reason();
+  if (group_) {  // every rank stops together
+    Tensor stop = Tensor::from_vector<double>({1}, {reason.empty() ? 0.0 : 1.0});
+    group_->all_reduce(stop);
+    if (stop.data<double>()[0] > 0 && reason.empty()) reason = "an observer on another rank asked to stop";
+  }
+  if (!reason.empty() && !run.stop) {
+    run.stop = run.report.stopped_early = true;
+    run.report.stop_reason = reason;
   }
 }
 

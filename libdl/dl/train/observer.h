@@ -77,6 +77,11 @@ class TrainingObserver {
   virtual bool needs_values_at(int64_t /*iteration*/) { return false; }
   // `last` is the epoch's last iteration; `seconds` the time since fit() started.
   virtual void on_epoch_end(const IterationRecord& /*last*/, double /*seconds*/) {}
+  // A reason to stop training now (early stopping on a metric of one's own, a time budget), or empty to
+  // go on. Asked after the iterations read are told (Note [deferred scalars]: the steps run meanwhile
+  // stand); fit() then ends as validation patience ends it, with this reason in
+  // TrainingReport::stop_reason. In a data-parallel run a stop on any rank stops every rank.
+  virtual std::string stop_reason() { return {}; }
   virtual void on_end(const TrainingReport&) {}
 };
 

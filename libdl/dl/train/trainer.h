@@ -17,7 +17,10 @@
 //   trainer.evaluate(*test).metric("within 0.25");
 //   Tensor y = trainer.predict(*test);  // the outputs, in eval mode
 // The first metric is the "accuracy" of the table, the log and the reports; every metric reaches the
-// observers by name (FitStart::metric_names, IterationRecord::metrics).
+// observers by name (FitStart::metric_names, IterationRecord::metrics), and an observer may stop
+// training early (TrainingObserver::stop_reason). The optimiser is the options' (solver, param_groups:
+// MATLAB's options keep MATLAB's defaults) or one's own (set_optimizer). Validation, divergence checks,
+// checkpoints, resume and data-parallel runs work alike for every objective.
 #pragma once
 #include <functional>
 #include <iosfwd>
@@ -134,6 +137,10 @@ class Trainer {
   // The process group of a data-parallel run; null when this process trains alone.
   dist::ProcessGroup* process_group() const { return group_; }
 
+  // Replaces the optimiser made from the options (solver, param_groups) by one's own, before the first
+  // step: its parameters must be the model's on the training device (make it after the Trainer, which
+  // moves the model there), and its learning rate becomes initial_learn_rate, which the schedule scales.
+  void set_optimizer(std::unique_ptr<optim::Optimizer> optimizer);
   optim::Optimizer& optimizer() { return *optimizer_; }
   int epoch() const { return epoch_; }
   int64_t iteration() const { return iteration_; }
