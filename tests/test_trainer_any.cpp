@@ -335,4 +335,42 @@ TEST(TrainerAny, TheClassifierObjectiveNamesItsAccuracy) {
   EXPECT_EQ(trainer.predict(set).shape(), dl::Shape({16, 3}));
 }
 
+// A metric of more than two sums: the mean IoU from its summed confusion matrix, as the segmentation
+// metrics pool it, whatever the batches; through training steps and evaluation.
+TEST(TrainerAny, TheMeanIouMetricPoolsItsConfusionMatrixOverTheBatches) {
+  dl::Generator gen(21);
+  dl::nn::Conv2d model({.in_channels = 2, .out_channels = 3, .kernel = {1, 1}}, gen);
+  std::vector<int32_t> labels(7 * 4 * 4);
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int32_t>(gen.below(3));
+  const auto set = std::make_shared<dl::data::TensorDataset>(Tensor::randn({7, 2, 4, 4}, gen),
+                                                             Tensor::from_vector<int32_t>({7, 4, 4}, labels));
+  dl::train::TrainingOptions o;
+  o.verbose = false;
+  o.max_epochs = 1;
+  o.mini_batch_size = 3;
+  dl::train::Trainer trainer(model, o);
+  trainer.add_metric(dl::train::mean_iou_metric(3));
+  dl::metrics::SegmentationEvaluator ev(3);
+  ev.add(dl::ops::argmax(trainer.predict(*set), 1), set->targets());
+  const dl::train::EvalResult r = trainer.evaluate(*set, 2);
+  EXPECT_NEAR(r.metric("mean IoU"), ev.result().mean_iou, 1e-12);
+  EXPECT_GT(r.metric("mean IoU"), 0);
+  const dl::train::TrainingReport report = trainer.fit(set);
+  ASSERT_EQ(report.history.size(), 3u);
+  EXPECT_EQ(report.history[0].metrics.size(), 2u);
+  dl::train::Metric wrong = dl::train::mean_iou_metric(3);
+  wrong.name = "wrong";
+  wrong.size = 4;
+  trainer.add_metric(wrong);
+  try {
+    static_cast<void>(trainer.evaluate(*set));
+    ADD_FAILURE() << "9 sums for a metric of 4 must throw";
+  } catch (const dl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("metric 'wrong': expected a tensor of 4 elements (Metric::size), got one of "
+                                         "shape [9]"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace

@@ -23,6 +23,7 @@
 #include "dl/ops/conv2d.h"
 #include "dl/ops/elementwise.h"
 #include "dl/ops/reduce.h"
+#include "dl/ops/segmentation.h"
 #include "dl/train/observer.h"
 #include "dl/train/resources.h"
 #include "dl/train/run_report.h"
@@ -105,11 +106,10 @@ double loss_denominator(const Tensor& targets, const ops::CrossEntropyOptions& o
   return sum;
 }
 
-// A record's metrics from `m` {numerator, denominator} pairs; its accuracy is the first.
-void set_metrics(IterationRecord& rec, const double* sums, size_t m) {
-  rec.metrics.clear();
-  for (size_t k = 0; k < m; ++k) rec.metrics.push_back(sums[2 * k + 1] > 0 ? sums[2 * k] / sums[2 * k + 1] : 0.0);
-  rec.accuracy = m > 0 ? rec.metrics[0] : std::numeric_limits<double>::quiet_NaN();
+// A record's metrics; its accuracy is the first.
+void set_metrics(IterationRecord& rec, std::vector<double> values) {
+  rec.metrics = std::move(values);
+  rec.accuracy = rec.metrics.empty() ? std::numeric_limits<double>::quiet_NaN() : rec.metrics[0];
 }
 }  // namespace
 
@@ -159,6 +159,35 @@ Metric accuracy_metric(int ignore_index) {
   return {"accuracy", [ignore_index](const Tensor& output, const data::Batch& batch) {
             return ops::correct_counts(output, batch.targets, ignore_index);
           }};
+}
+
+Metric mean_iou_metric(int num_classes, int32_t void_label) {
+  DL_CHECK(num_classes >= 1 && num_classes <= ops::kMaxSegmentationClasses,
+           "mean_iou_metric: expected a number of classes in [1, ", ops::kMaxSegmentationClasses, "], got ",
+           num_classes);
+  const int64_t c = num_classes;
+  Metric m{"mean IoU", [num_classes, void_label](const Tensor& scores, const data::Batch& batch) {
+             const ops::SegmentationCounts counts =
+                 ops::segmentation_counts(ops::argmax(scores, 1), batch.targets, num_classes, void_label);
+             const std::vector<double> confusion(counts.confusion.begin(), counts.confusion.end());
+             return Tensor::from_vector<double>({static_cast<int64_t>(confusion.size())}, confusion);
+           }};
+  m.size = c * c;
+  // Note [NaN for absent classes] (dl/metrics/segmentation.h): IoU = TP / (TP + FP + FN), NaN for a class
+  // in neither truth nor prediction; the mean skips NaN.
+  m.value = [c](const std::vector<double>& confusion) {
+    double sum = 0;
+    int64_t classes = 0;
+    for (int64_t k = 0; k < c; ++k) {
+      double truth = 0, predicted = 0;
+      for (int64_t j = 0; j < c; ++j) truth += confusion[static_cast<size_t>(k * c + j)];
+      for (int64_t j = 0; j < c; ++j) predicted += confusion[static_cast<size_t>(j * c + k)];
+      const double tp = confusion[static_cast<size_t>(k * c + k)], uni = truth + predicted - tp;
+      if (uni > 0) sum += tp / uni, ++classes;
+    }
+    return classes > 0 ? sum / static_cast<double>(classes) : std::numeric_limits<double>::quiet_NaN();
+  };
+  return m;
 }
 
 double EvalResult::metric(const std::string& name) const {
@@ -258,6 +287,8 @@ void Trainer::add_metric(Metric metric) {
   DL_CHECK(!metric.name.empty() && metric.sums,
            "Trainer::add_metric: expected a metric with a name and a function, got ",
            metric.name.empty() ? "no name" : "no function", " (metric '", metric.name, "')");
+  DL_CHECK(!metric.value || metric.size >= 1, "Trainer::add_metric: metric '", metric.name,
+           "': expected a size >= 1, got ", metric.size);
   for (const Metric& m : objective_.metrics)
     DL_CHECK(m.name != metric.name, "Trainer::add_metric: expected a new name, got '", metric.name,
              "', a metric already there");
@@ -280,10 +311,43 @@ Tensor Trainer::batch_loss(const Tensor& output, const data::Batch& batch) const
 Tensor Trainer::metric_sums(size_t k, const Tensor& output, const data::Batch& batch) const {
   const Metric& m = objective_.metrics[k];
   Tensor sums = m.sums(output.detach(), batch);  // no graph: a metric is never back-propagated
-  DL_CHECK(sums.defined() && sums.numel() == 2, "Trainer: metric '", m.name,
-           "': expected a tensor of two elements {numerator, denominator}, got ",
-           sums.defined() ? "one of shape " + sums.shape().str() : std::string("an undefined tensor"));
-  return sums.detach().to(DType::kFloat64).view({1, 2});
+  if (m.value)
+    DL_CHECK(sums.defined() && sums.numel() == m.size, "Trainer: metric '", m.name, "': expected a tensor of ", m.size,
+             " elements (Metric::size), got ",
+             sums.defined() ? "one of shape " + sums.shape().str() : std::string("an undefined tensor"));
+  else
+    DL_CHECK(sums.defined() && sums.numel() == 2, "Trainer: metric '", m.name,
+             "': expected a tensor of two elements {numerator, denominator}, got ",
+             sums.defined() ? "one of shape " + sums.shape().str() : std::string("an undefined tensor"));
+  return sums.detach().to(DType::kFloat64).view({sums.numel()});
+}
+
+int64_t Trainer::metric_width() const {
+  int64_t w = 0;
+  for (const Metric& m : objective_.metrics) w += m.value ? m.size : 2;
+  return w;
+}
+
+void Trainer::host_metric_sums(const Tensor& output, const data::Batch& batch, double* dst) const {
+  for (size_t k = 0; k < objective_.metrics.size(); ++k) {
+    const Tensor t = metric_sums(k, output, batch).to(Device::cpu());
+    std::copy(t.data<double>(), t.data<double>() + t.numel(), dst);
+    dst += t.numel();
+  }
+}
+
+std::vector<double> Trainer::metric_values(const double* sums) const {
+  std::vector<double> values;
+  for (const Metric& m : objective_.metrics) {
+    if (m.value) {
+      values.push_back(m.value(std::vector<double>(sums, sums + m.size)));
+      sums += m.size;
+    } else {
+      values.push_back(sums[1] > 0 ? sums[0] / sums[1] : 0.0);
+      sums += 2;
+    }
+  }
+  return values;
 }
 
 double Trainer::loss_weight(const data::Batch& batch) const {
@@ -344,7 +408,7 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
   r.metric_names = metric_names();
   double loss_sum = 0, weight_sum = 0;  // the loss of the whole set: sum of loss x weight / sum of weights
   const size_t n_metrics = objective_.metrics.size();
-  std::vector<double> sums(2 * n_metrics, 0.0);  // {numerator, denominator} per metric
+  std::vector<double> sums(static_cast<size_t>(metric_width()), 0.0);  // every metric's sums, in turn
   // A data-parallel run: rank r evaluates the r-th part of the set with rank 0's batch-norm statistics.
   const std::shared_ptr<const data::Dataset> whole(std::shared_ptr<const data::Dataset>(), &d);  // not owned
   std::shared_ptr<const data::Dataset> part = whole;
@@ -367,14 +431,11 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
             first += offset;
             const Tensor output = objective_.forward(model_, batch);
             const double loss = batch_loss(output, batch).item<double>();
-            std::vector<double> c(2 * n_metrics);
-            for (size_t k = 0; k < n_metrics; ++k) {
-              const Tensor m = metric_sums(k, output, batch).to(Device::cpu());
-              c[2 * k] = m.data<double>()[0], c[2 * k + 1] = m.data<double>()[1];
-            }
+            std::vector<double> c(sums.size());
+            host_metric_sums(output, batch, c.data());
             // On a device, labels are checked only when the loss says something is wrong (ops::cross_entropy
             // throws on the CPU); a batch whose labels are all ignored is an error there as on the CPU.
-            if (classifier_ && !std::isfinite(loss) && !batch.targets.device().is_cpu()) {
+            if (classifier_ && n_metrics > 0 && !std::isfinite(loss) && !batch.targets.device().is_cpu()) {
               ops::check_labels(batch.targets, output.size(1), loss_.ignore_index);
               DL_CHECK(c[1] > 0, "evaluation: no sample counted (every label ignored) in the batch at sample ", first);
             }
@@ -407,7 +468,7 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
     sums.assign(v + 4, v + 4 + sums.size());
   }
   r.loss = weight_sum > 0 ? loss_sum / weight_sum : std::numeric_limits<double>::quiet_NaN();
-  for (size_t k = 0; k < n_metrics; ++k) r.metrics.push_back(sums[2 * k + 1] > 0 ? sums[2 * k] / sums[2 * k + 1] : 0.0);
+  r.metrics = metric_values(sums.data());
   r.accuracy = r.metrics.empty() ? std::numeric_limits<double>::quiet_NaN() : r.metrics[0];
   return r;
 }
@@ -416,21 +477,21 @@ namespace {
 // Inputs held in tensors as a dataset without targets (Trainer::predict).
 class InputsDataset final : public data::Dataset {
  public:
-  explicit InputsDataset(const std::vector<Tensor>& inputs) : inputs_(inputs) {
-    DL_CHECK(!inputs_.empty(), "Trainer::predict: expected at least one input tensor, got none");
-    for (size_t i = 0; i < inputs_.size(); ++i) {
-      DL_CHECK(inputs_[i].defined() && inputs_[i].dim() >= 1, "Trainer::predict: expected input ", i,
+  explicit InputsDataset(const std::vector<Tensor>& inputs) {
+    DL_CHECK(!inputs.empty(), "Trainer::predict: expected at least one input tensor, got none");
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      DL_CHECK(inputs[i].defined() && inputs[i].dim() >= 1, "Trainer::predict: expected input ", i,
                " with a sample dimension");
-      DL_CHECK(inputs_[i].size(0) == inputs_[0].size(0), "Trainer::predict: expected ", inputs_[0].size(0),
-               " samples in input ", i, " (as in input 0), got ", inputs_[i].size(0));
+      DL_CHECK(inputs[i].size(0) == inputs[0].size(0), "Trainer::predict: expected ", inputs[0].size(0),
+               " samples in input ", i, " (as in input 0), got ", inputs[i].size(0));
+      inputs_.push_back(inputs[i].to(Device::cpu()));  // batches are gathered on the host, then staged
     }
   }
   int64_t size() const override { return inputs_[0].size(0); }
   data::Batch get_batch(const std::vector<int64_t>& indices) const override {
     data::Batch b;
-    b.inputs = data::gather_rows(inputs_[0].to(Device::cpu()), indices);
-    for (size_t i = 1; i < inputs_.size(); ++i)
-      b.extra_inputs.push_back(data::gather_rows(inputs_[i].to(Device::cpu()), indices));
+    b.inputs = data::gather_rows(inputs_[0], indices);
+    for (size_t i = 1; i < inputs_.size(); ++i) b.extra_inputs.push_back(data::gather_rows(inputs_[i], indices));
     return b;
   }
 
@@ -542,17 +603,17 @@ void Trainer::read_step_scalars(Run& run, bool validate_last) {
   const auto tr = Clock::now();
   const size_t n = run.pending.size();
   if (!group_) {  // one read of the window
-    const size_t m = objective_.metrics.size();
+    const size_t m = static_cast<size_t>(metric_width());
     const Tensor losses = run.loss_log.slice(0, static_cast<int64_t>(n)).to(Device::cpu()).to(DType::kFloat64);
     const double* l = losses.data<double>();
     std::vector<double> c;
     if (m > 0) {
       const Tensor counts = run.count_log.slice(0, static_cast<int64_t>(n * m)).to(Device::cpu());
-      c.assign(counts.data<double>(), counts.data<double>() + 2 * n * m);
+      c.assign(counts.data<double>(), counts.data<double>() + n * m);
     }
     for (size_t i = 0; i < n; ++i) {
       run.pending[i].rec.loss = l[i];
-      set_metrics(run.pending[i].rec, c.data() + 2 * i * m, m);
+      set_metrics(run.pending[i].rec, metric_values(c.data() + i * m));
     }
     ++run.report.scalar_reads;
   }
@@ -599,7 +660,6 @@ void Trainer::step(Run& run, const data::Batch& batch) {
   PendingStep pending;
   pending.rec.epoch = epoch_ + 1;
   pending.rec.iteration = iteration_ + 1;
-  const size_t m = objective_.metrics.size();
   if (!group_) {
     const Tensor output = objective_.forward(model_, batch);
     const Tensor loss = batch_loss(output, batch);
@@ -609,13 +669,15 @@ void Trainer::step(Run& run, const data::Batch& batch) {
     if (!run.loss_log.defined() || run.loss_log.dtype() != loss.dtype()) {
       DL_CHECK(slot == 0, "Trainer: the loss changed its dtype within a window of steps");
       run.loss_log = Tensor::empty({static_cast<int64_t>(Run::kMaxPending)}, loss.dtype(), loss.device());
-      run.count_log = Tensor::empty({static_cast<int64_t>(Run::kMaxPending * std::max<size_t>(m, 1)), 2},
+      run.count_log = Tensor::empty({static_cast<int64_t>(Run::kMaxPending) * std::max<int64_t>(metric_width(), 1)},
                                     DType::kFloat64, loss.device());
     }
     run.loss_log.slice(slot, slot + 1).copy_(loss.detach().view({1}));
-    for (size_t k = 0; k < m; ++k) {
-      const int64_t row = slot * static_cast<int64_t>(m) + static_cast<int64_t>(k);
-      run.count_log.slice(row, row + 1).copy_(metric_sums(k, output, batch));
+    int64_t at = slot * metric_width();
+    for (size_t k = 0; k < objective_.metrics.size(); ++k) {
+      const Tensor sums = metric_sums(k, output, batch);
+      run.count_log.slice(at, at + sums.numel()).copy_(sums);
+      at += sums.numel();
     }
     if (classifier_ && !batch.targets.device().is_cpu())
       pending.targets = batch.targets, pending.classes = output.size(1);
@@ -623,7 +685,7 @@ void Trainer::step(Run& run, const data::Batch& batch) {
     Tensor output;
     std::vector<double> sums;
     data_parallel_backward(batch, output, pending.rec.loss, sums);
-    set_metrics(pending.rec, sums.data(), m);
+    set_metrics(pending.rec, metric_values(sums.data()));
     if (classifier_ && output.defined() && !batch.targets.device().is_cpu())
       pending.targets = batch.targets, pending.classes = output.size(1);
   }
@@ -653,8 +715,7 @@ void Trainer::step(Run& run, const data::Batch& batch) {
 void Trainer::data_parallel_backward(const data::Batch& batch, Tensor& output, double& loss_value,
                                      std::vector<double>& metric_sums_out) {
   const int64_t n = batch.size();
-  const size_t m = objective_.metrics.size();
-  std::vector<double> msums(2 * m, 0.0);
+  std::vector<double> msums(static_cast<size_t>(metric_width()), 0.0);
   std::exception_ptr error;
   std::string message;
   double w = 0;
@@ -680,10 +741,7 @@ void Trainer::data_parallel_backward(const data::Batch& batch, Tensor& output, d
         if (share != 1.0) objective = ops::scale(objective, share);
         reducer_->backward(objective);
         loss_value = loss.item<double>();
-        for (size_t k = 0; k < m; ++k) {
-          const Tensor s = metric_sums(k, output, batch).to(Device::cpu());
-          msums[2 * k] = s.data<double>()[0], msums[2 * k + 1] = s.data<double>()[1];
-        }
+        host_metric_sums(output, batch, msums.data());
       } else {
         reducer_->backward(ops::scale(ops::sum(output), 0.0));
       }

@@ -42,18 +42,27 @@
 
 namespace dl::train {
 
-// A metric as a plug-in: per batch, its sums {numerator, denominator} (a tensor of two elements, on
-// the output's device, float64 best; left there until the numbers are read, Note [deferred scalars] in
-// trainer.cpp). The metric of a set of batches is the sum of the numerators over the sum of the
-// denominators (0 when that is 0): the accuracy is {correct, counted}, a mean error {sum of errors, n}.
+// A metric as a plug-in: per batch, its sums (a tensor on the output's device, float64 best; left there
+// until the numbers are read, Note [deferred scalars] in trainer.cpp), added up over the batches of a
+// step (and the ranks of a data-parallel one) or of an evaluation. Without `value` the sums are two,
+// {numerator, denominator}, and the metric is their ratio (0 when the denominator is 0): the accuracy
+// is {correct, counted}, a mean error {sum of errors, n}. With `value` they are `size` (a confusion
+// matrix, say) and `value` makes the metric of their totals (a mean IoU).
 using MetricFn = std::function<Tensor(const Tensor& output, const data::Batch& batch)>;
 struct Metric {
   std::string name;  // in the reports and to the observers
   MetricFn sums;
+  std::function<double(const std::vector<double>& totals)> value{};
+  int64_t size = 2;  // the elements of `sums` when `value` is set
 };
 // The top-1 accuracy of class scores (B x C or B x C x H x W) over int32 labels, `ignore_index` not
 // counted (ops::correct_counts).
 Metric accuracy_metric(int ignore_index = -1);
+// The mean IoU of label maps (MATLAB's MeanIoU, dl/metrics/segmentation.h: classes absent from truth
+// and prediction skipped) from the arg-max of class scores (B x C x H x W) against int32 labels
+// (B x H x W), `void_label` not counted: its sums are the C x C confusion matrix. Its counts come
+// back to the host at each batch (ops::segmentation_counts): for evaluation more than for steps.
+Metric mean_iou_metric(int num_classes, int32_t void_label = 255);
 
 using ForwardFn = std::function<Tensor(nn::Module& model, const data::Batch& batch)>;
 // The loss of a batch: a tensor of one element that backward() starts from.
@@ -149,10 +158,14 @@ class Trainer {
   struct Run;          // one fit() call: its loader, observers and report
   struct PendingStep;  // a step whose loss and accuracy are not read yet
   Trainer(nn::Module& model, Objective objective, const TrainingOptions& options, bool classifier);
-  // The objective's loss of `output` (checked to be one element) and a metric's sums (checked to be
-  // two elements, in float64), with errors naming what came.
+  // The objective's loss of `output` (checked to be one element) and a metric's sums (checked against
+  // Metric::size, flat, in float64), with errors naming what came.
   Tensor batch_loss(const Tensor& output, const data::Batch& batch) const;
   Tensor metric_sums(size_t k, const Tensor& output, const data::Batch& batch) const;
+  int64_t metric_width() const;  // the sums of every metric, in turn
+  // Every metric's sums of `output` on the host, into dst[0, metric_width()).
+  void host_metric_sums(const Tensor& output, const data::Batch& batch, double* dst) const;
+  std::vector<double> metric_values(const double* sums) const;  // from metric_width() sums
   double loss_weight(const data::Batch& batch) const;
   void prepare_checkpoint_folder();
   // One step on `batch`: its loss and accuracy join the run's window of unread steps.
