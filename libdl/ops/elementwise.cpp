@@ -103,8 +103,46 @@ Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, 
   });
 }
 
+bool is_index_dtype(DType t) { return t == DType::kInt32 || t == DType::kInt64; }
+
+// A comparison of int32 / int64 tensors (class indices against labels): an int32 and an int64 operand
+// compare as int64 (argmax's int32 classes against PyTorch's int64 labels); a scalar must be a whole
+// number in the tensor's range, since rounding it would change the answer.
+template <typename Op>
+Tensor compare_indices(const char* name, const Op& op, Tensor a, Tensor b, double s) {
+  if (b.defined()) {
+    DL_CHECK(is_index_dtype(b.dtype()), name, ": 'a' is ", dtype_name(a.dtype()), " but 'b' is ", dtype_name(b.dtype()),
+             "; integer tensors compare with int32 or int64 tensors");
+    if (a.dtype() != b.dtype()) a = a.to(DType::kInt64), b = b.to(DType::kInt64);
+    check_same({{"a", &a}, {"b", &b}}, name);
+  } else {
+    const double lo = a.dtype() == DType::kInt32 ? -2147483648.0 : -9223372036854775808.0;
+    DL_CHECK(s == std::floor(s) && s >= lo && s < -lo, name, ": a ", dtype_name(a.dtype()),
+             " tensor compares with a whole number in its range, got ", s);
+  }
+  const Shape out = b.defined() ? broadcast_shapes(a.shape(), b.shape(), name) : a.shape();
+  const kern::StridedIndex<2> ix = broadcast_index<2>(out, {a.shape(), shape_or_scalar(b)});
+  Tensor y = Tensor::empty(out, DType::kBool, a.device());
+  auto* py = static_cast<uint8_t*>(y.raw_data());
+  auto run = [&](auto t) {
+    using T = decltype(t);
+    if (a.device().is_cpu())
+      cpu::compare(op, a.data<T>(), ptr_or_null<T>(b), static_cast<T>(s), py, y.numel(), ix);
+    else
+      DL_CUDA_BODY(
+          cuda::compare(a.device().index, op, a.data<T>(), ptr_or_null<T>(b), static_cast<T>(s), py, y.numel(), ix));
+  };
+  if (a.dtype() == DType::kInt32)
+    run(int32_t{});
+  else
+    run(int64_t{});
+  return y;
+}
+
 template <typename Op>
 Tensor compare(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
+  check_defined(a, name, "a");
+  if (is_index_dtype(a.dtype())) return compare_indices(name, op, a, b, s);
   const std::pair<Shape, kern::StridedIndex<2>> checked = operands(name, a, b);
   const Shape out = checked.first;  // named copies: lambdas below capture them (clang 14 cannot capture bindings)
   const kern::StridedIndex<2> ix = checked.second;
