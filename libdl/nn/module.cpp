@@ -287,7 +287,9 @@ void check_registered(const Module& layer) {
   DL_THROW(layer.type_name(), " (with parameters) was called inside the forward of ", parent.type_name(),
            " but is not registered in it: its parameters are invisible to parameter_refs() and the optimisers, "
            "to(Device), clone() and weight files. Register it in ",
-           parent.type_name(), "'s constructor: child_ = register_module(\"name\", child_)");
+           parent.type_name(),
+           "'s constructor: child_ = register_module(\"name\", child_) (to leave it out on purpose, "
+           "a frozen teacher say, call its forward() directly)");
 }
 
 // Returns `y` through an identity node whose backward gives the gradient to the backward hooks.

@@ -3,6 +3,7 @@
 // state files. Layer adds the single-input forward that Sequential chains, called through
 // operator(), which runs the layer's hooks and checks that the layers a forward calls are registered.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -130,9 +131,6 @@ class Module {
   // every module of the tree before copying values, so that models rebuilt from their options keep
   // their layers' settings. The default copies nothing.
   virtual void copy_settings_to(Module& copy) const { (void)copy; }
-
- public:
- protected:
   Tensor& register_parameter(const std::string& name, Tensor t, double l2_factor = 1.0);
   Tensor& register_buffer(const std::string& name, Tensor t);
   template <typename M>
