@@ -44,7 +44,8 @@ void expect_equal_and_independent(dl::nn::Layer& model, const Shape& input, dl::
   randomise_batch_norms(model, gen);
   model.eval();
   const std::shared_ptr<dl::nn::Layer> copy = dl::nn::clone(model);
-  ASSERT_EQ(typeid(*copy), typeid(model));
+  const dl::nn::Layer& copied_layer = *copy;
+  ASSERT_EQ(typeid(copied_layer), typeid(model));
   const Tensor x = Tensor::randn(input, gen);
   dl::autograd::NoGradGuard no_grad;
   const Tensor before = model(x);

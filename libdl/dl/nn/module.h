@@ -116,7 +116,8 @@ class Module {
 
   // A deep copy of the tree: the same classes and settings (clone_empty), every parameter and buffer
   // copied by name into new storage on its device (with its dtype and requires_grad; not its grad),
-  // and each module's train/eval flag. Layers that one Sequential holds twice stay shared in the copy.
+  // and each module's train/eval flag (not hooks). Layers that one Sequential holds twice stay shared
+  // in the copy.
   // Throws dl::Error naming the class when a module of the tree does not override clone_empty.
   std::shared_ptr<Module> clone() const;
   // A new module of this class with this one's configuration and the same tree of children (names,
