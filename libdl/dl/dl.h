@@ -40,6 +40,7 @@
 #include "dl/nn/module.h"
 #include "dl/nn/resnet.h"
 #include "dl/nn/state.h"
+#include "dl/nn/summary.h"
 #include "dl/nn/unet.h"
 #include "dl/ops/activation.h"
 #include "dl/ops/batch_norm.h"

@@ -236,7 +236,7 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
           *part, batch_size > 0 ? batch_size : o_.mini_batch_size, o_.device,
           [&](const data::Batch& batch, int64_t first) {
             first += offset;
-            const Tensor logits = model_.forward(batch.inputs);
+            const Tensor logits = model_(batch.inputs);
             const double loss = ops::cross_entropy(logits, batch.targets, loss_).item<double>();
             const metrics::Counts c = metrics::count_correct(logits, batch.targets, loss_.ignore_index);
             // On a device, labels are checked only when the loss says something is wrong (ops::cross_entropy
@@ -378,7 +378,7 @@ void Trainer::step(Run& run, const data::Batch& batch) {
   pending.rec.epoch = epoch_ + 1;
   pending.rec.iteration = iteration_ + 1;
   if (!group_) {
-    const Tensor logits = model_.forward(batch.inputs);
+    const Tensor logits = model_(batch.inputs);
     const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
     (scaler_ ? scaler_->scale(loss) : loss).backward();
     // Note [deferred scalars]: into the window, on the device's stream; nothing waits here.
@@ -441,7 +441,7 @@ void Trainer::data_parallel_backward(const data::Batch& batch, Tensor& logits, d
     // A share with nothing counted still runs its forward and backward (zero gradients) when the batch
     // norm is synchronised: its collectives are part of every rank's.
     if (n > 0 && (w > 0 || o_.sync_batch_norm)) {
-      logits = model_.forward(batch.inputs);
+      logits = model_(batch.inputs);
       Tensor objective;
       if (w > 0) {
         const Tensor loss = ops::cross_entropy(logits, batch.targets, loss_);
