@@ -79,6 +79,7 @@ struct Case {
   std::string name;
   OnnxExportOptions options;
   std::vector<Tensor> check_inputs;
+  bool batch_norm_nodes = false;  // whether the graph keeps BatchNormalization nodes
 };
 
 std::vector<std::string> g_cases;  // the folders written, checked together by CheckAll (one Python start)
@@ -87,6 +88,9 @@ void write_case(Module& model, const OnnxForward& forward, const std::vector<Ten
   const fs::path dir = work_dir() / c.name;
   fs::create_directories(dir);
   export_onnx(model, forward, examples, (dir / "model.onnx").string(), c.options);
+  // Op types are plain strings in the file: folded batch norms leave none.
+  const std::string bytes = dl::read_file((dir / "model.onnx").string(), "ONNX model");
+  EXPECT_EQ(bytes.find("BatchNormalization") != std::string::npos, c.batch_norm_nodes) << c.name;
   const std::vector<Tensor> inputs = c.check_inputs.empty() ? examples : c.check_inputs;
   model.eval();
   dl::autograd::NoGradGuard no_grad;
@@ -238,7 +242,7 @@ TEST(Onnx, UserModel) {
   UserNet net;
   randomise(net, 1);
   write_case(net, input({2, 3, 16, 20}, 2), {"user_model", {}, {}});
-  Case kept{"user_model_opset13_bn_kept", {}, {}};
+  Case kept{"user_model_opset13_bn_kept", {}, {}, true};
   kept.options.opset = 13;
   kept.options.fold_batch_norm = false;
   write_case(net, input({2, 3, 16, 20}, 2), kept);
@@ -267,7 +271,7 @@ TEST(Onnx, MnistCnn) {
   randomise(net, 8);
   write_case(net, input({2, 1, 28, 28}, 9), {"mnist_cnn", {}, {}});
   // Traced at batch 2, run at batch 3.
-  Case c{"mnist_cnn_dynamic_batch", {}, {input({3, 1, 28, 28}, 10)}};
+  Case c{"mnist_cnn_dynamic_batch", {}, {input({3, 1, 28, 28}, 10)}, true};
   c.options.dynamic_batch = true;
   c.options.fold_batch_norm = false;
   write_case(net, input({2, 1, 28, 28}, 9), c);

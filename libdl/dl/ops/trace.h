@@ -3,8 +3,10 @@
 // typed parameters. An exporter replays these events as a graph, whatever C++ the model's forward ran.
 //
 // Each hook is one branch when no tracer is active (`if (auto* t = detail::active_tracer())`).
-// Composite front ends (matmul, upsample_nearest2d) pause the tracer around the ops they are built
-// from and report themselves as one event. Ops without a hook leave no event: an exporter must find
+// Composite front ends (matmul, upsample_nearest2d, max/min along a dimension, index_select,
+// group_norm) pause the tracer around the ops they are built from and report themselves as one event;
+// the others built of traced ops (layer_norm, var, mean of all, flatten, select, stack) are traced as
+// their parts. Ops without a hook leave no event: an exporter must find
 // their outputs by other means (dl::nn::export_onnx marks the example inputs as requiring grad and
 // refuses any tensor it was not told about that carries autograd history, naming the op that made it).
 // A few ops that no exporter maps (the comparisons, where, argmax, gather) report events too, so that
