@@ -231,6 +231,31 @@ class NormNet : public Layer {
   std::shared_ptr<LayerNorm> ln_;
 };
 
+// One convolution applied twice, each time before a batch norm of its own: the weight is shared, so neither
+// pair folds (folding one would change the other); a LayerNorm applied twice reads its constants twice.
+class SharedNet : public Layer {
+ public:
+  SharedNet() {
+    Conv2dOptions c;
+    c.in_channels = 2;
+    c.out_channels = 2;
+    c.params.padding = {1, 1};
+    conv_ = register_module("conv", std::make_shared<Conv2d>(c));
+    bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(2));
+    bn2_ = register_module("bn2", std::make_shared<BatchNorm2d>(2));
+    ln_ = register_module("ln", std::make_shared<LayerNorm>(dl::Shape{6}));
+  }
+  Tensor forward(const Tensor& x) override {
+    const Tensor a = (*bn1_)((*conv_)(x));
+    return (*ln_)((*ln_)((*bn2_)((*conv_)(a))));
+  }
+
+ private:
+  std::shared_ptr<Conv2d> conv_;
+  std::shared_ptr<BatchNorm2d> bn1_, bn2_;
+  std::shared_ptr<LayerNorm> ln_;
+};
+
 Tensor input(dl::Shape s, uint64_t seed) {
   dl::Generator gen(seed);
   return Tensor::randn(s, gen);
@@ -264,6 +289,12 @@ TEST(Onnx, Normalisations) {
   Case c{"norms", {}, {}};
   c.options.opset = 13;
   write_case(net, input({2, 4, 5, 6}, 7), c);
+}
+
+TEST(Onnx, SharedLayersDoNotFold) {
+  SharedNet net;
+  randomise(net, 15);
+  write_case(net, input({2, 2, 5, 6}, 16), {"shared_layers", {}, {}, true});
 }
 
 TEST(Onnx, MnistCnn) {

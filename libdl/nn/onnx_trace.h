@@ -1,6 +1,6 @@
 // The tracer behind dl::nn::export_onnx (nn/onnx.cpp): it turns the trace events of one forward
 // (dl/ops/trace.h) into ONNX nodes (nn/onnx_ops.cpp maps each op), names the values, and makes the
-// constants the ops read initializers. Private to the nn layer.
+// constants the ops read initializers (nn/onnx_trace.cpp). Private to the nn layer.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -28,8 +28,14 @@
 // (broadcasting, and their scalar forms), max/avg/global average pooling, linear, matmul, softmax,
 // log_softmax, sum and mean (over dims or all), reshape (flatten, squeeze, unsqueeze, view), expand,
 // permute (transpose), slice (select), concat (stack), resize_bilinear (half-pixel, as libdl's),
-// upsample_nearest2d, dropout in eval (nothing: the identity), and what is built of these (layer_norm,
-// group_norm, var, std, mean of all).
+// upsample_nearest2d, max and min along a dimension, index_select with a constant index, group_norm
+// (InstanceNormalization), dropout in eval (nothing: the identity), and what is built of these
+// (layer_norm, var, std, mean of all).
+//
+// Where ONNX has several ways to say one thing, the graph uses the one OpenCV's dnn module (4.6, Debian
+// 12) reads: explicit broadcasts of rank-4 operands, a Pad before a padded AveragePool, ReduceMean for
+// sums, Relu compositions for clamp, Slices for a short index_select (Note [explicit broadcast] and
+// beside each in nn/onnx_ops.cpp). The values are the same in any runtime.
 //
 // float32 only. A model on a CUDA device is traced there; its initializers are copied to the host.
 // The file is written atomically (dl/core/file_io.h): a failed export leaves no file.
