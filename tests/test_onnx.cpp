@@ -198,9 +198,10 @@ class TwoInputNet : public Module {
     Tensor c = concat({h + (*resize_)(h2), (*up_)(h2), m}, 1);  // N x 11 x H x W
     c = permute((*norm_)(permute(c, {0, 2, 3, 1})), {0, 3, 1, 2});
     c = tanh(c) + leaky_relu(clamp(c, -1.5, 2.0), 0.1);
-    const Tensor z = var(c, {2, 3}) + mean(c, {2, 3}) * 0.5;             // N x 11
-    const Tensor f = index_select(z, 1, pick_) - slice(z, 1, 0, 11, 2);  // N x 6
-    const Tensor logits = (*head_)(concat({f, sigmoid(f)}, 1));          // N x 3
+    Tensor z = var(c, {2, 3}) + mean(c, {2, 3}) * 0.5;                                     // N x 11
+    z = z - mean(z, {1}, true);                                                            // N x 11 - N x 1
+    const Tensor f = index_select(z, 1, pick_) - slice(z, 1, 0, 11, 2);                    // N x 6
+    const Tensor logits = (*head_)(concat({pow(f, 2.0) / 3.0, 2.0 / (abs(f) + 1.0)}, 1));  // N x 3
     return {log_softmax(logits), c};
   }
 
@@ -214,7 +215,7 @@ class TwoInputNet : public Module {
   Tensor pick_;
 };
 
-// The normalisations, built of broadcasting ops and reductions.
+// The normalisations: GroupNorm, LayerNorm over the last dimension of rank-4 and rank-3 tensors.
 class NormNet : public Layer {
  public:
   NormNet() {
@@ -222,8 +223,11 @@ class NormNet : public Layer {
     ln_ = register_module("ln", std::make_shared<LayerNorm>(dl::Shape{6}));
   }
   Tensor forward(const Tensor& x) override {
+    const int64_t n = x.size(0);
     Tensor h = dl::ops::gelu((*gn_)(x));  // N x 4 x 5 x 6
-    return (*ln_)(h);
+    // Over the last dimension of a rank-3 tensor too, as a sequence model would.
+    const Tensor tokens = dl::ops::layer_norm(dl::ops::reshape(h, {n, 4, 30}), 1);
+    return (*ln_)(h) + dl::ops::reshape(tokens, h.shape());
   }
 
  private:

@@ -62,6 +62,69 @@ std::string GraphTracer::broadcast4(const std::string& name, std::vector<int64_t
   return cur;
 }
 
+// Note [pow]: a power by a constant 2, 3, 0.5, -0.5, -1 or -2 is written as products, square roots and
+// reciprocals (the same values to rounding): OpenCV's dnn (4.6) folds a scale that follows a Pow into its
+// base, computing (s x)^p for s x^p.
+bool GraphTracer::exact_power(const std::string& x, double p, const std::string& out) {
+  const bool negative = p < 0;
+  const double m = negative ? -p : p;
+  if (m != 0.5 && m != 2 && m != 3 && !(m == 1 && negative)) return false;
+  std::string cur = x;
+  auto step = [&](const char* type, std::vector<std::string> ins, bool last) {
+    const std::string next = last ? out : fresh();
+    emit(type, std::move(ins), {next});
+    cur = next;
+  };
+  if (m == 0.5) step("Sqrt", {x}, !negative);
+  if (m >= 2) step("Mul", {x, x}, !negative && m == 2);
+  if (m == 3) step("Mul", {cur, x}, !negative);
+  if (negative) step("Reciprocal", {cur}, true);
+  return true;
+}
+
+// A binary op: a scalar on the right as a constant of shape [1]; two traced operands of rank 4 at most and
+// different shapes lifted to rank 4 (sizes of 1 appended) and broadcast explicitly (Note [explicit
+// broadcast]), the result reshaped back; a constant beside a rank-4 operand spread (spread_constant).
+void GraphTracer::binary(const ops::TraceEvent& e, const char* type, const std::string& out) {
+  const std::vector<int64_t> out_dims = dims_of(e.output);
+  const std::string x = value(e.inputs[0], e.op);
+  if (e.attrs.flag) {
+    const double s = e.attrs.reals[0];
+    if (std::string_view(e.op) == "pow" && exact_power(x, s, out)) return;
+    return emit(type, {x, floats_constant({static_cast<float>(s)}, {1})}, {out});
+  }
+  std::vector<std::string> ins = {x, value(e.inputs[1], e.op)};
+  const bool traced[2] = {values_.count(e.inputs[0].impl()) > 0, values_.count(e.inputs[1].impl()) > 0};
+  const size_t rank = out_dims.size();
+  if (traced[0] && traced[1] && e.inputs[0].shape() != e.inputs[1].shape() && rank <= 4) {
+    std::vector<int64_t> out4 = out_dims;
+    out4.resize(4, 1);
+    for (size_t i = 0; i < 2; ++i) {
+      std::vector<int64_t> d = dims_of(e.inputs[i]);
+      d.insert(d.begin(), rank - d.size(), 1);  // aligned on the last dimensions, as broadcasting is
+      d.resize(4, 1);
+      if (rank < 4) {
+        std::vector<int64_t> shape = d;
+        if (options_.dynamic_batch && shape[0] == out4[0]) shape[0] = 0;
+        const std::string lifted = fresh();
+        emit("Reshape", {ins[i], ints_constant(shape)}, {lifted});
+        ins[i] = lifted;
+      }
+      ins[i] = broadcast4(ins[i], d, out4);
+    }
+    if (rank == 4) return emit(type, ins, {out});
+    const std::string result = fresh();
+    emit(type, ins, {result});
+    std::vector<int64_t> back = out_dims;
+    if (options_.dynamic_batch) back[0] = 0;
+    return emit("Reshape", {result, ints_constant(back)}, {out});
+  }
+  for (size_t i = 0; i < 2 && rank == 4; ++i)
+    if (!traced[i] && traced[1 - i] && e.inputs[1 - i].dim() == 4)
+      ins[i] = spread_constant(ins[i], e.inputs[i], out_dims);
+  emit(type, ins, {out});
+}
+
 // A constant operand of a rank-4 traced one, as C x 1 x 1 (channel-wise) or else spread to C x H x W (the
 // output's), the two forms of constant that OpenCV's dnn (4.6) broadcasts (it fails on a W or 1 x C x 1 x 1
 // one). The same values in any runtime. A constant with a batch dimension stays as it is.
@@ -158,20 +221,10 @@ void GraphTracer::map_event(const ops::TraceEvent& e, const std::string& out) {
     return;
   }
   if (const char* type = simple_op(op)) {
-    std::vector<std::string> ins = {in(0)};
-    if (e.inputs.size() > 1) ins.push_back(a.flag ? floats_constant({static_cast<float>(a.reals[0])}, {1}) : in(1));
-    if (e.inputs.size() > 1 && !a.flag && out_dims.size() == 4) {
-      for (size_t i = 0; i < 2; ++i) {
-        const bool traced = values_.count(e.inputs[i].impl()), other = values_.count(e.inputs[1 - i].impl());
-        if (traced && other && x.shape() != e.inputs[1].shape() && e.inputs[1 - i].dim() == 4 && e.inputs[i].dim() == 4)
-          ins[i] = broadcast4(ins[i], dims_of(e.inputs[i]), out_dims);
-        else if (!traced && other && e.inputs[1 - i].dim() == 4)
-          ins[i] = spread_constant(ins[i], e.inputs[i], out_dims);
-      }
-    }
+    if (e.inputs.size() > 1) return binary(e, type, out);
     std::vector<Attr> attrs;
     if (op == "softmax" || op == "log_softmax") attrs.push_back(Attr::integer("axis", 1));
-    return emit(type, ins, {out}, attrs);
+    return emit(type, {in(0)}, {out}, attrs);
   }
   if (op == "max" || op == "min") {  // along one dimension (ints: it; flag: keepdim)
     const std::string reduced = a.flag || x.dim() > 1 ? out : fresh();

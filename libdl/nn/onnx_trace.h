@@ -41,6 +41,8 @@ class GraphTracer : public ops::Tracer {
   void emit(std::string op_type, std::vector<std::string> inputs, std::vector<std::string> outputs,
             std::vector<Attr> attrs = {});
   void check_no_untraced_history(const Tensor& t, const char* consumer) const;
+  void binary(const ops::TraceEvent& e, const char* type, const std::string& out);
+  bool exact_power(const std::string& x, double p, const std::string& out);
   std::string spread_constant(const std::string& name, const Tensor& c, const std::vector<int64_t>& out);
   std::string broadcast4(const std::string& name, std::vector<int64_t> dims, const std::vector<int64_t>& out);
   void index_select(const ops::TraceEvent& e, const std::string& out);
