@@ -1,5 +1,5 @@
 // ONNX export (dl/nn/onnx.h): models built from libdl's layers (a user's model with broadcasting, concat,
-// resizes and activations; a model of two inputs and two outputs; MnistCnn; ResNet-18; DeepLabV3Plus),
+// resizes and activations; a model of two inputs and two outputs; MnistCnn; ResNet-18; DeepLabV3Plus; UNet),
 // exported and run by runtimes independent of libdl: onnx.checker (full check, strict shape inference)
 // and OpenCV's dnn module, both through Debian's /usr/bin/python3 and tests/check_onnx.py, which compares
 // each output with libdl's to 1e-4 of the output's scale. And the errors: an op with no ONNX form on a
@@ -322,6 +322,15 @@ TEST(Onnx, DeepLabV3Plus) {
   DeepLabV3Plus net;
   randomise(net, 13);
   write_case(net, input({1, 3, 64, 80}, 14), {"deeplabv3plus", {}, {}});
+}
+
+TEST(Onnx, UNet) {
+  UNetOptions o;
+  o.base_channels = 4;
+  o.levels = 3;
+  UNet net(o);
+  randomise(net, 17);
+  write_case(net, input({1, 3, 16, 24}, 18), {"unet", {}, {}});
 }
 
 // Runs check_onnx.py on every case written above (GoogleTest runs the tests of a file in order).
