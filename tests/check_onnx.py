@@ -13,6 +13,7 @@ max(1, max |libdl|). Prints one line per case; exits 1 if any fails, 2 if onnx o
 import os
 import sys
 
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # not its warnings about the shapes it infers
 try:
     import numpy as np
     import onnx
