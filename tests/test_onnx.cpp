@@ -430,6 +430,10 @@ TEST(OnnxErrors, BadPathAndArguments) {
   old.opset = 11;
   EXPECT_NE(error_of([&] { export_onnx(net, x, path, old); }).find("opset from 13 to 17"), std::string::npos);
   EXPECT_NE(error_of([&] { export_onnx(net, x.to(dl::DType::kFloat64), path); }).find("float32"), std::string::npos);
+  OnnxExportOptions clash;
+  clash.input_names = {"conv1.weight"};
+  EXPECT_NE(error_of([&] { export_onnx(net, x, path, clash); }).find("'conv1.weight' is given to two values"),
+            std::string::npos);
   EXPECT_FALSE(fs::exists(path));
   // The model is as it was: in training, its parameters requiring grad.
   EXPECT_TRUE(net.is_training());

@@ -134,6 +134,20 @@ void check_same_graph(const Trace& first, const Trace& second) {
   }
 }
 
+// Every value has one name: a parameter named like a value the exporter makes (v3, shape_0) or like an
+// input or output would make two.
+void check_unique_names(const Graph& g) {
+  std::unordered_set<std::string> names;
+  auto add = [&names](const std::string& name) {
+    DL_CHECK(names.insert(name).second, "ONNX export: the name '", name,
+             "' is given to two values (a parameter, an input or an output named like another); rename one");
+  };
+  for (const onnx::ValueInfo& v : g.inputs) add(v.name);
+  for (const onnx::Initializer& init : g.initializers) add(init.name);
+  for (const onnx::Node& n : g.nodes)
+    for (const std::string& out : n.outputs) add(out);
+}
+
 }  // namespace
 
 void export_onnx(Module& model, const OnnxForward& forward, const std::vector<Tensor>& examples,
@@ -162,6 +176,7 @@ void export_onnx(Module& model, const OnnxForward& forward, const std::vector<Te
   check_same_graph(first, second);
   if (options.fold_batch_norm) onnx::fold_batch_norms(first.graph);
   onnx::prune(first.graph);
+  check_unique_names(first.graph);
   write_file_atomically(path, onnx::encode_model(first.graph, options.opset));
 }
 
