@@ -19,7 +19,7 @@ using onnx::Graph;
 namespace {
 
 // The model as a trace needs it, restored on every way out: eval() (each module's own flag kept) and
-// parameters that do not require grad (Note [untraced history] in nn/onnx_ops.cpp).
+// parameters that do not require grad (Note [untraced history] in nn/onnx_trace.cpp).
 class TraceMode {
  public:
   explicit TraceMode(Module& model) : model_(model) {

@@ -19,22 +19,24 @@
 // Nothing is exported wrong in silence (Note [export soundness] in nn/onnx.cpp): an op with no ONNX form
 // on a value that depends on the inputs (a custom op, argmax, a comparison, where, gather, batch norm in
 // training) throws dl::Error naming it; so does a value that changes with the inputs but reached a
-// traced op through no traced op (a Tensor::clone(), to(), data<T>() edit of it): the forward runs a
-// second time on other inputs of the same shapes to find those.
+// traced op through no traced op (Tensor::view(), clone(), to(), detach() or a data<T>() edit of it: use
+// ops::reshape and friends in a forward): the forward runs a second time on other inputs of the same
+// shapes to find those.
 //
 // Ops: conv2d (stride, padding, dilation, groups, bias), conv_transpose2d, batch_norm in eval (and its
 // fused ReLU), relu, leaky_relu, elu, sigmoid, tanh, silu, gelu (an Erf composition: opset 13 and 17 have
 // no Gelu), exp, log, sqrt, rsqrt, abs, neg, clamp, add, sub, mul, div, pow, maximum, minimum
 // (broadcasting, and their scalar forms), max/avg/global average pooling, linear, matmul, softmax,
-// log_softmax, sum and mean (over dims or all), reshape (flatten, squeeze, unsqueeze, view), expand,
+// log_softmax, sum and mean (over dims or all), reshape (flatten, squeeze, unsqueeze), expand,
 // permute (transpose), slice (select), concat (stack), resize_bilinear (half-pixel, as libdl's),
 // upsample_nearest2d, max and min along a dimension, index_select with a constant index, group_norm
 // (InstanceNormalization), dropout in eval (nothing: the identity), and what is built of these
 // (layer_norm, var, std, mean of all).
 //
 // Where ONNX has several ways to say one thing, the graph uses the one OpenCV's dnn module (4.6, Debian
-// 12) reads: explicit broadcasts of rank-4 operands, a Pad before a padded AveragePool, ReduceMean for
-// sums, Relu compositions for clamp, Slices for a short index_select (Note [explicit broadcast] and
+// 12) reads: explicit broadcasts of traced operands of rank 2 to 4, constants spread to C x H x W, a Pad
+// before a padded AveragePool, ReduceMean for sums, products and reciprocals for small powers, Relu
+// compositions for clamp, Slices for a short index_select (Note [explicit broadcast] and
 // beside each in nn/onnx_ops.cpp). The values are the same in any runtime.
 //
 // float32 only. A model on a CUDA device is traced there; its initializers are copied to the host.
