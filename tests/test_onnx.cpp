@@ -404,6 +404,8 @@ TEST(OnnxErrors, UntracedCopyIsRefused) {
   // A clone of a value has no history and no trace: it must not become a constant of the graph.
   const std::string e = export_error([](const Tensor& h) { return h + h.detach().clone(); });
   EXPECT_NE(e.find("changes with the inputs"), std::string::npos) << e;
+  const std::string view = export_error([](const Tensor& h) { return h * h.view(h.shape()); });
+  EXPECT_NE(view.find("changes with the inputs"), std::string::npos) << view;
   const std::string only = export_error([](const Tensor& h) { return h.detach().clone(); });
   EXPECT_NE(only.find("does not depend on the model's inputs"), std::string::npos) << only;
 }
