@@ -69,6 +69,7 @@ put("safetensors", "meta_and_two", st({"__metadata__": {"format": "pt"},
                                        struct.pack("<2f", 1, 2) + struct.pack("<q", 7)))
 put("safetensors", "bf16_f16", st({"h": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]},
                                     "b": {"dtype": "BF16", "shape": [1], "data_offsets": [2, 4]}}, b"\x00\x3c\x80\x3f"))
+put("safetensors", "bool_mask", st({"m": {"dtype": "BOOL", "shape": [3], "data_offsets": [0, 3]}}, b"\x01\x00\x01"))
 put("safetensors", "mnist_like", st({"conv1.weight": {"dtype": "F32", "shape": [2, 1, 3, 3], "data_offsets": [0, 72]},
                                       "conv1.bias": {"dtype": "F32", "shape": [2], "data_offsets": [72, 80]}},
                                      bytes(80)))

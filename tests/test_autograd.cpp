@@ -335,7 +335,7 @@ TEST(Errors, ShapesAndDtypesOfOtherOps) {
 TEST(Errors, BroadcastingReductionsAndReorders) {
   const Tensor a = Tensor::zeros({2, 3, 4});
   EXPECT_CONTAINS(error_of([&] { ops::mul(a, Tensor::zeros({3, 5})); }), "[2, 3, 4] and [3, 5] do not broadcast");
-  EXPECT_CONTAINS(error_of([&] { ops::where(Tensor::ones({4}), a, a); }), "uint8 mask");
+  EXPECT_CONTAINS(error_of([&] { ops::where(Tensor::ones({4}), a, a); }), "bool mask");
   EXPECT_CONTAINS(error_of([&] { ops::where(ops::gt(a, 0.0), a, Tensor::zeros({5})); }), "do not broadcast");
   EXPECT_CONTAINS(error_of([&] { ops::lt(a, Tensor::zeros({4}, DType::kInt32)); }), "int32");
   EXPECT_CONTAINS(error_of([&] { ops::sum(a, {3}); }), "sum: dimension 3 is out of range for shape [2, 3, 4]");
@@ -374,9 +374,9 @@ TEST(Broadcasting, ValuesByHand) {
   EXPECT_EQ((6.0 / row).to_vector_f32(), (std::vector<float>{6, 3, 2}));
   EXPECT_EQ((-row).to_vector_f32(), (std::vector<float>{-1, -2, -3}));
   const Tensor mask = ops::gt(row + col, 12.5);
-  EXPECT_EQ(mask.dtype(), DType::kUInt8);
-  const uint8_t* m = mask.data<uint8_t>();
-  EXPECT_EQ(std::vector<uint8_t>(m, m + 6), (std::vector<uint8_t>{0, 0, 1, 1, 1, 1}));
+  EXPECT_EQ(mask.dtype(), DType::kBool);
+  const bool* m = mask.data<bool>();
+  EXPECT_EQ(std::vector<bool>(m, m + 6), (std::vector<bool>{false, false, true, true, true, true}));
   EXPECT_EQ(ops::where(mask, row + col, Tensor::zeros({1})).to_vector_f32(),
             (std::vector<float>{0, 0, 13, 21, 22, 23}));
   const Tensor x = Tensor::from_vector<float>({2, 2, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});

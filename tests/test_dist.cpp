@@ -97,6 +97,40 @@ TEST(Collectives, AllReduceOfEveryOpAndDtype) {
   EXPECT_THROW(w.all_reduce(i, dl::dist::ReduceOp::kAverage), dl::Error) << "average of int32";
 }
 
+// bfloat16 and float16 reduce as NCCL reduces them (Note [16-bit reductions over MPI]): each pair in
+// float, rounded back to nearest even; bools reduce by min (and) and max (or) and refuse a sum.
+TEST(Collectives, AllReduceOfSixteenBitFloatsAndBools) {
+  auto& w = world();
+  const int r = w.rank();
+  // 2 + 2^-7 lies half way between the bf16 neighbours 2 and 2 + 2^-6: it rounds to the even one, 2.
+  dl::Tensor b =
+      dl::Tensor::from_vector<float>({3}, {1.0f + 0.0078125f * r, r ? -3.0f : 0.5f, 256.0f}).to(dl::DType::kBFloat16);
+  w.all_reduce(b);
+  EXPECT_EQ(b.dtype(), dl::DType::kBFloat16);
+  EXPECT_EQ(b.to_vector_f32(), (std::vector<float>{2.0f, -2.5f, 512.0f}));
+  dl::Tensor h = dl::Tensor::from_vector<float>({2}, {60000.0f, r ? 2.0f : -7.0f}).to(dl::DType::kFloat16);
+  dl::Tensor hmax = h.clone();
+  w.all_reduce(h);  // 120000 is beyond float16: infinity, as on a GPU
+  EXPECT_TRUE(std::isinf(h.to_vector_f32()[0]));
+  EXPECT_EQ(h.to_vector_f32()[1], -5.0f);
+  w.all_reduce(hmax, dl::dist::ReduceOp::kMax);
+  EXPECT_EQ(hmax.to_vector_f32(), (std::vector<float>{60000.0f, 2.0f}));
+  dl::Tensor bmin = dl::Tensor::from_vector<float>({1}, {r ? -1.5f : 4.0f}).to(dl::DType::kBFloat16);
+  w.all_reduce(bmin, dl::dist::ReduceOp::kMin);
+  EXPECT_EQ(bmin.to_vector_f32()[0], -1.5f);
+  EXPECT_THROW(w.all_reduce(b, dl::dist::ReduceOp::kAverage), dl::Error) << "average of bfloat16";
+  dl::Tensor any = dl::Tensor::from_vector<bool>({3}, {r == 1, false, true});
+  dl::Tensor all = any.clone();
+  w.all_reduce(any, dl::dist::ReduceOp::kMax);
+  w.all_reduce(all, dl::dist::ReduceOp::kMin);
+  EXPECT_EQ(any.to_vector_f32(), (std::vector<float>{1, 0, 1}));
+  EXPECT_EQ(all.to_vector_f32(), (std::vector<float>{0, 0, 1}));
+  EXPECT_THROW(w.all_reduce(any, dl::dist::ReduceOp::kSum), dl::Error) << "sum of bool";
+  dl::Tensor g = w.all_gather(dl::Tensor::from_vector<float>({1}, {0.1f * (r + 1)}).to(dl::DType::kBFloat16));
+  EXPECT_EQ(g.dtype(), dl::DType::kBFloat16);
+  EXPECT_EQ(g.to_vector_f32(), (std::vector<float>{float(dl::BFloat16(0.1f)), float(dl::BFloat16(0.2f))}));
+}
+
 TEST(Collectives, BroadcastAndAllGather) {
   auto& w = world();
   const int r = w.rank();

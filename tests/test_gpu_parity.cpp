@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,7 @@ namespace {
 
 using dl::Conv2dParams;
 using dl::Device;
+using dl::DType;
 using dl::Shape;
 using dl::Tensor;
 
@@ -153,6 +155,32 @@ TEST_F(GpuParity, AccumulateFillNorm) {
   std::fill(filled.c(), filled.c() + m, 0.5f);
   dl::cuda::fill(0, filled.g(), m, 0.5f);
   expect_match(filled.cpu, filled.gpu, 0, "fill");
+}
+
+// Tensor::to between float32 and bfloat16 / float16 runs the cast kernels on the device: the bits equal
+// the CPU's conversion (round to nearest even, NaN and overflow included), and back to float32 exactly.
+// The other dtypes' conversions and the 16-bit shape ops (strided copies of 2-byte elements) as well.
+TEST_F(GpuParity, DTypeConversionsAndSixteenBitCopies) {
+  Tensor x = rnd({4097}, 31);
+  float* p = x.data<float>();
+  p[0] = std::numeric_limits<float>::quiet_NaN();
+  p[1] = 70000.0f;
+  p[2] = 1.0f + 0.00390625f;
+  for (DType t : {DType::kBFloat16, DType::kFloat16}) {
+    const Tensor c = x.to(t), g = x.to(kGpu).to(t);
+    ASSERT_EQ(g.dtype(), t);
+    const Tensor gh = g.to(Device::cpu());
+    EXPECT_EQ(0, std::memcmp(c.raw_data(), gh.raw_data(), c.nbytes())) << dl::dtype_name(t);
+    const Tensor back = g.to(DType::kFloat32).to(Device::cpu());
+    EXPECT_EQ(0, std::memcmp(c.to(DType::kFloat32).raw_data(), back.raw_data(), back.nbytes())) << dl::dtype_name(t);
+    const Tensor tc = dl::ops::transpose(c.view({17, 241}), 0, 1);
+    const Tensor tg = dl::ops::transpose(g.view({17, 241}), 0, 1).to(Device::cpu());
+    EXPECT_EQ(0, std::memcmp(tc.raw_data(), tg.raw_data(), tc.nbytes())) << "transpose of " << dl::dtype_name(t);
+  }
+  const Tensor m = dl::ops::gt(x.to(kGpu), 0.0);
+  EXPECT_EQ(m.dtype(), DType::kBool);
+  EXPECT_EQ(m.to(Device::cpu()).to_vector_f32(), dl::ops::gt(x, 0.0).to_vector_f32());
+  EXPECT_EQ(m.to(DType::kInt64).to(Device::cpu()).to_vector_f32(), dl::ops::gt(x, 0.0).to_vector_f32());
 }
 
 TEST_F(GpuParity, CrossEntropyResizeConcatOptimisers) {

@@ -390,15 +390,25 @@ TEST(SafeTensorsHostile, EveryRuleOfTheFormat) {
                      Bytes(reinterpret_cast<const char*>(bad), 8)));
   expect_error([&] { dl::load_safetensors(p); }, {"'bn.running_var'", "nan"});
   EXPECT_TRUE(std::isnan(dl::load_safetensors(p, {.allow_non_finite = true}).tensors[0].second.data<float>()[1]));
-  // BF16 and F16 load as float32.
+  // BF16 and F16 load as bfloat16 and float16, their bits as they were.
   const uint16_t half[2] = {0x3c00, 0xc000}, bf[2] = {0x3f80, 0x4040};  // 1, -2 and 1, 3
   put(p,
       safetensors(
           R"({"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"BF16","shape":[2],"data_offsets":[4,8]}})",
           Bytes(reinterpret_cast<const char*>(half), 4) + Bytes(reinterpret_cast<const char*>(bf), 4)));
   const dl::SafeTensors st = dl::load_safetensors(p);
-  EXPECT_EQ(st.tensors[0].second.data<float>()[1], -2.0f);
-  EXPECT_EQ(st.tensors[1].second.data<float>()[1], 3.0f);
+  EXPECT_EQ(st.tensors[0].second.dtype(), dl::DType::kFloat16);
+  EXPECT_EQ(st.tensors[1].second.dtype(), dl::DType::kBFloat16);
+  EXPECT_EQ(st.tensors[0].second.to_vector_f32(), (std::vector<float>{1.0f, -2.0f}));
+  EXPECT_EQ(st.tensors[1].second.to_vector_f32(), (std::vector<float>{1.0f, 3.0f}));
+  // A BOOL byte other than 0 or 1 is refused by name (reading it as a bool is undefined behaviour).
+  put(p, safetensors(R"({"m":{"dtype":"BOOL","shape":[3],"data_offsets":[0,3]}})", Bytes("\x01\x00\x02", 3)));
+  expect_error([&] { dl::load_safetensors(p); }, {"'m'", "byte 2", "element 2"});
+  // A float16 infinity is refused like a float32 one.
+  const uint16_t inf16[1] = {0x7c00};
+  put(p, safetensors(R"({"h":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}})",
+                     Bytes(reinterpret_cast<const char*>(inf16), 2)));
+  expect_error([&] { dl::load_safetensors(p); }, {"'h'", "inf"});
   // And the writer refuses to write them.
   dl::Tensor nan_t = dl::Tensor::from_vector<float>({2}, {1.0f, std::numeric_limits<float>::infinity()});
   expect_error([&] { dl::save_safetensors(p, {{"x", nan_t}}); }, {"'x'", "inf", "not written"});

@@ -41,6 +41,12 @@ torch::ScalarType torch_dtype(DType t) {
       return torch::kUInt8;
     case DType::kInt64:
       return torch::kInt64;
+    case DType::kBool:
+      return torch::kBool;
+    case DType::kBFloat16:
+      return torch::kBFloat16;
+    case DType::kFloat16:
+      return torch::kFloat16;
   }
   return torch::kFloat32;
 }

@@ -42,6 +42,10 @@ class DeviceBackend {
   virtual void fill(void* ptr, DType dtype, int64_t count, double value, int index) = 0;
   // dst += src, element-wise over `count` floating-point values (gradient accumulation).
   virtual void accumulate(void* dst, const void* src, DType dtype, int64_t count, int index) = 0;
+  // dst = src converted from `from` to `to`, `count` elements on the device, ordered on its compute
+  // stream; returns false (doing nothing) for a pair it has no kernel for, which Tensor::to then
+  // converts through the host.
+  virtual bool convert(const void* src, DType from, void* dst, DType to, int64_t count, int index) = 0;
   virtual AllocatorStats allocator_stats(int index) = 0;
   virtual void reset_allocator_peak(int index) = 0;
   // Returns when the work queued on the device so far has finished.

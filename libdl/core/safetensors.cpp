@@ -37,13 +37,13 @@ struct DTypeInfo {
 };
 DTypeInfo info_of(const std::string& code, const std::string& path, const std::string& tensor) {
   static const DTypeInfo kTable[] = {{"F32", 4, true},  {"F64", 8, true},      {"I32", 4, true},     {"U8", 1, true},
-                                     {"I64", 8, true},  {"F16", 2, true},      {"BF16", 2, true},    {"BOOL", 1, false},
+                                     {"I64", 8, true},  {"F16", 2, true},      {"BF16", 2, true},    {"BOOL", 1, true},
                                      {"I8", 1, false},  {"I16", 2, false},     {"U16", 2, false},    {"U32", 4, false},
                                      {"U64", 8, false}, {"F8_E4M3", 1, false}, {"F8_E5M2", 1, false}};
   for (const auto& d : kTable)
     if (code == d.code) {
       DL_CHECK(d.readable, path, ": tensor '", tensor, "' has dtype ", code,
-               "; libdl reads F32, F64, F16, BF16, I32, I64 and U8");
+               "; libdl reads F32, F64, F16, BF16, I32, I64, U8 and BOOL");
       return d;
     }
   DL_THROW(path, ": tensor '", tensor, "' has dtype '", code, "', which is not a safetensors dtype");
@@ -54,27 +54,10 @@ DType dtype_of(const std::string& code) {
   if (code == "I32") return DType::kInt32;
   if (code == "I64") return DType::kInt64;
   if (code == "U8") return DType::kUInt8;
-  return DType::kFloat32;  // F32, F16, BF16
-}
-
-float half_to_float(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-  if (exp == 0) return (sign ? -1.0f : 1.0f) * std::ldexp(static_cast<float>(mant), -24);
-  uint32_t bits;
-  if (exp == 31)
-    bits = sign | 0x7f800000u | (mant << 13);
-  else
-    bits = sign | ((exp + 112) << 23) | (mant << 13);
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-float bf16_to_float(uint16_t h) {
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
+  if (code == "BOOL") return DType::kBool;
+  if (code == "BF16") return DType::kBFloat16;
+  if (code == "F16") return DType::kFloat16;
+  return DType::kFloat32;
 }
 
 struct Entry {
@@ -96,6 +79,12 @@ const char* code_of(DType t) {
       return "U8";
     case DType::kInt64:
       return "I64";
+    case DType::kBool:
+      return "BOOL";
+    case DType::kBFloat16:
+      return "BF16";
+    case DType::kFloat16:
+      return "F16";
   }
   return "?";
 }
@@ -182,28 +171,11 @@ SafeTensors load_safetensors(const std::string& path, const TensorIoOptions& o) 
   DL_CHECK(covered == data_size, path, ": ", data_size - covered, " bytes after the last tensor's data (", covered,
            " of ", data_size, " data bytes are described by the header)");
 
-  // One pass over the data, straight into the tensors (conversions through a small buffer).
-  std::vector<unsigned char> chunk;
+  // One pass over the data, straight into the tensors (every readable dtype is one of libdl's).
   for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, dtype_of(e.info.code));
-    const int64_t n = e.shape.numel();
-    const std::string code = e.info.code;
-    if (code == "F32" || code == "F64" || code == "I32" || code == "I64" || code == "U8") {
-      if (n) file.read_exact(t.raw_data(), e.end - e.begin, "tensor data");
-    } else {
-      constexpr int64_t kChunk = 1 << 14;
-      chunk.resize(static_cast<size_t>(kChunk * 8));
-      for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
-        const int64_t m = std::min(kChunk, n - i0);
-        file.read_exact(chunk.data(), static_cast<size_t>(m) * e.info.size, "tensor data");
-        for (int64_t i = 0; i < m; ++i) {
-          const unsigned char* p = chunk.data() + i * e.info.size;
-          uint16_t h;
-          std::memcpy(&h, p, 2);
-          t.data<float>()[i0 + i] = code == "F16" ? half_to_float(h) : bf16_to_float(h);
-        }
-      }
-    }
+    if (e.end > e.begin) file.read_exact(t.raw_data(), e.end - e.begin, "tensor data");
+    check_bool_bytes(t, path, e.name);
     if (!o.allow_non_finite) check_all_finite(t, path, e.name);
     out.tensors.emplace_back(e.name, std::move(t));
   }

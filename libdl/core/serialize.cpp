@@ -87,15 +87,33 @@ void save_tensor_file(const std::string& path, const TensorFile& file, const Ten
 }
 
 std::optional<std::pair<int64_t, double>> first_non_finite(const Tensor& t) {
-  if (!t.defined() || !(t.dtype() == DType::kFloat32 || t.dtype() == DType::kFloat64)) return std::nullopt;
+  if (!t.defined() || !is_floating_point(t.dtype())) return std::nullopt;
   const Tensor c = t.to(Device::cpu());
   const int64_t n = c.numel();
   auto scan = [&](const auto* p) -> std::optional<std::pair<int64_t, double>> {
     for (int64_t i = 0; i < n; ++i)
-      if (!std::isfinite(p[i])) return std::make_pair(i, static_cast<double>(p[i]));
+      if (!std::isfinite(static_cast<double>(p[i]))) return std::make_pair(i, static_cast<double>(p[i]));
     return std::nullopt;
   };
-  return c.dtype() == DType::kFloat32 ? scan(c.data<float>()) : scan(c.data<double>());
+  switch (c.dtype()) {
+    case DType::kFloat32:
+      return scan(c.data<float>());
+    case DType::kFloat64:
+      return scan(c.data<double>());
+    case DType::kBFloat16:
+      return scan(c.data<BFloat16>());
+    default:
+      return scan(c.data<Float16>());
+  }
+}
+
+void check_bool_bytes(const Tensor& t, const std::string& origin, const std::string& name) {
+  if (t.dtype() != DType::kBool) return;
+  const Tensor c = t.to(Device::cpu());
+  const auto* bytes = static_cast<const uint8_t*>(c.raw_data());
+  for (int64_t i = 0; i < c.numel(); ++i)
+    DL_CHECK(bytes[i] <= 1, origin, ": bool tensor '", name, "' holds the byte ", int(bytes[i]), " at element ", i,
+             "; a bool is 0 or 1");
 }
 
 void check_all_finite(const Tensor& t, const std::string& origin, const std::string& name) {
@@ -128,7 +146,8 @@ TensorFile load_tensor_file(const std::string& path, const TensorIoOptions& o) {
   for (uint64_t i = 0; i < count; ++i) {
     std::string name = r.get_str("tensor name");
     const uint8_t dt = r.get<uint8_t>("dtype");
-    DL_CHECK(dt <= static_cast<uint8_t>(DType::kInt64), path, ": tensor '", name, "' has unknown dtype code ", int(dt));
+    DL_CHECK(dt < kNumDTypes, path, ": tensor '", name, "' has unknown dtype code ", int(dt), " (0 to ", kNumDTypes - 1,
+             " are known)");
     const uint8_t ndim = r.get<uint8_t>("ndim");
     DL_CHECK(ndim <= kMaxDims, path, ": tensor '", name, "' has ", int(ndim), " dimensions, at most ", kMaxDims);
     std::vector<int64_t> dims(ndim);
@@ -141,6 +160,7 @@ TensorFile load_tensor_file(const std::string& path, const TensorIoOptions& o) {
     r.need(nbytes, "tensor data");
     Tensor t = Tensor::empty(Shape(dims), dtype);
     if (nbytes) r.read(t.raw_data(), nbytes, "tensor data");
+    check_bool_bytes(t, path, name);
     out.tensors.emplace_back(std::move(name), std::move(t));
   }
   DL_CHECK(file.offset() == r.body_end(), path, ": ", r.body_end() - file.offset(),

@@ -57,20 +57,4 @@ bool Shape::operator==(const Shape& o) const {
   return true;
 }
 
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::kFloat32:
-      return "float32";
-    case DType::kFloat64:
-      return "float64";
-    case DType::kInt32:
-      return "int32";
-    case DType::kUInt8:
-      return "uint8";
-    case DType::kInt64:
-      return "int64";
-  }
-  return "unknown";
-}
-
 }  // namespace dl

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <ostream>
+#include <type_traits>
 
 #include "core/device_backend.h"
 #include "dl/core/allocator.h"
@@ -56,7 +57,33 @@ void visit_dtype(DType dtype, void* ptr, F&& f) {
     case DType::kInt64:
       f(static_cast<int64_t*>(ptr));
       break;
+    case DType::kBool:
+      f(static_cast<bool*>(ptr));
+      break;
+    case DType::kBFloat16:
+      f(static_cast<BFloat16*>(ptr));
+      break;
+    case DType::kFloat16:
+      f(static_cast<Float16*>(ptr));
+      break;
   }
+}
+
+// dst = src converted element by element (C++'s conversions: to bool is "not zero"; to an integer
+// truncates toward zero; to bfloat16 / float16 rounds to nearest even through float).
+void convert_elements(DType from, const void* src, DType to, void* dst, int64_t n) {
+  visit_dtype(from, const_cast<void*>(src), [&](auto* s) {
+    visit_dtype(to, dst, [&](auto* d) {
+      using D = std::remove_pointer_t<decltype(d)>;
+      using S = std::remove_pointer_t<decltype(s)>;
+      for (int64_t i = 0; i < n; ++i) {
+        if constexpr (std::is_same_v<D, bool> || !(std::is_same_v<S, BFloat16> || std::is_same_v<S, Float16>))
+          d[i] = static_cast<D>(s[i]);
+        else
+          d[i] = static_cast<D>(static_cast<float>(s[i]));
+      }
+    });
+  });
 }
 }  // namespace
 
@@ -82,7 +109,12 @@ Tensor Tensor::from_vector(const Shape& shape, const std::vector<T>& values) {
   DL_CHECK(static_cast<int64_t>(values.size()) == shape.numel(), "from_vector: shape ", shape.str(), " needs ",
            shape.numel(), " values, got ", values.size());
   Tensor t = empty(shape, DTypeOf<T>::value);
-  if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(T));
+  if constexpr (std::is_same_v<T, bool>) {  // std::vector<bool> packs its bits: no data()
+    bool* p = t.data<bool>();
+    for (size_t i = 0; i < values.size(); ++i) p[i] = values[i];
+  } else if (!values.empty()) {
+    std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(T));
+  }
   return t;
 }
 template Tensor Tensor::from_vector(const Shape&, const std::vector<float>&);
@@ -90,9 +122,12 @@ template Tensor Tensor::from_vector(const Shape&, const std::vector<double>&);
 template Tensor Tensor::from_vector(const Shape&, const std::vector<int32_t>&);
 template Tensor Tensor::from_vector(const Shape&, const std::vector<uint8_t>&);
 template Tensor Tensor::from_vector(const Shape&, const std::vector<int64_t>&);
+template Tensor Tensor::from_vector(const Shape&, const std::vector<bool>&);
+template Tensor Tensor::from_vector(const Shape&, const std::vector<BFloat16>&);
+template Tensor Tensor::from_vector(const Shape&, const std::vector<Float16>&);
 
 Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype) {
-  DL_CHECK(is_floating(dtype), "randn: expected a floating dtype, got ", dtype_name(dtype));
+  DL_CHECK(is_floating_point(dtype), "randn: expected a floating dtype, got ", dtype_name(dtype));
   Tensor t = empty(shape, dtype);
   visit_dtype(dtype, t.raw_data(), [&](auto* p) {
     const int64_t n = t.numel();
@@ -102,7 +137,7 @@ Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype) {
 }
 
 Tensor Tensor::uniform(const Shape& shape, double low, double high, Generator& gen, DType dtype) {
-  DL_CHECK(is_floating(dtype), "uniform: expected a floating dtype, got ", dtype_name(dtype));
+  DL_CHECK(is_floating_point(dtype), "uniform: expected a floating dtype, got ", dtype_name(dtype));
   Tensor t = empty(shape, dtype);
   visit_dtype(dtype, t.raw_data(), [&](auto* p) {
     const int64_t n = t.numel();
@@ -128,25 +163,27 @@ void* Tensor::raw_data() const {
   return static_cast<char*>(t.storage->data()) + t.offset;
 }
 
-template <typename T>
+template <TensorElement T>
 T Tensor::item() const {
   DL_CHECK(numel() == 1, "item(): expected a tensor with one element, got shape ", shape().str());
   if (!device().is_cpu()) return to(Device::cpu()).item<T>();
   T out{};
-  visit_dtype(dtype(), raw_data(), [&](auto* p) { out = static_cast<T>(*p); });
+  convert_elements(dtype(), raw_data(), DTypeOf<T>::value, &out, 1);
   return out;
 }
 template float Tensor::item<float>() const;
 template double Tensor::item<double>() const;
 template int32_t Tensor::item<int32_t>() const;
 template int64_t Tensor::item<int64_t>() const;
+template uint8_t Tensor::item<uint8_t>() const;
+template bool Tensor::item<bool>() const;
+template BFloat16 Tensor::item<BFloat16>() const;
+template Float16 Tensor::item<Float16>() const;
 
 std::vector<float> Tensor::to_vector_f32() const {
   if (!device().is_cpu()) return to(Device::cpu()).to_vector_f32();
   std::vector<float> out(static_cast<size_t>(numel()));
-  visit_dtype(dtype(), raw_data(), [&](auto* p) {
-    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(p[i]);
-  });
+  convert_elements(dtype(), raw_data(), DType::kFloat32, out.data(), numel());
   return out;
 }
 
@@ -192,17 +229,16 @@ Tensor Tensor::to(Device device) const {
 
 Tensor Tensor::to(DType dtype) const {
   if (dtype == this->dtype()) return *this;
-  // Conversions on a device go through the host: they serve labels and checkpoints, not the hot path.
-  if (!device().is_cpu()) return to(Device::cpu()).to(dtype).to(device());
   Tensor out = empty(shape(), dtype, device());
-  visit_dtype(this->dtype(), raw_data(), [&](auto* src) {
-    visit_dtype(dtype, out.raw_data(), [&](auto* dst) {
-      using D = std::remove_pointer_t<decltype(dst)>;
-      const int64_t n = numel();
-      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<D>(src[i]);
-    });
-  });
-  return out;
+  if (device().is_cpu()) {
+    convert_elements(this->dtype(), raw_data(), dtype, out.raw_data(), numel());
+    return out;
+  }
+  // On a device: float32 to and from bfloat16 / float16 by the backend's own kernel, on its stream;
+  // other conversions serve labels and checkpoints and go through the host.
+  if (device_backend(device()).convert(raw_data(), this->dtype(), out.raw_data(), dtype, numel(), device().index))
+    return out;
+  return to(Device::cpu()).to(dtype).to(device());
 }
 
 Tensor Tensor::detach() const {

@@ -36,9 +36,57 @@ MPI_Datatype mpi_type(DType t) {
       return MPI_UINT8_T;
     case DType::kInt64:
       return MPI_INT64_T;
+    case DType::kBool:
+      return MPI_UINT8_T;  // min is "and", max is "or" (process_group refuses sums of bools)
+    case DType::kBFloat16:
+    case DType::kFloat16:
+      return MPI_UINT16_T;  // the bit patterns; their reductions are the user ops of Reduce16 below
   }
   DL_THROW("dl::dist: no MPI type for ", dtype_name(t));
 }
+
+// Note [16-bit reductions over MPI]: MPI has no bfloat16 or float16, so their elements travel as
+// MPI_UINT16_T and are reduced by user ops that convert each pair to float, combine them and round
+// back to nearest even (dl::BFloat16 / dl::Float16), as NCCL's own bf16 and fp16 reductions do. An op
+// serves one format and one reduction, since the datatype it is given cannot tell bf16 from fp16.
+template <typename H, ReduceOp kOp>
+void reduce16(void* in, void* inout, int* len, MPI_Datatype* /*type*/) {
+  const H* a = static_cast<const H*>(in);
+  H* b = static_cast<H*>(inout);
+  for (int i = 0; i < *len; ++i) {
+    const float x = a[i], y = b[i];
+    float r = x + y;
+    if constexpr (kOp == ReduceOp::kMin) r = (x < y || x != x) ? x : y;
+    if constexpr (kOp == ReduceOp::kMax) r = (x > y || x != x) ? x : y;
+    b[i] = H(r);
+  }
+}
+
+// The six user ops (bf16, fp16) x (sum, min, max), made after MPI_Init and freed before MPI_Finalize.
+class Reduce16 {
+ public:
+  void create() {
+    check_create(MPI_Op_create(&reduce16<BFloat16, ReduceOp::kSum>, 1, &ops_[0][0]));
+    check_create(MPI_Op_create(&reduce16<BFloat16, ReduceOp::kMin>, 1, &ops_[0][1]));
+    check_create(MPI_Op_create(&reduce16<BFloat16, ReduceOp::kMax>, 1, &ops_[0][2]));
+    check_create(MPI_Op_create(&reduce16<Float16, ReduceOp::kSum>, 1, &ops_[1][0]));
+    check_create(MPI_Op_create(&reduce16<Float16, ReduceOp::kMin>, 1, &ops_[1][1]));
+    check_create(MPI_Op_create(&reduce16<Float16, ReduceOp::kMax>, 1, &ops_[1][2]));
+  }
+  void free() {
+    for (auto& row : ops_)
+      for (MPI_Op& op : row)
+        if (op != MPI_OP_NULL) MPI_Op_free(&op);
+  }
+  MPI_Op get(DType t, ReduceOp op) const {
+    DL_CHECK(op != ReduceOp::kAverage, "dl::dist: the average of ", dtype_name(t), " over MPI; expected a sum");
+    return ops_[t == DType::kBFloat16 ? 0 : 1][op == ReduceOp::kSum ? 0 : op == ReduceOp::kMin ? 1 : 2];
+  }
+
+ private:
+  static void check_create(int rc) { DL_CHECK(rc == MPI_SUCCESS, "dl::dist: MPI_Op_create failed (", rc, ")"); }
+  MPI_Op ops_[2][3] = {{MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL}, {MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL}};
+};
 
 MPI_Op mpi_op(ReduceOp op) {
   switch (op) {
@@ -90,11 +138,13 @@ class MpiTransport final : public HostTransport {
     MPI_Comm_set_errhandler(control_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
+    reduce16_.create();
   }
 
   ~MpiTransport() override {
     // After a lost rank, MPI_Finalize would wait for it: stop the run instead (the error was thrown).
     if (broken_) abort(1);
+    reduce16_.free();
     if (!owns_mpi_) return;
     MPI_Comm_free(&control_);
     MPI_Comm_free(&comm_);
@@ -113,7 +163,7 @@ class MpiTransport final : public HostTransport {
       const int n = static_cast<int>(std::min(kMaxChunk, count - off));
       MPI_Request r;
       check(MPI_Iallreduce(MPI_IN_PLACE, static_cast<char*>(data) + static_cast<size_t>(off) * esize, n,
-                           mpi_type(dtype), mpi_op(op), comm_, &r),
+                           mpi_type(dtype), is_float16(dtype) ? reduce16_.get(dtype, op) : mpi_op(op), comm_, &r),
             what);
       p.requests.push_back(r);
     }
@@ -325,6 +375,7 @@ class MpiTransport final : public HostTransport {
 
   std::chrono::milliseconds timeout_;
   bool owns_mpi_ = false;
+  Reduce16 reduce16_;
   MPI_Comm comm_ = MPI_COMM_NULL, control_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   int64_t seq_ = 0;          // collectives started

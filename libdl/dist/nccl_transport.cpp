@@ -136,6 +136,12 @@ ncclDataType_t nccl_type(DType t) {
       return ncclUint8;
     case DType::kInt64:
       return ncclInt64;
+    case DType::kBool:
+      return ncclUint8;  // min is "and", max is "or" (process_group refuses sums of bools)
+    case DType::kBFloat16:
+      return ncclBfloat16;
+    case DType::kFloat16:
+      return ncclFloat16;
   }
   DL_THROW("NCCL: no NCCL type for dtype ", static_cast<int>(t));
 }

@@ -144,6 +144,8 @@ Work ProcessGroup::all_reduce_async(Tensor& t, ReduceOp op) {
   check_collective_tensor(t, "all_reduce");
   DL_CHECK(t.dtype() != DType::kUInt8 || op == ReduceOp::kMin || op == ReduceOp::kMax, "dl::dist::all_reduce: a ",
            reduce_op_name(op), " of uint8 would overflow; expected min or max");
+  DL_CHECK(t.dtype() != DType::kBool || op == ReduceOp::kMin || op == ReduceOp::kMax, "dl::dist::all_reduce: a ",
+           reduce_op_name(op), " of bool is not a bool; expected min (and) or max (or)");
   DL_CHECK(op != ReduceOp::kAverage || t.dtype() == DType::kFloat32 || t.dtype() == DType::kFloat64,
            "dl::dist::all_reduce: the average of ", dtype_name(t.dtype()),
            " tensors is not exact; expected float32 or "

@@ -46,16 +46,18 @@ void load_state(Module& m, const NamedTensors& tensors, const std::string& origi
     }
     DL_CHECK(src, origin, ": the model's tensor '", name, "' ", t.shape().str(), " is missing (the file holds ",
              tensors.size(), " tensors", tensors.empty() ? "" : ", the first '" + tensors[0].first + "'", ")");
-    DL_CHECK(src->shape() == t.shape() && src->dtype() == t.dtype(), origin, ": tensor '", name, "' is ",
-             src->shape().str(), " ", dtype_name(src->dtype()), " in the file, the model expects ", t.shape().str(),
-             " ", dtype_name(t.dtype()));
+    // Floating dtypes convert into the model's (a bfloat16 or float16 file into a float32 model, as
+    // PyTorch's load_state_dict copies); any other difference is an error.
+    const bool same_kind =
+        src->dtype() == t.dtype() || (is_floating_point(src->dtype()) && is_floating_point(t.dtype()));
+    DL_CHECK(src->shape() == t.shape() && same_kind, origin, ": tensor '", name, "' is ", src->shape().str(), " ",
+             dtype_name(src->dtype()), " in the file, the model expects ", t.shape().str(), " ", dtype_name(t.dtype()));
     // A batch-norm variance below zero cannot come from training: a corrupt or hostile file.
     const std::string var = "running_var";
     if (name.size() >= var.size() && name.compare(name.size() - var.size(), var.size(), var) == 0 &&
-        src->dtype() == DType::kFloat32) {
-      const Tensor c = src->to(Device::cpu());
-      const float* v = c.data<float>();
-      for (int64_t i = 0; i < c.numel(); ++i)
+        is_floating_point(src->dtype())) {
+      const std::vector<float> v = src->to_vector_f32();
+      for (size_t i = 0; i < v.size(); ++i)
         DL_CHECK(v[i] >= 0, origin, ": tensor '", name, "' holds the variance ", v[i], " at element ", i,
                  "; a batch-norm variance is never negative");
     }
@@ -69,7 +71,7 @@ void load_state(Module& m, const NamedTensors& tensors, const std::string& origi
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!sources[i]) continue;
     Tensor dst = mine[i].second;
-    dst.copy_(*sources[i]);
+    dst.copy_(sources[i]->dtype() == dst.dtype() ? *sources[i] : sources[i]->to(dst.dtype()));
   }
 }
 

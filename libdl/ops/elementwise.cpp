@@ -110,8 +110,8 @@ Tensor compare(const char* name, const Op& op, const Tensor& a, const Tensor& b,
   const std::pair<Shape, kern::StridedIndex<2>> checked = operands(name, a, b);
   const Shape out = checked.first;  // named copies: lambdas below capture them (clang 14 cannot capture bindings)
   const kern::StridedIndex<2> ix = checked.second;
-  Tensor y = Tensor::empty(out, DType::kUInt8, a.device());
-  uint8_t* py = y.data<uint8_t>();
+  Tensor y = Tensor::empty(out, DType::kBool, a.device());
+  auto* py = static_cast<uint8_t*>(y.raw_data());  // the kernels write 0 or 1 bytes: bools
   dispatch(
       a, name,
       [&](auto t) {
@@ -132,9 +132,13 @@ Tensor select(const Tensor& cond, const Tensor& a, const Tensor& b, const Shape&
       any, "where",
       [&](auto t) {
         using T = decltype(t);
-        cpu::where(cond.data<uint8_t>(), ptr_or_null<T>(a), ptr_or_null<T>(b), y.data<T>(), y.numel(), ix);
+        cpu::where(static_cast<const uint8_t*>(cond.raw_data()), ptr_or_null<T>(a), ptr_or_null<T>(b), y.data<T>(),
+                   y.numel(), ix);
       },
-      [&](int dev) { DL_CUDA_BODY(cuda::where(dev, cond.data<uint8_t>(), f32(a), f32(b), f32(y), y.numel(), ix)); });
+      [&](int dev) {
+        DL_CUDA_BODY(
+            cuda::where(dev, static_cast<const uint8_t*>(cond.raw_data()), f32(a), f32(b), f32(y), y.numel(), ix));
+      });
   return y;
 }
 
@@ -231,7 +235,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_float(a, "where", "a");
   check_float(b, "where", "b");
   check_same({{"a", &a}, {"b", &b}}, "where");
-  DL_CHECK(cond.dtype() == DType::kUInt8, "where: expected 'cond' to be a uint8 mask (as the comparisons return), got ",
+  DL_CHECK(cond.dtype() == DType::kBool || cond.dtype() == DType::kUInt8,
+           "where: expected 'cond' to be a bool mask (as the comparisons return) or uint8 (nonzero is true), got ",
            dtype_name(cond.dtype()));
   DL_CHECK(cond.device() == a.device(), "where: 'cond' is on ", cond.device().str(), " but 'a' is on ",
            a.device().str());

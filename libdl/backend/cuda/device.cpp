@@ -145,6 +145,15 @@ class CudaDevice final : public DeviceBackend {
       case DType::kInt64:
         fill_host(reinterpret_cast<int64_t*>(host.data()));
         break;
+      case DType::kBool:
+        fill_host(reinterpret_cast<bool*>(host.data()));
+        break;
+      case DType::kBFloat16:
+        fill_host(reinterpret_cast<BFloat16*>(host.data()));
+        break;
+      case DType::kFloat16:
+        fill_host(reinterpret_cast<Float16*>(host.data()));
+        break;
       default:
         DL_THROW("fill on cuda:", index, ": unexpected dtype ", dtype_name(dtype));
     }
@@ -155,6 +164,19 @@ class CudaDevice final : public DeviceBackend {
     DL_CHECK(dtype == DType::kFloat32, "gradient accumulation on cuda:", index,
              ": the CUDA backend computes in float32, got ", dtype_name(dtype));
     axpy_acc(index, 1.f, static_cast<const float*>(src), static_cast<float*>(dst), count);
+  }
+
+  bool convert(const void* src, DType from, void* dst, DType to, int64_t count, int index) override {
+    const auto format = [](DType t) { return t == DType::kBFloat16 ? Precision::kBf16 : Precision::kFp16; };
+    if (from == DType::kFloat32 && is_float16(to)) {
+      cuda::cast_to_16(index, format(to), static_cast<const float*>(src), static_cast<uint16_t*>(dst), count);
+      return true;
+    }
+    if (is_float16(from) && to == DType::kFloat32) {
+      cuda::cast_from_16(index, format(from), static_cast<const uint16_t*>(src), static_cast<float*>(dst), count);
+      return true;
+    }
+    return false;
   }
 
   AllocatorStats allocator_stats(int index) override { return CudaAllocator::instance().stats(index); }

@@ -123,12 +123,14 @@ void strided_copy(int device, const void* x, void* y, size_t elem_size, int64_t 
   switch (elem_size) {
     case 1:
       return kern::run_strided_copy(l, static_cast<const uint8_t*>(x), static_cast<uint8_t*>(y), n, ix);
+    case 2:
+      return kern::run_strided_copy(l, static_cast<const uint16_t*>(x), static_cast<uint16_t*>(y), n, ix);
     case 4:
       return kern::run_strided_copy(l, static_cast<const uint32_t*>(x), static_cast<uint32_t*>(y), n, ix);
     case 8:
       return kern::run_strided_copy(l, static_cast<const uint64_t*>(x), static_cast<uint64_t*>(y), n, ix);
     default:
-      DL_THROW("strided_copy: elements of 1, 4 or 8 bytes, got ", elem_size);
+      DL_THROW("strided_copy: elements of 1, 2, 4 or 8 bytes, got ", elem_size);
   }
 }
 void gather(int device, const float* x, const void* index, size_t index_elem, float* y, int64_t n,

@@ -4,8 +4,9 @@
 // core/safetensors.cpp): a header of at most 100 MB in strict JSON, every dtype, shape and offset
 // checked and the offsets tiling the data exactly (no hole, overlap or trailing byte), all from the
 // header before any data is read; the data is then read once, straight into the tensors. Every error
-// names the file and the tensor. F32, F64, I32, U8 load as such; I64 (torchvision's
-// num_batches_tracked) as int32 when in range; F16 and BF16 as float32.
+// names the file and the tensor. F32, F64, I32, I64, U8, BOOL, BF16 and F16 load as the dtype of the
+// same name (a BOOL byte other than 0 or 1 is an error); load_weights converts floating dtypes into
+// the model's.
 #pragma once
 #include <map>
 #include <string>

@@ -42,9 +42,13 @@ void save_tensor_file(const std::string& path, const TensorFile& file, const Ten
 // allowed) a non-finite value.
 TensorFile load_tensor_file(const std::string& path, const TensorIoOptions& o = {});
 
-// The first NaN or Inf of a float32/float64 tensor (on any device): its index and value.
+// The first NaN or Inf of a floating tensor (float32, float64, bfloat16, float16; on any device): its
+// index and value.
 std::optional<std::pair<int64_t, double>> first_non_finite(const Tensor& t);
-// Throws dl::Error naming `origin` and `name` when a float32/float64 tensor holds NaN or Inf.
+// Throws dl::Error naming `origin` and `name` when a floating tensor holds NaN or Inf.
 void check_all_finite(const Tensor& t, const std::string& origin, const std::string& name);
+// Throws dl::Error naming `origin`, `name` and the element when a bool tensor read from a file holds a
+// byte other than 0 or 1 (reading such a byte as a C++ bool is undefined behaviour).
+void check_bool_bytes(const Tensor& t, const std::string& origin, const std::string& name);
 
 }  // namespace dl

@@ -48,7 +48,7 @@ class Tensor {
   static Tensor zeros(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::kFloat32, Device device = Device::cpu());
-  template <TensorElement T>  // float, double, int32_t, int64_t, uint8_t
+  template <TensorElement T>  // float, double, int32_t, int64_t, uint8_t, bool, BFloat16, Float16
   static Tensor from_vector(const Shape& shape, const std::vector<T>& values);
   static Tensor randn(const Shape& shape, Generator& gen = default_generator(), DType dtype = DType::kFloat32);
   static Tensor uniform(const Shape& shape, double low, double high, Generator& gen = default_generator(),
@@ -69,8 +69,8 @@ class Tensor {
   template <typename T>
   const T* data() const;
   void* raw_data() const;
-  // The value of a one-element tensor, converted to T (CPU tensors).
-  template <typename T>
+  // The value of a one-element tensor (on any device), converted to T.
+  template <TensorElement T>
   T item() const;
   std::vector<float> to_vector_f32() const;
 

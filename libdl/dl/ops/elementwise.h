@@ -32,7 +32,8 @@ Tensor minimum(const Tensor& a, double s);
 Tensor scale(const Tensor& a, double s);                        // s * a (mul(a, s))
 void add_(Tensor& dst, const Tensor& src, double alpha = 1.0);  // dst += alpha * src, same shapes, no history
 
-// ---- comparisons (no gradient): a uint8 mask of 1 where true, broadcasting; NaN compares false but in ne ----
+// ---- comparisons (no gradient): a bool mask, true where the relation holds, broadcasting; NaN compares
+// false but in ne ----
 Tensor eq(const Tensor& a, const Tensor& b);
 Tensor ne(const Tensor& a, const Tensor& b);
 Tensor lt(const Tensor& a, const Tensor& b);
@@ -45,8 +46,8 @@ Tensor lt(const Tensor& a, double s);
 Tensor le(const Tensor& a, double s);
 Tensor gt(const Tensor& a, double s);
 Tensor ge(const Tensor& a, double s);
-// cond ? a : b, element-wise, the three broadcast together; cond a uint8 mask (as the comparisons
-// return, nonzero = true), on a's device. The gradient goes to a where cond holds, else to b.
+// cond ? a : b, element-wise, the three broadcast together; cond a bool mask (as the comparisons
+// return) or uint8 (nonzero = true), on a's device. The gradient goes to a where cond holds, else to b.
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 
 // ---- unary ----
