@@ -138,6 +138,7 @@ Tensor compare_indices(const char* name, const Op& op, Tensor a, Tensor b, doubl
     run(int32_t{});
   else
     run(int64_t{});
+  if (auto* tr = active_tracer()) tr->record({name, {a, b}, y, TraceAttrs::of_reals({s}, !b.defined())});
   return y;
 }
 
