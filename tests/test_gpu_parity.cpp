@@ -181,6 +181,13 @@ TEST_F(GpuParity, DTypeConversionsAndSixteenBitCopies) {
   EXPECT_EQ(m.dtype(), DType::kBool);
   EXPECT_EQ(m.to(Device::cpu()).to_vector_f32(), dl::ops::gt(x, 0.0).to_vector_f32());
   EXPECT_EQ(m.to(DType::kInt64).to(Device::cpu()).to_vector_f32(), dl::ops::gt(x, 0.0).to_vector_f32());
+  // Integer comparisons (int32 against int64 labels, as int64) by the compare kernel's integer instances.
+  const Tensor classes = dl::ops::argmax(x.view({241, 17}), 1);
+  const Tensor labels = dl::ops::argmin(x.view({241, 17}), 1).to(DType::kInt64);
+  const Tensor hits = dl::ops::eq(classes.to(kGpu), labels.to(kGpu)).to(Device::cpu());
+  EXPECT_EQ(hits.to_vector_f32(), dl::ops::eq(classes, labels).to_vector_f32());
+  EXPECT_EQ(dl::ops::le(classes.to(kGpu), 8.0).to(Device::cpu()).to_vector_f32(),
+            dl::ops::le(classes, 8.0).to_vector_f32());
 }
 
 TEST_F(GpuParity, CrossEntropyResizeConcatOptimisers) {

@@ -26,7 +26,7 @@ class TwoTower : public dl::nn::Module {
     head = register_module("head", std::make_shared<dl::nn::Linear>(16, 1, true, dl::nn::Init::kGlorotUniform, gen_));
   }
   Tensor forward(const Tensor& a, const Tensor& b) {  // a: N x 3, b: N x 2 -> N x 1
-    return head->forward(dl::ops::relu(dl::ops::add(left->forward(a), right->forward(b))));
+    return (*head)(dl::ops::relu(dl::ops::add((*left)(a), (*right)(b))));
   }
   dl::Generator gen_;
   std::shared_ptr<dl::nn::Linear> left, right, head;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,10 @@ class Residual : public dl::nn::Layer {
   dl::Tensor forward(const dl::Tensor& x) override {
     // The [C, 1, 1] scale broadcasts over N, H and W; the gradient is summed back to its shape.
     return x + scale_ * dl::ops::gelu((*norm_)((*conv_)(x)));
+  }
+  // A block of the same configuration: clone() builds the copy's tree with it, then copies every value.
+  std::shared_ptr<dl::nn::Module> clone_empty() const override {
+    return std::make_shared<Residual>(static_cast<int>(scale_.size(0)));
   }
 
  private:
@@ -140,7 +145,7 @@ double train_with_trainer(dl::nn::Layer& model, const dl::Tensor& x, const dl::T
   dl::train::TrainingOptions o;
   o.solver = dl::train::Solver::kAdam;
   o.initial_learn_rate = 0.01;
-  o.max_epochs = 4;
+  o.max_epochs = 10;
   o.mini_batch_size = 64;
   o.shuffle = dl::train::Shuffle::kEveryEpoch;
   o.verbose = false;
@@ -197,6 +202,22 @@ double train_data_parallel(dl::nn::Sequential& net, const dl::Tensor& x, const d
 }
 // [/guide:dist]
 
+// [guide:inspect]
+// A table of the layers (output shape, parameters, FLOPs), a deep copy, a hook that sees every output of
+// a layer, and an ONNX file for other runtimes (ONNX Runtime, OpenCV's dnn, TensorRT).
+int64_t inspect_and_export(dl::nn::Sequential& net, const std::string& onnx_path) {
+  const dl::nn::Summary s = dl::nn::summary(net, {1, 1, 8, 8});
+  std::cout << s;                  // one row per layer, then the totals
+  auto copy = dl::nn::clone(net);  // its own storage: training it leaves `net` as it is
+  int64_t features = 0;
+  dl::nn::ScopedHook h((*copy)[2].register_forward_hook(  // [2]: "pool"
+      [&](dl::nn::Module&, const dl::Tensor&, const dl::Tensor& out) { features += out.numel(); }));
+  (*copy)(dl::Tensor::zeros({2, 1, 8, 8}));                              // features: 2 x 8 pooled values
+  dl::nn::export_onnx(net, dl::Tensor::zeros({1, 1, 8, 8}), onnx_path);  // opset 17, batch norm folded
+  return features;
+}
+// [/guide:inspect]
+
 }  // namespace
 
 int main() {
@@ -226,8 +247,17 @@ int main() {
   expect(accuracy(*fresh, xv, yv) == after, "the reloaded model gives the same accuracy");
   expect(accuracy_on(*fresh, xv, yv, pick_device()) > 0.9, "the model on " + pick_device().str());
 
+  const std::string onnx = (std::filesystem::temp_directory_path() / "dl_guide.onnx").string();
+  expect(inspect_and_export(*net, onnx) == 16, "the hook saw the pooled features of two images");
+  expect(std::filesystem::file_size(onnx) > 4 * static_cast<uintmax_t>(net->num_parameters()),
+         "the ONNX file holds the weights");
+  std::filesystem::remove(onnx);
+  const dl::nn::Summary s = dl::nn::summary(*net, {1, 1, 8, 8});
+  expect(s.parameters == net->num_parameters() && s.flops > 0, "the summary counts every parameter");
+
   auto other = make_classifier(4);
-  expect(train_with_trainer(*other, x, y, xv, yv) > 0.9, "the Trainer learns");
+  const double trained = train_with_trainer(*other, x, y, xv, yv);
+  expect(trained > 0.9, "the Trainer learns (accuracy " + std::to_string(trained) + ")");
   auto third = make_classifier(4);
   const double dist_loss = train_data_parallel(*third, x, y, 40);
   expect(std::isfinite(dist_loss) && accuracy(*third, xv, yv) > 0.9, "data-parallel training learns");

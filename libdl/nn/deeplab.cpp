@@ -16,10 +16,16 @@ class Group : public Module {
   std::shared_ptr<M> add(const std::string& name, std::shared_ptr<M> m) {
     return register_module(name, m);
   }
+  std::shared_ptr<Module> clone_empty() const override {
+    auto copy = std::make_shared<Group>();
+    for (const auto& [name, child] : named_children()) copy->add(name, child->clone_empty());
+    return copy;
+  }
 };
 }  // namespace
 
-ConvBnRelu::ConvBnRelu(int in, int out, int kernel, int dilation, Generator& gen) {
+ConvBnRelu::ConvBnRelu(int in, int out, int kernel, int dilation, Generator& gen)
+    : in_(in), out_(out), kernel_(kernel), dilation_(dilation) {
   Conv2dOptions o;
   o.in_channels = in;
   o.out_channels = out;
@@ -33,6 +39,18 @@ ConvBnRelu::ConvBnRelu(int in, int out, int kernel, int dilation, Generator& gen
 }
 
 Tensor ConvBnRelu::forward(const Tensor& x) { return bn_->forward_relu((*conv_)(x)); }
+
+// The copies' initial values are overwritten by clone(): a local generator keeps the default one's
+// sequence as it was.
+std::shared_ptr<Module> ConvBnRelu::clone_empty() const {
+  Generator scratch;
+  return std::make_shared<ConvBnRelu>(in_, out_, kernel_, dilation_, scratch);
+}
+
+std::shared_ptr<Module> DeepLabV3Plus::clone_empty() const {
+  Generator scratch;
+  return std::make_shared<DeepLabV3Plus>(o_, scratch);
+}
 
 DeepLabV3Plus::DeepLabV3Plus(const DeepLabV3PlusOptions& o, Generator& gen) : o_(o) {
   DL_CHECK(o.num_classes >= 1, "DeepLabV3Plus: expected at least one class, got ", o.num_classes);
@@ -62,16 +80,16 @@ Tensor DeepLabV3Plus::forward(const Tensor& x) {
   std::vector<Tensor> branches;
   for (size_t i = 0; i < aspp_.size(); ++i) {
     if (o_.image_pooling && i + 1 == aspp_.size()) {
-      Tensor pooled = aspp_[i]->forward(ops::global_avg_pool2d(f.layer4));  // N x 256 x 1 x 1
+      Tensor pooled = (*aspp_[i])(ops::global_avg_pool2d(f.layer4));  // N x 256 x 1 x 1
       branches.push_back(ops::resize_bilinear(pooled, h16, w16));
     } else {
-      branches.push_back(aspp_[i]->forward(f.layer4));
+      branches.push_back((*aspp_[i])(f.layer4));
     }
   }
-  Tensor a = project_->forward(ops::concat(branches));
+  Tensor a = (*project_)(ops::concat(branches));
   a = ops::resize_bilinear(a, f.layer1.size(2), f.layer1.size(3));
-  Tensor d = ops::concat({a, low_->forward(f.layer1)});
-  d = dec2_->forward(dec1_->forward(d));
+  Tensor d = ops::concat({a, (*low_)(f.layer1)});
+  d = (*dec2_)((*dec1_)(d));
   return ops::resize_bilinear((*classifier_)(d), x.size(2), x.size(3));
 }
 

@@ -36,6 +36,16 @@ Conv2d::Conv2d(const Conv2dOptions& o, Generator& gen) : o_(o) {
 
 Tensor Conv2d::forward(const Tensor& x) { return ops::conv2d(x, weight, bias, o_.params); }
 
+// The copies' initial values are overwritten by clone(): a local generator keeps the default one's
+// sequence as it was.
+std::shared_ptr<Module> Conv2d::clone_empty() const {
+  Generator scratch;
+  return std::make_shared<Conv2d>(o_, scratch);
+}
+void Conv2d::copy_settings_to(Module& copy) const {
+  if (bias.defined()) dynamic_cast<Conv2d&>(copy).ensure_bias();  // fold_batch_norm gives one to a conv built without
+}
+
 Tensor& Conv2d::ensure_bias() {
   if (!bias.defined()) {
     bias = register_parameter("bias", Tensor::zeros({o_.out_channels}, weight.dtype(), weight.device()), 0.0);
@@ -66,6 +76,16 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
                          {.training = is_training(), .momentum = momentum_, .eps = eps_, .sync = sync});
 }
 Tensor BatchNorm2d::forward_relu(const Tensor& x) {
+  return call(x, [this](const Tensor& in) { return batch_norm_relu(in); });
+}
+std::shared_ptr<Module> BatchNorm2d::clone_empty() const { return clone_as<BatchNorm2d>(); }
+void BatchNorm2d::copy_settings_to(Module& copy) const {
+  auto& bn = dynamic_cast<BatchNorm2d&>(copy);
+  bn.sync = sync;
+  bn.folded = folded;
+}
+
+Tensor BatchNorm2d::batch_norm_relu(const Tensor& x) {
   if (folded) return check_not_folded(*this), ops::relu(x);
   return ops::batch_norm(x, weight, bias, running_mean, running_var,
                          {.training = is_training(), .momentum = momentum_, .eps = eps_, .relu = true, .sync = sync});
@@ -102,10 +122,34 @@ Linear::Linear(int in_features, int out_features, bool with_bias, Init init, Gen
 
 Tensor Linear::forward(const Tensor& x) { return ops::linear(x, weight, bias); }
 
+std::shared_ptr<Module> Linear::clone_empty() const {
+  Generator scratch;
+  return std::make_shared<Linear>(static_cast<int>(weight.size(1)), static_cast<int>(weight.size(0)), bias.defined(),
+                                  Init::kGlorotUniform, scratch, weight.dtype());
+}
+
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (auto& layer : layers_) h = layer->forward(h);
+  for (auto& [name, layer] : layers_) h = (*layer)(h);
   return h;
+}
+
+std::shared_ptr<Module> Sequential::clone_empty() const {
+  auto copy = std::make_shared<Sequential>();
+  std::vector<std::pair<const Layer*, std::shared_ptr<Layer>>> copied;  // a layer added twice stays one
+  for (const auto& [name, layer] : layers_) {
+    std::shared_ptr<Layer> c;
+    for (const auto& [original, its_copy] : copied)
+      if (original == layer.get()) c = its_copy;
+    if (!c) {
+      c = std::dynamic_pointer_cast<Layer>(layer->clone_empty());
+      DL_CHECK(c != nullptr, "Sequential::clone_empty: the clone_empty of ", layer->type_name(), " ('", name,
+               "') did not return a Layer");
+      copied.emplace_back(layer.get(), c);
+    }
+    copy->add(name, c);
+  }
+  return copy;
 }
 
 Dropout::Dropout(double p, Generator& gen) : p_(p), gen_(&gen) {
@@ -114,7 +158,7 @@ Dropout::Dropout(double p, Generator& gen) : p_(p), gen_(&gen) {
 Tensor Dropout::forward(const Tensor& x) { return ops::dropout(x, p_, is_training(), *gen_); }
 
 LayerNorm::LayerNorm(const Shape& normalized_shape, double eps, bool affine, DType dtype)
-    : dims_(normalized_shape.ndim()), eps_(eps) {
+    : normalized_shape_(normalized_shape), dims_(normalized_shape.ndim()), eps_(eps) {
   DL_CHECK(dims_ >= 1 && normalized_shape.numel() >= 1, "LayerNorm: expected a non-empty normalized shape, got ",
            normalized_shape.str());
   if (affine) {
@@ -123,8 +167,13 @@ LayerNorm::LayerNorm(const Shape& normalized_shape, double eps, bool affine, DTy
   }
 }
 Tensor LayerNorm::forward(const Tensor& x) { return ops::layer_norm(x, dims_, weight, bias, eps_); }
+std::shared_ptr<Module> LayerNorm::clone_empty() const {
+  return std::make_shared<LayerNorm>(normalized_shape_, eps_, weight.defined(),
+                                     weight.defined() ? weight.dtype() : DType::kFloat32);
+}
 
-GroupNorm::GroupNorm(int groups, int channels, double eps, bool affine, DType dtype) : groups_(groups), eps_(eps) {
+GroupNorm::GroupNorm(int groups, int channels, double eps, bool affine, DType dtype)
+    : groups_(groups), channels_(channels), eps_(eps) {
   DL_CHECK(groups >= 1 && channels >= 1 && channels % groups == 0, "GroupNorm: ", groups, " groups must divide the ",
            channels, " channels");
   if (affine) {
@@ -133,6 +182,10 @@ GroupNorm::GroupNorm(int groups, int channels, double eps, bool affine, DType dt
   }
 }
 Tensor GroupNorm::forward(const Tensor& x) { return ops::group_norm(x, groups_, weight, bias, eps_); }
+std::shared_ptr<Module> GroupNorm::clone_empty() const {
+  return std::make_shared<GroupNorm>(groups_, channels_, eps_, weight.defined(),
+                                     weight.defined() ? weight.dtype() : DType::kFloat32);
+}
 
 ConvTranspose2d::ConvTranspose2d(const ConvTranspose2dOptions& o, Generator& gen) : o_(o) {
   DL_CHECK(o.in_channels >= 1 && o.out_channels >= 1 && o.params.groups >= 1 && o.in_channels % o.params.groups == 0 &&
@@ -146,6 +199,10 @@ ConvTranspose2d::ConvTranspose2d(const ConvTranspose2dOptions& o, Generator& gen
 }
 Tensor ConvTranspose2d::forward(const Tensor& x) {
   return ops::conv_transpose2d(x, weight, bias, o_.params, o_.output_padding);
+}
+std::shared_ptr<Module> ConvTranspose2d::clone_empty() const {
+  Generator scratch;
+  return std::make_shared<ConvTranspose2d>(o_, scratch);
 }
 
 Upsample::Upsample(int scale, Mode mode) : scale_(scale), mode_(mode) {

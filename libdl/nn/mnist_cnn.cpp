@@ -29,4 +29,9 @@ MnistCnn::MnistCnn(const MnistCnnOptions& o, Generator& gen) : o_(o) {
   add("fc", std::make_shared<Linear>(channels * h * w, o.num_classes, true, o.init, gen));
 }
 
+std::shared_ptr<Module> MnistCnn::clone_empty() const {
+  Generator scratch;  // clone() overwrites the initial values
+  return std::make_shared<MnistCnn>(o_, scratch);
+}
+
 }  // namespace dl::nn

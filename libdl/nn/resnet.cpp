@@ -31,7 +31,8 @@ std::shared_ptr<Sequential> make_layer(int in, int out, int stride, int dilation
 }
 }  // namespace
 
-BasicBlock::BasicBlock(int in, int out, int stride, int dilation1, int dilation2, Generator& gen) {
+BasicBlock::BasicBlock(int in, int out, int stride, int dilation1, int dilation2, Generator& gen)
+    : in_(in), out_(out), stride_(stride), dilation1_(dilation1), dilation2_(dilation2) {
   conv1_ = register_module("conv1", conv(in, out, 3, stride, dilation1, gen));
   bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(out));
   conv2_ = register_module("conv2", conv(out, out, 3, 1, dilation2, gen));
@@ -46,7 +47,14 @@ BasicBlock::BasicBlock(int in, int out, int stride, int dilation1, int dilation2
 Tensor BasicBlock::forward(const Tensor& x) {
   Tensor h = bn1_->forward_relu((*conv1_)(x));
   h = (*bn2_)((*conv2_)(h));
-  return ops::relu(ops::add(h, downsample_ ? downsample_->forward(x) : x));
+  return ops::relu(ops::add(h, downsample_ ? (*downsample_)(x) : x));
+}
+
+// The copies' initial values are overwritten by clone(): a local generator keeps the default one's
+// sequence as it was.
+std::shared_ptr<Module> BasicBlock::clone_empty() const {
+  Generator scratch;
+  return std::make_shared<BasicBlock>(in_, out_, stride_, dilation1_, dilation2_, scratch);
 }
 
 ResNet18::ResNet18(const ResNet18Options& o, Generator& gen) : o_(o) {
@@ -66,14 +74,19 @@ ResNet18::Features ResNet18::features(const Tensor& x) {
   Tensor h = bn1_->forward_relu((*conv1_)(x));
   h = ops::max_pool2d(h, Pool2dParams{{3, 3}, {2, 2}, {1, 1}});
   Features f;
-  f.layer1 = layer1_->forward(h);
-  f.layer4 = layer4_->forward(layer3_->forward(layer2_->forward(f.layer1)));
+  f.layer1 = (*layer1_)(h);
+  f.layer4 = (*layer4_)((*layer3_)((*layer2_)(f.layer1)));
   return f;
 }
 
 Tensor ResNet18::forward(const Tensor& x) {
   DL_CHECK(fc_ != nullptr, "ResNet18::forward needs the classifier (with_classifier); use features() for an encoder");
   return (*fc_)(ops::flatten(ops::global_avg_pool2d(features(x).layer4)));
+}
+
+std::shared_ptr<Module> ResNet18::clone_empty() const {
+  Generator scratch;
+  return std::make_shared<ResNet18>(o_, scratch);
 }
 
 }  // namespace dl::nn

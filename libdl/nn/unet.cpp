@@ -69,14 +69,19 @@ Tensor UNet::forward(const Tensor& x) {
   Tensor h = x;
   for (size_t l = 0; l < encoders_.size(); ++l) {
     if (l > 0) h = ops::max_pool2d(h, Pool2dParams{{2, 2}, {2, 2}, {0, 0}});
-    h = encoders_[l]->forward(h);
+    h = (*encoders_[l])(h);
     skips.push_back(h);
   }
   for (size_t i = 0; i < ups_.size(); ++i) {
     const Tensor& skip = skips[skips.size() - 2 - i];
-    h = decoders_[i]->forward(ops::concat({skip, ups_[i]->forward(h)}));
+    h = (*decoders_[i])(ops::concat({skip, (*ups_[i])(h)}));
   }
-  return head_->forward(h);
+  return (*head_)(h);
+}
+
+std::shared_ptr<Module> UNet::clone_empty() const {
+  Generator scratch;  // clone() overwrites the initial values
+  return std::make_shared<UNet>(o_, scratch);
 }
 
 }  // namespace dl::nn

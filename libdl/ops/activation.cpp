@@ -3,6 +3,7 @@
 #include "dl/ops/activation.h"
 
 #include "backend/cpu/cpu_ops.h"
+#include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 #include "ops/unary.h"
 
@@ -20,6 +21,7 @@ Tensor relu(const Tensor& x) {
         cpu::relu_forward(x.data<T>(), y.data<T>(), x.numel());
       },
       [&](int dev) { DL_CUDA_BODY(cuda::relu_forward(dev, f32(x), f32(y), x.numel())); });
+  if (auto* tr = active_tracer()) tr->record({"relu", {x}, y});
   if (!autograd::needs_record({x})) return y;
   Tensor saved = y.detach();
   return autograd::record("relu", y, {x}, [saved](const Tensor& gy, const std::vector<bool>&) {

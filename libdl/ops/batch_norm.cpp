@@ -8,6 +8,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/elementwise.h"
+#include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -211,6 +212,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                                                       f32(running_var), n, c, s, eps, f32(y));
                        if (relu) cuda::relu_forward(dev, f32(y), f32(y), y.numel()));
         });
+    if (auto* tr = active_tracer())
+      tr->record({op, {x, gamma, beta, running_mean, running_var}, y, TraceAttrs::of_reals({eps}, relu)});
     if (!autograd::needs_record({x, gamma, beta})) return y;
     Tensor sx = x.detach(), sg = gamma.detach(), sm = running_mean.clone(), sv = running_var.clone();
     Tensor sy = relu ? y.detach() : Tensor();

@@ -5,6 +5,7 @@
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/elementwise.h"
 #include "dl/ops/shape_ops.h"
+#include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -47,6 +48,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
         cpu::conv2d_forward(g, x.data<T>(), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>());
       },
       [&](int dev) { DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(x), f32(weight), f32(bias), f32(y))); });
+  if (auto* tr = active_tracer()) tr->record({"conv2d", {x, weight, bias}, y, TraceAttrs::of_conv(p)});
   if (!autograd::needs_record({x, weight, bias})) return y;
   Tensor sx = x.detach(), sw = weight.detach();
   const bool has_bias = bias.defined();
@@ -117,6 +119,8 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
       [&](int dev) {
         DL_CUDA_BODY(cuda::conv2d_backward(dev, g, f32(y), f32(weight), f32(x), f32(y), nullptr, nullptr));
       });
+  if (auto* tr = active_tracer())
+    tr->record({"conv_transpose2d", {x, weight}, y, TraceAttrs::of_conv(p, {output_padding[0], output_padding[1]})});
   if (autograd::needs_record({x, weight})) {
     const Tensor sx = x.detach(), sw = weight.detach();
     y = autograd::record(

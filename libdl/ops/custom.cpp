@@ -8,6 +8,7 @@
 #include "dl/autograd/engine.h"
 #include "dl/core/cuda.h"
 #include "dl/core/error.h"
+#include "dl/ops/trace.h"
 
 namespace dl::ops {
 namespace {
@@ -64,6 +65,8 @@ Tensor CustomOp::operator()(const std::vector<Tensor>& inputs) const {
   DL_CHECK(b.forward, "custom op '", name_, "' has no ", device_kind(device.type), " body, and its inputs are on ",
            device.str(), " (define it with .", device.is_cuda() ? "cuda" : "cpu",
            "(forward, backward); libdl never runs an op on another device than its inputs')");
+  // No output: a custom op has no form outside libdl, and an exporter names it if its inputs are traced.
+  if (auto* tr = detail::active_tracer()) tr->record({name_.c_str(), inputs, Tensor()});
   const bool record = autograd::needs_record(inputs);
   if (record) {
     for (size_t i = 0; i < inputs.size(); ++i)

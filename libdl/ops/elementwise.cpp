@@ -11,6 +11,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/shape_ops.h"
+#include "dl/ops/trace.h"
 #include "ops/broadcast.h"
 #include "ops/dispatch.h"
 #include "ops/unary.h"
@@ -68,6 +69,7 @@ Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, 
         cpu::broadcast_binary(op, a.data<T>(), ptr_or_null<T>(b), scalar_as<T>(s), y.data<T>(), n, ix);
       },
       [&](int dev) { DL_CUDA_BODY(cuda::broadcast_binary(dev, op, f32(a), f32(b), to_float(s), f32(y), n, ix)); });
+  if (auto* tr = active_tracer()) tr->record({name, {a, b}, y, TraceAttrs::of_reals({s}, !b.defined())});
   if (!autograd::needs_record({a, b})) return y;
   // Note [saved for backward]: only what the wanted partials read (the functor's kGradA/kGradB) stays
   // alive with the graph; a scalar's partials for a read nothing but the scalar.
@@ -103,8 +105,47 @@ Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, 
   });
 }
 
+bool is_index_dtype(DType t) { return t == DType::kInt32 || t == DType::kInt64; }
+
+// A comparison of int32 / int64 tensors (class indices against labels): an int32 and an int64 operand
+// compare as int64 (argmax's int32 classes against PyTorch's int64 labels); a scalar must be a whole
+// number in the tensor's range, since rounding it would change the answer.
+template <typename Op>
+Tensor compare_indices(const char* name, const Op& op, Tensor a, Tensor b, double s) {
+  if (b.defined()) {
+    DL_CHECK(is_index_dtype(b.dtype()), name, ": 'a' is ", dtype_name(a.dtype()), " but 'b' is ", dtype_name(b.dtype()),
+             "; integer tensors compare with int32 or int64 tensors");
+    if (a.dtype() != b.dtype()) a = a.to(DType::kInt64), b = b.to(DType::kInt64);
+    check_same({{"a", &a}, {"b", &b}}, name);
+  } else {
+    const double lo = a.dtype() == DType::kInt32 ? -2147483648.0 : -9223372036854775808.0;
+    DL_CHECK(s == std::floor(s) && s >= lo && s < -lo, name, ": a ", dtype_name(a.dtype()),
+             " tensor compares with a whole number in its range, got ", s);
+  }
+  const Shape out = b.defined() ? broadcast_shapes(a.shape(), b.shape(), name) : a.shape();
+  const kern::StridedIndex<2> ix = broadcast_index<2>(out, {a.shape(), shape_or_scalar(b)});
+  Tensor y = Tensor::empty(out, DType::kBool, a.device());
+  auto* py = static_cast<uint8_t*>(y.raw_data());
+  auto run = [&](auto t) {
+    using T = decltype(t);
+    if (a.device().is_cpu())
+      cpu::compare(op, a.data<T>(), ptr_or_null<T>(b), static_cast<T>(s), py, y.numel(), ix);
+    else
+      DL_CUDA_BODY(
+          cuda::compare(a.device().index, op, a.data<T>(), ptr_or_null<T>(b), static_cast<T>(s), py, y.numel(), ix));
+  };
+  if (a.dtype() == DType::kInt32)
+    run(int32_t{});
+  else
+    run(int64_t{});
+  if (auto* tr = active_tracer()) tr->record({name, {a, b}, y, TraceAttrs::of_reals({s}, !b.defined())});
+  return y;
+}
+
 template <typename Op>
 Tensor compare(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
+  check_defined(a, name, "a");
+  if (is_index_dtype(a.dtype())) return compare_indices(name, op, a, b, s);
   const std::pair<Shape, kern::StridedIndex<2>> checked = operands(name, a, b);
   const Shape out = checked.first;  // named copies: lambdas below capture them (clang 14 cannot capture bindings)
   const kern::StridedIndex<2> ix = checked.second;
@@ -117,6 +158,7 @@ Tensor compare(const char* name, const Op& op, const Tensor& a, const Tensor& b,
         cpu::compare(op, a.data<T>(), ptr_or_null<T>(b), scalar_as<T>(s), py, y.numel(), ix);
       },
       [&](int dev) { DL_CUDA_BODY(cuda::compare(dev, op, f32(a), f32(b), to_float(s), py, y.numel(), ix)); });
+  if (auto* tr = active_tracer()) tr->record({name, {a, b}, y, TraceAttrs::of_reals({s}, !b.defined())});
   return y;
 }
 
@@ -172,6 +214,14 @@ Tensor reduce(const Tensor& x, const std::vector<bool>& flags, double scale, con
 }
 
 // sum or mean over dims, with its backward (dy expanded back, times the mean's scale).
+// The dimensions that `flags` marks, for a trace.
+std::vector<int64_t> trace_dims(const std::vector<bool>& flags) {
+  std::vector<int64_t> dims;
+  for (size_t d = 0; d < flags.size(); ++d)
+    if (flags[d]) dims.push_back(static_cast<int64_t>(d));
+  return dims;
+}
+
 Tensor sum_over(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, bool average, const char* op) {
   check_float(a, op, "a");
   const std::vector<bool> flags = reduced_dims(a.shape(), dims, op);
@@ -188,6 +238,7 @@ Tensor sum_over(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
   Tensor y = reduce(a, flags, scale, op);
   const Shape kept_shape = y.shape();
   if (!keepdim) y = y.view(squeezed.empty() ? Shape{1} : Shape(squeezed));
+  if (auto* tr = active_tracer()) tr->record({op, {a}, y, TraceAttrs::of_ints(trace_dims(flags), keepdim)});
   const Shape shape = a.shape();
   return autograd::record(op, y, {a}, [=](const Tensor& gy, const std::vector<bool>&) {
     Tensor g = gy.view(kept_shape);
@@ -230,6 +281,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
            a.device().str());
   const Shape out = broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"), "where");
   Tensor y = select(cond, a, b, out, a.dtype(), a.device());
+  if (auto* tr = active_tracer()) tr->record({"where", {cond, a, b}, y});
   const Tensor sc = cond;
   const Shape sa = a.shape(), sb = b.shape();
   return autograd::record("where", y, {a, b}, [=](const Tensor& gy, const std::vector<bool>& needs) {
@@ -274,6 +326,7 @@ Tensor sum(const Tensor& a) {
         y.data<T>()[0] = cpu::sum(a.data<T>(), a.numel());
       },
       [&](int dev) { DL_CUDA_BODY(cuda::sum(dev, f32(a), f32(y), a.numel())); });
+  if (auto* tr = active_tracer()) tr->record({"sum", {a}, y});  // no dims: all of them, to shape [1]
   const Shape shape = a.shape();
   return autograd::record("sum", y, {a}, [shape](const Tensor& gy, const std::vector<bool>&) {
     if (gy.device().is_cuda()) {  // broadcast on the device: no read of gy by the host

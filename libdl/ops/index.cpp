@@ -5,6 +5,7 @@
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/reduce.h"
 #include "dl/ops/shape_ops.h"
+#include "dl/ops/trace.h"
 #include "ops/broadcast.h"
 #include "ops/dispatch.h"
 
@@ -71,6 +72,7 @@ Tensor gather_raw(const Tensor& x, const Tensor& index, const Shape& out, const 
       [&](int dev) {
         DL_CUDA_BODY(cuda::gather(dev, f32(x), index.raw_data(), dtype_size(index.dtype()), f32(y), y.numel(), g));
       });
+  if (auto* tr = active_tracer()) tr->record({op, {x, index}, y});
   return y;
 }
 
@@ -123,10 +125,14 @@ void check_gather_shapes(const Tensor& x, int d, const Tensor& index, const char
 Tensor pick(const Tensor& x, int64_t dim, bool keepdim, bool smallest, const char* op) {
   check_float(x, op, "x");
   const int d = wrap(dim, x, op);
+  TracePause pause;  // traced as one reduction, not as the argmax and the gather below
   const Tensor index = smallest ? argmin(x, d, true) : argmax(x, d, true);
   Tensor y =
       gather_recorded(x, index, index.shape(), gather_index(x.shape(), d, index.shape(), index.shape(), false), op);
-  return keepdim ? y : squeeze(y, d);
+  if (!keepdim) y = squeeze(y, d);
+  pause.resume();
+  if (auto* tr = active_tracer()) tr->record({op, {x}, y, TraceAttrs::of_ints({d}, keepdim)});
+  return y;
 }
 
 }  // namespace
@@ -171,7 +177,11 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   check_index_values(index, x.size(d), op, d, x.shape());
   Shape out = x.shape();
   out[d] = index.numel();
-  return gather_recorded(x, index, out, gather_index(x.shape(), d, out, index.shape(), true), op);
+  TracePause pause;  // traced with its dimension, not as the gather below
+  Tensor y = gather_recorded(x, index, out, gather_index(x.shape(), d, out, index.shape(), true), op);
+  pause.resume();
+  if (auto* tr = active_tracer()) tr->record({op, {x, index}, y, TraceAttrs::of_ints({d})});
+  return y;
 }
 
 Tensor max(const Tensor& x, int64_t dim, bool keepdim) { return pick(x, dim, keepdim, false, "max"); }

@@ -3,6 +3,7 @@
 #include "dl/ops/linear.h"
 
 #include "backend/cpu/cpu_ops.h"
+#include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -30,6 +31,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       [&](int dev) {
         DL_CUDA_BODY(cuda::linear_forward(dev, f32(x), f32(weight), f32(bias), f32(y), n, in, out, math));
       });
+  if (auto* tr = active_tracer()) tr->record({"linear", {x, weight, bias}, y});
   if (!autograd::needs_record({x, weight, bias})) return y;
   Tensor sx = x.detach(), sw = weight.detach();
   const bool has_bias = bias.defined();

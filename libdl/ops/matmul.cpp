@@ -6,6 +6,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/shape_ops.h"
+#include "dl/ops/trace.h"
 #include "ops/broadcast.h"
 #include "ops/dispatch.h"
 
@@ -44,6 +45,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   check_float(a, "matmul", "a");
   check_float(b, "matmul", "b");
   check_same({{"a", &a}, {"b", &b}}, "matmul");
+  TracePause pause;  // traced as one MatMul, not as the reshapes and expands below
   DL_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: expected operands of at least one dimension, got ", a.shape().str(),
            " and ", b.shape().str());
   const Tensor a2 = a.dim() == 1 ? reshape(a, {1, a.size(0)}) : a;
@@ -63,7 +65,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (a.dim() > 1) out.push_back(n);
   if (b.dim() > 1) out.push_back(m);
   if (out.empty()) out.push_back(1);
-  return reshape(y, Shape(out));
+  y = reshape(y, Shape(out));
+  pause.resume();
+  if (auto* tr = active_tracer()) tr->record({"matmul", {a, b}, y});
+  return y;
 }
 
 }  // namespace dl::ops

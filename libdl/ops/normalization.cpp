@@ -6,6 +6,7 @@
 #include "dl/ops/elementwise.h"
 #include "dl/ops/operators.h"
 #include "dl/ops/shape_ops.h"
+#include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -48,6 +49,7 @@ Tensor group_norm(const Tensor& x, int groups, const Tensor& weight, const Tenso
   DL_CHECK(n > 0 && x.numel() > 0, "group_norm: expected a non-empty batch, got ", x.shape().str());
   DL_CHECK(groups >= 1 && c % groups == 0, "group_norm: ", groups, " groups must divide the ", c, " channels of ",
            x.shape().str());
+  TracePause pause;  // traced as one op (an exporter's InstanceNormalization), not as its parts
   Tensor y = reshape(normalise(reshape(x, {n, groups, x.numel() / (n * groups)}), {2}, eps), x.shape());
   // Per-channel affine: C x 1 x ... x 1 broadcasts over N and the spatial dimensions.
   std::vector<int64_t> per_channel(static_cast<size_t>(x.dim() - 1), 1);
@@ -60,6 +62,9 @@ Tensor group_norm(const Tensor& x, int groups, const Tensor& weight, const Tenso
     check_shape(bias, {c}, "group_norm", "bias");
     y = y + reshape(bias, Shape(per_channel));
   }
+  pause.resume();
+  if (auto* tr = active_tracer())
+    tr->record({"group_norm", {x, weight, bias}, y, TraceAttrs::of_ints({groups}, false, {eps})});
   return y;
 }
 

@@ -3,6 +3,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/shape_ops.h"
+#include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -37,6 +38,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
       [&](int dev) { DL_CUDA_BODY(cuda::max_pool2d_forward(dev, g, f32(x), f32(y))); });
   // The CPU backward routes by the argmax; cuDNN's finds the maximum again from x and y.
   const Tensor sx = x.device().is_cuda() ? x.detach() : Tensor(), sy = x.device().is_cuda() ? y.detach() : Tensor();
+  if (auto* tr = active_tracer()) tr->record({"max_pool2d", {x}, y, TraceAttrs::of_pool(p)});
   return autograd::record("max_pool2d", y, {x}, [g, argmax, sx, sy](const Tensor& gy, const std::vector<bool>&) {
     Tensor gx = Tensor::empty({g.n, g.c, g.h, g.w}, gy.dtype(), gy.device());
     dispatch(
@@ -62,6 +64,7 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
       },
       [&](int dev) { DL_CUDA_BODY(cuda::avg_pool2d_forward(dev, g, f32(x), f32(y))); });
   const Tensor sx = x.device().is_cuda() ? x.detach() : Tensor(), sy = x.device().is_cuda() ? y.detach() : Tensor();
+  if (auto* tr = active_tracer()) tr->record({"avg_pool2d", {x}, y, TraceAttrs::of_pool(p)});
   return autograd::record("avg_pool2d", y, {x}, [g, sx, sy](const Tensor& gy, const std::vector<bool>&) {
     Tensor gx = Tensor::empty({g.n, g.c, g.h, g.w}, gy.dtype(), gy.device());
     dispatch(

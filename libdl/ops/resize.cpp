@@ -3,6 +3,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/shape_ops.h"
+#include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -23,6 +24,7 @@ Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w) {
         cpu::resize_bilinear_forward(x.data<T>(), y.data<T>(), n * c, h, w, out_h, out_w);
       },
       [&](int dev) { DL_CUDA_BODY(cuda::resize_bilinear_forward(dev, f32(x), f32(y), n * c, h, w, out_h, out_w)); });
+  if (auto* tr = active_tracer()) tr->record({"resize_bilinear", {x}, y});
   return autograd::record("resize_bilinear", y, {x}, [=](const Tensor& gy, const std::vector<bool>&) {
     Tensor gx = Tensor::empty({n, c, h, w}, gy.dtype(), gy.device());
     dispatch(
@@ -46,8 +48,12 @@ Tensor upsample_nearest2d(const Tensor& x, int scale_h, int scale_w) {
   DL_CHECK(scale_h >= 1 && scale_w >= 1, "upsample_nearest2d: expected positive integer factors, got ", scale_h, "x",
            scale_w);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  TracePause pause;  // traced as one nearest Resize, not as the reshapes and the expand
   const Tensor blocks = expand(reshape(x, {n, c, h, 1, w, 1}), {n, c, h, scale_h, w, scale_w});
-  return reshape(blocks, {n, c, h * scale_h, w * scale_w});
+  Tensor y = reshape(blocks, {n, c, h * scale_h, w * scale_w});
+  pause.resume();
+  if (auto* tr = active_tracer()) tr->record({"upsample_nearest2d", {x}, y, TraceAttrs::of_ints({scale_h, scale_w})});
+  return y;
 }
 
 }  // namespace dl::ops

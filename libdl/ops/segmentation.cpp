@@ -3,6 +3,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/reduce.h"
+#include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -36,6 +37,7 @@ Tensor arg_extreme(const Tensor& x, int64_t dim, bool keepdim, bool smallest, co
         cpu::argmax_channels(x.data<T>(), outer, c, inner, y.data<int32_t>(), smallest);
       },
       [&](int dev) { DL_CUDA_BODY(cuda::argmax_channels(dev, f32(x), outer, c, inner, y.data<int32_t>(), smallest)); });
+  if (auto* tr = active_tracer()) tr->record({op, {x}, y});
   return y;
 }
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/elementwise.h"
+#include "dl/ops/trace.h"
 #include "ops/broadcast.h"
 #include "ops/dispatch.h"
 
@@ -15,6 +16,7 @@ using namespace detail;
 Tensor reshape(const Tensor& x, const Shape& shape) {
   check_defined(x, "reshape", "x");
   Tensor y = x.view(shape);
+  if (auto* tr = active_tracer()) tr->record({"reshape", {x}, y});
   const Shape in_shape = x.shape();
   return autograd::record("reshape", y, {x}, [in_shape](const Tensor& gy, const std::vector<bool>&) {
     return std::vector<Tensor>{gy.view(in_shape)};
@@ -88,6 +90,7 @@ Tensor expand(const Tensor& x, const Shape& shape) {
            " does not broadcast to ", shape.str());
   if (x.shape() == shape) return x;
   Tensor y = strided_copy(x, shape, broadcast_index<1>(shape, {x.shape()}), "expand");
+  if (auto* tr = active_tracer()) tr->record({"expand", {x}, y});
   const Shape in_shape = x.shape();
   return autograd::record("expand", y, {x}, [in_shape](const Tensor& gy, const std::vector<bool>&) {
     return std::vector<Tensor>{sum_to(gy, in_shape)};
@@ -111,6 +114,8 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& perm) {
     out[i] = x.shape()[p[i]];
   }
   Tensor y = strided_copy(x, Shape(out), permute_index(x.shape(), p), "permute");
+  if (auto* tr = active_tracer())
+    tr->record({"permute", {x}, y, TraceAttrs::of_ints(std::vector<int64_t>(p.begin(), p.end()))});
   std::vector<int64_t> inverse(perm.size());
   for (size_t i = 0; i < p.size(); ++i) inverse[static_cast<size_t>(p[i])] = static_cast<int64_t>(i);
   return autograd::record("permute", y, {x}, [inverse](const Tensor& gy, const std::vector<bool>&) {
@@ -165,6 +170,7 @@ Tensor concat(const std::vector<Tensor>& xs) {
         for (const Tensor& x : xs) ptrs.push_back(f32(x));
         DL_CUDA_BODY(cuda::concat_channels(dev, ptrs.data(), cs.data(), static_cast<int>(xs.size()), n, s, f32(y)));
       });
+  if (auto* tr = active_tracer()) tr->record({"concat", xs, y, TraceAttrs::of_ints({1})});
   std::vector<Shape> shapes;
   for (const Tensor& x : xs) shapes.push_back(x.shape());
   return autograd::record("concat", y, xs, [=](const Tensor& gy, const std::vector<bool>& needs) {
@@ -229,6 +235,7 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
   const int64_t base = lo * contiguous_strides(in_shape)[static_cast<size_t>(d)];
   const kern::StridedIndex<1> ix = part_index(out, in_shape, d, step);
   Tensor y = strided_copy(x, base, out, ix, "slice");
+  if (auto* tr = active_tracer()) tr->record({"slice", {x}, y, TraceAttrs::of_ints({d, lo, hi, step})});
   return autograd::record("slice", y, {x}, [in_shape, base, ix](const Tensor& gy, const std::vector<bool>&) {
     Tensor gx = Tensor::zeros(in_shape, gy.dtype(), gy.device());
     strided_scatter(gy, gx, base, ix);
@@ -278,6 +285,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
     strided_scatter(x, y, bases.back(), parts.back());
     offset += x.size(d);
   }
+  if (auto* tr = active_tracer()) tr->record({"concat", xs, y, TraceAttrs::of_ints({d})});
   std::vector<Shape> shapes;
   for (const Tensor& x : xs) shapes.push_back(x.shape());
   return autograd::record("concat", y, xs, [shapes, bases, parts](const Tensor& gy, const std::vector<bool>& needs) {

@@ -7,6 +7,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/loss.h"
+#include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -36,6 +37,7 @@ Tensor softmax_impl(const Tensor& x, bool log) {
         cpu::softmax_forward(x.data<T>(), y.data<T>(), l.n, l.c, l.s, log);
       },
       [&](int dev) { DL_CUDA_BODY(cuda::softmax_forward(dev, f32(x), f32(y), l.n, l.c, l.s, log)); });
+  if (auto* tr = active_tracer()) tr->record({op, {x}, y});
   if (!autograd::needs_record({x})) return y;
   Tensor sy = y.detach();
   return autograd::record(op, y, {x}, [sy, l, log](const Tensor& gy, const std::vector<bool>&) {

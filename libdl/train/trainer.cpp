@@ -203,7 +203,7 @@ double EvalResult::metric(const std::string& name) const {
 Trainer::Trainer(nn::Layer& model, const TrainingOptions& options)
     : Trainer(model, Objective{}, options, /*classifier=*/true) {
   // The classifier's objective (Note [deferred scalars]: the accuracy's counts stay on the device).
-  objective_.forward = [&model](nn::Module&, const data::Batch& batch) { return model.forward(batch.inputs); };
+  objective_.forward = [&model](nn::Module&, const data::Batch& batch) { return model(batch.inputs); };
   objective_.loss = [this](const Tensor& logits, const data::Batch& batch) {
     return ops::cross_entropy(logits, batch.targets, loss_);
   };

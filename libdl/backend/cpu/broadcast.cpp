@@ -218,13 +218,15 @@ void reduce_sum(const T* x, T* y, int64_t n_out, const kern::StridedIndex<1>& ke
                                                             const kern::StridedIndex<2>&);
 DL_BINARY_OPS(DL_INSTANTIATE_BINARY)
 #undef DL_INSTANTIATE_BINARY
-#define DL_INSTANTIATE_COMPARE(Op)                                                                                  \
-  template void compare<kern::Op, float>(const kern::Op&, const float*, const float*, float, uint8_t*, int64_t,     \
-                                         const kern::StridedIndex<2>&);                                             \
-  template void compare<kern::Op, double>(const kern::Op&, const double*, const double*, double, uint8_t*, int64_t, \
-                                          const kern::StridedIndex<2>&);
+#define DL_INSTANTIATE_COMPARE_T(Op, T)                                                         \
+  template void compare<kern::Op, T>(const kern::Op&, const T*, const T*, T, uint8_t*, int64_t, \
+                                     const kern::StridedIndex<2>&);
+#define DL_INSTANTIATE_COMPARE(Op)    \
+  DL_INSTANTIATE_COMPARE_T(Op, float) \
+  DL_INSTANTIATE_COMPARE_T(Op, double) DL_INSTANTIATE_COMPARE_T(Op, int32_t) DL_INSTANTIATE_COMPARE_T(Op, int64_t)
 DL_COMPARE_OPS(DL_INSTANTIATE_COMPARE)
 #undef DL_INSTANTIATE_COMPARE
+#undef DL_INSTANTIATE_COMPARE_T
 #define DL_INSTANTIATE(T)                                                                                        \
   template void where<T>(const uint8_t*, const T*, const T*, T*, int64_t, const kern::StridedIndex<3>&);         \
   template void reduce_sum<T>(const T*, T*, int64_t, const kern::StridedIndex<1>&, const kern::StridedIndex<1>&, \

@@ -95,8 +95,9 @@ void broadcast_binary(int device, const Op& op, const float* a, const float* b, 
 template <typename Op>
 void broadcast_binary_backward(int device, const Op& op, const float* a, const float* b, float bs, const float* y,
                                const float* dy, float* ga, float* gb, int64_t n, const kern::StridedIndex<2>& ix);
-template <typename Op>
-void compare(int device, const Op& op, const float* a, const float* b, float bs, uint8_t* y, int64_t n,
+// Comparisons of float32, int32 or int64 operands (T), y a mask of 0 / 1 bytes.
+template <typename Op, typename T>
+void compare(int device, const Op& op, const T* a, const T* b, T bs, uint8_t* y, int64_t n,
              const kern::StridedIndex<2>& ix);
 void where(int device, const uint8_t* cond, const float* a, const float* b, float* y, int64_t n,
            const kern::StridedIndex<3>& ix);

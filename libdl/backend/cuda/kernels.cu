@@ -94,8 +94,8 @@ void broadcast_binary_backward(int device, const Op& op, const float* a, const f
   CudaLauncher l(device);
   kern::run_broadcast_binary_backward(l, op, a, b, bs, y, dy, ga, gb, n, ix);
 }
-template <typename Op>
-void compare(int device, const Op& op, const float* a, const float* b, float bs, uint8_t* y, int64_t n,
+template <typename Op, typename T>
+void compare(int device, const Op& op, const T* a, const T* b, T bs, uint8_t* y, int64_t n,
              const kern::StridedIndex<2>& ix) {
   CudaLauncher l(device);
   kern::run_compare(l, op, a, b, bs, y, n, ix);
@@ -108,11 +108,14 @@ void compare(int device, const Op& op, const float* a, const float* b, float bs,
                                                     const kern::StridedIndex<2>&);
 DL_BINARY_OPS(DL_INSTANTIATE_BINARY)
 #undef DL_INSTANTIATE_BINARY
-#define DL_INSTANTIATE_COMPARE(Op)                                                                            \
-  template void compare<kern::Op>(int, const kern::Op&, const float*, const float*, float, uint8_t*, int64_t, \
-                                  const kern::StridedIndex<2>&);
+#define DL_INSTANTIATE_COMPARE_T(Op, T)                                                              \
+  template void compare<kern::Op, T>(int, const kern::Op&, const T*, const T*, T, uint8_t*, int64_t, \
+                                     const kern::StridedIndex<2>&);
+#define DL_INSTANTIATE_COMPARE(Op) \
+  DL_INSTANTIATE_COMPARE_T(Op, float) DL_INSTANTIATE_COMPARE_T(Op, int32_t) DL_INSTANTIATE_COMPARE_T(Op, int64_t)
 DL_COMPARE_OPS(DL_INSTANTIATE_COMPARE)
 #undef DL_INSTANTIATE_COMPARE
+#undef DL_INSTANTIATE_COMPARE_T
 void where(int device, const uint8_t* cond, const float* a, const float* b, float* y, int64_t n,
            const kern::StridedIndex<3>& ix) {
   CudaLauncher l(device);

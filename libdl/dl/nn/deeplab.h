@@ -31,8 +31,10 @@ class ConvBnRelu : public Layer {
  public:
   ConvBnRelu(int in, int out, int kernel, int dilation, Generator& gen);
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override;
 
  private:
+  int in_, out_, kernel_, dilation_;
   std::shared_ptr<Conv2d> conv_;
   std::shared_ptr<BatchNorm2d> bn_;
 };
@@ -47,6 +49,7 @@ class DeepLabV3Plus : public Layer {
  public:
   explicit DeepLabV3Plus(const DeepLabV3PlusOptions& o = {}, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override;
   ResNet18& encoder() { return *encoder_; }
   const DeepLabV3PlusOptions& options() const { return o_; }
 

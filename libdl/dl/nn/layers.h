@@ -1,5 +1,6 @@
 // The standard layers. Each owns its parameters (registered with PyTorch's names: weight, bias,
 // running_mean, running_var, num_batches_tracked is not kept) and calls the op of the same name.
+// Each overrides clone_empty() (dl/nn/module.h), so that clone() copies any tree built from them.
 #pragma once
 #include <memory>
 #include <string>
@@ -28,10 +29,14 @@ class Conv2d : public Layer {
  public:
   explicit Conv2d(const Conv2dOptions& o, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override;
   Tensor weight, bias;  // C_out x C_in/groups x R x S; C_out (undefined without bias)
   const Conv2dOptions& options() const { return o_; }
   // Gives a layer built without bias a zero one, registered as "bias" (nn::fold_batch_norm); returns it.
   Tensor& ensure_bias();
+
+ protected:
+  void copy_settings_to(Module& copy) const override;
 
  private:
   Conv2dOptions o_;
@@ -42,8 +47,11 @@ class BatchNorm2d : public Layer {
  public:
   explicit BatchNorm2d(int channels, double momentum = 0.1, double eps = 1e-5, DType dtype = DType::kFloat32);
   Tensor forward(const Tensor& x) override;
-  // max(0, forward(x)) as one op (Note [batch norm + ReLU] in ops/batch_norm.cpp).
+  // max(0, forward(x)) as one op (Note [batch norm + ReLU] in ops/batch_norm.cpp); hooked and checked as
+  // operator() is (the hooks see the output after the ReLU).
   Tensor forward_relu(const Tensor& x);
+  std::shared_ptr<Module> clone_empty() const override;
+
   Tensor weight, bias, running_mean, running_var;  // all C
   // Training statistics over every process of a data-parallel run (Note [synchronised batch norm] in
   // dl/ops/batch_norm.h); null: this process's batch alone. Set on a whole model by set_batch_norm_sync.
@@ -52,6 +60,15 @@ class BatchNorm2d : public Layer {
   // its input through (forward_relu applies the ReLU); training a folded layer is an error.
   bool folded = false;
   double eps() const { return eps_; }
+
+ protected:
+  Tensor batch_norm_relu(const Tensor& x);             // forward_relu's body
+  void copy_settings_to(Module& copy) const override;  // sync, folded
+  // A new B with this layer's configuration: clone_empty.
+  template <class B>
+  std::shared_ptr<Module> clone_as() const {
+    return std::make_shared<B>(static_cast<int>(weight.size(0)), momentum_, eps_, weight.dtype());
+  }
 
  private:
   double momentum_, eps_;
@@ -64,34 +81,41 @@ int set_batch_norm_sync(Module& model, const std::function<void(Tensor&)>& sync)
 class BatchNormReLU2d : public BatchNorm2d {
  public:
   using BatchNorm2d::BatchNorm2d;
-  Tensor forward(const Tensor& x) override { return forward_relu(x); }
+  Tensor forward(const Tensor& x) override { return batch_norm_relu(x); }
+  std::shared_ptr<Module> clone_empty() const override { return clone_as<BatchNormReLU2d>(); }
 };
 
 // Activations (dl/ops/activation.h): any shape, nothing learned.
 class ReLU : public Layer {
  public:
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<ReLU>(); }
 };
 class Sigmoid : public Layer {
  public:
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<Sigmoid>(); }
 };
 class Tanh : public Layer {
  public:
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<Tanh>(); }
 };
 class GELU : public Layer {  // the erf form, as PyTorch's default
  public:
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<GELU>(); }
 };
 class SiLU : public Layer {
  public:
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<SiLU>(); }
 };
 class LeakyReLU : public Layer {
  public:
   explicit LeakyReLU(double negative_slope = 0.01) : negative_slope_(negative_slope) {}
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<LeakyReLU>(negative_slope_); }
 
  private:
   double negative_slope_;
@@ -100,6 +124,7 @@ class ELU : public Layer {
  public:
   explicit ELU(double alpha = 1.0) : alpha_(alpha) {}
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<ELU>(alpha_); }
 
  private:
   double alpha_;
@@ -109,6 +134,8 @@ class MaxPool2d : public Layer {
  public:
   explicit MaxPool2d(const Pool2dParams& p = {}) : p_(p) {}
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<MaxPool2d>(p_); }
+  const Pool2dParams& params() const { return p_; }
 
  private:
   Pool2dParams p_;
@@ -118,6 +145,8 @@ class AvgPool2d : public Layer {
  public:
   explicit AvgPool2d(const Pool2dParams& p = {}) : p_(p) {}
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<AvgPool2d>(p_); }
+  const Pool2dParams& params() const { return p_; }
 
  private:
   Pool2dParams p_;
@@ -127,12 +156,14 @@ class AvgPool2d : public Layer {
 class GlobalAvgPool2d : public Layer {
  public:
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<GlobalAvgPool2d>(); }
 };
 
 // N x ... -> N x (product of the rest).
 class Flatten : public Layer {
  public:
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<Flatten>(); }
 };
 
 // N x IN -> N x OUT.
@@ -141,6 +172,7 @@ class Linear : public Layer {
   Linear(int in_features, int out_features, bool bias = true, Init init = Init::kGlorotUniform,
          Generator& gen = default_generator(), DType dtype = DType::kFloat32);
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override;
   Tensor weight, bias;  // OUT x IN; OUT
 };
 
@@ -148,6 +180,7 @@ class Linear : public Layer {
 class Identity : public Layer {
  public:
   Tensor forward(const Tensor& x) override { return x; }
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<Identity>(); }
 };
 
 // ops::dropout (dl/ops/dropout.h) in train(), the identity in eval(); each forward draws its mask from
@@ -156,6 +189,8 @@ class Dropout : public Layer {
  public:
   explicit Dropout(double p = 0.5, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
+  // The copy draws its masks from the same generator.
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<Dropout>(p_, *gen_); }
 
  private:
   double p_;
@@ -169,9 +204,11 @@ class LayerNorm : public Layer {
   explicit LayerNorm(const Shape& normalized_shape, double eps = 1e-5, bool affine = true,
                      DType dtype = DType::kFloat32);
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override;
   Tensor weight, bias;
 
  private:
+  Shape normalized_shape_;
   int dims_;
   double eps_;
 };
@@ -181,10 +218,11 @@ class GroupNorm : public Layer {
  public:
   GroupNorm(int groups, int channels, double eps = 1e-5, bool affine = true, DType dtype = DType::kFloat32);
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override;
   Tensor weight, bias;
 
  private:
-  int groups_;
+  int groups_, channels_;
   double eps_;
 };
 
@@ -204,6 +242,8 @@ class ConvTranspose2d : public Layer {
  public:
   explicit ConvTranspose2d(const ConvTranspose2dOptions& o, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override;
+  const ConvTranspose2dOptions& options() const { return o_; }
   Tensor weight, bias;  // C_in x C_out/groups x R x S; C_out (undefined without bias)
 
  private:
@@ -217,6 +257,7 @@ class Upsample : public Layer {
   enum class Mode { kNearest, kBilinear };
   explicit Upsample(int scale = 2, Mode mode = Mode::kNearest);
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override { return std::make_shared<Upsample>(scale_, mode_); }
 
  private:
   int scale_;
@@ -228,15 +269,18 @@ class Sequential : public Layer {
  public:
   template <typename L>
   std::shared_ptr<L> add(const std::string& name, std::shared_ptr<L> layer) {
-    layers_.push_back(layer);
-    return register_module(name, layer);
+    register_module(name, layer);
+    layers_.emplace_back(name, layer);
+    return layer;
   }
   Tensor forward(const Tensor& x) override;
+  // A Sequential of the children's clone_empty(), under the same names (a layer added twice, once).
+  std::shared_ptr<Module> clone_empty() const override;
   size_t size() const { return layers_.size(); }
-  Layer& operator[](size_t i) { return *layers_[i]; }
+  Layer& operator[](size_t i) { return *layers_[i].second; }
 
  private:
-  std::vector<std::shared_ptr<Layer>> layers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Layer>>> layers_;
 };
 
 }  // namespace dl::nn

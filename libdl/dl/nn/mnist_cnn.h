@@ -24,6 +24,7 @@ struct MnistCnnOptions {
 class MnistCnn : public Sequential {
  public:
   explicit MnistCnn(const MnistCnnOptions& o = {}, Generator& gen = default_generator());
+  std::shared_ptr<Module> clone_empty() const override;
   const MnistCnnOptions& options() const { return o_; }
 
  private:

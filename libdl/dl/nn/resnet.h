@@ -26,8 +26,10 @@ class BasicBlock : public Layer {
   // dilation1, dilation2: of conv1 and conv2 (padding = dilation keeps the size).
   BasicBlock(int in, int out, int stride, int dilation1, int dilation2, Generator& gen);
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override;
 
  private:
+  int in_, out_, stride_, dilation1_, dilation2_;
   std::shared_ptr<Conv2d> conv1_, conv2_;
   std::shared_ptr<BatchNorm2d> bn1_, bn2_;
   std::shared_ptr<Sequential> downsample_;
@@ -43,6 +45,8 @@ class ResNet18 : public Layer {
  public:
   explicit ResNet18(const ResNet18Options& o = {}, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;  // logits N x classes (needs with_classifier)
+  std::shared_ptr<Module> clone_empty() const override;
+  const ResNet18Options& options() const { return o_; }
 
   struct Features {
     Tensor layer1, layer4;  // N x 64 x H/4 x W/4; N x 512 x H/16 (or /32)

@@ -28,6 +28,7 @@ class UNet : public Layer {
  public:
   explicit UNet(const UNetOptions& o = {}, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Module> clone_empty() const override;
   const UNetOptions& options() const { return o_; }
 
  private:

@@ -33,7 +33,10 @@ Tensor scale(const Tensor& a, double s);                        // s * a (mul(a,
 void add_(Tensor& dst, const Tensor& src, double alpha = 1.0);  // dst += alpha * src, same shapes, no history
 
 // ---- comparisons (no gradient): a bool mask, true where the relation holds, broadcasting; NaN compares
-// false but in ne ----
+// false but in ne. Float tensors compare with float tensors of their dtype; int32 and int64 tensors with
+// each other (as int64 when they differ: argmax's classes against int64 labels) and with whole numbers.
+//   const int64_t correct = ops::sum(ops::eq(ops::argmax(logits, 1), labels).to(DType::kFloat32)).item<float>();
+// ----
 Tensor eq(const Tensor& a, const Tensor& b);
 Tensor ne(const Tensor& a, const Tensor& b);
 Tensor lt(const Tensor& a, const Tensor& b);

@@ -5,9 +5,9 @@
 // MATLAB's verbose table, the progress line, a CSV row per iteration, one's own.
 //
 // The objective says what a step computes (Objective below). A classifier (an nn::Layer, a single
-// input) gets MATLAB's: softmax cross-entropy (set_loss_options) and the accuracy. Any other model
-// brings its forward (the model and a batch: several inputs are in Batch::extra_inputs) and its loss
-// (a scalar tensor), and metrics as plug-ins:
+// input, called as model(batch.inputs)) gets MATLAB's: softmax cross-entropy (set_loss_options) and
+// the accuracy. Any other model brings its forward (the model and a batch: several inputs are in
+// Batch::extra_inputs) and its loss (a scalar tensor), and metrics as plug-ins:
 //   dl::train::Trainer trainer(model,
 //       [](nn::Module& m, const data::Batch& b) { return static_cast<Net&>(m).forward(b.inputs, b.input(1)); },
 //       [](const Tensor& y, const data::Batch& b) { return ops::mean(ops::mul(y - b.targets, y - b.targets)); },
@@ -94,7 +94,7 @@ struct EvalResult {
 
 class Trainer {
  public:
-  // A classifier: softmax cross-entropy of model.forward(batch.inputs) against int32 labels, and the
+  // A classifier: softmax cross-entropy of model(batch.inputs) against int32 labels, and the
   // accuracy (MATLAB's).
   Trainer(nn::Layer& model, const TrainingOptions& options);
   // Any model and any loss; metrics come with add_metric.
