@@ -195,6 +195,13 @@ TEST(Observers, ProgressTableAndCsvLog) {
   t.fit(signs(40));
   const std::string table = out.str();
   EXPECT_NE(table.find("|  Epoch  |  Iteration  |  Time Elapsed  |"), std::string::npos) << table;
+  // The options the run trained with, by MATLAB's names, once before the table.
+  EXPECT_EQ(table.rfind("Training with Solver sgdm, InitialLearnRate 0.01, LearnRateSchedule none, MaxEpochs 3, "
+                        "MiniBatchSize 10, Shuffle once, L2Regularization 0.0001, Momentum 0.9, ",
+                        0),
+            0u)
+      << table;
+  EXPECT_NE(table.find("ValidationFrequency 6, ValidationPatience Inf"), std::string::npos) << table;
   int rows = 0;  // iterations 1, 5, 6 (validated), 10, 12 (validated, the last)
   std::istringstream lines(table);
   for (std::string line; std::getline(lines, line);) rows += line.rfind("|       ", 0) == 0 && std::isdigit(line[8]);

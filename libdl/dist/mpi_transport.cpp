@@ -74,6 +74,9 @@ class Reduce16 {
     check_create(MPI_Op_create(&reduce16<Float16, ReduceOp::kMax>, 1, &ops_[1][2]));
   }
   void free() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);  // a program that finalised MPI itself has freed them with it
+    if (finalized) return;
     for (auto& row : ops_)
       for (MPI_Op& op : row)
         if (op != MPI_OP_NULL) MPI_Op_free(&op);

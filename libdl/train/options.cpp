@@ -1,8 +1,10 @@
-// Validation of TrainingOptions, and MATLAB's names of its word-valued options.
+// Validation of TrainingOptions, its summary by MATLAB's names, and MATLAB's names of its word-valued
+// options.
 #include "dl/train/options.h"
 
 #include <array>
 #include <cmath>
+#include <sstream>
 #include <utility>
 
 #include "dl/core/error.h"
@@ -120,6 +122,35 @@ optim::Schedule TrainingOptions::resolved_schedule() const {
       break;
   }
   return learn_rate_warmup_iterations > 0 ? s.with_warmup(learn_rate_warmup_iterations) : s;
+}
+
+std::string TrainingOptions::summary() const {
+  std::ostringstream s;
+  s << "Solver " << option_name(solver) << ", InitialLearnRate " << initial_learn_rate;
+  if (schedule)
+    s << ", LearnRateSchedule (a schedule of its own)";
+  else
+    s << ", LearnRateSchedule " << option_name(learn_rate_schedule);
+  if (!schedule && learn_rate_schedule == LearnRateSchedule::kPiecewise)
+    s << ", LearnRateDropFactor " << learn_rate_drop_factor << ", LearnRateDropPeriod " << learn_rate_drop_period;
+  if (learn_rate_warmup_iterations > 0) s << ", warm-up " << learn_rate_warmup_iterations << " iterations";
+  s << ", MaxEpochs " << max_epochs << ", MiniBatchSize " << mini_batch_size << ", Shuffle " << option_name(shuffle)
+    << ", L2Regularization " << l2_regularization;
+  if (solver == Solver::kSgdm) s << ", Momentum " << momentum;
+  if (solver == Solver::kAdam || solver == Solver::kAdamW)
+    s << ", GradientDecayFactor " << gradient_decay_factor << ", SquaredGradientDecayFactor "
+      << squared_gradient_decay_factor << ", Epsilon " << epsilon;
+  if (solver == Solver::kAdamW) s << ", WeightDecay " << weight_decay;
+  if (!param_groups.empty()) s << ", " << param_groups.size() << " parameter groups";
+  s << ", GradientThreshold " << gradient_threshold << " (" << option_name(gradient_threshold_method) << ")"
+    << ", ValidationFrequency " << validation_frequency << ", ValidationPatience ";
+  if (validation_patience > 0)
+    s << validation_patience;
+  else
+    s << "Inf";
+  s << ", OutputNetwork " << option_name(output_network) << ", ExecutionEnvironment " << device.str() << ", Precision "
+    << option_name(precision);
+  return s.str();
 }
 
 void TrainingOptions::validate() const {

@@ -553,6 +553,7 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   reset_allocator_peak(o_.device);
   on_every_rank("preparing the checkpoint folder", [&] { prepare_checkpoint_folder(); });
   Run run(*this, std::move(train));
+  if (o_.verbose && out_ && is_root()) *out_ << "Training with " << o_.summary() << "\n";
   for (auto* o : run.observers) o->on_start({epoch_, o_.max_epochs, iteration_, run.last_iteration, metric_names()});
   model_.train();
   while (epoch_ < o_.max_epochs && !run.stop) {

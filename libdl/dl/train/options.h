@@ -112,6 +112,10 @@ struct TrainingOptions {
   void validate() const;
   // The schedule these options describe: `schedule` when set, else learn_rate_schedule with its warm-up.
   optim::Schedule resolved_schedule() const;
+  // The options that shape a run, by MATLAB's names with their values, on one line ("Solver sgdm,
+  // InitialLearnRate 0.01, ..."): what the Trainer prints once at the start of fit() when verbose,
+  // so that a run's log says which defaults it trained with.
+  std::string summary() const;
 };
 
 }  // namespace dl::train
