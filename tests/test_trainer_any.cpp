@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -311,6 +312,56 @@ TEST(TrainerAny, ResumesFromACheckpointBitForBit) {
   ASSERT_EQ(sa.size(), sc.size());
   for (size_t i = 0; i < sa.size(); ++i)
     EXPECT_EQ(sa[i].second.to_vector_f32(), sc[i].second.to_vector_f32()) << sa[i].first;
+  fs::remove_all(dir);
+}
+
+// Checkpoints are an observer: one made from the options and one added by hand write each epoch's
+// state, the second keeping only the newest; both write after the divergence check, so a run whose
+// weights turn non-finite leaves no checkpoint of that epoch in either folder.
+TEST(TrainerAny, CheckpointsAreObserversThatWriteOnlyCheckedStates) {
+  const fs::path dir = fs::temp_directory_path() / ("libdl_test_" + std::to_string(::getpid()) + "_ckpt_obs");
+  fs::remove_all(dir);
+  const auto set = regression_set(48, 4);
+  TwoTower model(13);
+  dl::train::TrainingOptions o = adamw_options(model);
+  o.max_epochs = 3;
+  o.checkpoint_path = (dir / "all").string();
+  dl::train::Trainer t(model, two_input_forward, mse, o);
+  dl::train::CheckpointObserver newest(t, (dir / "newest").string(), /*keep=*/1);
+  t.add_observer(newest);
+  t.fit(set);
+  for (int e = 1; e <= 3; ++e)
+    EXPECT_TRUE(fs::exists(dir / "all" / ("checkpoint_epoch" + std::to_string(e) + ".dlck")));
+  std::vector<std::string> kept;
+  for (const auto& f : fs::directory_iterator(dir / "newest")) kept.push_back(f.path().filename().string());
+  EXPECT_EQ(kept, std::vector<std::string>{"checkpoint_epoch3.dlck"});
+  TwoTower other(14);
+  dl::train::Trainer r(other, two_input_forward, mse, adamw_options(other));
+  r.load_checkpoint((dir / "newest" / "checkpoint_epoch3.dlck").string());
+  EXPECT_EQ(r.epoch(), 3);
+
+  // A gradient hook that poisons a weight at the last step of epoch 4: that step's loss is still finite,
+  // so only the state check at the epoch's end sees it, and it runs before any observer writes.
+  const int64_t per_epoch = r.iteration() / 3;
+  dl::train::TrainingOptions bad = o;
+  bad.max_epochs = 5;
+  dl::train::Trainer d(model, two_input_forward, mse, bad);
+  dl::train::CheckpointObserver more(d, (dir / "newest").string(), 1);
+  d.add_observer(more);
+  d.load_checkpoint((dir / "all" / "checkpoint_epoch3.dlck").string());
+  int64_t calls = 0;
+  d.set_gradient_hook([&calls, per_epoch](const std::vector<dl::nn::ParamRef>& params) {
+    if (++calls == per_epoch) params[0].tensor.grad().fill_(std::numeric_limits<double>::quiet_NaN());
+  });
+  try {
+    d.fit(set);
+    ADD_FAILURE() << "no error";
+  } catch (const dl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("training diverged between iterations"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "all" / "checkpoint_epoch4.dlck"));
+  EXPECT_TRUE(fs::exists(dir / "newest" / "checkpoint_epoch3.dlck"));
+  EXPECT_FALSE(fs::exists(dir / "newest" / "checkpoint_epoch4.dlck"));
   fs::remove_all(dir);
 }
 

@@ -135,6 +135,9 @@ struct Trainer::Run {
     if (!t.o_.log_csv.empty() && t.is_root()) own.push_back(std::make_unique<CsvLog>(t.o_.log_csv));
     if ((t.o_.verbose || t.progress_mode_ != ProgressMode::kOff) && t.is_root())
       own.push_back(std::make_unique<ProgressTable>(t.out_, t.o_.verbose, t.o_.verbose_frequency, t.progress_mode_));
+    // Every rank's: its writes and their errors are agreed on by all ranks.
+    if (!t.o_.checkpoint_path.empty())
+      own.push_back(std::make_unique<CheckpointObserver>(t, t.o_.checkpoint_path, t.o_.keep_checkpoints));
     for (auto& o : own) observers.push_back(o.get());
     observers.insert(observers.end(), t.observers_.begin(), t.observers_.end());
   }
@@ -551,7 +554,7 @@ Tensor Trainer::predict(const std::vector<Tensor>& inputs, int64_t batch_size) {
 TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
   DL_CHECK(train && train->size() > 0, "Trainer::fit: the training set is empty");
   reset_allocator_peak(o_.device);
-  on_every_rank("preparing the checkpoint folder", [&] { prepare_checkpoint_folder(); });
+  last_finite_check_ = iteration_;
   Run run(*this, std::move(train));
   if (o_.verbose && out_ && is_root()) *out_ << "Training with " << o_.summary() << "\n";
   for (auto* o : run.observers) o->on_start({epoch_, o_.max_epochs, iteration_, run.last_iteration, metric_names()});
@@ -645,12 +648,51 @@ void Trainer::read_step_scalars(Run& run, bool validate_last) {
   }
 }
 
-void Trainer::prepare_checkpoint_folder() {
-  last_finite_check_ = iteration_;
-  if (o_.checkpoint_path.empty() || !is_root()) return;
-  std::filesystem::create_directories(o_.checkpoint_path);
-  check_output_path(o_.checkpoint_path + "/checkpoint_epoch1.dlck", "checkpoint");
-  remove_stale_temporaries(o_.checkpoint_path);  // of a run killed while writing one
+namespace {
+// Removes all but the newest `keep` checkpoints (checkpoint_epoch<N>.dlck) of `folder`; 0 keeps all.
+void prune_checkpoints(const std::string& folder, int keep) {
+  if (keep <= 0) return;
+  std::vector<std::pair<int64_t, std::filesystem::path>> found;
+  for (const auto& e : std::filesystem::directory_iterator(folder)) {
+    const std::string name = e.path().filename().string();
+    const std::string prefix = "checkpoint_epoch", suffix = ".dlck";
+    if (!e.is_regular_file() || name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    found.emplace_back(std::stoll(digits), e.path());
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = static_cast<size_t>(keep); i < found.size(); ++i) {
+    std::error_code ec;
+    std::filesystem::remove(found[i].second, ec);
+    DL_CHECK(!ec, found[i].second.string(), ": cannot remove an old checkpoint (keep_checkpoints = ", keep,
+             "): ", ec.message());
+  }
+}
+}  // namespace
+
+CheckpointObserver::CheckpointObserver(Trainer& trainer, std::string folder, int keep)
+    : trainer_(trainer), folder_(std::move(folder)), keep_(keep) {
+  DL_CHECK(!folder_.empty(), "CheckpointObserver: expected a folder, got an empty path");
+  DL_CHECK(keep_ >= 0, "CheckpointObserver: expected keep >= 0 (0: all), got ", keep_);
+}
+
+void CheckpointObserver::on_start(const FitStart&) {
+  trainer_.on_every_rank("preparing the checkpoint folder", [&] {
+    if (!trainer_.is_root()) return;
+    std::filesystem::create_directories(folder_);
+    check_output_path(folder_ + "/checkpoint_epoch1.dlck", "checkpoint");
+    remove_stale_temporaries(folder_);  // of a run killed while writing one
+  });
+}
+
+void CheckpointObserver::on_epoch_end(const IterationRecord&, double) {
+  trainer_.on_every_rank("writing the checkpoint", [&] {
+    trainer_.save_checkpoint(folder_ + "/checkpoint_epoch" + std::to_string(trainer_.epoch()) + ".dlck");
+    if (trainer_.is_root()) prune_checkpoints(folder_, keep_);
+  });
 }
 
 void Trainer::step(Run& run, const data::Batch& batch) {
@@ -827,17 +869,13 @@ void Trainer::end_epoch(Run& run, double seconds) {
   shuffle_gen_.set_state(run.loader.generator().state());
   run.report.epoch_seconds.push_back(seconds);
   const IterationRecord last = run.report.history.empty() ? IterationRecord{} : run.report.history.back();
-  for (auto* o : run.observers) o->on_epoch_end(last, since(run.t0));
-  // before any checkpoint: no checkpoint ever holds a diverged state
+  // Before any observer sees the epoch's end (the checkpoints among them): no checkpoint ever holds a
+  // diverged state.
   on_every_rank("the check of the training state", [&] { check_finite_state(epoch_); });
   // Every rank continues with rank 0's batch-norm statistics, the ones a checkpoint holds, so that a
   // resumed data-parallel run is the one that was never stopped.
   if (group_) dist::broadcast_buffers(model_, *group_);
-  if (o_.checkpoint_path.empty()) return;
-  on_every_rank("writing the checkpoint", [&] {
-    save_checkpoint(o_.checkpoint_path + "/checkpoint_epoch" + std::to_string(epoch_) + ".dlck");
-    if (is_root()) prune_checkpoints();
-  });
+  for (auto* o : run.observers) o->on_epoch_end(last, since(run.t0));
 }
 
 TrainingReport Trainer::finish(Run& run) {
@@ -869,28 +907,6 @@ void Trainer::check_finite_state(int epoch) {
   check("the model", model_.state());
   check("the optimiser state", optimizer_->state());
   last_finite_check_ = iteration_;
-}
-
-void Trainer::prune_checkpoints() const {
-  if (o_.keep_checkpoints <= 0) return;
-  std::vector<std::pair<int64_t, std::filesystem::path>> found;
-  for (const auto& e : std::filesystem::directory_iterator(o_.checkpoint_path)) {
-    const std::string name = e.path().filename().string();
-    const std::string prefix = "checkpoint_epoch", suffix = ".dlck";
-    if (!e.is_regular_file() || name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
-      continue;
-    const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
-    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-    found.emplace_back(std::stoll(digits), e.path());
-  }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  for (size_t i = static_cast<size_t>(o_.keep_checkpoints); i < found.size(); ++i) {
-    std::error_code ec;
-    std::filesystem::remove(found[i].second, ec);
-    DL_CHECK(!ec, found[i].second.string(),
-             ": cannot remove an old checkpoint (keep_checkpoints = ", o_.keep_checkpoints, "): ", ec.message());
-  }
 }
 
 void Trainer::save_checkpoint(const std::string& path) const {

@@ -167,7 +167,7 @@ class Trainer {
   void host_metric_sums(const Tensor& output, const data::Batch& batch, double* dst) const;
   std::vector<double> metric_values(const double* sums) const;  // from metric_width() sums
   double loss_weight(const data::Batch& batch) const;
-  void prepare_checkpoint_folder();
+  friend class CheckpointObserver;  // writes through save_checkpoint and agrees through on_every_rank
   // One step on `batch`: its loss and accuracy join the run's window of unread steps.
   void step(Run& run, const data::Batch& batch);
   // Reads the window's losses and accuracies (one wait for a device), checks them for divergence in
@@ -191,8 +191,6 @@ class Trainer {
   // Throws "training diverged ..." naming the first parameter, buffer (batch-norm statistics) or
   // optimiser state that holds NaN or Inf, and the iterations since the last check.
   void check_finite_state(int epoch);
-  // Removes all but the newest keep_checkpoints checkpoints of checkpoint_path.
-  void prune_checkpoints() const;
   bool is_root() const { return !group_ || group_->rank() == 0; }
   // Runs `f` on every rank and agrees on its outcome: when it threw on any rank, it throws on every
   // rank (naming the rank), so that no rank is left waiting in the next collective.
@@ -220,6 +218,25 @@ class Trainer {
   nn::NamedTensors best_state_;                     // clones of the weights at the best validation loss
   dist::ProcessGroup* group_ = nullptr;             // data-parallel runs only
   std::unique_ptr<dist::GradientReducer> reducer_;  // idem
+};
+
+// The checkpoints of a run as an observer: at the end of each epoch, after the Trainer has checked
+// the training state for divergence (no checkpoint ever holds a diverged state), it writes
+// <folder>/checkpoint_epoch<N>.dlck (save_checkpoint: atomically, by rank 0 alone in a data-parallel
+// run, an error on one rank thrown on all) and keeps the newest `keep` of them (0: all). The Trainer
+// makes one from TrainingOptions::checkpoint_path and keep_checkpoints; add another by hand (on every
+// rank) for a second folder: trainer.add_observer(more_checkpoints). At the start of fit() it creates
+// the folder, checks that it can write there and removes the temporaries of a run killed while writing.
+class CheckpointObserver : public TrainingObserver {
+ public:
+  CheckpointObserver(Trainer& trainer, std::string folder, int keep = 0);
+  void on_start(const FitStart& start) override;
+  void on_epoch_end(const IterationRecord& last, double seconds) override;
+
+ private:
+  Trainer& trainer_;
+  std::string folder_;
+  int keep_;
 };
 
 }  // namespace dl::train
