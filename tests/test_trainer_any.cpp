@@ -406,9 +406,13 @@ TEST(TrainerAny, TheMeanIouMetricPoolsItsConfusionMatrixOverTheBatches) {
   const dl::train::EvalResult r = trainer.evaluate(*set, 2);
   EXPECT_NEAR(r.metric("mean IoU"), ev.result().mean_iou, 1e-12);
   EXPECT_GT(r.metric("mean IoU"), 0);
+  trainer.add_metric(dl::train::mean_bf_score_metric(3));  // MATLAB's MeanBFScore, over batches of 2
+  const double bf = trainer.evaluate(*set, 2).metric("mean BF score");
+  EXPECT_NEAR(bf, ev.result().mean_bf_score, 1e-12);
+  EXPECT_GT(bf, 0);
   const dl::train::TrainingReport report = trainer.fit(set);
   ASSERT_EQ(report.history.size(), 3u);
-  EXPECT_EQ(report.history[0].metrics.size(), 2u);
+  EXPECT_EQ(report.history[0].metrics.size(), 3u);
   dl::train::Metric wrong = dl::train::mean_iou_metric(3);
   wrong.name = "wrong";
   wrong.size = 4;

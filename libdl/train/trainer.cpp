@@ -18,6 +18,7 @@
 #include "dl/data/dataloader.h"
 #include "dl/data/device_stager.h"
 #include "dl/metrics/accuracy.h"
+#include "dl/metrics/segmentation.h"
 #include "dl/nn/layers.h"
 #include "dl/nn/state.h"
 #include "dl/ops/conv2d.h"
@@ -191,6 +192,28 @@ Metric mean_iou_metric(int num_classes, int32_t void_label) {
     return classes > 0 ? sum / static_cast<double>(classes) : std::numeric_limits<double>::quiet_NaN();
   };
   return m;
+}
+
+Metric mean_bf_score_metric(int num_classes, int32_t void_label) {
+  DL_CHECK(num_classes >= 1 && num_classes <= ops::kMaxSegmentationClasses,
+           "mean_bf_score_metric: expected a number of classes in [1, ", ops::kMaxSegmentationClasses, "], got ",
+           num_classes);
+  return {"mean BF score", [num_classes, void_label](const Tensor& scores, const data::Batch& batch) {
+            const ops::SegmentationCounts counts =
+                ops::segmentation_counts(ops::argmax(scores, 1), batch.targets, num_classes, void_label);
+            double sum = 0, scored = 0;
+            for (int64_t i = 0; i < counts.images; ++i) {
+              double image_sum = 0;
+              int classes = 0;
+              for (int c = 0; c < num_classes; ++c) {
+                const int64_t* b = &counts.boundary[static_cast<size_t>((i * num_classes + c) * 4)];
+                const double f = metrics::bf_score_from_counts(b[0], b[1], b[2], b[3]);
+                if (!std::isnan(f)) image_sum += f, ++classes;
+              }
+              if (classes > 0) sum += image_sum / classes, scored += 1;
+            }
+            return Tensor::from_vector<double>({2}, {sum, scored});
+          }};
 }
 
 double EvalResult::metric(const std::string& name) const {

@@ -63,6 +63,10 @@ Metric accuracy_metric(int ignore_index = -1);
 // (B x H x W), `void_label` not counted: its sums are the C x C confusion matrix. Its counts come
 // back to the host at each batch (ops::segmentation_counts): for evaluation more than for steps.
 Metric mean_iou_metric(int num_classes, int32_t void_label = 255);
+// MATLAB's MeanBFScore of the same label maps: each image's BF score averaged over the classes it
+// scores (dl/metrics/segmentation.h, Note [BF score]), then over the images that score any; its sums
+// are {sum of the images' scores, images scored}. Its counts come back to the host at each batch.
+Metric mean_bf_score_metric(int num_classes, int32_t void_label = 255);
 
 using ForwardFn = std::function<Tensor(nn::Module& model, const data::Batch& batch)>;
 // The loss of a batch: a tensor of one element that backward() starts from.
