@@ -15,18 +15,6 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// The mean of the values that are not NaN; NaN when there are none.
-double nan_mean(const std::vector<double>& v) {
-  double sum = 0;
-  int64_t n = 0;
-  for (double x : v)
-    if (!std::isnan(x)) {
-      sum += x;
-      ++n;
-    }
-  return n ? sum / static_cast<double>(n) : kNaN;
-}
-
 // A CPU tensor holding a copy of one h x w label map.
 template <typename T>
 Tensor label_map(const T* labels, int64_t h, int64_t w) {
@@ -51,6 +39,37 @@ void check_args(int64_t h, int64_t w, int num_classes) {
 }
 
 }  // namespace
+
+double nan_mean(const std::vector<double>& v) {
+  double sum = 0;
+  int64_t n = 0;
+  for (double x : v)
+    if (!std::isnan(x)) {
+      sum += x;
+      ++n;
+    }
+  return n ? sum / static_cast<double>(n) : kNaN;
+}
+
+std::vector<double> class_iou(const std::vector<double>& confusion, int num_classes) {
+  const size_t nc = static_cast<size_t>(num_classes);
+  DL_CHECK(num_classes > 0 && confusion.size() == nc * nc, "class_iou: expected a ", num_classes, " x ", num_classes,
+           " confusion matrix, got ", confusion.size(), " counts");
+  std::vector<double> iou(nc, kNaN);
+  for (size_t c = 0; c < nc; ++c) {
+    double row = 0, col = 0;
+    for (size_t k = 0; k < nc; ++k) row += confusion[c * nc + k], col += confusion[k * nc + c];
+    const double tp = confusion[c * nc + c];
+    if (row + col - tp > 0) iou[c] = tp / (row + col - tp);
+  }
+  return iou;
+}
+
+double image_mean_bf_score(const ops::SegmentationCounts& counts, int64_t image) {
+  DL_CHECK(image >= 0 && image < counts.images, "image_mean_bf_score: expected an image in [0, ", counts.images,
+           "), got ", image);
+  return nan_mean(image_bf_scores(counts, image));
+}
 
 double bf_theta_squared(int64_t h, int64_t w) { return dl::bf_theta_squared(h, w); }
 
@@ -137,22 +156,18 @@ SegmentationMetrics SegmentationEvaluator::result() const {
   m.confusion = confusion_;
   m.image_mean_bf_score = image_mean_bf_;
   m.class_accuracy.assign(nc, kNaN);
-  m.class_iou.assign(nc, kNaN);
+  m.class_iou = class_iou(std::vector<double>(confusion_.begin(), confusion_.end()), nc);
   m.class_mean_bf_score.assign(nc, kNaN);
 
   int64_t total = 0, correct = 0;
   double weighted = 0, weight = 0;
   for (int c = 0; c < nc; ++c) {
-    int64_t row = 0, col = 0;
-    for (int k = 0; k < nc; ++k) {
-      row += m.confusion_at(c, k);
-      col += m.confusion_at(k, c);
-    }
+    int64_t row = 0;
+    for (int k = 0; k < nc; ++k) row += m.confusion_at(c, k);
     const int64_t tp = m.confusion_at(c, c);
     total += row;
     correct += tp;
     if (row > 0) m.class_accuracy[c] = static_cast<double>(tp) / static_cast<double>(row);
-    if (row + col - tp > 0) m.class_iou[c] = static_cast<double>(tp) / static_cast<double>(row + col - tp);
     if (row > 0) {
       weighted += static_cast<double>(row) * m.class_iou[c];
       weight += static_cast<double>(row);

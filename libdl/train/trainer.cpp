@@ -169,27 +169,15 @@ Metric mean_iou_metric(int num_classes, int32_t void_label) {
   DL_CHECK(num_classes >= 1 && num_classes <= ops::kMaxSegmentationClasses,
            "mean_iou_metric: expected a number of classes in [1, ", ops::kMaxSegmentationClasses, "], got ",
            num_classes);
-  const int64_t c = num_classes;
   Metric m{"mean IoU", [num_classes, void_label](const Tensor& scores, const data::Batch& batch) {
              const ops::SegmentationCounts counts =
                  ops::segmentation_counts(ops::argmax(scores, 1), batch.targets, num_classes, void_label);
              const std::vector<double> confusion(counts.confusion.begin(), counts.confusion.end());
              return Tensor::from_vector<double>({static_cast<int64_t>(confusion.size())}, confusion);
            }};
-  m.size = c * c;
-  // Note [NaN for absent classes] (dl/metrics/segmentation.h): IoU = TP / (TP + FP + FN), NaN for a class
-  // in neither truth nor prediction; the mean skips NaN.
-  m.value = [c](const std::vector<double>& confusion) {
-    double sum = 0;
-    int64_t classes = 0;
-    for (int64_t k = 0; k < c; ++k) {
-      double truth = 0, predicted = 0;
-      for (int64_t j = 0; j < c; ++j) truth += confusion[static_cast<size_t>(k * c + j)];
-      for (int64_t j = 0; j < c; ++j) predicted += confusion[static_cast<size_t>(j * c + k)];
-      const double tp = confusion[static_cast<size_t>(k * c + k)], uni = truth + predicted - tp;
-      if (uni > 0) sum += tp / uni, ++classes;
-    }
-    return classes > 0 ? sum / static_cast<double>(classes) : std::numeric_limits<double>::quiet_NaN();
+  m.size = static_cast<int64_t>(num_classes) * num_classes;
+  m.value = [num_classes](const std::vector<double>& confusion) {
+    return metrics::nan_mean(metrics::class_iou(confusion, num_classes));
   };
   return m;
 }
@@ -203,14 +191,8 @@ Metric mean_bf_score_metric(int num_classes, int32_t void_label) {
                 ops::segmentation_counts(ops::argmax(scores, 1), batch.targets, num_classes, void_label);
             double sum = 0, scored = 0;
             for (int64_t i = 0; i < counts.images; ++i) {
-              double image_sum = 0;
-              int classes = 0;
-              for (int c = 0; c < num_classes; ++c) {
-                const int64_t* b = &counts.boundary[static_cast<size_t>((i * num_classes + c) * 4)];
-                const double f = metrics::bf_score_from_counts(b[0], b[1], b[2], b[3]);
-                if (!std::isnan(f)) image_sum += f, ++classes;
-              }
-              if (classes > 0) sum += image_sum / classes, scored += 1;
+              const double f = metrics::image_mean_bf_score(counts, i);
+              if (!std::isnan(f)) sum += f, scored += 1;
             }
             return Tensor::from_vector<double>({2}, {sum, scored});
           }};

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "dl/core/tensor.h"
+#include "dl/ops/segmentation.h"
 
 namespace dl::metrics {
 
@@ -56,6 +57,16 @@ double bf_score_from_counts(int64_t pred_boundary, int64_t pred_matched, int64_t
 // of h x w int32 values laid out row-major. Labels as for SegmentationEvaluator.
 std::vector<double> bf_scores(const int32_t* pred, const int32_t* truth, int64_t h, int64_t w, int num_classes,
                               int32_t void_label = 255);
+
+// The IoU of each class, TP / (TP + FP + FN), from a C x C confusion matrix (rows the true class,
+// columns the predicted; counts as doubles): NaN for a class in neither (Note [NaN for absent classes]).
+// The evaluator's class_iou and the Trainer's mean-IoU metric both come from here.
+std::vector<double> class_iou(const std::vector<double>& confusion, int num_classes);
+// The mean of the values that are not NaN; NaN when there are none (every mean of this header).
+double nan_mean(const std::vector<double>& values);
+// The BF score of image `image` of segmentation counts (dl/ops/segmentation.h) averaged over the classes
+// it scores: the image's entry of SegmentationMetrics::image_mean_bf_score (NaN when it scores none).
+double image_mean_bf_score(const ops::SegmentationCounts& counts, int64_t image);
 
 class SegmentationEvaluator {
  public:
