@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -518,6 +519,50 @@ TEST(EdgeShapes, MaxPoolPropagatesNaNFromAnyWindowPosition) {
   Tensor x = Tensor::from_vector<float>({1, 1, 2, 2}, {5, 5, 5, 5}).set_requires_grad(true);
   ops::sum(ops::max_pool2d(x, {})).backward();
   EXPECT_EQ(x.grad().to_vector_f32(), (std::vector<float>{1, 0, 0, 0}));
+}
+
+// The vectorised 2x2 path (Note [vectorised 2x2 pooling]) against a plain reference on planes wide enough
+// for its vector loops: many ties (small integers), NaNs in some planes only, even and odd sizes (an odd
+// size leaves a row and a column in no window, whose gradient must be zero).
+TEST(EdgeShapes, MaxPool2x2MatchesAPlainReference) {
+  for (const auto& [h, w] : {std::pair<int64_t, int64_t>{16, 40}, {17, 35}}) {
+    const int64_t planes = 6, ho = h / 2, wo = w / 2;
+    std::vector<float> v(static_cast<size_t>(planes * h * w)), dy(static_cast<size_t>(planes * ho * wo));
+    uint32_t state = 12345;
+    auto next = [&] { return state = state * 1664525u + 1013904223u; };
+    for (float& e : v) e = static_cast<float>((next() >> 16) % 4);
+    for (float& e : dy) e = static_cast<float>((next() >> 16) % 100) + 1.0f;
+    v[static_cast<size_t>(2 * h * w + 3 * w + 5)] = std::nanf("");  // plane 2: one NaN
+    v[static_cast<size_t>(4 * h * w + 7)] = std::nanf("");          // plane 4: two NaNs in one window
+    v[static_cast<size_t>(4 * h * w + w + 6)] = std::nanf("");
+    std::vector<float> want_y(dy.size()), want_dx(v.size(), 0.0f);
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t oh = 0; oh < ho; ++oh)
+        for (int64_t ow = 0; ow < wo; ++ow) {
+          int64_t best = (p * h + 2 * oh) * w + 2 * ow;
+          for (int64_t r = 0; r < 2; ++r)
+            for (int64_t c = 0; c < 2; ++c) {
+              const int64_t i = (p * h + 2 * oh + r) * w + 2 * ow + c;
+              const float x = v[static_cast<size_t>(i)];
+              if (x > v[static_cast<size_t>(best)] || std::isnan(x)) best = i;
+            }
+          const size_t o = static_cast<size_t>((p * ho + oh) * wo + ow);
+          want_y[o] = v[static_cast<size_t>(best)];
+          want_dx[static_cast<size_t>(best)] += dy[o];
+        }
+    Tensor x = Tensor::from_vector<float>({2, 3, h, w}, v).set_requires_grad(true);
+    Tensor out = ops::max_pool2d(x, {});
+    const std::vector<float> y = out.to_vector_f32();
+    ops::sum(ops::mul(out, Tensor::from_vector<float>({2, 3, ho, wo}, dy))).backward();
+    const std::vector<float> dx = x.grad().to_vector_f32();
+    for (size_t i = 0; i < y.size(); ++i) {
+      if (std::isnan(want_y[i]))
+        EXPECT_TRUE(std::isnan(y[i])) << h << "x" << w << " output " << i;
+      else
+        EXPECT_EQ(y[i], want_y[i]) << h << "x" << w << " output " << i;
+    }
+    EXPECT_EQ(dx, want_dx) << h << "x" << w;
+  }
 }
 
 TEST(Errors, WindowLargerThanInputWithStride) {
