@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace {
@@ -521,47 +520,59 @@ TEST(EdgeShapes, MaxPoolPropagatesNaNFromAnyWindowPosition) {
   EXPECT_EQ(x.grad().to_vector_f32(), (std::vector<float>{1, 0, 0, 0}));
 }
 
-// The vectorised 2x2 path (Note [vectorised 2x2 pooling]) against a plain reference on planes wide enough
-// for its vector loops: many ties (small integers), NaNs in some planes only, even and odd sizes (an odd
-// size leaves a row and a column in no window, whose gradient must be zero).
-TEST(EdgeShapes, MaxPool2x2MatchesAPlainReference) {
-  for (const auto& [h, w] : {std::pair<int64_t, int64_t>{16, 40}, {17, 35}}) {
-    const int64_t planes = 6, ho = h / 2, wo = w / 2;
+// The vectorised pooling loops (Note [vectorised 2x2 pooling]) against a plain reference on planes wide
+// enough for their vector loops: many ties (small integers), NaNs in some planes only, even and odd sizes
+// (an odd size leaves inputs in no 2x2 window, whose gradient must be zero), the 2x2 window and others
+// with padding and strides 1, 2 and 3.
+TEST(EdgeShapes, MaxPoolMatchesAPlainReference) {
+  struct Case {
+    int64_t h, w;
+    int k, stride, pad;
+  };
+  for (const Case& cs : {Case{16, 40, 2, 2, 0}, Case{17, 35, 2, 2, 0}, Case{17, 35, 3, 2, 1}, Case{16, 40, 3, 1, 1},
+                         Case{17, 35, 3, 3, 0}}) {
+    const dl::Pool2dParams params{{cs.k, cs.k}, {cs.stride, cs.stride}, {cs.pad, cs.pad}};
+    const int64_t h = cs.h, w = cs.w, planes = 6;
+    const int64_t ho = (h + 2 * cs.pad - cs.k) / cs.stride + 1, wo = (w + 2 * cs.pad - cs.k) / cs.stride + 1;
     std::vector<float> v(static_cast<size_t>(planes * h * w)), dy(static_cast<size_t>(planes * ho * wo));
     uint32_t state = 12345;
     auto next = [&] { return state = state * 1664525u + 1013904223u; };
     for (float& e : v) e = static_cast<float>((next() >> 16) % 4);
     for (float& e : dy) e = static_cast<float>((next() >> 16) % 100) + 1.0f;
     v[static_cast<size_t>(2 * h * w + 3 * w + 5)] = std::nanf("");  // plane 2: one NaN
-    v[static_cast<size_t>(4 * h * w + 7)] = std::nanf("");          // plane 4: two NaNs in one window
+    v[static_cast<size_t>(4 * h * w + 7)] = std::nanf("");          // plane 4: two NaNs in one 2x2 window
     v[static_cast<size_t>(4 * h * w + w + 6)] = std::nanf("");
     std::vector<float> want_y(dy.size()), want_dx(v.size(), 0.0f);
     for (int64_t p = 0; p < planes; ++p)
       for (int64_t oh = 0; oh < ho; ++oh)
         for (int64_t ow = 0; ow < wo; ++ow) {
-          int64_t best = (p * h + 2 * oh) * w + 2 * ow;
-          for (int64_t r = 0; r < 2; ++r)
-            for (int64_t c = 0; c < 2; ++c) {
-              const int64_t i = (p * h + 2 * oh + r) * w + 2 * ow + c;
+          int64_t best = -1;
+          for (int64_t ih = oh * cs.stride - cs.pad; ih < oh * cs.stride - cs.pad + cs.k; ++ih)
+            for (int64_t iw = ow * cs.stride - cs.pad; iw < ow * cs.stride - cs.pad + cs.k; ++iw) {
+              if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
+              const int64_t i = (p * h + ih) * w + iw;
               const float x = v[static_cast<size_t>(i)];
-              if (x > v[static_cast<size_t>(best)] || std::isnan(x)) best = i;
+              if (best < 0 || x > v[static_cast<size_t>(best)] || std::isnan(x)) best = i;
             }
           const size_t o = static_cast<size_t>((p * ho + oh) * wo + ow);
           want_y[o] = v[static_cast<size_t>(best)];
           want_dx[static_cast<size_t>(best)] += dy[o];
         }
     Tensor x = Tensor::from_vector<float>({2, 3, h, w}, v).set_requires_grad(true);
-    Tensor out = ops::max_pool2d(x, {});
+    Tensor out = ops::max_pool2d(x, params);
     const std::vector<float> y = out.to_vector_f32();
+    ASSERT_EQ(y.size(), want_y.size());
     ops::sum(ops::mul(out, Tensor::from_vector<float>({2, 3, ho, wo}, dy))).backward();
     const std::vector<float> dx = x.grad().to_vector_f32();
+    const std::string name = std::to_string(h) + "x" + std::to_string(w) + " k" + std::to_string(cs.k) + " s" +
+                             std::to_string(cs.stride) + " p" + std::to_string(cs.pad);
     for (size_t i = 0; i < y.size(); ++i) {
       if (std::isnan(want_y[i]))
-        EXPECT_TRUE(std::isnan(y[i])) << h << "x" << w << " output " << i;
+        EXPECT_TRUE(std::isnan(y[i])) << name << " output " << i;
       else
-        EXPECT_EQ(y[i], want_y[i]) << h << "x" << w << " output " << i;
+        EXPECT_EQ(y[i], want_y[i]) << name << " output " << i;
     }
-    EXPECT_EQ(dx, want_dx) << h << "x" << w;
+    EXPECT_EQ(dx, want_dx) << name;
   }
 }
 

@@ -76,6 +76,58 @@ bool max_pool_2x2(const Pool2dGeometry& g, const T* in, T* out, int32_t* arg) {
   return true;
 }
 
+// One window position (kh, kw) across `count` outputs of a row: o[i] takes in[i * stride] where it is
+// greater (the first of equal maxima is kept), a[i] its index base + i * stride. STRIDE is the column
+// stride when known at compile time (1 or 2, so that the loads vectorise), else 0 and `stride` holds it.
+template <int STRIDE, typename T>
+void max_pool_tap(const T* __restrict in, T* __restrict o, int32_t* __restrict a, int64_t count, int stride,
+                  int32_t base) {
+  const int64_t st = STRIDE > 0 ? STRIDE : stride;
+  for (int64_t i = 0; i < count; ++i) {
+    const T v = in[i * st];
+    const int t = !(v <= o[i]);
+    o[i] = t ? v : o[i];
+    a[i] = t ? base + static_cast<int32_t>(i * st) : a[i];
+  }
+}
+
+// Any window over a plane without NaNs (Note [vectorised 2x2 pooling]), visiting each window's inputs in
+// row-major order as the general loop does, but one window position at a time across a whole output row,
+// so that the inner loop runs over outputs and vectorises. Returns false (nothing written) on a NaN.
+template <typename T>
+bool max_pool_rows(const Pool2dGeometry& g, const T* in, T* out, int32_t* arg) {
+  if (has_nan(in, g.h * g.w)) return false;
+  const int sw = g.p.stride[1];
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    T* o = out + oh * g.wo;
+    int32_t* a = arg + oh * g.wo;
+    for (int64_t ow = 0; ow < g.wo; ++ow) {
+      const PoolWindow win = pool_window(g, oh, ow);
+      o[ow] = -std::numeric_limits<T>::infinity();
+      a[ow] = static_cast<int32_t>(win.h0 * g.w + win.w0);
+    }
+    for (int64_t kh = 0; kh < g.p.kernel[0]; ++kh) {
+      const int64_t ih = oh * g.p.stride[0] - g.p.padding[0] + kh;
+      if (ih < 0 || ih >= g.h) continue;
+      for (int64_t kw = 0; kw < g.p.kernel[1]; ++kw) {
+        const int64_t off = kw - g.p.padding[1];  // input column of output ow: ow * sw + off
+        const int64_t lo = std::min(g.wo, off >= 0 ? int64_t{0} : (-off + sw - 1) / sw);
+        const int64_t hi = std::max(lo, std::min(g.wo, g.w - off <= 0 ? int64_t{0} : (g.w - off + sw - 1) / sw));
+        if (hi <= lo) continue;
+        const int64_t first = ih * g.w + lo * sw + off;  // the input of output lo
+        const int32_t base = static_cast<int32_t>(first);
+        if (sw == 1)
+          max_pool_tap<1>(in + first, o + lo, a + lo, hi - lo, sw, base);
+        else if (sw == 2)
+          max_pool_tap<2>(in + first, o + lo, a + lo, hi - lo, sw, base);
+        else
+          max_pool_tap<0>(in + first, o + lo, a + lo, hi - lo, sw, base);
+      }
+    }
+  }
+  return true;
+}
+
 bool is_2x2(const Pool2dGeometry& g) {
   return g.p.kernel[0] == 2 && g.p.kernel[1] == 2 && g.p.stride[0] == 2 && g.p.stride[1] == 2 && g.p.padding[0] == 0 &&
          g.p.padding[1] == 0 && g.h >= 2 * g.ho && g.w >= 2 * g.wo;
@@ -87,9 +139,10 @@ void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int32_t* argm
   const bool two_by_two = is_2x2(g);
   parallel_for(g.n * g.c, g.ho * g.wo * g.p.kernel[0] * g.p.kernel[1], [&](int64_t plane) {
     const T* in = x + plane * g.h * g.w;
-    if (two_by_two && max_pool_2x2(g, in, y + plane * g.ho * g.wo, argmax + plane * g.ho * g.wo)) return;
     T* out = y + plane * g.ho * g.wo;
     int32_t* arg = argmax + plane * g.ho * g.wo;
+    if (two_by_two ? max_pool_2x2(g, in, out, arg) : max_pool_rows(g, in, out, arg)) return;
+    // A plane holding a NaN: the last NaN of a window in row-major order wins.
     for (int64_t oh = 0; oh < g.ho; ++oh)
       for (int64_t ow = 0; ow < g.wo; ++ow) {
         const PoolWindow win = pool_window(g, oh, ow);
