@@ -2,7 +2,8 @@
 // Adam) at batch 128 and 1024, in libdl and, when libtorch is found, the same network in libtorch
 // in the same binary, so that the two are compared as a ratio in one run.
 // Names: <Model>TrainStep/<library>/<configuration>/batch:N, the configuration being the precision
-// (dl/core/precision.h) of libdl's case; bf16 cases are registered where this CPU computes bf16.
+// (dl/core/precision.h) of libdl's case, and "-channels-last" for DeepLab's channels-last cases; bf16 cases
+// are registered where this CPU computes bf16.
 // PyTorch's own front end at its best (tcmalloc, BF16 autocast, channels-last) runs beside these in
 // bench/step_vs_pytorch.py, the figures to quote.
 #include <benchmark/benchmark.h>
@@ -145,13 +146,14 @@ namespace {
 
 constexpr int64_t kSegH = 360, kSegW = 480, kSegClasses = 11;
 
-void DeepLabStepLibdl(benchmark::State& state, bool train, dl::Precision precision) {
+void DeepLabStepLibdl(benchmark::State& state, bool train, dl::Precision precision, dl::MemoryFormat format) {
   const int64_t batch = state.range(0);
   dl::set_num_threads(bench_threads());
   dl::Generator gen(3);
   dl::nn::DeepLabV3Plus model({.num_classes = kSegClasses}, gen);
   dl::optim::Sgdm sgdm(model.parameter_refs(), {.learning_rate = 0.003, .momentum = 0.9, .l2 = 0.005});
-  const dl::Tensor x = dl::Tensor::randn({batch, 3, kSegH, kSegW}, gen);
+  // The input in the case's memory format, converted once as bench/pytorch_step.py does.
+  const dl::Tensor x = dl::ops::to_memory_format(dl::Tensor::randn({batch, 3, kSegH, kSegW}, gen), format);
   std::vector<int32_t> labels(static_cast<size_t>(batch * kSegH * kSegW));
   for (auto& l : labels) l = static_cast<int32_t>(gen.below(kSegClasses));
   const dl::Tensor y = dl::Tensor::from_vector<int32_t>({batch, kSegH, kSegW}, labels);
@@ -167,7 +169,7 @@ void DeepLabStepLibdl(benchmark::State& state, bool train, dl::Precision precisi
     } else {
       dl::autograd::NoGradGuard no_grad;
       dl::Tensor logits = model(x);
-      benchmark::DoNotOptimize(logits.raw_data());
+      benchmark::DoNotOptimize(logits.raw_data(logits.memory_format()));
     }
   });
   state.SetItemsProcessed(state.iterations() * batch);
@@ -183,14 +185,17 @@ void DeepLabStepLibdl(benchmark::State& state, bool train, dl::Precision precisi
         ->Arg(1024)
         ->Unit(benchmark::kMillisecond)
         ->UseManualTime();
-    for (const bool train : {true, false})
-      benchmark::RegisterBenchmark(((train ? "DeepLabTrainStep/libdl/" : "DeepLabInfer/libdl/") + config).c_str(),
-                                   DeepLabStepLibdl, train, p)
-          ->ArgName("batch")
-          ->Arg(2)
-          ->Unit(benchmark::kMillisecond)
-          ->UseManualTime()
-          ->Iterations(5);
+    for (const bool cl : {false, true})
+      for (const bool train : {true, false})
+        benchmark::RegisterBenchmark(
+            ((train ? "DeepLabTrainStep/libdl/" : "DeepLabInfer/libdl/") + config + (cl ? "-channels-last" : ""))
+                .c_str(),
+            DeepLabStepLibdl, train, p, cl ? dl::MemoryFormat::kChannelsLast : dl::MemoryFormat::kContiguous)
+            ->ArgName("batch")
+            ->Arg(2)
+            ->Unit(benchmark::kMillisecond)
+            ->UseManualTime()
+            ->Iterations(5);
   }
   return true;
 }();

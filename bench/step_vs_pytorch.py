@@ -27,8 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (model, batch, image size, libdl configurations, PyTorch configurations)
 MODELS = {
-    "deeplab": ("DeepLabTrainStep", 2, (360, 480), ["fp32", "bf16"],
-                ["fp32", "bf16-channels-last"]),
+    "deeplab": ("DeepLabTrainStep", 2, (360, 480), ["fp32", "fp32-channels-last", "bf16", "bf16-channels-last"],
+                ["fp32", "fp32-channels-last", "bf16-channels-last"]),
     "mnist": ("MnistTrainStep", 1024, None, ["fp32", "bf16"], ["fp32", "bf16-channels-last"]),
 }
 

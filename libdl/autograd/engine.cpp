@@ -51,24 +51,27 @@ Tensor record(const char* name, Tensor output, std::vector<Tensor> inputs, Backw
 
 namespace {
 // into += g, element-wise: on the host here, on a device through its backend (Note [device interface]).
-void accumulate(Tensor& into, const Tensor& g) {
-  DL_CHECK(into.shape() == g.shape() && into.dtype() == g.dtype() && into.device() == g.device(),
-           "backward(): a gradient of ", g.shape().str(), " ", dtype_name(g.dtype()), " on ", g.device().str(),
+void accumulate(Tensor& into, const Tensor& g_in) {
+  DL_CHECK(into.shape() == g_in.shape() && into.dtype() == g_in.dtype() && into.device() == g_in.device(),
+           "backward(): a gradient of ", g_in.shape().str(), " ", dtype_name(g_in.dtype()), " on ", g_in.device().str(),
            " cannot be added to the accumulated ", into.shape().str(), " ", dtype_name(into.dtype()), " on ",
            into.device().str());
+  // Gradients of one tensor from two branches may come in two memory formats: added in the first one's.
+  const MemoryFormat f = into.memory_format();
+  const Tensor g = g_in.to(f);
   const int64_t n = into.numel();
   if (!into.device().is_cpu())
     return device_backend(into.device())
-        .accumulate(into.raw_data(), g.raw_data(), into.dtype(), n, into.device().index);
+        .accumulate(into.raw_data(f), g.raw_data(f), into.dtype(), n, into.device().index);
   auto add = [n](auto* y, const auto* x) {
 #pragma omp parallel for if (n >= 65536)
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
   };
   switch (into.dtype()) {
     case DType::kFloat32:
-      return add(into.data<float>(), g.data<float>());
+      return add(into.data<float>(f), g.data<float>(f));
     case DType::kFloat64:
-      return add(into.data<double>(), g.data<double>());
+      return add(into.data<double>(f), g.data<double>(f));
     default:
       DL_THROW("backward(): expected float32 or float64 gradients, got ", dtype_name(into.dtype()));
   }
@@ -77,7 +80,8 @@ void accumulate(Tensor& into, const Tensor& g) {
 void accumulate_leaf(const Tensor& leaf, const Tensor& g) {
   Tensor current = leaf.grad();
   if (!current.defined()) {
-    leaf.impl()->grad = g.clone();  // own it: g may be shared with other branches
+    // Own it (g may be shared with other branches), in the leaf's own memory format.
+    leaf.impl()->grad = g.memory_format() == leaf.memory_format() ? g.clone() : g.to(leaf.memory_format());
   } else {
     accumulate(current, g);
   }

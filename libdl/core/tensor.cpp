@@ -87,11 +87,54 @@ void convert_elements(DType from, const void* src, DType to, void* dst, int64_t 
 }
 }  // namespace
 
+const char* memory_format_name(MemoryFormat f) {
+  return f == MemoryFormat::kChannelsLast ? "channels-last (NHWC)" : "contiguous (NCHW)";
+}
+
+MemoryFormat canonical_format(const Shape& shape, MemoryFormat f) {
+  if (f == MemoryFormat::kContiguous) return f;
+  DL_CHECK(shape.ndim() == 4, "channels-last: expected a 4-D [N, C, H, W] shape, got ", shape.str());
+  return shape[1] == 1 || shape[2] * shape[3] == 1 ? MemoryFormat::kContiguous : f;
+}
+
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype), device);
   impl->shape = shape;
   impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, MemoryFormat format) {
+  Tensor t = empty(shape, dtype, device);
+  t.impl_->format = canonical_format(shape, format);
+  return t;
+}
+
+MemoryFormat Tensor::memory_format() const { return checked(impl_).format; }
+
+Tensor Tensor::storage_order_view() const {
+  const TensorImpl& t = checked(impl_);
+  if (t.format == MemoryFormat::kContiguous) return *this;
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = t.storage;
+  impl->offset = t.offset;
+  impl->shape = Shape{t.shape[0], t.shape[2], t.shape[3], t.shape[1]};
+  impl->dtype = t.dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::channels_last_view(const Tensor& nhwc) {
+  const TensorImpl& t = checked(nhwc.impl_);
+  DL_CHECK(t.shape.ndim() == 4 && t.format == MemoryFormat::kContiguous,
+           "channels_last_view: expected a contiguous 4-D [N, H, W, C] tensor, got ", t.shape.str(), " ",
+           memory_format_name(t.format));
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = t.storage;
+  impl->offset = t.offset;
+  impl->shape = Shape{t.shape[0], t.shape[3], t.shape[1], t.shape[2]};
+  impl->dtype = t.dtype;
+  impl->format = canonical_format(impl->shape, MemoryFormat::kChannelsLast);
   return Tensor(std::move(impl));
 }
 
@@ -160,7 +203,40 @@ int64_t Tensor::size(int d) const {
 
 void* Tensor::raw_data() const {
   const TensorImpl& t = checked(impl_);
+  DL_CHECK(t.format == MemoryFormat::kContiguous, "tensor of shape ", t.shape.str(),
+           " is channels-last (NHWC) and this code reads NCHW: convert it first (ops::contiguous)");
   return static_cast<char*>(t.storage->data()) + t.offset;
+}
+
+void* Tensor::raw_data(MemoryFormat format) const {
+  const TensorImpl& t = checked(impl_);
+  DL_CHECK(t.format == format, "expected a ", memory_format_name(format), " tensor, got a ",
+           memory_format_name(t.format), " one of shape ", t.shape.str());
+  return static_cast<char*>(t.storage->data()) + t.offset;
+}
+
+namespace {
+// Reorders the elements of a 4-D [N, C, H, W] tensor between NCHW and NHWC on the CPU, any element size.
+void reorder_4d(const Shape& s, size_t es, const uint8_t* src, uint8_t* dst, bool to_nhwc) {
+  const int64_t n = s[0], c = s[1], hw = s[2] * s[3];
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = 0; p < hw; ++p) {
+        const int64_t nchw = (i * c + ch) * hw + p, nhwc = (i * hw + p) * c + ch;
+        std::memcpy(dst + es * static_cast<size_t>(to_nhwc ? nhwc : nchw),
+                    src + es * static_cast<size_t>(to_nhwc ? nchw : nhwc), es);
+      }
+}
+}  // namespace
+
+Tensor Tensor::to(MemoryFormat format) const {
+  const MemoryFormat want = canonical_format(shape(), format);
+  if (want == memory_format()) return *this;
+  if (!device().is_cpu()) return to(Device::cpu()).to(format).to(device());
+  Tensor out = empty(shape(), dtype(), device(), want);
+  reorder_4d(shape(), dtype_size(dtype()), static_cast<const uint8_t*>(raw_data(memory_format())),
+             static_cast<uint8_t*>(out.raw_data(want)), want == MemoryFormat::kChannelsLast);
+  return out;
 }
 
 template <TensorElement T>
@@ -182,6 +258,7 @@ template Float16 Tensor::item<Float16>() const;
 
 std::vector<float> Tensor::to_vector_f32() const {
   if (!device().is_cpu()) return to(Device::cpu()).to_vector_f32();
+  if (is_channels_last()) return to(MemoryFormat::kContiguous).to_vector_f32();  // in [N, C, H, W] order
   std::vector<float> out(static_cast<size_t>(numel()));
   convert_elements(dtype(), raw_data(), DType::kFloat32, out.data(), numel());
   return out;
@@ -197,6 +274,7 @@ Tensor Tensor::slice(int64_t begin, int64_t end) const {
   impl->shape = t.shape;
   impl->shape[0] = end - begin;
   impl->dtype = t.dtype;
+  impl->format = t.format;  // N is outermost in both orders
   impl->offset = t.offset + static_cast<size_t>(begin * (t.shape.numel() / std::max<int64_t>(t.shape[0], 1))) *
                                 dtype_size(t.dtype);
   return Tensor(std::move(impl));
@@ -206,6 +284,8 @@ Tensor Tensor::view(const Shape& shape) const {
   const TensorImpl& t = checked(impl_);
   DL_CHECK(shape.numel() == t.shape.numel(), "view: cannot view ", t.shape.str(), " (", t.shape.numel(),
            " elements) as ", shape.str(), " (", shape.numel(), " elements)");
+  DL_CHECK(t.format == MemoryFormat::kContiguous, "view: tensor of shape ", t.shape.str(),
+           " is channels-last (NHWC); convert it first (ops::contiguous)");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = t.storage;
   impl->offset = t.offset;
@@ -215,28 +295,29 @@ Tensor Tensor::view(const Shape& shape) const {
 }
 
 Tensor Tensor::clone() const {
-  Tensor out = empty(shape(), dtype(), device());
+  Tensor out = empty(shape(), dtype(), device(), memory_format());
   out.copy_(*this);
   return out;
 }
 
 Tensor Tensor::to(Device device) const {
   if (device == this->device()) return *this;
-  Tensor out = empty(shape(), dtype(), device);
+  Tensor out = empty(shape(), dtype(), device, memory_format());
   out.copy_(*this);
   return out;
 }
 
 Tensor Tensor::to(DType dtype) const {
   if (dtype == this->dtype()) return *this;
-  Tensor out = empty(shape(), dtype, device());
+  const MemoryFormat f = memory_format();  // kept: the conversion is element by element
+  Tensor out = empty(shape(), dtype, device(), f);
   if (device().is_cpu()) {
-    convert_elements(this->dtype(), raw_data(), dtype, out.raw_data(), numel());
+    convert_elements(this->dtype(), raw_data(f), dtype, out.raw_data(f), numel());
     return out;
   }
   // On a device: float32 to and from bfloat16 / float16 by the backend's own kernel, on its stream;
   // other conversions serve labels and checkpoints and go through the host.
-  if (device_backend(device()).convert(raw_data(), this->dtype(), out.raw_data(), dtype, numel(), device().index))
+  if (device_backend(device()).convert(raw_data(f), this->dtype(), out.raw_data(f), dtype, numel(), device().index))
     return out;
   return to(Device::cpu()).to(dtype).to(device());
 }
@@ -248,23 +329,27 @@ Tensor Tensor::detach() const {
   impl->offset = t.offset;
   impl->shape = t.shape;
   impl->dtype = t.dtype;
+  impl->format = t.format;
   return Tensor(std::move(impl));
 }
 
 void Tensor::copy_(const Tensor& src) {
   DL_CHECK(src.shape() == shape() && src.dtype() == dtype(), "copy_: expected ", shape().str(), " ",
            dtype_name(dtype()), ", got ", src.shape().str(), " ", dtype_name(src.dtype()));
-  if (nbytes() == 0 || (raw_data() == src.raw_data() && device() == src.device())) return;
+  const MemoryFormat f = memory_format();
+  if (src.memory_format() != f) return copy_(src.to(f));
+  if (nbytes() == 0 || (raw_data(f) == src.raw_data(f) && device() == src.device())) return;
   if (device().is_cpu() && src.device().is_cpu())
-    std::memmove(raw_data(), src.raw_data(), nbytes());
+    std::memmove(raw_data(f), src.raw_data(f), nbytes());
   else
     device_backend(device().is_cpu() ? src.device() : device())
-        .copy(raw_data(), device(), src.raw_data(), src.device(), nbytes());
+        .copy(raw_data(f), device(), src.raw_data(f), src.device(), nbytes());
 }
 
 void Tensor::fill_(double value) {
-  if (!device().is_cpu()) return device_backend(device()).fill(raw_data(), dtype(), numel(), value, device().index);
-  visit_dtype(dtype(), raw_data(), [&](auto* p) {
+  void* data = raw_data(memory_format());  // every element alike: either order
+  if (!device().is_cpu()) return device_backend(device()).fill(data, dtype(), numel(), value, device().index);
+  visit_dtype(dtype(), data, [&](auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
     std::fill(p, p + numel(), static_cast<T>(value));
   });

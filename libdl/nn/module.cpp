@@ -8,6 +8,7 @@
 #include <typeinfo>
 
 #include "dl/autograd/engine.h"
+#include "dl/ops/shape_ops.h"
 
 namespace dl::nn {
 
@@ -53,6 +54,10 @@ Tensor& Module::register_buffer(const std::string& name, Tensor t) {
 
 void Module::to(Device device) {
   for (auto& [name, t] : state()) t.move_to_(device);
+}
+
+void Module::to(MemoryFormat format) {
+  for_each_module([format](Module& m) { m.memory_format_ = format; });
 }
 
 void Module::for_each_module(const std::function<void(Module&)>& f) {
@@ -147,6 +152,7 @@ void Module::copy_own_state_to(Module& copy) const {
     assign_copy(copy.buffers_[i].second, buffers_[i].second, who + " buffer '" + buffers_[i].first + "'");
   }
   copy.training_ = training_;
+  copy.memory_format_ = memory_format_;
 }
 
 std::shared_ptr<Module> Module::clone() const {
@@ -311,8 +317,11 @@ Tensor Layer::operator()(const Tensor& x) {
   return call(x, [this](const Tensor& in) { return forward(in); });
 }
 
-Tensor Layer::call(const Tensor& x, const std::function<Tensor(const Tensor&)>& body) {
+Tensor Layer::call(const Tensor& x_in, const std::function<Tensor(const Tensor&)>& body) {
   check_registered(*this);
+  const bool reorder = memory_format() == MemoryFormat::kChannelsLast && x_in.defined() && x_in.dim() == 4 &&
+                       is_floating(x_in.dtype()) && !x_in.is_channels_last();
+  const Tensor x = reorder ? ops::channels_last(x_in) : x_in;
   const std::shared_ptr<LayerHooks> hooks = hooks_;  // alive through the call, whatever the hooks remove
   if (hooks) {
     hooks->owner = this;

@@ -3,6 +3,7 @@
 #include "dl/ops/activation.h"
 
 #include "backend/cpu/cpu_ops.h"
+#include "dl/ops/shape_ops.h"
 #include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 #include "ops/unary.h"
@@ -13,26 +14,33 @@ using namespace detail;
 
 Tensor relu(const Tensor& x) {
   check_float(x, "relu", "x");
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch(
-      x, "relu",
-      [&](auto t) {
-        using T = decltype(t);
-        cpu::relu_forward(x.data<T>(), y.data<T>(), x.numel());
-      },
-      [&](int dev) { DL_CUDA_BODY(cuda::relu_forward(dev, f32(x), f32(y), x.numel())); });
+  Tensor y = empty_like(x);  // Note [element-wise formats]
+  {
+    const Tensor xs = storage(x);
+    Tensor ys = storage(y);
+    dispatch(
+        x, "relu",
+        [&](auto t) {
+          using T = decltype(t);
+          cpu::relu_forward(xs.data<T>(), ys.data<T>(), x.numel());
+        },
+        [&](int dev) { DL_CUDA_BODY(cuda::relu_forward(dev, f32(xs), f32(ys), x.numel())); });
+  }
   if (auto* tr = active_tracer()) tr->record({"relu", {x}, y});
   if (!autograd::needs_record({x})) return y;
   Tensor saved = y.detach();
-  return autograd::record("relu", y, {x}, [saved](const Tensor& gy, const std::vector<bool>&) {
-    Tensor gx = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
+  return autograd::record("relu", y, {x}, [saved](const Tensor& gy_in, const std::vector<bool>&) {
+    const Tensor gy = storage(to_memory_format(gy_in, saved.memory_format()));
+    Tensor gx = empty_like(saved);
+    const Tensor ss = storage(saved);
+    Tensor gxs = storage(gx);
     dispatch(
         gy, "relu_backward",
         [&](auto t) {
           using T = decltype(t);
-          cpu::relu_backward(saved.data<T>(), gy.data<T>(), gx.data<T>(), gy.numel());
+          cpu::relu_backward(ss.data<T>(), gy.data<T>(), gxs.data<T>(), gy.numel());
         },
-        [&](int dev) { DL_CUDA_BODY(cuda::relu_backward(dev, f32(saved), f32(gy), f32(gx), gy.numel())); });
+        [&](int dev) { DL_CUDA_BODY(cuda::relu_backward(dev, f32(ss), f32(gy), f32(gxs), gy.numel())); });
     return std::vector<Tensor>{gx};
   });
 }

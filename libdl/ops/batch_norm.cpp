@@ -8,6 +8,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/elementwise.h"
+#include "dl/ops/shape_ops.h"
 #include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 
@@ -191,12 +192,19 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   DL_CHECK(!opt.training || n * s > 1, op, ": training needs more than one value per channel, got input ",
            x.shape().str());
 
+  // A channels-last x keeps its format (Note [memory format]); where no loop reads NHWC (CUDA until its
+  // NHWC descriptors land, the synchronised batch norm) the op runs in NCHW between two reorders.
+  const MemoryFormat fmt = x.memory_format();
+  const bool cl = fmt == MemoryFormat::kChannelsLast;
+  if (cl && (!x.device().is_cpu() || (opt.training && opt.sync)))
+    return channels_last(batch_norm(contiguous(x), gamma, beta, running_mean, running_var, opt));
+
   if (opt.training && opt.sync) {
     return x.dtype() == DType::kFloat64
                ? batch_norm_synced<double>(x, gamma, beta, running_mean, running_var, opt, n, c, s)
                : batch_norm_synced<float>(x, gamma, beta, running_mean, running_var, opt, n, c, s);
   }
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device(), fmt);
   const double eps = opt.eps;
   const bool relu = opt.relu;
   if (!opt.training) {
@@ -204,8 +212,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
         x, op,
         [&](auto t) {
           using T = decltype(t);
-          cpu::batch_norm_forward_infer(x.data<T>(), gamma.data<T>(), beta.data<T>(), running_mean.data<T>(),
-                                        running_var.data<T>(), n, c, s, eps, y.data<T>(), relu);
+          (cl ? cpu::batch_norm_forward_infer_nhwc<T>
+              : cpu::batch_norm_forward_infer<T>)(x.data<T>(fmt), gamma.data<T>(), beta.data<T>(),
+                                                  running_mean.data<T>(), running_var.data<T>(), n, c, s, eps,
+                                                  y.data<T>(fmt), relu);
         },
         [&](int dev) {
           DL_CUDA_BODY(cuda::batch_norm_forward_infer(dev, f32(x), f32(gamma), f32(beta), f32(running_mean),
@@ -220,16 +230,18 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
     return autograd::record(
         relu ? "batch_norm_relu_infer" : "batch_norm_infer", y, {x, gamma, beta},
         [=](const Tensor& gy_in, const std::vector<bool>& needs) {
-          const Tensor gy = relu_masked(gy_in, sy, relu);
-          Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
+          const Tensor gy = relu_masked(to_memory_format(gy_in, fmt), sy, relu);
+          Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device(), fmt) : Tensor();
           Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
           dispatch(
               gy, "batch_norm_backward",
               [&](auto t) {
                 using T = decltype(t);
-                cpu::batch_norm_backward_infer(sx.data<T>(), sg.data<T>(), gy.data<T>(), sm.data<T>(), sv.data<T>(), n,
-                                               c, s, eps, gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(),
-                                               gb.data<T>(), ptr_or_null<T>(sy));
+                (cl ? cpu::batch_norm_backward_infer_nhwc<T>
+                    : cpu::batch_norm_backward_infer<T>)(sx.data<T>(fmt), sg.data<T>(), gy.data<T>(fmt), sm.data<T>(),
+                                                         sv.data<T>(), n, c, s, eps,
+                                                         gx.defined() ? gx.data<T>(fmt) : nullptr, gg.data<T>(),
+                                                         gb.data<T>(), sy.defined() ? sy.data<T>(fmt) : nullptr);
               },
               [&](int dev) {
                 DL_CUDA_BODY(cuda::batch_norm_backward_infer(dev, f32(sx), f32(sg), f32(gy), f32(sm), f32(sv), n, c, s,
@@ -246,8 +258,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
       [&](auto t) {
         using T = decltype(t);
         Tensor var_unbiased = Tensor::empty({c}, x.dtype(), x.device());
-        cpu::batch_norm_forward_train(x.data<T>(), gamma.data<T>(), beta.data<T>(), n, c, s, eps, y.data<T>(),
-                                      mean.data<T>(), invstd.data<T>(), var_unbiased.data<T>(), relu);
+        (cl ? cpu::batch_norm_forward_train_nhwc<T>
+            : cpu::batch_norm_forward_train<T>)(x.data<T>(fmt), gamma.data<T>(), beta.data<T>(), n, c, s, eps,
+                                                y.data<T>(fmt), mean.data<T>(), invstd.data<T>(),
+                                                var_unbiased.data<T>(), relu);
         T* rm = running_mean.data<T>();
         T* rv = running_var.data<T>();
         const T m = static_cast<T>(opt.momentum);
@@ -268,16 +282,17 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   return autograd::record(
       relu ? "batch_norm_relu" : "batch_norm", y, {x, gamma, beta},
       [=](const Tensor& gy_in, const std::vector<bool>& needs) {
-        const Tensor gy = relu_masked(gy_in, sy, relu);
-        Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
+        const Tensor gy = relu_masked(to_memory_format(gy_in, fmt), sy, relu);
+        Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device(), fmt) : Tensor();
         Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
         dispatch(
             gy, "batch_norm_backward",
             [&](auto t) {
               using T = decltype(t);
-              cpu::batch_norm_backward(sx.data<T>(), sg.data<T>(), gy.data<T>(), mean.data<T>(), invstd.data<T>(), n, c,
-                                       s, gx.defined() ? gx.data<T>() : nullptr, gg.data<T>(), gb.data<T>(),
-                                       ptr_or_null<T>(sy));
+              (cl ? cpu::batch_norm_backward_nhwc<T>
+                  : cpu::batch_norm_backward<T>)(sx.data<T>(fmt), sg.data<T>(), gy.data<T>(fmt), mean.data<T>(),
+                                                 invstd.data<T>(), n, c, s, gx.defined() ? gx.data<T>(fmt) : nullptr,
+                                                 gg.data<T>(), gb.data<T>(), sy.defined() ? sy.data<T>(fmt) : nullptr);
             },
             [&](int dev) {
               DL_CUDA_BODY(cuda::batch_norm_backward(dev, f32(sx), f32(sg), f32(gy), f32(mean), f32(invstd), n, c, s,

@@ -39,13 +39,21 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Conv2dGeometry g = conv2d_geometry(x.shape(), weight.shape(), p);
   g.math = math_precision(x, "conv2d");  // captured for the backward too
   if (bias.defined()) check_shape(bias, {g.k}, "conv2d", "bias");
+  // A channels-last x gives a channels-last y (Note [memory format]). Where no engine reads NHWC (the
+  // im2col path of float64 and small float32 convolutions; CUDA until its NHWC descriptors land) the
+  // convolution runs in NCHW between two reorders, with the same result.
+  const MemoryFormat fmt = x.memory_format();
+  if (fmt == MemoryFormat::kChannelsLast &&
+      !(x.device().is_cpu() && x.dtype() == DType::kFloat32 && cpu::conv2d_takes_channels_last(g)))
+    return channels_last(conv2d(contiguous(x), weight, bias, p));
+  g.channels_last = fmt == MemoryFormat::kChannelsLast;
 
-  Tensor y = Tensor::empty({g.n, g.k, g.ho, g.wo}, x.dtype(), x.device());
+  Tensor y = Tensor::empty({g.n, g.k, g.ho, g.wo}, x.dtype(), x.device(), fmt);
   dispatch(
       x, "conv2d",
       [&](auto t) {
         using T = decltype(t);
-        cpu::conv2d_forward(g, x.data<T>(), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>());
+        cpu::conv2d_forward(g, x.data<T>(fmt), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>(y.memory_format()));
       },
       [&](int dev) { DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(x), f32(weight), f32(bias), f32(y))); });
   if (auto* tr = active_tracer()) tr->record({"conv2d", {x, weight, bias}, y, TraceAttrs::of_conv(p)});
@@ -53,16 +61,19 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Tensor sx = x.detach(), sw = weight.detach();
   const bool has_bias = bias.defined();
   return autograd::record(
-      "conv2d", y, {x, weight, bias}, [sx, sw, g, has_bias](const Tensor& gy, const std::vector<bool>& needs) {
-        Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device()) : Tensor();
+      "conv2d", y, {x, weight, bias},
+      [sx, sw, g, has_bias, fy = y.memory_format()](const Tensor& gy_in, const std::vector<bool>& needs) {
+        const Tensor gy = to_memory_format(gy_in, fy);
+        const MemoryFormat fx = sx.memory_format();
+        Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device(), fx) : Tensor();
         Tensor gw = needs[1] ? Tensor::empty(sw.shape(), sw.dtype(), sw.device()) : Tensor();
         Tensor gb = has_bias && needs[2] ? Tensor::empty({g.k}, sw.dtype(), sw.device()) : Tensor();
         dispatch(
             gy, "conv2d_backward",
             [&](auto t) {
               using T = decltype(t);
-              auto out = [](Tensor& u) { return u.defined() ? u.data<T>() : nullptr; };
-              cpu::conv2d_backward(g, sx.data<T>(), sw.data<T>(), gy.data<T>(), out(gx), out(gw), out(gb));
+              auto out = [](Tensor& u) { return u.defined() ? u.data<T>(u.memory_format()) : nullptr; };
+              cpu::conv2d_backward(g, sx.data<T>(fx), sw.data<T>(), gy.data<T>(fy), out(gx), out(gw), out(gb));
             },
             [&](int dev) {
               DL_CUDA_BODY(cuda::conv2d_backward(dev, g, f32(sx), f32(sw), f32(gy), f32(gx), f32(gw), f32(gb)));

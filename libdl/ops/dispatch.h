@@ -75,6 +75,13 @@ decltype(auto) dispatch(const Tensor& t, const char* op, F&& f) {
   }
 }
 
+// Note [element-wise formats]: an element-wise op treats every element alike, so it runs over the storage
+// order of operands that share one memory format (Note [memory format] in dl/core/tensor.h) and gives its
+// output that format: storage(t) is t seen as a contiguous tensor of its storage order, empty_like(t) a new
+// tensor in t's format.
+inline Tensor storage(const Tensor& t) { return t.defined() ? t.storage_order_view() : t; }
+inline Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device(), t.memory_format()); }
+
 [[noreturn]] inline void no_cuda_body() { DL_THROW("libdl was built without its CUDA backend"); }
 
 // Calls cpu(T{}) with T = float or double on the CPU, or cuda(device index) for a float32 tensor on a

@@ -3,6 +3,7 @@
 #include "dl/ops/dropout.h"
 
 #include "backend/cpu/cpu_ops.h"
+#include "dl/ops/shape_ops.h"
 #include "ops/dispatch.h"
 
 namespace dl::ops {
@@ -10,15 +11,19 @@ namespace dl::ops {
 using namespace detail;
 
 namespace {
+// The mask is drawn over the storage order (Note [element-wise formats]): a tensor and its gradient in one
+// memory format get the same mask.
 Tensor apply_mask(const Tensor& x, uint64_t seed, float p) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor y = empty_like(x);
+  const Tensor xs = storage(x);
+  Tensor ys = storage(y);
   dispatch(
       x, "dropout",
       [&](auto t) {
         using T = decltype(t);
-        cpu::dropout(x.data<T>(), y.data<T>(), x.numel(), seed, p);
+        cpu::dropout(xs.data<T>(), ys.data<T>(), x.numel(), seed, p);
       },
-      [&](int dev) { DL_CUDA_BODY(cuda::dropout(dev, f32(x), f32(y), x.numel(), seed, p)); });
+      [&](int dev) { DL_CUDA_BODY(cuda::dropout(dev, f32(xs), f32(ys), x.numel(), seed, p)); });
   return y;
 }
 }  // namespace
@@ -30,9 +35,10 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   const uint64_t seed = gen.next_u64();
   const float pf = static_cast<float>(p);
   Tensor y = apply_mask(x, seed, pf);
-  return autograd::record("dropout", y, {x}, [seed, pf](const Tensor& gy, const std::vector<bool>&) {
-    return std::vector<Tensor>{apply_mask(gy, seed, pf)};
-  });
+  return autograd::record("dropout", y, {x},
+                          [seed, pf, fmt = x.memory_format()](const Tensor& gy, const std::vector<bool>&) {
+                            return std::vector<Tensor>{apply_mask(to_memory_format(gy, fmt), seed, pf)};
+                          });
 }
 
 }  // namespace dl::ops

@@ -57,28 +57,43 @@ std::pair<Shape, kern::StridedIndex<2>> operands(const char* name, const Tensor&
 // (none for add and sub, whose partials are dy and -dy) and sums each down to its operand's shape.
 template <typename Op>
 Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
-  const std::pair<Shape, kern::StridedIndex<2>> checked = operands(name, a, b);
+  // Note [element-wise formats]: a channels-last a with a scalar or a same-shaped channels-last b runs over
+  // the storage order; any other mix with a channels-last operand is computed in NCHW (and a channels-last
+  // a keeps its format in the result).
+  const bool a_cl = a.defined() && a.is_channels_last();
+  if (a_cl || (b.defined() && b.is_channels_last())) {
+    const bool same = a_cl && (!b.defined() || (b.is_channels_last() && b.shape() == a.shape()));
+    if (!same) {
+      Tensor y = binary(name, op, contiguous(a), b.defined() ? contiguous(b) : b, s);
+      return a_cl && y.shape() == a.shape() ? channels_last(y) : y;
+    }
+  }
+  const Tensor as = storage(a), bs = storage(b);
+  const std::pair<Shape, kern::StridedIndex<2>> checked = operands(name, as, bs);
   const Shape out = checked.first;  // named copies: lambdas below capture them (clang 14 cannot capture bindings)
   const kern::StridedIndex<2> ix = checked.second;
-  Tensor y = Tensor::empty(out, a.dtype(), a.device());
-  const int64_t n = y.numel();
+  Tensor ys = Tensor::empty(out, a.dtype(), a.device());
+  const Tensor y = a_cl ? Tensor::channels_last_view(ys) : ys;
+  const int64_t n = ys.numel();
   dispatch(
       a, name,
       [&](auto t) {
         using T = decltype(t);
-        cpu::broadcast_binary(op, a.data<T>(), ptr_or_null<T>(b), scalar_as<T>(s), y.data<T>(), n, ix);
+        cpu::broadcast_binary(op, as.data<T>(), ptr_or_null<T>(bs), scalar_as<T>(s), ys.data<T>(), n, ix);
       },
-      [&](int dev) { DL_CUDA_BODY(cuda::broadcast_binary(dev, op, f32(a), f32(b), to_float(s), f32(y), n, ix)); });
+      [&](int dev) { DL_CUDA_BODY(cuda::broadcast_binary(dev, op, f32(as), f32(bs), to_float(s), f32(ys), n, ix)); });
   if (auto* tr = active_tracer()) tr->record({name, {a, b}, y, TraceAttrs::of_reals({s}, !b.defined())});
   if (!autograd::needs_record({a, b})) return y;
   // Note [saved for backward]: only what the wanted partials read (the functor's kGradA/kGradB) stays
   // alive with the graph; a scalar's partials for a read nothing but the scalar.
   const unsigned uses = (a.requires_grad() ? Op::kGradA : 0u) | (b.defined() && b.requires_grad() ? Op::kGradB : 0u);
-  const Shape a_shape = a.shape(), b_shape = shape_or_scalar(b);
-  const Tensor sa = uses & kern::kUsesA ? a.detach() : Tensor();
-  const Tensor sb = b.defined() && (uses & kern::kUsesB) ? b.detach() : Tensor();
-  const Tensor sy = uses & kern::kUsesY ? y.detach() : Tensor();
-  return autograd::record(name, y, {a, b}, [=](const Tensor& gy, const std::vector<bool>& needs) {
+  const Shape a_shape = as.shape(), b_shape = shape_or_scalar(bs);
+  const Tensor sa = uses & kern::kUsesA ? as.detach() : Tensor();
+  const Tensor sb = b.defined() && (uses & kern::kUsesB) ? bs.detach() : Tensor();
+  const Tensor sy = uses & kern::kUsesY ? ys.detach() : Tensor();
+  const MemoryFormat fy = y.memory_format();
+  return autograd::record(name, y, {a, b}, [=](const Tensor& gy_in, const std::vector<bool>& needs) {
+    const Tensor gy = storage(to_memory_format(gy_in, fy));
     const bool want_b = needs.size() > 1 && needs[1];
     Tensor ga, gb;
     if constexpr (Op::kLinear) {
@@ -100,8 +115,10 @@ Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, 
                                                          f32(ga), f32(gb), n, ix));
           });
     }
-    return std::vector<Tensor>{ga.defined() ? sum_to(ga, a_shape) : Tensor(),
-                               gb.defined() ? sum_to(gb, b_shape) : Tensor()};
+    // Back from the storage order (same-shaped operands: sum_to is the identity there).
+    auto in_format = [a_cl](const Tensor& g) { return a_cl ? Tensor::channels_last_view(g) : g; };
+    return std::vector<Tensor>{ga.defined() ? in_format(sum_to(ga, a_shape)) : Tensor(),
+                               gb.defined() ? in_format(sum_to(gb, b_shape)) : Tensor()};
   });
 }
 
@@ -319,24 +336,28 @@ void add_(Tensor& dst, const Tensor& src, double alpha) {
 Tensor sum(const Tensor& a) {
   check_float(a, "sum", "a");
   Tensor y = Tensor::empty({1}, a.dtype(), a.device());
+  const Tensor as = storage(a);  // every element once: either memory format
   dispatch(
       a, "sum",
       [&](auto t) {
         using T = decltype(t);
-        y.data<T>()[0] = cpu::sum(a.data<T>(), a.numel());
+        y.data<T>()[0] = cpu::sum(as.data<T>(), a.numel());
       },
-      [&](int dev) { DL_CUDA_BODY(cuda::sum(dev, f32(a), f32(y), a.numel())); });
+      [&](int dev) { DL_CUDA_BODY(cuda::sum(dev, f32(as), f32(y), a.numel())); });
   if (auto* tr = active_tracer()) tr->record({"sum", {a}, y});  // no dims: all of them, to shape [1]
   const Shape shape = a.shape();
-  return autograd::record("sum", y, {a}, [shape](const Tensor& gy, const std::vector<bool>&) {
+  const MemoryFormat fmt = a.memory_format();
+  return autograd::record("sum", y, {a}, [shape, fmt](const Tensor& gy, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(shape, gy.dtype(), gy.device(), fmt);
     if (gy.device().is_cuda()) {  // broadcast on the device: no read of gy by the host
-      Tensor gx = Tensor::empty(shape, gy.dtype(), gy.device());
+      Tensor gxs = storage(gx);
       dispatch(
           gy, "sum_backward", [](auto) {},
-          [&](int dev) { DL_CUDA_BODY(cuda::broadcast_scalar(dev, f32(gy), 1.f, f32(gx), gx.numel())); });
+          [&](int dev) { DL_CUDA_BODY(cuda::broadcast_scalar(dev, f32(gy), 1.f, f32(gxs), gx.numel())); });
       return std::vector<Tensor>{gx};
     }
-    return std::vector<Tensor>{Tensor::full(shape, gy.item<double>(), gy.dtype(), gy.device())};
+    gx.fill_(gy.item<double>());
+    return std::vector<Tensor>{gx};
   });
 }
 

@@ -27,33 +27,52 @@ Pool2dGeometry pool2d_geometry(const Shape& x, const Pool2dParams& p) {
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   check_float(x, "max_pool2d", "x");
   const Pool2dGeometry g = pool2d_geometry(x.shape(), p);
-  Tensor y = Tensor::empty({g.n, g.c, g.ho, g.wo}, x.dtype(), x.device());
+  // Channels-last (Note [memory format]) on the CPU by its own loops; on CUDA in NCHW between two reorders
+  // until cuDNN's NHWC descriptors land.
+  if (x.is_channels_last() && !x.device().is_cpu()) return channels_last(max_pool2d(contiguous(x), p));
+  const MemoryFormat fmt = x.memory_format();
+  const bool cl = fmt == MemoryFormat::kChannelsLast;
+  Tensor y = Tensor::empty({g.n, g.c, g.ho, g.wo}, x.dtype(), x.device(), fmt);
+  // The argmax lies as y does (N C Ho Wo or N Ho Wo C), held as a plain tensor.
   Tensor argmax = x.device().is_cpu() ? Tensor::empty({g.n, g.c, g.ho, g.wo}, DType::kInt32, x.device()) : Tensor();
   dispatch(
       x, "max_pool2d",
       [&](auto t) {
         using T = decltype(t);
-        cpu::max_pool2d_forward(g, x.data<T>(), y.data<T>(), argmax.data<int32_t>());
+        if (cl && y.is_channels_last())
+          cpu::max_pool2d_forward_nhwc(g, x.data<T>(fmt), y.data<T>(fmt), argmax.data<int32_t>());
+        else if (cl)  // a 1 x 1 output: either order
+          cpu::max_pool2d_forward_nhwc(g, x.data<T>(fmt), y.data<T>(), argmax.data<int32_t>());
+        else
+          cpu::max_pool2d_forward(g, x.data<T>(), y.data<T>(), argmax.data<int32_t>());
       },
       [&](int dev) { DL_CUDA_BODY(cuda::max_pool2d_forward(dev, g, f32(x), f32(y))); });
   // The CPU backward routes by the argmax; cuDNN's finds the maximum again from x and y.
   const Tensor sx = x.device().is_cuda() ? x.detach() : Tensor(), sy = x.device().is_cuda() ? y.detach() : Tensor();
   if (auto* tr = active_tracer()) tr->record({"max_pool2d", {x}, y, TraceAttrs::of_pool(p)});
-  return autograd::record("max_pool2d", y, {x}, [g, argmax, sx, sy](const Tensor& gy, const std::vector<bool>&) {
-    Tensor gx = Tensor::empty({g.n, g.c, g.h, g.w}, gy.dtype(), gy.device());
-    dispatch(
-        gy, "max_pool2d_backward",
-        [&](auto t) {
-          using T = decltype(t);
-          cpu::max_pool2d_backward(g, gy.data<T>(), argmax.data<int32_t>(), gx.data<T>());
-        },
-        [&](int dev) { DL_CUDA_BODY(cuda::max_pool2d_backward(dev, g, f32(sx), f32(sy), f32(gy), f32(gx))); });
-    return std::vector<Tensor>{gx};
-  });
+  const MemoryFormat fy = y.memory_format();
+  return autograd::record(
+      "max_pool2d", y, {x}, [g, argmax, sx, sy, fmt, fy](const Tensor& gy_in, const std::vector<bool>&) {
+        const Tensor gy = to_memory_format(gy_in, fy);
+        Tensor gx = Tensor::empty({g.n, g.c, g.h, g.w}, gy.dtype(), gy.device(), fmt);
+        dispatch(
+            gy, "max_pool2d_backward",
+            [&](auto t) {
+              using T = decltype(t);
+              if (fmt == MemoryFormat::kChannelsLast)
+                cpu::max_pool2d_backward_nhwc(g, gy.data<T>(fy), argmax.data<int32_t>(), gx.data<T>(fmt));
+              else
+                cpu::max_pool2d_backward(g, gy.data<T>(), argmax.data<int32_t>(), gx.data<T>());
+            },
+            [&](int dev) { DL_CUDA_BODY(cuda::max_pool2d_backward(dev, g, f32(sx), f32(sy), f32(gy), f32(gx))); });
+        return std::vector<Tensor>{gx};
+      });
 }
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
   check_float(x, "avg_pool2d", "x");
+  // Channels-last in NCHW between two reorders (the ASPP's image pooling reads a small map once).
+  if (x.is_channels_last()) return channels_last(avg_pool2d(contiguous(x), p));
   const Pool2dGeometry g = pool2d_geometry(x.shape(), p);
   Tensor y = Tensor::empty({g.n, g.c, g.ho, g.wo}, x.dtype(), x.device());
   dispatch(

@@ -16,22 +16,35 @@ Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w) {
   DL_CHECK(out_h >= 1 && out_w >= 1, "resize_bilinear: expected a positive output size, got ", out_h, "x", out_w);
   DL_CHECK(x.size(2) >= 1 && x.size(3) >= 1, "resize_bilinear: empty input ", x.shape().str());
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  Tensor y = Tensor::empty({n, c, out_h, out_w}, x.dtype(), x.device());
+  // Channels-last on the CPU by its own loops (the output too, or NCHW when its two orders coincide); on CUDA
+  // in NCHW between two reorders until an NHWC kernel lands.
+  if (x.is_channels_last() && !x.device().is_cpu()) return channels_last(resize_bilinear(contiguous(x), out_h, out_w));
+  const MemoryFormat fmt = x.memory_format();
+  const bool cl = fmt == MemoryFormat::kChannelsLast;
+  Tensor y = Tensor::empty({n, c, out_h, out_w}, x.dtype(), x.device(), fmt);
   dispatch(
       x, "resize_bilinear",
       [&](auto t) {
         using T = decltype(t);
-        cpu::resize_bilinear_forward(x.data<T>(), y.data<T>(), n * c, h, w, out_h, out_w);
+        if (cl)
+          cpu::resize_bilinear_forward_nhwc(x.data<T>(fmt), y.data<T>(y.memory_format()), n, c, h, w, out_h, out_w);
+        else
+          cpu::resize_bilinear_forward(x.data<T>(), y.data<T>(), n * c, h, w, out_h, out_w);
       },
       [&](int dev) { DL_CUDA_BODY(cuda::resize_bilinear_forward(dev, f32(x), f32(y), n * c, h, w, out_h, out_w)); });
   if (auto* tr = active_tracer()) tr->record({"resize_bilinear", {x}, y});
-  return autograd::record("resize_bilinear", y, {x}, [=](const Tensor& gy, const std::vector<bool>&) {
-    Tensor gx = Tensor::empty({n, c, h, w}, gy.dtype(), gy.device());
+  const MemoryFormat fy = y.memory_format();
+  return autograd::record("resize_bilinear", y, {x}, [=](const Tensor& gy_in, const std::vector<bool>&) {
+    const Tensor gy = to_memory_format(gy_in, fy);
+    Tensor gx = Tensor::empty({n, c, h, w}, gy.dtype(), gy.device(), fmt);
     dispatch(
         gy, "resize_bilinear_backward",
         [&](auto t) {
           using T = decltype(t);
-          cpu::resize_bilinear_backward(gy.data<T>(), gx.data<T>(), n * c, h, w, out_h, out_w);
+          if (cl)
+            cpu::resize_bilinear_backward_nhwc(gy.data<T>(fy), gx.data<T>(fmt), n, c, h, w, out_h, out_w);
+          else
+            cpu::resize_bilinear_backward(gy.data<T>(), gx.data<T>(), n * c, h, w, out_h, out_w);
         },
         [&](int dev) {
           DL_CUDA_BODY(cuda::resize_bilinear_backward(dev, f32(gy), f32(gx), n * c, h, w, out_h, out_w));

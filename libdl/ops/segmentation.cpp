@@ -3,6 +3,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/reduce.h"
+#include "dl/ops/shape_ops.h"
 #include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 
@@ -13,6 +14,7 @@ using namespace detail;
 namespace {
 Tensor arg_extreme(const Tensor& x, int64_t dim, bool keepdim, bool smallest, const char* op) {
   check_float(x, op, "x");
+  if (x.is_channels_last()) return arg_extreme(contiguous(x.detach()), dim, keepdim, smallest, op);
   DL_CHECK(x.dim() >= 1 && dim >= -x.dim() && dim < x.dim(), op, ": expected a dimension in [", -x.dim(), ", ", x.dim(),
            ") for shape ", x.shape().str(), ", got ", dim);
   if (dim < 0) dim += x.dim();
@@ -48,6 +50,7 @@ Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) { return arg_extreme(x
 Tensor correct_counts(const Tensor& logits, const Tensor& given_labels, int32_t ignore_index) {
   const char* op = "correct_counts";
   check_float(logits, op, "logits");
+  if (logits.is_channels_last()) return correct_counts(contiguous(logits.detach()), given_labels, ignore_index);
   check_defined(given_labels, op, "labels");
   const Tensor labels = int32_labels(given_labels, op);
   DL_CHECK(logits.dim() >= 2, op, ": expected N x C logits (N x C x H x W for pixels), got ", logits.shape().str());

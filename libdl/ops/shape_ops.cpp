@@ -15,6 +15,7 @@ using namespace detail;
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
   check_defined(x, "reshape", "x");
+  if (x.is_channels_last()) return reshape(contiguous(x), shape);  // the elements in [N, C, H, W] order
   Tensor y = x.view(shape);
   if (auto* tr = active_tracer()) tr->record({"reshape", {x}, y});
   const Shape in_shape = x.shape();
@@ -84,6 +85,24 @@ int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op, const Shape& s) {
 }
 }  // namespace
 
+Tensor to_memory_format(const Tensor& x, MemoryFormat format) {
+  check_defined(x, "to_memory_format", "x");
+  const MemoryFormat want = canonical_format(x.shape(), format);
+  if (want == x.memory_format()) return x;
+  // One permuting copy of the storage order: [N, C, H, W] -> [N, H, W, C] or back.
+  const Tensor src = x.storage_order_view();
+  const bool to_nhwc = want == MemoryFormat::kChannelsLast;
+  const std::vector<int> perm = to_nhwc ? std::vector<int>{0, 2, 3, 1} : std::vector<int>{0, 3, 1, 2};
+  const Shape& s = src.shape();
+  const Shape out{s[perm[0]], s[perm[1]], s[perm[2]], s[perm[3]]};
+  Tensor moved = strided_copy(src, out, permute_index(s, perm), "to_memory_format");
+  Tensor y = to_nhwc ? Tensor::channels_last_view(moved) : moved;
+  const MemoryFormat from = x.memory_format();
+  return autograd::record("to_memory_format", y, {x}, [from](const Tensor& gy, const std::vector<bool>&) {
+    return std::vector<Tensor>{to_memory_format(gy, from)};
+  });
+}
+
 Tensor expand(const Tensor& x, const Shape& shape) {
   check_defined(x, "expand", "x");
   DL_CHECK(broadcast_shapes(x.shape(), shape, "expand") == shape, "expand: shape ", x.shape().str(),
@@ -134,8 +153,17 @@ Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
   return permute(x, perm);
 }
 
-Tensor concat(const std::vector<Tensor>& xs) {
-  DL_CHECK(!xs.empty(), "concat: expected at least one tensor");
+Tensor concat(const std::vector<Tensor>& xs_in) {
+  DL_CHECK(!xs_in.empty(), "concat: expected at least one tensor");
+  // With a channels-last input the result is channels-last (Note [memory format]), the other inputs
+  // reordered to it; in NHWC each pixel's channels are joined, which is the NCHW loop with N H W "images"
+  // of one pixel each.
+  bool cl = false;
+  for (const Tensor& x : xs_in) cl = cl || (x.defined() && x.is_channels_last());
+  std::vector<Tensor> xs = xs_in;
+  if (cl)
+    for (Tensor& x : xs) x = channels_last(x);
+  const MemoryFormat fmt = cl ? MemoryFormat::kChannelsLast : MemoryFormat::kContiguous;
   const Tensor& first = xs[0];
   check_float(first, "concat", "xs[0]");
   DL_CHECK(first.dim() >= 2, "concat: expected N x C x ..., got ", first.shape().str());
@@ -152,42 +180,51 @@ Tensor concat(const std::vector<Tensor>& xs) {
   }
   Shape out = first.shape();
   out[1] = ctot;
-  const int64_t n = first.size(0);
+  int64_t n = first.size(0);
   int64_t s = 1;
   for (int d = 2; d < first.dim(); ++d) s *= first.size(d);
-  Tensor y = Tensor::empty(out, first.dtype(), first.device());
+  if (cl) n *= s, s = 1;  // N H W pixels of C_k channels each
+  Tensor y = Tensor::empty(out, first.dtype(), first.device(), fmt);
+  // A tensor whose two orders coincide (C_k == 1) stays contiguous: its own format reads the same bytes.
+  std::vector<Tensor> stored;
+  for (const Tensor& x : xs) stored.push_back(storage(x));
+  Tensor ys = storage(y);
   dispatch(
       first, "concat",
       [&](auto t) {
         using T = decltype(t);
         std::vector<const T*> ptrs;
-        for (const Tensor& x : xs) ptrs.push_back(x.data<T>());
-        cpu::concat_channels(ptrs.data(), cs.data(), static_cast<int>(xs.size()), n, s, y.data<T>());
+        for (const Tensor& x : stored) ptrs.push_back(x.data<T>());
+        cpu::concat_channels(ptrs.data(), cs.data(), static_cast<int>(xs.size()), n, s, ys.data<T>());
       },
       [&](int dev) {
         DL_CHECK(xs.size() <= 8, "concat: the CUDA kernel joins at most 8 tensors, got ", xs.size());
         std::vector<const float*> ptrs;
-        for (const Tensor& x : xs) ptrs.push_back(f32(x));
-        DL_CUDA_BODY(cuda::concat_channels(dev, ptrs.data(), cs.data(), static_cast<int>(xs.size()), n, s, f32(y)));
+        for (const Tensor& x : stored) ptrs.push_back(f32(x));
+        DL_CUDA_BODY(cuda::concat_channels(dev, ptrs.data(), cs.data(), static_cast<int>(xs.size()), n, s, f32(ys)));
       });
   if (auto* tr = active_tracer()) tr->record({"concat", xs, y, TraceAttrs::of_ints({1})});
   std::vector<Shape> shapes;
   for (const Tensor& x : xs) shapes.push_back(x.shape());
-  return autograd::record("concat", y, xs, [=](const Tensor& gy, const std::vector<bool>& needs) {
-    std::vector<Tensor> gxs(shapes.size());
+  return autograd::record("concat", y, xs, [=](const Tensor& gy_in, const std::vector<bool>& needs) {
+    const Tensor gy = storage(to_memory_format(gy_in, fmt));
+    std::vector<Tensor> gxs(shapes.size()), gstored(shapes.size());
     for (size_t k = 0; k < shapes.size(); ++k)
-      if (needs[k]) gxs[k] = Tensor::empty(shapes[k], gy.dtype(), gy.device());
+      if (needs[k]) {
+        gxs[k] = Tensor::empty(shapes[k], gy.dtype(), gy.device(), fmt);
+        gstored[k] = storage(gxs[k]);
+      }
     dispatch(
         gy, "concat_backward",
         [&](auto t) {
           using T = decltype(t);
           std::vector<T*> ptrs;
-          for (Tensor& g : gxs) ptrs.push_back(g.defined() ? g.data<T>() : nullptr);
+          for (Tensor& g : gstored) ptrs.push_back(g.defined() ? g.data<T>() : nullptr);
           cpu::split_channels(gy.data<T>(), cs.data(), static_cast<int>(cs.size()), n, s, ptrs.data());
         },
         [&](int dev) {
           std::vector<float*> ptrs;
-          for (Tensor& g : gxs) ptrs.push_back(f32(g));
+          for (Tensor& g : gstored) ptrs.push_back(f32(g));
           DL_CUDA_BODY(cuda::split_channels(dev, f32(gy), cs.data(), static_cast<int>(cs.size()), n, s, ptrs.data()));
         });
     return gxs;

@@ -7,6 +7,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "dl/ops/loss.h"
+#include "dl/ops/shape_ops.h"
 #include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 
@@ -26,6 +27,8 @@ ClassLayout class_layout(const Tensor& x, const char* op) {
 }
 
 Tensor softmax_impl(const Tensor& x, bool log) {
+  // Over the channels of NCHW (a channels-last x is reordered first; Note [memory format]).
+  if (x.defined() && x.is_channels_last()) return softmax_impl(contiguous(x), log);
   const char* op = log ? "log_softmax" : "softmax";
   check_float(x, op, "x");
   const ClassLayout l = class_layout(x, op);
@@ -81,6 +84,8 @@ void check_labels(const Tensor& given_labels, int64_t num_classes, int32_t ignor
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& given_labels, const CrossEntropyOptions& opt) {
+  // The kernels read NCHW logits (a channels-last map is reordered first; Note [memory format]).
+  if (logits.defined() && logits.is_channels_last()) return cross_entropy(contiguous(logits), given_labels, opt);
   const char* op = "cross_entropy";
   check_float(logits, op, "logits");
   check_defined(given_labels, op, "labels");

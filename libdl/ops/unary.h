@@ -2,6 +2,7 @@
 // (ops/activation.cpp) and the math ops (ops/elementwise.cpp): one call per op.
 #pragma once
 #include "backend/cpu/cpu_ops.h"
+#include "dl/ops/shape_ops.h"
 #include "dl/ops/trace.h"
 #include "ops/dispatch.h"
 #include "unary_ops.cuh"
@@ -21,26 +22,33 @@ inline std::vector<double> trace_reals(const kern::ClampOp& op) { return {op.lo,
 template <typename Op>
 inline Tensor unary(const Tensor& x, const char* name, const Op& op) {
   check_float(x, name, "x");
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch(
-      x, name,
-      [&](auto t) {
-        using T = decltype(t);
-        cpu::unary_forward(op, x.data<T>(), y.data<T>(), x.numel());
-      },
-      [&](int dev) { DL_CUDA_BODY(cuda::unary_forward(dev, op, f32(x), f32(y), x.numel())); });
+  Tensor y = empty_like(x);  // Note [element-wise formats]
+  {
+    const Tensor xs = storage(x);
+    Tensor ys = storage(y);
+    dispatch(
+        x, name,
+        [&](auto t) {
+          using T = decltype(t);
+          cpu::unary_forward(op, xs.data<T>(), ys.data<T>(), x.numel());
+        },
+        [&](int dev) { DL_CUDA_BODY(cuda::unary_forward(dev, op, f32(xs), f32(ys), x.numel())); });
+  }
   if (auto* tr = active_tracer()) tr->record({name, {x}, y, TraceAttrs::of_reals(trace_reals(op))});
   if (!autograd::needs_record({x})) return y;
   const Tensor sx = x.detach(), sy = y.detach();
-  return autograd::record(name, y, {x}, [sx, sy, name, op](const Tensor& gy, const std::vector<bool>&) {
-    Tensor gx = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
+  return autograd::record(name, y, {x}, [sx, sy, name, op](const Tensor& gy_in, const std::vector<bool>&) {
+    const Tensor gy = storage(to_memory_format(gy_in, sx.memory_format()));
+    Tensor gx = empty_like(sx);
+    const Tensor xs = storage(sx), ys = storage(sy);
+    Tensor gxs = storage(gx);
     dispatch(
         gy, name,
         [&](auto t) {
           using T = decltype(t);
-          cpu::unary_backward(op, sx.data<T>(), sy.data<T>(), gy.data<T>(), gx.data<T>(), gy.numel());
+          cpu::unary_backward(op, xs.data<T>(), ys.data<T>(), gy.data<T>(), gxs.data<T>(), gy.numel());
         },
-        [&](int dev) { DL_CUDA_BODY(cuda::unary_backward(dev, op, f32(sx), f32(sy), f32(gy), f32(gx), gy.numel())); });
+        [&](int dev) { DL_CUDA_BODY(cuda::unary_backward(dev, op, f32(xs), f32(ys), f32(gy), f32(gxs), gy.numel())); });
     return std::vector<Tensor>{gx};
   });
 }

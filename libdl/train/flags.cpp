@@ -116,6 +116,7 @@ void add_training_flags(Flags& f, TrainingOptions& o) {
         0, 1000000);
   f.add({"output-network"}, &o.output_network, "the network fit returns");
   f.add({"precision"}, &o.precision, "what convolution and linear compute in (weights and statistics stay fp32)");
+  f.add({"memory-format"}, &o.memory_format, "the activations' memory format (the weights keep theirs)");
   f.add_switch({"loss-scaling"}, &o.loss_scaling,
                "dynamic loss scaling: skip a step whose gradients overflow (always on with fp16)");
   f.add({"log-csv"}, &o.log_csv, "CSV file with a row per iteration (empty: none)");

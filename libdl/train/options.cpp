@@ -53,6 +53,11 @@ template <>
 struct Names<Precision> {
   static constexpr auto kAll = kPrecisionNames;
 };
+template <>
+struct Names<MemoryFormat> {
+  static constexpr std::array<std::pair<MemoryFormat, std::string_view>, 2> kAll = {
+      {{MemoryFormat::kContiguous, "contiguous"}, {MemoryFormat::kChannelsLast, "channels-last"}}};
+};
 
 template <typename E>
 std::string_view name_of(E v) {
@@ -69,6 +74,7 @@ std::string_view option_name(Shuffle v) { return name_of(v); }
 std::string_view option_name(GradientThresholdMethod v) { return name_of(v); }
 std::string_view option_name(OutputNetwork v) { return name_of(v); }
 std::string_view option_name(Precision v) { return name_of(v); }
+std::string_view option_name(MemoryFormat v) { return name_of(v); }
 
 template <typename E>
 std::string option_names() {
@@ -97,6 +103,7 @@ DL_OPTION_ENUM(Shuffle)
 DL_OPTION_ENUM(GradientThresholdMethod)
 DL_OPTION_ENUM(OutputNetwork)
 DL_OPTION_ENUM(Precision)
+DL_OPTION_ENUM(MemoryFormat)
 #undef DL_OPTION_ENUM
 
 optim::Schedule TrainingOptions::resolved_schedule() const {
@@ -149,7 +156,7 @@ std::string TrainingOptions::summary() const {
   else
     s << "Inf";
   s << ", OutputNetwork " << option_name(output_network) << ", ExecutionEnvironment " << device.str() << ", Precision "
-    << option_name(precision);
+    << option_name(precision) << ", MemoryFormat " << option_name(memory_format);
   return s.str();
 }
 
@@ -157,6 +164,7 @@ void TrainingOptions::validate() const {
   // The word-valued options: a value cast from an integer outside the enum has no name.
   (void)option_name(solver), (void)option_name(learn_rate_schedule), (void)option_name(shuffle);
   (void)option_name(gradient_threshold_method), (void)option_name(output_network), (void)option_name(precision);
+  (void)option_name(memory_format);
   DL_CHECK(initial_learn_rate > 0 && std::isfinite(initial_learn_rate),
            "TrainingOptions: InitialLearnRate must be positive and finite, got ", initial_learn_rate);
   DL_CHECK(learn_rate_drop_factor >= 0 && learn_rate_drop_factor <= 1,

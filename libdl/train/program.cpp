@@ -75,6 +75,7 @@ void TrainingProgram::set_up() {
   cfg["device"] = device_;
   cfg["solver"] = std::string(option_name(o_.solver));
   cfg["precision"] = std::string(option_name(o_.precision));
+  cfg["memory_format"] = std::string(option_name(o_.memory_format));
   cfg["initial_learn_rate"] = o_.initial_learn_rate;
   cfg["max_epochs"] = o_.max_epochs;
   cfg["mini_batch_size"] = o_.mini_batch_size;

@@ -25,6 +25,7 @@
 #include "dl/ops/elementwise.h"
 #include "dl/ops/reduce.h"
 #include "dl/ops/segmentation.h"
+#include "dl/ops/shape_ops.h"
 #include "dl/train/observer.h"
 #include "dl/train/resources.h"
 #include "dl/train/run_report.h"
@@ -437,7 +438,7 @@ EvalResult Trainer::evaluate(const data::Dataset& d, int64_t batch_size) {
           *part, batch_size > 0 ? batch_size : o_.mini_batch_size, o_.device,
           [&](const data::Batch& batch, int64_t first) {
             first += offset;
-            const Tensor output = objective_.forward(model_, batch);
+            const Tensor output = forward(batch);
             const double loss = batch_loss(output, batch).item<double>();
             std::vector<double> c(sums.size());
             host_metric_sums(output, batch, c.data());
@@ -529,7 +530,7 @@ Tensor Trainer::predict(const data::Dataset& d, int64_t batch_size) {
   Tensor out;
   data::for_each_batch(
       d, batch_size > 0 ? batch_size : o_.mini_batch_size, o_.device, [&](const data::Batch& batch, int64_t first) {
-        const Tensor y = objective_.forward(model_, batch).detach();
+        const Tensor y = forward(batch).detach();
         DL_CHECK(y.defined() && y.dim() >= 1 && y.size(0) == batch.size(),
                  "Trainer::predict: expected an output with a row per sample (", batch.size(), "), got ",
                  y.defined() ? "shape " + y.shape().str() : std::string("none"));
@@ -700,6 +701,18 @@ void CheckpointObserver::on_epoch_end(const IterationRecord&, double) {
   });
 }
 
+Tensor Trainer::forward(const data::Batch& batch) {
+  if (o_.memory_format == MemoryFormat::kContiguous) return objective_.forward(model_, batch);
+  auto reordered = [this](const Tensor& t) {
+    return t.defined() && t.dim() == 4 && is_floating(t.dtype()) ? ops::to_memory_format(t, o_.memory_format) : t;
+  };
+  data::Batch b = batch;  // tensor handles: nothing is copied
+  b.inputs = reordered(b.inputs);
+  for (Tensor& t : b.extra_inputs) t = reordered(t);
+  const Tensor y = objective_.forward(model_, b);
+  return y.defined() ? ops::contiguous(y) : y;
+}
+
 void Trainer::step(Run& run, const data::Batch& batch) {
   const auto ts = Clock::now();
   const Autocast autocast(o_.precision);  // the backward below runs in each op's forward precision
@@ -709,7 +722,7 @@ void Trainer::step(Run& run, const data::Batch& batch) {
   pending.rec.epoch = epoch_ + 1;
   pending.rec.iteration = iteration_ + 1;
   if (!group_) {
-    const Tensor output = objective_.forward(model_, batch);
+    const Tensor output = forward(batch);
     const Tensor loss = batch_loss(output, batch);
     (scaler_ ? scaler_->scale(loss) : loss).backward();
     // Note [deferred scalars]: into the window, on the device's stream; nothing waits here.
@@ -780,7 +793,7 @@ void Trainer::data_parallel_backward(const data::Batch& batch, Tensor& output, d
     // A share with nothing counted still runs its forward and backward (zero gradients) when the batch
     // norm is synchronised: its collectives are part of every rank's.
     if (n > 0 && (w > 0 || o_.sync_batch_norm)) {
-      output = objective_.forward(model_, batch);
+      output = forward(batch);
       Tensor objective;
       if (w > 0) {
         const Tensor loss = batch_loss(output, batch);

@@ -202,10 +202,13 @@ bool use_onednn(const Conv2dGeometry& g) {
 }
 }  // namespace
 
+bool conv2d_takes_channels_last(const Conv2dGeometry& g) { return use_onednn<float>(g); }
+
 template <typename T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y) {
   if constexpr (std::is_same_v<T, float>)
     if (use_onednn<T>(g) && onednn_conv2d_forward(g, x, w, b, y)) return;
+  DL_CHECK(!g.channels_last, "conv2d: the im2col path reads NCHW only (internal: the front end converts)");
   const int64_t cg = g.c_per_group(), kg = g.k_per_group(), plane = g.ho * g.wo;
   const int64_t kdim = cg * g.r * g.s;
   const Blocking bl = choose_blocking(g);
@@ -240,6 +243,7 @@ template <typename T>
 void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db) {
   if constexpr (std::is_same_v<T, float>)
     if (use_onednn<T>(g) && onednn_conv2d_backward(g, x, w, dy, dx, dw, db)) return;
+  DL_CHECK(!g.channels_last, "conv2d: the im2col path reads NCHW only (internal: the front end converts)");
   const int64_t cg = g.c_per_group(), kg = g.k_per_group(), plane = g.ho * g.wo;
   const int64_t kdim = cg * g.r * g.s;
   const int64_t wsize = g.k * kdim;

@@ -40,7 +40,7 @@ using Dims = memory::dims;
 
 // Everything that decides the primitives: the geometry, the math precision and whether there is a bias.
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int, int, int, int,
-                       bool, bool>;
+                       bool, bool, bool>;
 Key key_of(const Conv2dGeometry& g, bool bias) {
   return {g.n,
           g.c,
@@ -57,11 +57,12 @@ Key key_of(const Conv2dGeometry& g, bool bias) {
           g.p.dilation[1],
           g.p.groups,
           g.math == Precision::kBf16,
-          bias};
+          bias,
+          g.channels_last};
 }
 
 struct Primitives {
-  memory::desc src, wei, bias, dst;  // the user's layouts (NCHW, [G]OIHW, X, NCHW)
+  memory::desc src, wei, bias, dst;  // the user's layouts (NCHW or NHWC, [G]OIHW, X, NCHW or NHWC)
   dnnl::convolution_forward::primitive_desc fwd;
   dnnl::convolution_backward_data::primitive_desc bwd_data;
   dnnl::convolution_backward_weights::primitive_desc bwd_weights;
@@ -107,12 +108,19 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
                    (g.wo - 1) * g.p.stride[1] + (g.s - 1) * g.p.dilation[1] + 1 - g.w - g.p.padding[1]};
 
   auto p = std::make_unique<Primitives>();
-  p->src = memory::desc(src_dims, f32, Tag::nchw);
-  p->dst = memory::desc(dst_dims, f32, Tag::nchw);
+  // Note [channels-last convolution]: with NHWC tensors the user's layout is the one oneDNN's AVX-512 and
+  // AMX kernels (brgconv) pick for themselves, so src and dst are used in place: no reorder in or out (under
+  // bf16, src and dy are still converted to bf16, element by element, in the same layout).
+  const Tag act = g.channels_last ? Tag::nhwc : Tag::nchw;
+  p->src = memory::desc(src_dims, f32, act);
+  p->dst = memory::desc(dst_dims, f32, act);
   p->wei = memory::desc(wei_dims, f32, grouped ? Tag::goihw : Tag::oihw);
   p->bias = memory::desc(bias_dims, f32, Tag::x);
-  const memory::desc src_any(src_dims, op_type, Tag::any), dst_any(dst_dims, f32, Tag::any),
-      wei_any(wei_dims, op_type, Tag::any), ddst_any(dst_dims, op_type, Tag::any);
+  // Channels-last activations are given to oneDNN as they are (as PyTorch does), NCHW ones leave it the
+  // choice of its blocked layouts.
+  const Tag act_choice = g.channels_last ? Tag::nhwc : Tag::any;
+  const memory::desc src_any(src_dims, op_type, act_choice), dst_any(dst_dims, f32, act_choice),
+      wei_any(wei_dims, op_type, Tag::any), ddst_any(dst_dims, op_type, act_choice);
   const auto alg = dnnl::algorithm::convolution_direct;
 
   const auto fwd_desc = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src_any, wei_any,
@@ -126,7 +134,7 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   p->fwd = dnnl::convolution_forward::primitive_desc(fwd_desc, attr, e.engine);
   p->bwd_data = dnnl::convolution_backward_data::primitive_desc(
-      dnnl::convolution_backward_data::desc(alg, memory::desc(src_dims, f32, Tag::any), wei_any, ddst_any, strides,
+      dnnl::convolution_backward_data::desc(alg, memory::desc(src_dims, f32, act_choice), wei_any, ddst_any, strides,
                                             dilates, pad_l, pad_r),
       attr, e.engine, p->fwd);
   const auto bwd_w_desc =

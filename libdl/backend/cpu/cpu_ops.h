@@ -67,6 +67,9 @@ void unary_backward(const Op& op, const T* x, const T* y, const T* dy, T* dx, in
 
 // ---- convolution (engine choice: Note [conv engines] in conv2d.cpp) ----
 void set_conv_engine(CpuConvEngine e);
+// Whether a float32 convolution of geometry g runs on oneDNN, which also takes channels-last tensors
+// (g.channels_last); the im2col path reads NCHW only.
+bool conv2d_takes_channels_last(const Conv2dGeometry& g);
 CpuConvEngine conv_engine();
 template <typename T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y);
@@ -92,6 +95,20 @@ template <typename T>
 void batch_norm_backward_infer(const T* x, const T* gamma, const T* dy, const T* mean, const T* var, int64_t n,
                                int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta,
                                const T* relu_out = nullptr);
+// The same four for channels-last x, y, dy, dx (x viewed as N S rows of C; batch_norm_nhwc.cpp).
+template <typename T>
+void batch_norm_forward_train_nhwc(const T* x, const T* gamma, const T* beta, int64_t n, int64_t c, int64_t s,
+                                   double eps, T* y, T* mean, T* invstd, T* var_unbiased, bool relu = false);
+template <typename T>
+void batch_norm_forward_infer_nhwc(const T* x, const T* gamma, const T* beta, const T* mean, const T* var, int64_t n,
+                                   int64_t c, int64_t s, double eps, T* y, bool relu = false);
+template <typename T>
+void batch_norm_backward_nhwc(const T* x, const T* gamma, const T* dy, const T* mean, const T* invstd, int64_t n,
+                              int64_t c, int64_t s, T* dx, T* dgamma, T* dbeta, const T* relu_out = nullptr);
+template <typename T>
+void batch_norm_backward_infer_nhwc(const T* x, const T* gamma, const T* dy, const T* mean, const T* var, int64_t n,
+                                    int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta,
+                                    const T* relu_out = nullptr);
 // The synchronised batch norm (ops::BatchNormOptions::sync): per channel, the sums of x and x² over
 // N and H W; and the part of dx that comes through the statistics of every process's batch together,
 // subtracted from dx (which holds dy gamma invstd): gamma invstd (mean dy + xhat mean(dy xhat)).
@@ -107,6 +124,11 @@ template <typename T>
 void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int32_t* argmax);
 template <typename T>
 void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const int32_t* argmax, T* dx);
+// The same for channels-last x, y, dy, dx and argmax (N Ho Wo C; each entry the index ih W + iw in its plane).
+template <typename T>
+void max_pool2d_forward_nhwc(const Pool2dGeometry& g, const T* x, T* y, int32_t* argmax);
+template <typename T>
+void max_pool2d_backward_nhwc(const Pool2dGeometry& g, const T* dy, const int32_t* argmax, T* dx);
 template <typename T>
 void avg_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y);
 template <typename T>
@@ -171,4 +193,10 @@ template <typename T>
 void resize_bilinear_forward(const T* x, T* y, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow);
 template <typename T>
 void resize_bilinear_backward(const T* dy, T* dx, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow);
+// The same for channels-last x and y (N H W C and N oh ow C).
+template <typename T>
+void resize_bilinear_forward_nhwc(const T* x, T* y, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
+template <typename T>
+void resize_bilinear_backward_nhwc(const T* dy, T* dx, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh,
+                                   int64_t ow);
 }  // namespace dl::cpu

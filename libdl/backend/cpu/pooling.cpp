@@ -184,6 +184,48 @@ void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const int32_t* ar
   });
 }
 
+// Channels-last max pooling: each output pixel's C maxima side by side, the window visited in row-major
+// order as above (the first of equal maxima wins, and the last NaN). argmax holds, per output element, the
+// index ih W + iw of its maximum within the image plane, as the NCHW loops do; it lies N Ho Wo C.
+template <typename T>
+void max_pool2d_forward_nhwc(const Pool2dGeometry& g, const T* x, T* y, int32_t* argmax) {
+  const int64_t c = g.c;
+  parallel_for(g.n * g.ho, g.wo * c * g.p.kernel[0] * g.p.kernel[1], [&](int64_t row) {
+    const int64_t n = row / g.ho, oh = row % g.ho;
+    for (int64_t ow = 0; ow < g.wo; ++ow) {
+      const PoolWindow win = pool_window(g, oh, ow);
+      T* __restrict o = y + (row * g.wo + ow) * c;
+      int32_t* __restrict a = argmax + (row * g.wo + ow) * c;
+      const int32_t first = static_cast<int32_t>(win.h0 * g.w + win.w0);
+      for (int64_t ch = 0; ch < c; ++ch) o[ch] = -std::numeric_limits<T>::infinity(), a[ch] = first;
+      for (int64_t ih = win.h0; ih < win.h1; ++ih)
+        for (int64_t iw = win.w0; iw < win.w1; ++iw) {
+          const T* __restrict in = x + ((n * g.h + ih) * g.w + iw) * c;
+          const int32_t idx = static_cast<int32_t>(ih * g.w + iw);
+          for (int64_t ch = 0; ch < c; ++ch) {
+            const T v = in[ch];
+            const bool take = (v > o[ch]) | (v != v);  // NaN propagates
+            o[ch] = take ? v : o[ch];
+            a[ch] = take ? idx : a[ch];
+          }
+        }
+    }
+  });
+}
+
+template <typename T>
+void max_pool2d_backward_nhwc(const Pool2dGeometry& g, const T* dy, const int32_t* argmax, T* dx) {
+  const int64_t c = g.c;
+  parallel_for(g.n, g.h * g.w * c + g.ho * g.wo * c, [&](int64_t n) {  // windows overlap within an image only
+    T* out = dx + n * g.h * g.w * c;
+    std::fill(out, out + g.h * g.w * c, T(0));
+    const T* d = dy + n * g.ho * g.wo * c;
+    const int32_t* arg = argmax + n * g.ho * g.wo * c;
+    for (int64_t p = 0; p < g.ho * g.wo; ++p)
+      for (int64_t ch = 0; ch < c; ++ch) out[arg[p * c + ch] * c + ch] += d[p * c + ch];
+  });
+}
+
 template <typename T>
 void avg_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y) {
   const T inv = T(1) / static_cast<T>(g.p.kernel[0] * g.p.kernel[1]);
@@ -218,10 +260,12 @@ void avg_pool2d_backward(const Pool2dGeometry& g, const T* dy, T* dx) {
   });
 }
 
-#define DL_INSTANTIATE(T)                                                                    \
-  template void max_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*, int32_t*);        \
-  template void max_pool2d_backward<T>(const Pool2dGeometry&, const T*, const int32_t*, T*); \
-  template void avg_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*);                  \
+#define DL_INSTANTIATE(T)                                                                         \
+  template void max_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*, int32_t*);             \
+  template void max_pool2d_forward_nhwc<T>(const Pool2dGeometry&, const T*, T*, int32_t*);        \
+  template void max_pool2d_backward_nhwc<T>(const Pool2dGeometry&, const T*, const int32_t*, T*); \
+  template void max_pool2d_backward<T>(const Pool2dGeometry&, const T*, const int32_t*, T*);      \
+  template void avg_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*);                       \
   template void avg_pool2d_backward<T>(const Pool2dGeometry&, const T*, T*);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)

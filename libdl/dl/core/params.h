@@ -41,6 +41,9 @@ struct Conv2dGeometry {
   // What the operands are rounded to (float32 storage either way): the autocast precision the front
   // end resolved for the device (kFp32, kTf32 on CUDA; kBf16; kFp16 on CUDA). float64 is always kFp32.
   Precision math = Precision::kFp32;
+  // x and y (dx and dy) lie channels-last, NHWC (Note [memory format] in dl/core/tensor.h); the weight is
+  // always K x C/groups x R x S.
+  bool channels_last = false;
   int64_t c_per_group() const { return c / p.groups; }
   int64_t k_per_group() const { return k / p.groups; }
 };

@@ -38,6 +38,23 @@ class Storage {
 
 struct TensorImpl;
 
+// Note [memory format]: how a 4-D tensor [N, C, H, W] lies in memory. kContiguous stores it in that
+// order (NCHW); kChannelsLast stores N, H, W, C (NHWC), each pixel's channels side by side, the layout
+// that oneDNN's AVX-512 and AMX convolutions and cuDNN's tensor-core engines read without a reorder. The
+// shape is always the logical [N, C, H, W]; only the order of the elements differs. Where the two orders
+// coincide (C == 1 or H W == 1) a tensor is always kContiguous.
+// Code that reads elements must know the order: raw_data() and data<T>() refuse a channels-last tensor
+// (an op written for NCHW would silently read it wrong), and code that handles the order it is given asks
+// for it by name with raw_data(format) / data<T>(format). The ops that accept channels-last keep it
+// (convolution, batch norm, the element-wise ops between same-format operands, pooling, bilinear resize,
+// concatenation along channels); the others refuse it with an error that says to convert first
+// (ops::contiguous).
+enum class MemoryFormat { kContiguous, kChannelsLast };
+const char* memory_format_name(MemoryFormat f);
+// The format a tensor of `shape` gets when asked for `f`: kChannelsLast only for a 4-D shape whose two
+// orders differ.
+MemoryFormat canonical_format(const Shape& shape, MemoryFormat f);
+
 class Tensor {
  public:
   Tensor() = default;
@@ -45,6 +62,8 @@ class Tensor {
 
   // ---- factories (contiguous; `empty` leaves the memory uninitialised) ----
   static Tensor empty(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::cpu());
+  // An uninitialised tensor in memory format `format` (Note [memory format]; canonical_format applies).
+  static Tensor empty(const Shape& shape, DType dtype, Device device, MemoryFormat format);
   static Tensor zeros(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::kFloat32, Device device = Device::cpu());
@@ -68,7 +87,21 @@ class Tensor {
   T* data();
   template <typename T>
   const T* data() const;
-  void* raw_data() const;
+  void* raw_data() const;  // refuses a channels-last tensor (Note [memory format])
+  // The data of a tensor that must be in `format`: throws when it is in the other one.
+  void* raw_data(MemoryFormat format) const;
+  template <typename T>
+  T* data(MemoryFormat format);
+  template <typename T>
+  const T* data(MemoryFormat format) const;
+  MemoryFormat memory_format() const;
+  bool is_channels_last() const { return memory_format() == MemoryFormat::kChannelsLast; }
+  // The same elements seen as a contiguous tensor of their storage order's shape ([N, H, W, C] for a
+  // channels-last [N, C, H, W]; *this for a contiguous tensor). Shares storage; no autograd.
+  Tensor storage_order_view() const;
+  // The inverse: a contiguous [N, H, W, C] tensor seen as the channels-last [N, C, H, W] it stores
+  // (a contiguous tensor when the two orders coincide). Shares storage; no autograd.
+  static Tensor channels_last_view(const Tensor& nhwc);
   // The value of a one-element tensor (on any device), converted to T.
   template <TensorElement T>
   T item() const;
@@ -80,8 +113,9 @@ class Tensor {
   Tensor clone() const;                            // a new contiguous copy on the same device
   Tensor to(Device device) const;                  // returns *this when already there
   Tensor to(DType dtype) const;                    // converting copy; *this when already that dtype
+  Tensor to(MemoryFormat format) const;            // reordering copy (no autograd: ops::to_memory_format)
   Tensor detach() const;                           // shares storage, no grad history
-  void copy_(const Tensor& src);                   // same shape and dtype; devices may differ
+  void copy_(const Tensor& src);  // same shape and dtype; devices may differ; memory formats too (on the CPU)
   void fill_(double value);
   void zero_() { fill_(0.0); }
   bool shares_storage_with(const Tensor& other) const;
@@ -110,6 +144,7 @@ struct TensorImpl {
   size_t offset = 0;  // bytes from the start of storage
   Shape shape;
   DType dtype = DType::kFloat32;
+  MemoryFormat format = MemoryFormat::kContiguous;
   bool requires_grad = false;
   Tensor grad;
   std::shared_ptr<autograd::Node> grad_fn;
@@ -130,6 +165,16 @@ template <typename T>
 const T* Tensor::data() const {
   detail::check_dtype(*this, DTypeOf<T>::value);
   return static_cast<const T*>(raw_data());
+}
+template <typename T>
+T* Tensor::data(MemoryFormat format) {
+  detail::check_dtype(*this, DTypeOf<T>::value);
+  return static_cast<T*>(raw_data(format));
+}
+template <typename T>
+const T* Tensor::data(MemoryFormat format) const {
+  detail::check_dtype(*this, DTypeOf<T>::value);
+  return static_cast<const T*>(raw_data(format));
 }
 
 }  // namespace dl

@@ -101,6 +101,12 @@ class Module {
   void zero_grad();
   // Moves every parameter and buffer of the tree to `device`, in place (handles held by layers follow).
   void to(Device device);
+  // The memory format the tree computes in (Note [memory format] in dl/core/tensor.h): with
+  // kChannelsLast every layer of the tree takes its 4-D input channels-last (reordering one that is not,
+  // which after the first layer is none), so its activations stay NHWC from the input to the output.
+  // The parameters keep their layout: the convolutions read K x C x R x S weights with either format.
+  void to(MemoryFormat format);
+  MemoryFormat memory_format() const { return memory_format_; }
   // Calls f on this module and then on every descendant, depth first in registration order.
   void for_each_module(const std::function<void(Module&)>& f);
   // This module ("") and every descendant with its dotted path ("layer1.0.conv1"), depth first in
@@ -157,6 +163,7 @@ class Module {
   NamedTensors buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+  MemoryFormat memory_format_ = MemoryFormat::kContiguous;
 };
 
 // A module with one input and one output. Call a layer as layer(x), not layer.forward(x): operator()

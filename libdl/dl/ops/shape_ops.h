@@ -9,7 +9,13 @@
 
 namespace dl::ops {
 
-Tensor reshape(const Tensor& x, const Shape& shape);  // shares storage with x
+// The same tensor in memory format `format` (Note [memory format] in dl/core/tensor.h): x itself when it
+// is already, else a reordered copy; the gradient comes back in x's format. Any dtype, both devices.
+Tensor to_memory_format(const Tensor& x, MemoryFormat format);
+inline Tensor contiguous(const Tensor& x) { return to_memory_format(x, MemoryFormat::kContiguous); }
+inline Tensor channels_last(const Tensor& x) { return to_memory_format(x, MemoryFormat::kChannelsLast); }
+
+Tensor reshape(const Tensor& x, const Shape& shape);  // shares storage with x (a channels-last x: a copy)
 Tensor flatten(const Tensor& x);                      // N x ... -> N x (product of the rest)
 // x broadcast to `shape` (NumPy rules: x's sizes of 1 and missing leading dimensions stretch), copied;
 // the backward sums back to x's shape. Any dtype; gradients for float32/float64.

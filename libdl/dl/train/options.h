@@ -38,6 +38,7 @@ std::string_view option_name(Shuffle v);
 std::string_view option_name(GradientThresholdMethod v);
 std::string_view option_name(OutputNetwork v);
 std::string_view option_name(Precision v);
+std::string_view option_name(MemoryFormat v);  // "contiguous" or "channels-last"
 template <typename E>
 std::string option_names();
 
@@ -94,6 +95,11 @@ struct TrainingOptions {
   // during the forward and backward of each step; weights, optimiser state, batch-norm statistics,
   // the loss and the metrics stay float32. Checked against the device when the Trainer is made.
   Precision precision = Precision::kFp32;
+  // "contiguous" or "channels-last" (Note [memory format] in dl/core/tensor.h): the memory format of the
+  // activations. With channels-last the Trainer reorders each batch's 4-D input to NHWC, the model's
+  // convolutions, batch norms, pooling, resizes and concatenations keep it, and the output is reordered
+  // back to NCHW for the loss and the metrics. The weights keep their layout.
+  MemoryFormat memory_format = MemoryFormat::kContiguous;
   // Dynamic loss scaling (dl/optim/loss_scaler.h): always on with fp16, on for any precision when set;
   // a step whose gradients overflow is skipped and counted in TrainingReport::skipped_steps.
   bool loss_scaling = false;

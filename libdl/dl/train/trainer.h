@@ -164,6 +164,9 @@ class Trainer {
   Trainer(nn::Module& model, Objective objective, const TrainingOptions& options, bool classifier);
   // The objective's loss of `output` (checked to be one element) and a metric's sums (checked against
   // Metric::size, flat, in float64), with errors naming what came.
+  // The objective's forward in the options' memory format: the batch's 4-D inputs reordered to it, the
+  // output back to NCHW (TrainingOptions::memory_format).
+  Tensor forward(const data::Batch& batch);
   Tensor batch_loss(const Tensor& output, const data::Batch& batch) const;
   Tensor metric_sums(size_t k, const Tensor& output, const data::Batch& batch) const;
   int64_t metric_width() const;  // the sums of every metric, in turn
