@@ -76,7 +76,9 @@ TEST(MemoryFormat, CodeThatReadsNchwRefusesChannelsLast) {
   EXPECT_CONTAINS(error_of([&] { cl.data<float>(); }), "channels-last");
   EXPECT_CONTAINS(error_of([&] { cl.view({2, 48}); }), "channels-last");
   EXPECT_CONTAINS(error_of([&] { Tensor::randn({2, 3}).to(MemoryFormat::kChannelsLast); }), "4-D");
-  EXPECT_CONTAINS(error_of([&] { Tensor::randn({2, 3, 4, 4}).data<float>(MemoryFormat::kChannelsLast); }),
+  EXPECT_CONTAINS(error_of([&] {
+                    Tensor::randn({2, 3, 4, 4}).data<float>(MemoryFormat::kChannelsLast);
+                  }),
                   "expected a channels-last");
   // A reshape reads the logical order.
   EXPECT_EQ(ops::flatten(cl).to_vector_f32(), ops::flatten(ops::contiguous(cl)).to_vector_f32());
@@ -113,37 +115,56 @@ TEST(MemoryFormat, OpsAgreeWithNchw) {
     dl::Conv2dParams dilated;
     dilated.padding = {2, 2};
     dilated.dilation = {2, 2};
-    check_op("conv2d", [&](const Tensor& t) { return ops::conv2d(t, w, bias, dilated); }, x, true, tol * 10);
+    check_op(
+        "conv2d", [&](const Tensor& t) { return ops::conv2d(t, w, bias, dilated); }, x, true, tol * 10);
   }
   dl::Conv2dParams strided;
   strided.stride = {2, 2};
-  check_op("conv2d strided, no bias", [&](const Tensor& t) { return ops::conv2d(t, w, Tensor(), strided); }, x, true,
-           1e-4);
+  check_op(
+      "conv2d strided, no bias", [&](const Tensor& t) { return ops::conv2d(t, w, Tensor(), strided); }, x, true, 1e-4);
   // Few input channels: the im2col engine, in NCHW between reorders.
   const Tensor w3 = Tensor::randn({8, 3, 3, 3});
-  check_op("conv2d 3 channels", [&](const Tensor& t) { return ops::conv2d(t, w3, Tensor(), {}); },
-           Tensor::randn({2, 3, 9, 11}), true, 1e-4);
+  check_op(
+      "conv2d 3 channels", [&](const Tensor& t) { return ops::conv2d(t, w3, Tensor(), {}); },
+      Tensor::randn({2, 3, 9, 11}), true, 1e-4);
   for (const bool relu : {false, true})
     for (const bool training : {true, false}) {
       Tensor rm = Tensor::zeros({16}), rv = Tensor::ones({16});
       ops::BatchNormOptions o;
       o.relu = relu;
       o.training = training;
-      check_op(std::string("batch_norm") + (relu ? "+relu" : "") + (training ? " train" : " infer"),
-               [&](const Tensor& t) { return ops::batch_norm(t, gamma, beta, rm, rv, o); }, x, true, 1e-4);
+      check_op(
+          std::string("batch_norm") + (relu ? "+relu" : "") + (training ? " train" : " infer"),
+          [&](const Tensor& t) { return ops::batch_norm(t, gamma, beta, rm, rv, o); }, x, true, 1e-4);
     }
-  check_op("relu", [](const Tensor& t) { return ops::relu(t); }, x, true, 0);
-  check_op("sigmoid", [](const Tensor& t) { return ops::sigmoid(t); }, x, true, 0);
-  check_op("add same format", [](const Tensor& t) { return ops::add(t, ops::mul(t, 2.0)); }, x, true, 0);
-  check_op("mul by a channel vector", [](const Tensor& t) { return ops::mul(t, Tensor::ones({16, 1, 1})); }, x, true,
-           0);
-  check_op("max_pool2d 3x3/2/1", [](const Tensor& t) { return ops::max_pool2d(t, {{3, 3}, {2, 2}, {1, 1}}); }, x, true,
-           0);
-  check_op("max_pool2d 2x2", [](const Tensor& t) { return ops::max_pool2d(t); }, x, true, 0);
-  check_op("avg_pool2d", [](const Tensor& t) { return ops::avg_pool2d(t); }, x, true, 1e-6);
-  check_op("global_avg_pool2d", [](const Tensor& t) { return ops::global_avg_pool2d(t); }, x, false, 1e-6);
-  check_op("resize_bilinear up", [](const Tensor& t) { return ops::resize_bilinear(t, 20, 31); }, x, true, 1e-5);
-  check_op("resize_bilinear down", [](const Tensor& t) { return ops::resize_bilinear(t, 4, 3); }, x, true, 1e-5);
+  check_op(
+      "relu", [](const Tensor& t) { return ops::relu(t); }, x, true, 0);
+  check_op(
+      "sigmoid", [](const Tensor& t) { return ops::sigmoid(t); }, x, true, 0);
+  check_op(
+      "add same format", [](const Tensor& t) { return ops::add(t, ops::mul(t, 2.0)); }, x, true, 0);
+  check_op(
+      "mul by a channel vector",
+      [](const Tensor& t) {
+        return ops::mul(t, Tensor::ones({16, 1, 1}));
+      },
+      x, true, 0);
+  check_op(
+      "max_pool2d 3x3/2/1",
+      [](const Tensor& t) {
+        return ops::max_pool2d(t, {{3, 3}, {2, 2}, {1, 1}});
+      },
+      x, true, 0);
+  check_op(
+      "max_pool2d 2x2", [](const Tensor& t) { return ops::max_pool2d(t); }, x, true, 0);
+  check_op(
+      "avg_pool2d", [](const Tensor& t) { return ops::avg_pool2d(t); }, x, true, 1e-6);
+  check_op(
+      "global_avg_pool2d", [](const Tensor& t) { return ops::global_avg_pool2d(t); }, x, false, 1e-6);
+  check_op(
+      "resize_bilinear up", [](const Tensor& t) { return ops::resize_bilinear(t, 20, 31); }, x, true, 1e-5);
+  check_op(
+      "resize_bilinear down", [](const Tensor& t) { return ops::resize_bilinear(t, 4, 3); }, x, true, 1e-5);
   check_op(
       "concat with NCHW and one-channel tensors",
       [](const Tensor& t) {
@@ -151,8 +172,10 @@ TEST(MemoryFormat, OpsAgreeWithNchw) {
       },
       x, true, 0);
   const Tensor labels = Tensor::from_vector<int32_t>({2, 9, 11}, std::vector<int32_t>(2 * 9 * 11, 3));
-  check_op("cross_entropy", [&](const Tensor& t) { return ops::cross_entropy(t, labels); }, x, false, 1e-5);
-  check_op("softmax", [](const Tensor& t) { return ops::softmax(t); }, x, false, 1e-6);
+  check_op(
+      "cross_entropy", [&](const Tensor& t) { return ops::cross_entropy(t, labels); }, x, false, 1e-5);
+  check_op(
+      "softmax", [](const Tensor& t) { return ops::softmax(t); }, x, false, 1e-6);
   // Dropout draws its mask over the storage order: another mask than NCHW's, the same for x and its gradient.
   Tensor xd = ops::channels_last(x).detach().set_requires_grad(true);
   dl::Generator gen(4);
@@ -291,8 +314,8 @@ TEST(MemoryFormat, TrainerRunsChannelsLast) {
     dl::nn::Sequential model;
     model.add("conv", std::make_shared<dl::nn::Conv2d>(dl::nn::Conv2dOptions{.in_channels = 3, .out_channels = 16}));
     model.add("bn", std::make_shared<dl::nn::BatchNormReLU2d>(16));
-    const auto conv2 =
-        model.add("conv2", std::make_shared<dl::nn::Conv2d>(dl::nn::Conv2dOptions{.in_channels = 16, .out_channels = 16}));
+    const auto conv2 = model.add(
+        "conv2", std::make_shared<dl::nn::Conv2d>(dl::nn::Conv2dOptions{.in_channels = 16, .out_channels = 16}));
     int64_t seen_channels_last = 0, seen = 0;  // what the middle of the model is given
     conv2->register_forward_pre_hook([&](dl::nn::Module&, const Tensor& in) {
       ++seen;
@@ -307,9 +330,9 @@ TEST(MemoryFormat, TrainerRunsChannelsLast) {
     o.shuffle = dl::train::Shuffle::kNever;
     o.verbose = false;
     o.memory_format = f;
-    EXPECT_NE(o.summary().find(f == MemoryFormat::kChannelsLast ? "MemoryFormat channels-last"
-                                                                 : "MemoryFormat contiguous"),
-              std::string::npos);
+    EXPECT_NE(
+        o.summary().find(f == MemoryFormat::kChannelsLast ? "MemoryFormat channels-last" : "MemoryFormat contiguous"),
+        std::string::npos);
     dl::train::Trainer trainer(model, o);
     const dl::train::TrainingReport r = trainer.fit(set);
     losses.emplace_back();

@@ -219,6 +219,17 @@ TEST(Fold, BatchNormFoldsIntoTheConvolutionBeforeItWithTheSameOutputs) {
       if (auto* bn = dynamic_cast<dl::nn::BatchNorm2d*>(&m)) folded += bn->folded;
     });
     EXPECT_EQ(folded, 3);
+    // Each batch norm had a fused ReLU: it moved into its convolution (ops::conv2d_relu).
+    int fused = 0;
+    model.for_each_module([&](dl::nn::Module& m) {
+      if (auto* c = dynamic_cast<dl::nn::Conv2d*>(&m)) fused += c->fused_relu;
+    });
+    EXPECT_EQ(fused, 3);
+    {
+      const auto copy = std::dynamic_pointer_cast<dl::nn::MnistCnn>(model.clone());
+      ASSERT_NE(copy, nullptr);
+      EXPECT_EQ(copy->forward(x).to_vector_f32(), model.forward(x).to_vector_f32()) << "clone() keeps the fused ReLU";
+    }
     model.train();
     EXPECT_THROW(model.forward(x), dl::Error) << "a folded model cannot train";
   }

@@ -17,6 +17,7 @@ namespace {
 struct Pair {
   Conv2d* conv;
   BatchNorm2d* bn;
+  bool relu;  // the batch norm's ReLU was fused: it moves into the convolution (Note [fused conv relu])
 };
 
 // The convolution -> batch norm pairs of the graph that ends at `y`, each convolution's output used by
@@ -61,12 +62,12 @@ std::vector<Pair> pairs_in_graph(const Tensor& y, const std::unordered_map<const
     if (producer == nullptr || producer->name != "conv2d" || uses[producer] != 1) continue;
     const auto conv = convs.find(leaf_of(producer, 1));
     if (conv == convs.end() || times[conv->second] != 1) continue;
-    pairs.push_back({conv->second, bn->second});
+    pairs.push_back({conv->second, bn->second, n->name == "batch_norm_relu_infer"});
   }
   return pairs;
 }
 
-void fold(Conv2d& conv, BatchNorm2d& bn) {
+void fold(Conv2d& conv, BatchNorm2d& bn, bool relu) {
   const Device device = conv.weight.device();
   const Tensor gamma = bn.weight.to(Device::cpu()).to(DType::kFloat64),
                beta = bn.bias.to(Device::cpu()).to(DType::kFloat64),
@@ -91,6 +92,9 @@ void fold(Conv2d& conv, BatchNorm2d& bn) {
   bn.running_mean.fill_(0.0);
   bn.running_var.fill_(1.0 - bn.eps());
   bn.folded = true;
+  // The convolution's output goes to this batch norm alone (pairs_in_graph): its ReLU can be the convolution's.
+  conv.fused_relu = relu;
+  bn.relu_in_conv = relu;
 }
 
 }  // namespace
@@ -127,7 +131,7 @@ int fold_batch_norm(Layer& model, const Tensor& example) {
         example.detach().to(model.parameters().empty() ? example.device() : model.parameters()[0].device()));
     pairs = pairs_in_graph(y, convs, bns);
   }
-  for (const Pair& p : pairs) fold(*p.conv, *p.bn);
+  for (const Pair& p : pairs) fold(*p.conv, *p.bn, p.relu);
   return static_cast<int>(pairs.size());
 }
 

@@ -34,7 +34,9 @@ Conv2d::Conv2d(const Conv2dOptions& o, Generator& gen) : o_(o) {
   if (o.bias) bias = register_parameter("bias", Tensor::zeros({o.out_channels}, o.dtype), 0.0);
 }
 
-Tensor Conv2d::forward(const Tensor& x) { return ops::conv2d(x, weight, bias, o_.params); }
+Tensor Conv2d::forward(const Tensor& x) {
+  return o_.relu || fused_relu ? ops::conv2d_relu(x, weight, bias, o_.params) : ops::conv2d(x, weight, bias, o_.params);
+}
 
 // The copies' initial values are overwritten by clone(): a local generator keeps the default one's
 // sequence as it was.
@@ -43,6 +45,7 @@ std::shared_ptr<Module> Conv2d::clone_empty() const {
   return std::make_shared<Conv2d>(o_, scratch);
 }
 void Conv2d::copy_settings_to(Module& copy) const {
+  dynamic_cast<Conv2d&>(copy).fused_relu = fused_relu;
   if (bias.defined()) dynamic_cast<Conv2d&>(copy).ensure_bias();  // fold_batch_norm gives one to a conv built without
 }
 
@@ -83,10 +86,11 @@ void BatchNorm2d::copy_settings_to(Module& copy) const {
   auto& bn = dynamic_cast<BatchNorm2d&>(copy);
   bn.sync = sync;
   bn.folded = folded;
+  bn.relu_in_conv = relu_in_conv;
 }
 
 Tensor BatchNorm2d::batch_norm_relu(const Tensor& x) {
-  if (folded) return check_not_folded(*this), ops::relu(x);
+  if (folded) return check_not_folded(*this), relu_in_conv ? x : ops::relu(x);
   return ops::batch_norm(x, weight, bias, running_mean, running_var,
                          {.training = is_training(), .momentum = momentum_, .eps = eps_, .relu = true, .sync = sync});
 }

@@ -212,7 +212,10 @@ void GraphTracer::map_event(const ops::TraceEvent& e, const std::string& out) {
     if (op == "conv_transpose2d") attrs.push_back(Attr::integers("output_padding", a.ints));
     std::vector<std::string> ins = {in(0), in(1)};
     if (e.inputs.size() > 2 && e.inputs[2].defined()) ins.push_back(in(2));
-    return emit(op == "conv2d" ? "Conv" : "ConvTranspose", ins, {out}, attrs);
+    const std::string conv = a.flag ? fresh() : out;  // flag: a fused ReLU (ops::conv2d_relu)
+    emit(op == "conv2d" ? "Conv" : "ConvTranspose", ins, {conv}, attrs);
+    if (a.flag) emit("Relu", {conv}, {out});
+    return;
   }
   if (op == "batch_norm") {
     const std::string bn = a.flag ? fresh() : out;

@@ -32,7 +32,12 @@ Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& w, const Conv2dParam
   return g;
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
+namespace {
+// Note [fused conv relu]: conv2d_relu is one op in the graph: the forward applies the ReLU in the
+// convolution's output pass (oneDNN's eltwise post-op, the im2col path's bias loop; on CUDA a ReLU kernel
+// in place after cuDNN's convolution), the backward masks dy by y > 0 and runs the convolution's backward.
+// It keeps y (for the mask) where conv2d keeps nothing of its output.
+Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p, bool relu) {
   check_float(x, "conv2d", "x");
   check_float(weight, "conv2d", "weight");
   check_same({{"x", &x}, {"weight", &weight}, {"bias", &bias}}, "conv2d");
@@ -45,8 +50,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   const MemoryFormat fmt = x.memory_format();
   if (fmt == MemoryFormat::kChannelsLast &&
       !(x.device().is_cpu() && x.dtype() == DType::kFloat32 && cpu::conv2d_takes_channels_last(g)))
-    return channels_last(conv2d(contiguous(x), weight, bias, p));
+    return channels_last(conv2d_impl(contiguous(x), weight, bias, p, relu));
   g.channels_last = fmt == MemoryFormat::kChannelsLast;
+  g.relu = relu;
 
   Tensor y = Tensor::empty({g.n, g.k, g.ho, g.wo}, x.dtype(), x.device(), fmt);
   dispatch(
@@ -55,15 +61,35 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
         using T = decltype(t);
         cpu::conv2d_forward(g, x.data<T>(fmt), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>(y.memory_format()));
       },
-      [&](int dev) { DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(x), f32(weight), f32(bias), f32(y))); });
-  if (auto* tr = active_tracer()) tr->record({"conv2d", {x, weight, bias}, y, TraceAttrs::of_conv(p)});
+      [&](int dev) {
+        DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(x), f32(weight), f32(bias), f32(y));
+                     if (relu) cuda::relu_forward(dev, f32(y), f32(y), y.numel()));
+      });
+  if (auto* tr = active_tracer()) {
+    TraceAttrs attrs = TraceAttrs::of_conv(p);
+    attrs.flag = relu;
+    tr->record({"conv2d", {x, weight, bias}, y, attrs});
+  }
   if (!autograd::needs_record({x, weight, bias})) return y;
-  Tensor sx = x.detach(), sw = weight.detach();
+  Tensor sx = x.detach(), sw = weight.detach(), sy = relu ? y.detach() : Tensor();
   const bool has_bias = bias.defined();
   return autograd::record(
-      "conv2d", y, {x, weight, bias},
-      [sx, sw, g, has_bias, fy = y.memory_format()](const Tensor& gy_in, const std::vector<bool>& needs) {
-        const Tensor gy = to_memory_format(gy_in, fy);
+      relu ? "conv2d_relu" : "conv2d", y, {x, weight, bias},
+      [sx, sw, sy, g, has_bias, fy = y.memory_format()](const Tensor& gy_in, const std::vector<bool>& needs) {
+        Tensor gy = to_memory_format(gy_in, fy);
+        if (sy.defined()) {  // dy masked by y > 0, over the storage order (Note [element-wise formats])
+          Tensor masked = empty_like(gy);
+          const Tensor ys = storage(sy), gs = storage(gy);
+          Tensor ms = storage(masked);
+          dispatch(
+              gy, "conv2d_relu_backward",
+              [&](auto t) {
+                using T = decltype(t);
+                cpu::relu_backward(ys.data<T>(), gs.data<T>(), ms.data<T>(), gy.numel());
+              },
+              [&](int dev) { DL_CUDA_BODY(cuda::relu_backward(dev, f32(ys), f32(gs), f32(ms), gy.numel())); });
+          gy = masked;
+        }
         const MemoryFormat fx = sx.memory_format();
         Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device(), fx) : Tensor();
         Tensor gw = needs[1] ? Tensor::empty(sw.shape(), sw.dtype(), sw.device()) : Tensor();
@@ -80,6 +106,15 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
             });
         return std::vector<Tensor>{gx, gw, gb};
       });
+}
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
+  return conv2d_impl(x, weight, bias, p, false);
+}
+
+Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
+  return conv2d_impl(x, weight, bias, p, true);
 }
 
 // Note [transposed convolution]: conv_transpose2d(x, w) is the input-gradient pass of the convolution

@@ -36,8 +36,8 @@ void channel_sums(int64_t m, int64_t c, Row&& row, double* s0, double* s1) {
   std::fill(s0, s0 + c, 0.0);
   std::fill(s1, s1 + c, 0.0);
   for (int64_t t = 0; t < nt; ++t)
-    for (int64_t ch = 0; ch < c; ++ch) s0[ch] += part[static_cast<size_t>(2 * c * t + ch)],
-                                        s1[ch] += part[static_cast<size_t>(2 * c * t + c + ch)];
+    for (int64_t ch = 0; ch < c; ++ch)
+      s0[ch] += part[static_cast<size_t>(2 * c * t + ch)], s1[ch] += part[static_cast<size_t>(2 * c * t + c + ch)];
 }
 
 // y = max?(x a + b) row by row, a and b per channel.
@@ -164,8 +164,7 @@ void batch_norm_backward_nhwc(const T* x, const T* gamma, const T* dy, const T* 
 
 template <typename T>
 void batch_norm_backward_infer_nhwc(const T* x, const T* gamma, const T* dy, const T* mean, const T* var, int64_t n,
-                                    int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta,
-                                    const T* relu_out) {
+                                    int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta, const T* relu_out) {
   const int64_t m = n * s;
   std::vector<T> is(static_cast<size_t>(c));
   for (int64_t ch = 0; ch < c; ++ch)
@@ -198,14 +197,14 @@ void batch_norm_backward_infer_nhwc(const T* x, const T* gamma, const T* dy, con
   });
 }
 
-#define DL_INSTANTIATE(T)                                                                                              \
-  template void batch_norm_forward_train_nhwc<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, double, T*,  \
-                                                 T*, T*, T*, bool);                                                    \
-  template void batch_norm_forward_infer_nhwc<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,   \
-                                                 int64_t, double, T*, bool);                                           \
-  template void batch_norm_backward_nhwc<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,        \
-                                            int64_t, T*, T*, T*, const T*);                                            \
-  template void batch_norm_backward_infer_nhwc<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,  \
+#define DL_INSTANTIATE(T)                                                                                             \
+  template void batch_norm_forward_train_nhwc<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, double, T*, \
+                                                 T*, T*, T*, bool);                                                   \
+  template void batch_norm_forward_infer_nhwc<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,  \
+                                                 int64_t, double, T*, bool);                                          \
+  template void batch_norm_backward_nhwc<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
+                                            int64_t, T*, T*, T*, const T*);                                           \
+  template void batch_norm_backward_infer_nhwc<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, \
                                                   int64_t, double, T*, T*, T*, const T*);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)

@@ -233,7 +233,10 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b,
           T* dst = y + ((n0 + i) * g.k + gi * kg + k) * plane;
           const T* src = out.data() + k * ld + i * plane;
           const T bias = b ? b[gi * kg + k] : T(0);
-          for (int64_t p = 0; p < plane; ++p) dst[p] = src[p] + bias;
+          if (g.relu)
+            for (int64_t p = 0; p < plane; ++p) dst[p] = std::max(src[p] + bias, T(0));
+          else
+            for (int64_t p = 0; p < plane; ++p) dst[p] = src[p] + bias;
         }
     }
   });

@@ -40,7 +40,7 @@ using Dims = memory::dims;
 
 // Everything that decides the primitives: the geometry, the math precision and whether there is a bias.
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int, int, int, int,
-                       bool, bool, bool>;
+                       bool, bool, bool, bool>;
 Key key_of(const Conv2dGeometry& g, bool bias) {
   return {g.n,
           g.c,
@@ -58,7 +58,8 @@ Key key_of(const Conv2dGeometry& g, bool bias) {
           g.p.groups,
           g.math == Precision::kBf16,
           bias,
-          g.channels_last};
+          g.channels_last,
+          g.relu};
 }
 
 struct Primitives {
@@ -132,7 +133,14 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
   // primitives then keep no memory of their own, and the bytes show in the allocator's statistics.
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  p->fwd = dnnl::convolution_forward::primitive_desc(fwd_desc, attr, e.engine);
+  dnnl::primitive_attr fwd_attr;  // its own object: a copy of `attr` would share the handle
+  fwd_attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (g.relu) {  // Note [fused conv relu]: max(0, .) in the kernel's own output pass
+    dnnl::post_ops relu;
+    relu.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    fwd_attr.set_post_ops(relu);
+  }
+  p->fwd = dnnl::convolution_forward::primitive_desc(fwd_desc, fwd_attr, e.engine);
   p->bwd_data = dnnl::convolution_backward_data::primitive_desc(
       dnnl::convolution_backward_data::desc(alg, memory::desc(src_dims, f32, act_choice), wei_any, ddst_any, strides,
                                             dilates, pad_l, pad_r),

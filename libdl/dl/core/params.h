@@ -44,6 +44,9 @@ struct Conv2dGeometry {
   // x and y (dx and dy) lie channels-last, NHWC (Note [memory format] in dl/core/tensor.h); the weight is
   // always K x C/groups x R x S.
   bool channels_last = false;
+  // y = max(0, conv(x) + bias): the ReLU applied in the convolution's own output pass (oneDNN's eltwise post-op;
+  // the im2col path's bias loop). The backward gets dy already masked by y > 0 from the front end.
+  bool relu = false;
   int64_t c_per_group() const { return c / p.groups; }
   int64_t k_per_group() const { return k / p.groups; }
 };

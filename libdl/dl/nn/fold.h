@@ -2,8 +2,9 @@
 // affine map per channel, y = (x - mean) gamma / sqrt(var + eps) + beta, so a convolution whose output
 // feeds that batch norm alone can take it over,
 //   W'[k] = W[k] s[k],   b'[k] = (b[k] - mean[k]) s[k] + beta[k],   s = gamma / sqrt(var + eps),
-// and the batch norm passes its input through (its ReLU, when fused, stays). One pass fewer over every
-// activation map, the same outputs to rounding.
+// and the batch norm passes its input through; a fused ReLU of the batch norm (BatchNorm2d::forward_relu)
+// moves into the convolution, which then runs as ops::conv2d_relu (the ReLU in the convolution's output
+// pass). Two passes fewer over every such activation map, the same outputs to rounding.
 //
 //   model.eval();
 //   const int folded = dl::nn::fold_batch_norm(model, example);   // e.g. a 1 x 3 x 360 x 480 batch

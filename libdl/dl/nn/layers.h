@@ -22,6 +22,7 @@ struct Conv2dOptions {
   bool bias = true;
   Init init = Init::kGlorotUniform;
   DType dtype = DType::kFloat32;
+  bool relu = false;  // max(0, conv(x) + bias) as one op (ops::conv2d_relu)
 };
 
 // N x C_in x H x W -> N x C_out x Ho x Wo.
@@ -31,6 +32,9 @@ class Conv2d : public Layer {
   Tensor forward(const Tensor& x) override;
   std::shared_ptr<Module> clone_empty() const override;
   Tensor weight, bias;  // C_out x C_in/groups x R x S; C_out (undefined without bias)
+  // The layer computes max(0, conv(x) + bias) as one op (ops::conv2d_relu): set by Conv2dOptions::relu, or
+  // by nn::fold_batch_norm when the batch norm it folds in had a fused ReLU.
+  bool fused_relu = false;
   const Conv2dOptions& options() const { return o_; }
   // Gives a layer built without bias a zero one, registered as "bias" (nn::fold_batch_norm); returns it.
   Tensor& ensure_bias();
@@ -59,11 +63,13 @@ class BatchNorm2d : public Layer {
   // Folded into the convolution before it (nn::fold_batch_norm, dl/nn/fold.h): in eval() the layer passes
   // its input through (forward_relu applies the ReLU); training a folded layer is an error.
   bool folded = false;
+  // Folded with its ReLU moved into the convolution (Conv2d::fused_relu): the layer passes its input through.
+  bool relu_in_conv = false;
   double eps() const { return eps_; }
 
  protected:
   Tensor batch_norm_relu(const Tensor& x);             // forward_relu's body
-  void copy_settings_to(Module& copy) const override;  // sync, folded
+  void copy_settings_to(Module& copy) const override;  // sync, folded, relu_in_conv
   // A new B with this layer's configuration: clone_empty.
   template <class B>
   std::shared_ptr<Module> clone_as() const {

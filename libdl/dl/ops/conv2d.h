@@ -10,6 +10,9 @@ namespace dl::ops {
 // float32 or float64, all on one device. float32 computes in the thread's autocast precision
 // (dl/core/precision.h: bf16 operands, float32 accumulation and output), and so does its backward.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p = {});
+// max(0, conv2d(x, weight, bias, p)) as one op: the ReLU is applied in the convolution's output pass
+// (Note [fused conv relu] in ops/conv2d.cpp), and the graph holds one node.
+Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p = {});
 
 Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const Conv2dParams& p);
 
