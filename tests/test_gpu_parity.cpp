@@ -2,7 +2,8 @@
 // through the front ends and autograd on both devices, with the CUDA allocator poisoning what it hands
 // out; the backend bodies that are no op of the table on the same inputs with the outputs pre-filled
 // differently (1 on the CPU, 2 on the GPU), so that a body that writes nothing cannot pass; one whole
-// MNIST training step; and the precision policy on the GPU (bf16 / fp16 convolution and linear against the
+// MNIST training step; the training steps' blocking calls (none between two reads of their scalars); and the
+// precision policy on the GPU (bf16 / fp16 convolution and linear against the
 // CPU's float32, TF32 off and forced, deterministic algorithms). The float32 parity cases run with TF32 off
 // (dl::cuda::set_allow_tf32(false)): they check float32 arithmetic. Without a usable GPU every case skips and says why;
 // the error a user gets when asking for a GPU that is not there is checked on every machine.
@@ -13,13 +14,16 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "dl/config.h"
 #include "dl/dl.h"
 #include "op_cases.h"
+#include "quadrants.h"
 #include "require_gpu.h"
 #if DL_WITH_CUDA
 #include "backend/cpu/cpu_ops.h"
@@ -146,6 +150,12 @@ TEST_F(GpuParity, AccumulateFillNorm) {
   const int64_t m = 1001;
   const Tensor a = rnd({m}, 16), c = rnd({m}, 17), ad = a.to(kGpu);
   EXPECT_NEAR(dl::ops::squared_norm(ad), dl::ops::squared_norm(a), 1e-9 * dl::ops::squared_norm(a)) << "squared norm";
+  // Of several tensors (an undefined one skipped): one read of the device for all of them.
+  const Tensor b = rnd({7, 3}, 18), bd = b.to(kGpu);
+  const double both = dl::ops::squared_norm({a, Tensor(), b});
+  const uint64_t before = dl::cuda::blocking_calls();
+  EXPECT_NEAR(dl::ops::squared_norm({ad, Tensor(), bd}), both, 1e-9 * both) << "squared norm of several";
+  EXPECT_EQ(dl::cuda::blocking_calls() - before, 1u) << "one read; the last: " << dl::cuda::last_blocking_call();
   const float* A = a.data<float>();
   Tensor yc = c.clone(), yg = c.to(kGpu);  // accumulating: both start from the same values
   dl::cpu::axpy_acc(0.25f, A, yc.data<float>(), m);
@@ -384,6 +394,128 @@ TEST_F(GpuParity, MnistTrainingStep) {
   ASSERT_EQ(sc.size(), sg.size());
   for (size_t i = 0; i < sc.size(); ++i)
     expect_match(sc[i].second, sg[i].second, 1e-3, "after one step: " + sc[i].first);
+}
+
+// ---- blocking calls (Note [blocking calls] in dl/core/cuda.h, Note [deferred scalars] in train/trainer.cpp) ----
+// Training steps on a GPU queue their work and leave their loss and counts on the device: between two reads
+// of those numbers the host waits for nothing. A read is one or two blocking calls (the losses, the counts).
+constexpr uint64_t kMostPerRead = 2;
+
+// Without the allocator's cache every released block goes to cudaFree, which synchronises the device.
+#define DL_REQUIRE_CACHING()                                                                             \
+  do {                                                                                                   \
+    if (!dl::cuda::CudaAllocator::instance().caching())                                                  \
+      GTEST_SKIP() << "DL_CUDA_NO_CACHE is set: every block released goes to cudaFree, a blocking call"; \
+  } while (0)
+
+// MNIST steps (forward, loss, backward, Adam) writing their loss and correct counts into a window on the
+// device, read as the Trainer reads it.
+TEST_F(GpuParity, TrainingStepsWaitOnlyWhenTheirScalarsAreRead) {
+  DL_REQUIRE_CACHING();
+  dl::Generator gen(7);
+  dl::nn::MnistCnn model({}, gen);
+  model.to(kGpu);
+  dl::optim::Adam adam(model.parameter_refs(), {0.001, 0.9, 0.999, 1e-8, 1e-4});
+  std::vector<int32_t> lv(64);
+  for (int i = 0; i < 64; ++i) lv[i] = i * 7 % 10;
+  const Tensor images = rnd({64, 1, 28, 28}, 40, 0, 1).to(kGpu);
+  const Tensor labels = Tensor::from_vector<int32_t>({64}, lv).to(kGpu);
+  constexpr int64_t kWindow = 8;
+  const Tensor losses = Tensor::empty({kWindow}, DType::kFloat32, kGpu);
+  const Tensor counts = Tensor::empty({2 * kWindow}, DType::kFloat64, kGpu);
+  auto step = [&](int64_t slot) {
+    adam.zero_grad();
+    const Tensor logits = model.forward(images);
+    const Tensor loss = dl::ops::cross_entropy(logits, labels);
+    loss.backward();
+    adam.step();
+    losses.slice(slot, slot + 1).copy_(loss.detach().view({1}));
+    counts.slice(2 * slot, 2 * slot + 2).copy_(dl::ops::correct_counts(logits.detach(), labels, -1));
+  };
+  // The first steps search cuDNN's algorithms for their shapes (cudnnFind*, blocking) and fill the cache.
+  for (int64_t i = 0; i < 2; ++i) step(i);
+  dl::cuda::synchronize(0);
+  for (int window = 0; window < 3; ++window) {
+    const uint64_t before = dl::cuda::blocking_calls();
+    for (int64_t i = 0; i < kWindow; ++i) step(i);
+    const uint64_t steps = dl::cuda::blocking_calls() - before;
+    EXPECT_EQ(steps, 0u) << kWindow << " steps of window " << window << " waited " << steps
+                         << " time(s); the last: " << dl::cuda::last_blocking_call();
+    const uint64_t at_read = dl::cuda::blocking_calls();
+    const Tensor l = losses.to(Device::cpu()), c = counts.to(Device::cpu());
+    const uint64_t read = dl::cuda::blocking_calls() - at_read;
+    EXPECT_GE(read, 1u) << "a read of device memory waits for it";
+    EXPECT_LE(read, kMostPerRead) << "window " << window << "; the last: " << dl::cuda::last_blocking_call();
+    for (int64_t i = 0; i < kWindow; ++i) {
+      EXPECT_TRUE(std::isfinite(l.data<float>()[i])) << "window " << window << ", step " << i;
+      EXPECT_EQ(c.data<double>()[2 * i + 1], 64.0) << "counted labels, window " << window << ", step " << i;
+    }
+  }
+}
+
+// The count is the calling thread's: another thread's waits do not show in it.
+TEST_F(GpuParity, BlockingCallsAreCountedPerThread) {
+  const Tensor t = rnd({16}, 41).to(kGpu);
+  const uint64_t before = dl::cuda::blocking_calls();
+  uint64_t other = 0;
+  std::thread([&] {
+    const uint64_t start = dl::cuda::blocking_calls();
+    static_cast<void>(t.to(Device::cpu()));
+    other = dl::cuda::blocking_calls() - start;
+  }).join();
+  EXPECT_EQ(other, 1u) << "one copy to the host";
+  EXPECT_EQ(dl::cuda::blocking_calls(), before) << "the other thread's wait was counted here";
+  static_cast<void>(t.to(Device::cpu()));
+  EXPECT_EQ(dl::cuda::blocking_calls(), before + 1);
+}
+
+// Counts the training thread's blocking calls around the reads it asks for: just before one (asked after
+// the step, Note [deferred scalars]) and just after (each step read is then told, in order).
+class ReadWatch : public dl::train::TrainingObserver {
+ public:
+  explicit ReadWatch(std::vector<int64_t> at) : at_(std::move(at)) {}
+  bool needs_values_at(int64_t iteration) override {
+    if (!wanted(iteration)) return false;
+    before_read[iteration] = dl::cuda::blocking_calls();
+    return true;
+  }
+  void on_iteration(const dl::train::IterationRecord& r) override {
+    if (wanted(r.iteration)) after_read[r.iteration] = dl::cuda::blocking_calls();
+  }
+  std::map<int64_t, uint64_t> before_read, after_read;
+
+ private:
+  bool wanted(int64_t iteration) const { return std::find(at_.begin(), at_.end(), iteration) != at_.end(); }
+  std::vector<int64_t> at_;
+};
+
+// The Trainer's own steps, their batches staged through pinned buffers, read at iterations 4, 12 and 20.
+// The stager waits (a blocking call) only when the host runs more than its two slots ahead of the
+// device, which the steps of this small model do not.
+TEST_F(GpuParity, TrainerStepsWaitOnlyWhenTheTrainerReads) {
+  DL_REQUIRE_CACHING();
+  dl::Generator gen(3);
+  dl::nn::MnistCnn model({.filters = {4, 8}, .in_channels = 1, .height = 8, .width = 8, .num_classes = 4}, gen);
+  dl::train::TrainingOptions o;  // SGDM at 0.01
+  o.device = kGpu;
+  o.max_epochs = 1;
+  o.mini_batch_size = 32;
+  o.verbose = false;  // no table: its rows would be reads of their own
+  dl::train::Trainer trainer(model, o);
+  ReadWatch watch({4, 12, 20});
+  trainer.add_observer(watch);
+  const auto report = trainer.fit(quadrants(24 * 32, 1));
+  ASSERT_EQ(report.iterations, 24);
+  ASSERT_EQ(watch.after_read.size(), 3u);
+  for (const auto& [from, to] : {std::pair<int64_t, int64_t>{4, 12}, {12, 20}}) {
+    const uint64_t steps = watch.before_read.at(to) - watch.after_read.at(from);
+    EXPECT_EQ(steps, 0u) << "iterations " << from + 1 << " to " << to << " waited " << steps
+                         << " time(s); the last blocking call: " << dl::cuda::last_blocking_call();
+    const uint64_t read = watch.after_read.at(to) - watch.before_read.at(to);
+    EXPECT_GE(read, 1u) << "the read at iteration " << to;
+    EXPECT_LE(read, kMostPerRead) << "the read at iteration " << to;
+  }
+  EXPECT_TRUE(std::isfinite(report.history.back().loss));
 }
 
 TEST_F(GpuParity, CachingAllocatorReusesAndReports) {

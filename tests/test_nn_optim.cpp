@@ -387,6 +387,17 @@ TEST(Optim, ClippingMethods) {
   EXPECT_NEAR(p.w.grad().data<double>()[0], 3.0, 1e-15);
 }
 
+// The norm behind global clipping and the loss scaler's overflow check: several tensors at once (on a GPU
+// one read for all of them), the same double as adding squared_norm of each in order.
+TEST(Optim, SquaredNormOfSeveralTensors) {
+  const dl::Tensor a = dl::Tensor::from_vector<float>({2}, {3, 4}), b = dl::Tensor::from_vector<double>({1}, {0.5});
+  EXPECT_EQ(dl::ops::squared_norm({a, dl::Tensor(), b}), dl::ops::squared_norm(a) + dl::ops::squared_norm(b));
+  EXPECT_EQ(dl::ops::squared_norm({a, dl::Tensor(), b}), 25.25);
+  EXPECT_EQ(dl::ops::squared_norm(std::vector<dl::Tensor>{}), 0.0);
+  EXPECT_TRUE(std::isinf(dl::ops::squared_norm({a, dl::Tensor::from_vector<float>({1}, {INFINITY})})));
+  EXPECT_THROW(dl::ops::squared_norm({a, dl::Tensor::zeros({2}, dl::DType::kInt32)}), dl::Error);
+}
+
 TEST(Optim, PiecewiseSchedule) {
   dl::optim::PiecewiseSchedule s{0.01, 0.8, 10, true};
   EXPECT_DOUBLE_EQ(s.rate(1), 0.01);

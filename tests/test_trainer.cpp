@@ -280,6 +280,28 @@ TEST(Trainer, ReadsItsStepScalarsOnlyWhenSomethingNeedsThem) {
   EXPECT_LT(every.back().loss, every.front().loss) << "the toy set is learnt";
 }
 
+// Note [blocking calls] (dl/core/cuda.h): the count exists in every build, and training on the CPU never
+// waits for a GPU, with or without the CUDA backend built. (test_gpu_parity counts a GPU's steps: none
+// between two reads of the Trainer's window.)
+TEST(Trainer, CpuTrainingMakesNoBlockingCudaCall) {
+  const uint64_t before = dl::cuda::blocking_calls();
+  if (!dl::cuda::kBuiltWithCuda) {
+    EXPECT_EQ(before, 0u) << "a build without CUDA has nothing to wait for";
+  }
+  dl::Generator gen(1);
+  dl::nn::MnistCnn model(small_cnn(), gen);
+  auto o = quick_options();
+  o.max_epochs = 2;
+  dl::train::Trainer trainer(model, o);
+  trainer.set_validation_data(quadrants(32, 2));
+  ValuesAt every_step([](int64_t) { return true; });
+  trainer.add_observer(every_step);
+  const auto report = trainer.fit(quadrants(128, 1));
+  EXPECT_EQ(report.iterations, 8);
+  EXPECT_EQ(report.scalar_reads, 8) << "every step read at once";
+  EXPECT_EQ(dl::cuda::blocking_calls(), before) << "training on the CPU waited for a GPU";
+}
+
 TEST(Trainer, CheckLabelsNamesTheFirstBadOne) {
   const dl::Tensor labels = dl::Tensor::from_vector<int32_t>({6}, {0, 3, 255, 2, 9, -1});
   EXPECT_NO_THROW(dl::ops::check_labels(labels.slice(0, 4), 4, 255));

@@ -1,5 +1,6 @@
-// The public CUDA access of dl/core/cuda.h (current_stream, DeviceGuard) in a build without the CUDA
-// backend: each says so. With CUDA, backend/cuda/runtime.cpp defines them.
+// The public CUDA access of dl/core/cuda.h (current_stream, DeviceGuard, blocking_calls) in a build without
+// the CUDA backend: the first two say so, and no call ever blocks. With CUDA, backend/cuda/runtime.cpp
+// defines them.
 #include "dl/config.h"
 #include "dl/core/cuda.h"
 #include "dl/core/error.h"
@@ -18,6 +19,8 @@ DeviceGuard::DeviceGuard(int device) {
 }
 
 DeviceGuard::~DeviceGuard() = default;
+
+uint64_t blocking_calls() { return 0; }  // Note [blocking calls]: nothing to wait for
 
 }  // namespace dl::cuda
 #endif

@@ -405,4 +405,33 @@ double squared_norm(const Tensor& a) {
   return result;
 }
 
+double squared_norm(const std::vector<Tensor>& tensors) {
+  std::vector<const Tensor*> given;
+  for (const Tensor& t : tensors)
+    if (t.defined()) given.push_back(&t);
+  if (given.empty()) return 0;
+  const Device device = given[0]->device();
+  for (const Tensor* t : given) {
+    check_float(*t, "squared_norm", "tensors");
+    DL_CHECK(t->device() == device, "squared_norm: expected tensors on one device, got ", device.str(), " and ",
+             t->device().str());
+  }
+  double total = 0;
+  if (device.is_cpu()) {
+    for (const Tensor* t : given) total += squared_norm(*t);
+    return total;
+  }
+  // Each tensor's sum into its own slot on the device, then one read of them all.
+  Tensor parts = Tensor::empty({static_cast<int64_t>(given.size())}, DType::kFloat64, device);
+  for (size_t i = 0; i < given.size(); ++i) {
+    const Tensor& a = *given[i];
+    dispatch(
+        a, "squared_norm", [](auto) {},
+        [&](int dev) { DL_CUDA_BODY(cuda::sum_squares(dev, f32(a), parts.data<double>() + i, a.numel())); });
+  }
+  const Tensor host = parts.to(Device::cpu());
+  for (size_t i = 0; i < given.size(); ++i) total += host.data<double>()[i];
+  return total;
+}
+
 }  // namespace dl::ops

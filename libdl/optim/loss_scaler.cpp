@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "dl/autograd/engine.h"
 #include "dl/core/error.h"
@@ -24,16 +25,17 @@ Tensor LossScaler::scale(const Tensor& loss) const { return ops::scale(loss, sca
 
 bool LossScaler::unscale(const std::vector<nn::ParamRef>& params) const {
   autograd::NoGradGuard no_grad;
-  double sum = 0;  // of squares, in double: inf or NaN when any gradient holds one
+  std::vector<Tensor> unscaled;
   for (const auto& p : params) {
     const Tensor g = p.tensor.grad();
     if (!g.defined()) continue;
-    Tensor unscaled = ops::scale(g, 1.0 / scale_);
-    sum += ops::squared_norm(unscaled);
+    unscaled.push_back(ops::scale(g, 1.0 / scale_));
     Tensor param = p.tensor;  // a handle to the same parameter
-    param.set_grad(unscaled);
+    param.set_grad(unscaled.back());
   }
-  return std::isfinite(sum);
+  // The sum of squares, in double, is inf or NaN when any gradient holds one. On a GPU: one read a step
+  // for all the gradients (Note [blocking calls] in dl/core/cuda.h).
+  return std::isfinite(ops::squared_norm(unscaled));
 }
 
 void LossScaler::update(bool found_inf) {

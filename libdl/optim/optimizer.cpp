@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 #include "dl/ops/elementwise.h"
 #include "dl/ops/optim_update.h"
@@ -181,10 +182,9 @@ void scale_grad(const nn::ParamRef& p, double f) {
 }  // namespace
 
 double clip_grad_global_norm(const std::vector<nn::ParamRef>& params, double threshold) {
-  double total = 0;
-  for (const auto& p : params)
-    if (p.tensor.grad().defined()) total += ops::squared_norm(p.tensor.grad());
-  const double norm = std::sqrt(total);
+  std::vector<Tensor> grads;
+  for (const auto& p : params) grads.push_back(p.tensor.grad());
+  const double norm = std::sqrt(ops::squared_norm(grads));  // on a GPU one read for them all
   if (norm > threshold)
     for (const auto& p : params)
       if (p.tensor.grad().defined()) scale_grad(p, threshold / norm);

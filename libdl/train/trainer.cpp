@@ -602,6 +602,15 @@ TrainingReport Trainer::fit(std::shared_ptr<const data::Dataset> train) {
 // the error names the iteration where it happened and the one it was read at. Divergence is still caught
 // before a checkpoint is written, since every checkpoint follows the epoch's read and the state check.
 // A data-parallel step reads its numbers in its collectives anyway: it is told at once.
+//
+// What a step on a GPU still waits for (blocking calls, Note [blocking calls] in dl/core/cuda.h), each
+// asked for by an option: loss scaling (LossScaler::unscale, one read of all the gradients' norms, to
+// skip a step that overflowed), gradient clipping (the global norm: one read; per parameter: one each;
+// by value: a round trip of each gradient through the host), int64 labels (made int32 through the host,
+// ops/dispatch.h), metrics counted on the host (mean IoU and BF score: ops::segmentation_counts) and
+// data parallelism (the loss and metrics are reduced at once). The first step of each convolution shape
+// times cuDNN's algorithms (cudnnFind*), and the stager waits for a staging slot only when the host is
+// more than two batches ahead of the device. Otherwise none: tests/test_gpu_parity.cpp counts them.
 bool Trainer::values_wanted(Run& run) const {
   for (auto* o : run.observers)
     if (o->needs_values_at(iteration_)) return true;

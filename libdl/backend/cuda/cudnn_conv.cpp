@@ -131,8 +131,10 @@ struct Forward {
   }
   static cudnnStatus_t find(cudnnHandle_t h, const ConvDescs& d, const ConvOperands& o, int* count, Perf* perf,
                             void* ws, size_t bytes) {
-    return DL_CUDNN(cudnnFindConvolutionForwardAlgorithmEx)(h, d.x.get(), o.a, d.w.get(), o.b, d.conv.get(), d.y.get(),
-                                                            o.out, kCount, count, perf, ws, bytes);
+    return blocking("cudnnFindConvolutionForwardAlgorithmEx (the timed algorithm search)", [&] {
+      return DL_CUDNN(cudnnFindConvolutionForwardAlgorithmEx)(h, d.x.get(), o.a, d.w.get(), o.b, d.conv.get(),
+                                                              d.y.get(), o.out, kCount, count, perf, ws, bytes);
+    });
   }
   static cudnnStatus_t workspace(cudnnHandle_t h, const ConvDescs& d, Algo algo, size_t* bytes) {
     return DL_CUDNN(cudnnGetConvolutionForwardWorkspaceSize)(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), algo,
@@ -161,8 +163,10 @@ struct BackwardData {
   }
   static cudnnStatus_t find(cudnnHandle_t h, const ConvDescs& d, const ConvOperands& o, int* count, Perf* perf,
                             void* ws, size_t bytes) {
-    return DL_CUDNN(cudnnFindConvolutionBackwardDataAlgorithmEx)(h, d.w.get(), o.a, d.y.get(), o.b, d.conv.get(),
-                                                                 d.x.get(), o.out, kCount, count, perf, ws, bytes);
+    return blocking("cudnnFindConvolutionBackwardDataAlgorithmEx (the timed algorithm search)", [&] {
+      return DL_CUDNN(cudnnFindConvolutionBackwardDataAlgorithmEx)(h, d.w.get(), o.a, d.y.get(), o.b, d.conv.get(),
+                                                                   d.x.get(), o.out, kCount, count, perf, ws, bytes);
+    });
   }
   static cudnnStatus_t workspace(cudnnHandle_t h, const ConvDescs& d, Algo algo, size_t* bytes) {
     return DL_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize)(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(),
@@ -191,8 +195,10 @@ struct BackwardFilter {
   }
   static cudnnStatus_t find(cudnnHandle_t h, const ConvDescs& d, const ConvOperands& o, int* count, Perf* perf,
                             void* ws, size_t bytes) {
-    return DL_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithmEx)(h, d.x.get(), o.a, d.y.get(), o.b, d.conv.get(),
-                                                                   d.w.get(), o.out, kCount, count, perf, ws, bytes);
+    return blocking("cudnnFindConvolutionBackwardFilterAlgorithmEx (the timed algorithm search)", [&] {
+      return DL_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithmEx)(h, d.x.get(), o.a, d.y.get(), o.b, d.conv.get(),
+                                                                     d.w.get(), o.out, kCount, count, perf, ws, bytes);
+    });
   }
   static cudnnStatus_t workspace(cudnnHandle_t h, const ConvDescs& d, Algo algo, size_t* bytes) {
     return DL_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize)(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),

@@ -31,15 +31,15 @@ class CudaUploader final : public DeviceUploader {
     for (UploadSlot& s : slots_) {
       if (!s.copied) continue;
       // The pinned buffers, and the device blocks of batches never taken, must outlive their copies.
-      static_cast<void>(cudaEventSynchronize(s.copied));
+      static_cast<void>(blocking("cudaEventSynchronize (a staging slot's copies, at the end)",
+                                 [&] { return cudaEventSynchronize(s.copied); }));
       static_cast<void>(cudaEventDestroy(s.copied));
     }
   }
 
   std::vector<Tensor> upload(int slot, const std::vector<Tensor>& host) override {
     UploadSlot& s = at(slot);
-    // This slot's last copies were queued `slots` batches ago; normally long finished.
-    DL_CUDA_CHECK(cudaEventSynchronize(s.copied));
+    wait_for_copies(s);
     if (s.pinned.size() < host.size()) s.pinned.resize(host.size());
     std::vector<Tensor> out;
     for (size_t i = 0; i < host.size(); ++i) {
@@ -62,6 +62,19 @@ class CudaUploader final : public DeviceUploader {
   void wait(int slot) override { compute_wait(device_, at(slot).copied); }
 
  private:
+  // The slot's last copies were queued `slots` batches ago, behind the compute work queued then, and are
+  // normally long finished: asked first, so that only a real wait is a blocking call (Note [blocking
+  // calls]). One comes when the host runs more than `slots` batches ahead of the device, and is what
+  // holds it there: the pinned buffers are about to be overwritten.
+  static void wait_for_copies(const UploadSlot& s) {
+    const cudaError_t done = cudaEventQuery(s.copied);
+    if (done == cudaSuccess) return;
+    if (done != cudaErrorNotReady) throw_cuda_error(done, "cudaEventQuery(s.copied)", __FILE__, __LINE__);
+    static_cast<void>(cudaGetLastError());  // not an error: not ready yet
+    DL_CUDA_CHECK(blocking("cudaEventSynchronize (a staging slot still copying: the host is ahead of the device)",
+                           [&] { return cudaEventSynchronize(s.copied); }));
+  }
+
   UploadSlot& at(int slot) {
     DL_CHECK(slot >= 0 && static_cast<size_t>(slot) < slots_.size(), "DeviceUploader: no slot ", slot, " of ",
              slots_.size());
@@ -101,7 +114,7 @@ class CudaDevice final : public DeviceBackend {
   void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) override {
     if (bytes == 0) return;
     if (dst_device.is_cuda() && dst_device == src_device) {
-      copy_bytes(dst, src, bytes, cudaMemcpyDeviceToDevice, dst_device.index, /*blocking=*/false);
+      copy_bytes(dst, src, bytes, cudaMemcpyDeviceToDevice, dst_device.index, /*wait=*/false);
     } else if (dst_device.is_cuda() && src_device.is_cuda()) {
       // Between two GPUs (peer access or staged by the driver): after the work that made `src`, and waited
       // for, since the source block may go back to its device's cache as soon as this returns.
@@ -109,13 +122,14 @@ class CudaDevice final : public DeviceBackend {
       DeviceGuard guard(dst_device.index);
       const cudaStream_t stream = compute_stream(dst_device.index);
       DL_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device.index, src, src_device.index, bytes, stream));
-      DL_CUDA_CHECK(cudaStreamSynchronize(stream));
+      DL_CUDA_CHECK(
+          blocking("cudaStreamSynchronize (a copy between two GPUs)", [&] { return cudaStreamSynchronize(stream); }));
     } else if (dst_device.is_cuda()) {
       // From pageable memory the caller may reuse at once: wait for the copy (Tensor::to, evaluation and
       // checkpoints; the training loop's batches go through the uploader's pinned buffers instead).
-      copy_bytes(dst, src, bytes, cudaMemcpyHostToDevice, dst_device.index, /*blocking=*/true);
+      copy_bytes(dst, src, bytes, cudaMemcpyHostToDevice, dst_device.index, /*wait=*/true);
     } else {
-      copy_bytes(dst, src, bytes, cudaMemcpyDeviceToHost, src_device.index, /*blocking=*/true);
+      copy_bytes(dst, src, bytes, cudaMemcpyDeviceToHost, src_device.index, /*wait=*/true);
     }
   }
 
@@ -157,7 +171,7 @@ class CudaDevice final : public DeviceBackend {
       default:
         DL_THROW("fill on cuda:", index, ": unexpected dtype ", dtype_name(dtype));
     }
-    copy_bytes(ptr, host.data(), host.size(), cudaMemcpyHostToDevice, index, /*blocking=*/true);
+    copy_bytes(ptr, host.data(), host.size(), cudaMemcpyHostToDevice, index, /*wait=*/true);
   }
 
   void accumulate(void* dst, const void* src, DType dtype, int64_t count, int index) override {

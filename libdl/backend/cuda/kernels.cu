@@ -234,10 +234,10 @@ std::pair<int64_t, int32_t> first_bad_label(int device, const int32_t* labels, i
   auto first = l.scratch<unsigned long long>(1);
   kern::run_find_bad_label(l, labels, count, c, ignore_index, first.get());
   unsigned long long pos = 0;
-  copy_bytes(&pos, first.get(), sizeof pos, cudaMemcpyDeviceToHost, device, /*blocking=*/true);
+  copy_bytes(&pos, first.get(), sizeof pos, cudaMemcpyDeviceToHost, device, /*wait=*/true);
   if (pos >= static_cast<unsigned long long>(count)) return {count, 0};
   int32_t label = 0;
-  copy_bytes(&label, labels + pos, sizeof label, cudaMemcpyDeviceToHost, device, /*blocking=*/true);
+  copy_bytes(&label, labels + pos, sizeof label, cudaMemcpyDeviceToHost, device, /*wait=*/true);
   return {static_cast<int64_t>(pos), label};
 }
 
@@ -283,9 +283,9 @@ void segmentation_counts(int device, const int32_t* pred, const int32_t* truth, 
 
   std::vector<unsigned long long> host_conf(static_cast<size_t>(c) * c + 1), host_counts(2 * images * c * 2);
   copy_bytes(host_conf.data(), conf.get(), host_conf.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost,
-             device, /*blocking=*/false);
+             device, /*wait=*/false);
   copy_bytes(host_counts.data(), counts.get(), host_counts.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost,
-             device, /*blocking=*/true);
+             device, /*wait=*/true);
   const unsigned long long bad = host_conf.back();
   if (bad < static_cast<unsigned long long>(pixels)) {
     int32_t labels[2] = {0, 0};

@@ -1,7 +1,7 @@
 // The CUDA runtime layer of the backend (runtime.h): error reporting for the CUDA runtime, cuDNN and
-// cuBLAS; the version check; the per-device contexts (streams, library handles); the caching device
-// allocator; scratch, pinned and copy helpers. Host code only, compiled by the C++
-// compiler against the CUDA runtime API.
+// cuBLAS; the count of blocking calls; the version check; the per-device contexts (streams, library
+// handles); the caching device allocator; scratch, pinned and copy helpers. Host code only, compiled by
+// the C++ compiler against the CUDA runtime API.
 //
 // Note [process-lifetime CUDA objects]: the device contexts (streams, cuDNN and cuBLAS handles, the copy
 // events) and the allocator with its cached blocks are created once and never destroyed. Destroying them
@@ -138,7 +138,8 @@ void free_ignoring_errors(void* ptr, int device) {
   int previous = -1;
   const bool switched =
       cudaGetDevice(&previous) == cudaSuccess && previous != device && cudaSetDevice(device) == cudaSuccess;
-  if (cudaFree(ptr) != cudaSuccess) {
+  if (blocking("cudaFree (a device block given back; it synchronises the device)", [&] { return cudaFree(ptr); }) !=
+      cudaSuccess) {
     // Not thrown (callers are destructors), and cleared so that the next checked call, say a launch check
     // with cudaPeekAtLastError, does not report it as its own; a broken device fails that call anyway.
     static_cast<void>(cudaGetLastError());
@@ -153,6 +154,10 @@ struct DeviceSlot {
   cudaEvent_t compute_mark = nullptr;  // Note [one compute mark per device] in copy_to_device_async
 };
 DeviceSlot g_slots[kMaxDevices];
+
+// Note [blocking calls] in dl/core/cuda.h: per host thread.
+thread_local uint64_t t_blocking_calls = 0;
+thread_local const char* t_last_blocking_call = "none";
 
 // Builds the context of `device` (Note [process-lifetime CUDA objects]). A failure leaves the objects
 // made so far behind; it happens only when the device is unusable.
@@ -172,6 +177,17 @@ DeviceContext* create_context(int device, cudaEvent_t* compute_mark) {
 }
 
 }  // namespace
+
+// ---- blocking calls ----
+
+void count_blocking_call(const char* what) {
+  ++t_blocking_calls;
+  t_last_blocking_call = what;
+}
+
+const char* last_blocking_call() { return t_last_blocking_call; }
+
+uint64_t blocking_calls() { return t_blocking_calls; }
 
 // ---- errors ----
 
@@ -386,17 +402,23 @@ PinnedBuffer::PinnedBuffer(size_t bytes) : bytes_(bytes) {
   DL_CUDA_CHECK(cudaMallocHost(&ptr_, bytes));
 }
 
-// The caller must not free a buffer that a queued copy still reads (see copy_to_device_async).
-PinnedBuffer::~PinnedBuffer() {
-  if (ptr_ != nullptr) static_cast<void>(cudaFreeHost(ptr_));  // never throws
+namespace {
+// cudaFreeHost synchronises the device (a blocking call); never throws.
+void free_pinned(void* ptr) {
+  if (ptr != nullptr)
+    static_cast<void>(blocking("cudaFreeHost (a pinned staging buffer)", [&] { return cudaFreeHost(ptr); }));
 }
+}  // namespace
+
+// The caller must not free a buffer that a queued copy still reads (see copy_to_device_async).
+PinnedBuffer::~PinnedBuffer() { free_pinned(ptr_); }
 
 PinnedBuffer::PinnedBuffer(PinnedBuffer&& o) noexcept
     : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
 
 PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
   if (this != &o) {
-    if (ptr_ != nullptr) static_cast<void>(cudaFreeHost(ptr_));
+    free_pinned(ptr_);
     ptr_ = std::exchange(o.ptr_, nullptr);
     bytes_ = std::exchange(o.bytes_, 0);
   }
@@ -405,12 +427,19 @@ PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
 
 // ---- copies ----
 
-void copy_bytes(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, int device, bool blocking) {
+void copy_bytes(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, int device, bool wait) {
   if (bytes == 0) return;
   DeviceContext& ctx = context(device);
   DeviceGuard guard(device);
-  DL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, ctx.compute));
-  if (blocking) DL_CUDA_CHECK(cudaStreamSynchronize(ctx.compute));
+  if (!wait && kind != cudaMemcpyDeviceToHost) {
+    DL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, ctx.compute));
+    return;
+  }
+  // Into pageable host memory the copy returns when it is done, after the work queued before it: a wait.
+  blocking("copy_bytes (a copy the host waits for)", [&] {
+    DL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, ctx.compute));
+    if (wait) DL_CUDA_CHECK(cudaStreamSynchronize(ctx.compute));
+  });
 }
 
 // Note [one compute mark per device]: the event is recorded again by every call. That is correct because
@@ -444,8 +473,10 @@ void compute_wait(int device, cudaEvent_t event) {
 
 void synchronize(int device) {
   DeviceContext& ctx = context(device);
-  DL_CUDA_CHECK(cudaStreamSynchronize(ctx.copy));
-  DL_CUDA_CHECK(cudaStreamSynchronize(ctx.compute));
+  blocking("synchronize (the copy and compute streams)", [&] {
+    DL_CUDA_CHECK(cudaStreamSynchronize(ctx.copy));
+    DL_CUDA_CHECK(cudaStreamSynchronize(ctx.compute));
+  });
 }
 
 }  // namespace dl::cuda

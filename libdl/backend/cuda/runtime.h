@@ -7,6 +7,10 @@
 // caching allocator can be reused by the next op without synchronising (stream order). The copy
 // stream carries host-to-device copies of the data loader, which record an event that the compute
 // stream waits on (no host synchronisation).
+//
+// Blocking calls: every call that makes the host wait for the device goes through dl::cuda::blocking below,
+// which counts it (Note [blocking calls] in dl/core/cuda.h); tests/check_blocking_calls.py fails on one
+// that does not.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -15,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "dl/core/allocator.h"
 #include "dl/core/cuda.h"
@@ -50,6 +55,20 @@ const char* cublas_status_name(cublasStatus_t st);
 #define DL_CUDA_CHECK_LAUNCH() DL_CUDA_CHECK(cudaPeekAtLastError())
 
 namespace dl::cuda {
+
+// ---- the one counted place of the calls that make the host wait (Note [blocking calls]) ----
+// Counts the call for the calling thread (dl::cuda::blocking_calls), remembers `what` as its latest, then
+// runs `call` and returns what it returns: DL_CUDA_CHECK(blocking("why", [&] { return cudaFoo(...); })).
+// `what` says which wait it is, for a test that finds one where it expected none; a string literal (kept,
+// not copied).
+void count_blocking_call(const char* what);
+template <typename F>
+decltype(auto) blocking(const char* what, F&& call) {
+  count_blocking_call(what);
+  return std::forward<F>(call)();
+}
+// The `what` of the calling thread's latest blocking call, or "none".
+const char* last_blocking_call();
 
 // DeviceGuard (make a device current for a scope) and current_stream (the compute stream below, as an
 // opaque handle) are public: dl/core/cuda.h.
@@ -138,15 +157,18 @@ class PinnedBuffer {
 };
 
 // Copies between host and device memory, or device and device, ordered on the device's compute stream.
-// `blocking` waits for the copy (device-to-host copies whose result the caller reads at once).
-void copy_bytes(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, int device, bool blocking);
+// `wait` waits for the copy (device-to-host copies whose result the caller reads at once). A copy to
+// host memory is a blocking call either way: the runtime returns from a copy into pageable memory only
+// when it is done.
+void copy_bytes(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, int device, bool wait);
 // Host-to-device copy on the copy stream from pinned memory, after the compute work queued so far (dst
 // may be a reused block); `done` is recorded after it. The compute stream does not wait: call
 // compute_wait(device, done) before queueing work that reads dst.
 void copy_to_device_async(void* dst, const void* pinned_src, size_t bytes, int device, cudaEvent_t done);
 // Makes the device's compute stream wait for `event` (no host synchronisation).
 void compute_wait(int device, cudaEvent_t event);
-// Waits for everything queued on the device (used at the end of an epoch and by timers, never per op).
+// Waits for everything queued on the device (used at the end of an epoch and by timers, never per op):
+// one blocking call.
 void synchronize(int device);
 
 // The TF32 switch (set_allow_tf32, allow_tf32) and dl::deterministic() are public: dl/core/cuda.h.

@@ -8,6 +8,8 @@
 // dl/ops/custom.h, examples/custom_op): the stream libdl computes on and a device guard. These exist in
 // every build too; without CUDA they throw dl::Error saying so.
 #pragma once
+#include <cstdint>
+
 #include "dl/config.h"
 
 namespace dl::cuda {
@@ -51,6 +53,19 @@ class DeviceGuard {
  private:
   int previous_ = -1;
 };
+
+// Note [blocking calls]: the number of calls into the CUDA runtime, cuDNN included, that made the calling
+// host thread wait for a device (or could have), since the thread started. Counted per host thread, so
+// that a test or a profile of one training loop sees its own waits and none of another thread's (the data
+// loader's workers, an evaluation running beside it). What counts, each in one place of the backend
+// (dl::cuda::blocking in backend/cuda/runtime.h): stream, event and device synchronisation; copies the host
+// waits for (every copy to the host, and every copy from pageable host memory onto a device); cudaFree and
+// cudaFreeHost, which synchronise implicitly; cuDNN's timed algorithm search (cudnnFind*, once per
+// convolution shape). Not counted: cudaMalloc and cudaMallocHost (they wait for no queued work), launches
+// and other asynchronous calls, and a staging slot found already copied (only a real wait counts).
+// A plain training step on a GPU makes none: the host waits when the Trainer reads its window of losses and
+// metrics (Note [deferred scalars] in train/trainer.cpp, with the options that read every step). 0 without CUDA.
+uint64_t blocking_calls();
 
 }  // namespace dl::cuda
 

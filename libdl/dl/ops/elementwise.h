@@ -74,5 +74,9 @@ Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim = fa
 // x summed down to `shape`, which x's shape broadcasts from (the backward of broadcasting).
 Tensor sum_to(const Tensor& x, const Shape& shape);
 double squared_norm(const Tensor& a);  // sum of squares, in double; no history
+// The sum of squared_norm over `tensors` (undefined ones skipped; the rest float, on one device), added in
+// their order, in double; no history. On a GPU the host reads all of them at once: one blocking call
+// (Note [blocking calls] in dl/core/cuda.h), where a squared_norm of each would wait once per tensor.
+double squared_norm(const std::vector<Tensor>& tensors);
 
 }  // namespace dl::ops

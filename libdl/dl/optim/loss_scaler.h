@@ -26,7 +26,7 @@ class LossScaler {
   // loss times the current scale, recorded in the graph (backward from it gives scaled gradients).
   Tensor scale(const Tensor& loss) const;
   // Divides every defined gradient of `params` by the scale (new gradient tensors, no history) and
-  // says whether all of them are finite; false means: skip this step's update.
+  // says whether all are finite (on a GPU: one read for them all); false means: skip this step's update.
   bool unscale(const std::vector<nn::ParamRef>& params) const;
   // The rule after a step: found_inf backs the scale off (and counts a skipped step), else one more
   // clean step, growing the scale after growth_interval of them.

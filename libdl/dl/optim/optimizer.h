@@ -126,7 +126,7 @@ class RmsProp : public Optimizer {
 };
 
 // ---- gradient clipping (MATLAB's GradientThresholdMethod); each returns the norm before clipping ----
-// Scales all gradients together so that their joint L2 norm is at most `threshold`.
+// Scales all gradients together so that their joint L2 norm is at most `threshold` (on a GPU: one read).
 double clip_grad_global_norm(const std::vector<nn::ParamRef>& params, double threshold);
 // Scales each parameter's gradient so that its own L2 norm is at most `threshold` (returns the max).
 double clip_grad_norm_per_parameter(const std::vector<nn::ParamRef>& params, double threshold);
