@@ -277,6 +277,14 @@ TEST(Onnx, UserModel) {
   write_case(net, input({2, 3, 16, 20}, 2), kept);
 }
 
+// A model computing channels-last exports the same graph (its reorders are identities in ONNX).
+TEST(Onnx, ChannelsLastModel) {
+  DeepLabV3Plus net;
+  randomise(net, 16);
+  net.to(dl::MemoryFormat::kChannelsLast);
+  write_case(net, input({1, 3, 64, 80}, 17), {"deeplabv3plus_channels_last", {}, {}});
+}
+
 TEST(Onnx, TwoInputsTwoOutputs) {
   TwoInputNet net;
   randomise(net, 3);

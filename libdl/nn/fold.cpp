@@ -59,6 +59,9 @@ std::vector<Pair> pairs_in_graph(const Tensor& y, const std::unordered_map<const
     const auto bn = bns.find(leaf_of(n, 1));
     if (bn == bns.end() || times[bn->second] != 1) continue;
     const autograd::Node* producer = n->edges.empty() ? nullptr : n->edges[0].fn.get();
+    // A reorder between the two (a convolution run in NCHW for a channels-last model) changes no value.
+    while (producer != nullptr && producer->name == "to_memory_format" && uses[producer] == 1)
+      producer = producer->edges.empty() ? nullptr : producer->edges[0].fn.get();
     if (producer == nullptr || producer->name != "conv2d" || uses[producer] != 1) continue;
     const auto conv = convs.find(leaf_of(producer, 1));
     if (conv == convs.end() || times[conv->second] != 1) continue;

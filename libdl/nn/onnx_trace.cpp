@@ -88,6 +88,11 @@ void GraphTracer::record(const ops::TraceEvent& e) {
   if (!traced) return;  // a constant of the graph, made into an initializer when a traced op reads it
   DL_CHECK(e.output.defined() && e.output.dtype() == DType::kFloat32, "ONNX export: op '", e.op,
            "' has no ONNX form, and its input depends on the model's inputs (", e.inputs[0].shape().str(), ")");
+  if (std::string_view(e.op) == "to_memory_format") {  // ONNX's tensors have no layout: the same value
+    values_[e.output.impl()] = value(e.inputs[0], e.op);
+    keep_.push_back(e.output);
+    return;
+  }
   const std::string out = fresh();
   map_event(e, out);
   values_[e.output.impl()] = out;

@@ -97,6 +97,7 @@ Tensor to_memory_format(const Tensor& x, MemoryFormat format) {
   const Shape out{s[perm[0]], s[perm[1]], s[perm[2]], s[perm[3]]};
   Tensor moved = strided_copy(src, out, permute_index(s, perm), "to_memory_format");
   Tensor y = to_nhwc ? Tensor::channels_last_view(moved) : moved;
+  if (auto* tr = active_tracer()) tr->record({"to_memory_format", {x}, y});  // the same values: an identity
   const MemoryFormat from = x.memory_format();
   return autograd::record("to_memory_format", y, {x}, [from](const Tensor& gy, const std::vector<bool>&) {
     return std::vector<Tensor>{to_memory_format(gy, from)};
