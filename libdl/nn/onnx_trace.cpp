@@ -2,6 +2,8 @@
 // and the checks that no value from the inputs enters the graph as a constant.
 #include "nn/onnx_trace.h"
 
+#include <string_view>
+
 #include "dl/autograd/engine.h"
 #include "dl/core/error.h"
 
