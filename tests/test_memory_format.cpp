@@ -343,6 +343,33 @@ TEST(MemoryFormat, TrainerRunsChannelsLast) {
   ASSERT_EQ(losses[0].size(), losses[1].size());
   for (size_t i = 0; i < losses[0].size(); ++i) EXPECT_NEAR(losses[0][i], losses[1][i], 1e-4) << "iteration " << i;
 
+  // A one-channel input stays NCHW (its two orders coincide); the model still computes channels-last, since
+  // the Trainer sets every layer to the format. A UNet (transposed convolutions, reordered) trains too.
+  {
+    const Tensor gray = Tensor::randn({8, 1, 16, 16});
+    std::vector<int32_t> seg(8 * 16 * 16);
+    for (size_t i = 0; i < seg.size(); ++i) seg[i] = static_cast<int32_t>(i % 3);
+    const auto gray_set =
+        std::make_shared<dl::data::TensorDataset>(gray, Tensor::from_vector<int32_t>({8, 16, 16}, seg));
+    dl::manual_seed(2);
+    dl::nn::UNet unet({.in_channels = 1, .num_classes = 3, .base_channels = 8, .levels = 2});
+    int64_t nhwc_inputs = 0;
+    unet.for_each_module([&](dl::nn::Module& m) {
+      if (auto* c = dynamic_cast<dl::nn::Conv2d*>(&m); c && c->options().in_channels == 8)
+        c->register_forward_pre_hook([&](dl::nn::Module&, const Tensor& in) { nhwc_inputs += in.is_channels_last(); });
+    });
+    dl::train::TrainingOptions o;
+    o.max_epochs = 1;
+    o.mini_batch_size = 4;
+    o.verbose = false;
+    o.memory_format = MemoryFormat::kChannelsLast;
+    dl::train::Trainer trainer(unet, o);
+    const dl::train::TrainingReport r = trainer.fit(gray_set);
+    EXPECT_TRUE(std::isfinite(r.history.back().loss));
+    EXPECT_GT(nhwc_inputs, 0);
+    EXPECT_EQ(unet.memory_format(), MemoryFormat::kChannelsLast);
+  }
+
   dl::train::TrainingOptions o;
   dl::train::Flags flags("t", "");
   dl::train::add_training_flags(flags, o);

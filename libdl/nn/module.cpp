@@ -129,6 +129,7 @@ void assign_copy(Tensor& dst, const Tensor& src, const std::string& what) {
   d.storage = fresh.impl()->storage;
   d.offset = fresh.impl()->offset;
   d.dtype = src.dtype();
+  d.format = fresh.impl()->format;
   d.requires_grad = src.requires_grad();
   d.grad = Tensor();
   d.grad_fn = nullptr;

@@ -126,6 +126,8 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
                         std::array<int, 2> output_padding) {
   check_float(x, "conv_transpose2d", "x");
   check_float(weight, "conv_transpose2d", "weight");
+  // No engine here reads NHWC for this op: a channels-last x runs in NCHW between two reorders.
+  if (x.is_channels_last()) return channels_last(conv_transpose2d(contiguous(x), weight, bias, p, output_padding));
   check_same({{"x", &x}, {"weight", &weight}, {"bias", &bias}}, "conv_transpose2d");
   DL_CHECK(x.dim() == 4, "conv_transpose2d: expected input N x C_in x H x W, got ", x.shape().str());
   DL_CHECK(p.groups >= 1 && x.size(1) % p.groups == 0, "conv_transpose2d: groups ", p.groups,

@@ -241,6 +241,8 @@ std::vector<int64_t> trace_dims(const std::vector<bool>& flags) {
 
 Tensor sum_over(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, bool average, const char* op) {
   check_float(a, op, "a");
+  // The reductions index NCHW: a channels-last a is reordered first (Note [memory format]).
+  if (a.is_channels_last()) return sum_over(contiguous(a), dims, keepdim, average, op);
   const std::vector<bool> flags = reduced_dims(a.shape(), dims, op);
   int64_t count = 1;
   std::vector<int64_t> squeezed;
@@ -376,6 +378,7 @@ Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
 Tensor sum_to(const Tensor& x, const Shape& shape) {
   check_float(x, "sum_to", "x");
   if (x.shape() == shape) return x;
+  if (x.is_channels_last()) return sum_to(contiguous(x), shape);  // the reduction indexes NCHW
   const Shape& s = x.shape();
   DL_CHECK(broadcast_shapes(s, shape, "sum_to") == s, "sum_to: shape ", shape.str(), " does not broadcast to ",
            s.str());

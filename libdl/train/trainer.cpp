@@ -246,6 +246,9 @@ Trainer::Trainer(nn::Module& model, Objective objective, const TrainingOptions& 
   check_device_usable(o_.device);
   check_precision_usable(o_.precision, o_.device, "TrainingOptions: precision");
   model_.to(o_.device);  // before the optimiser makes its state tensors beside the parameters
+  // Every layer takes its input in the activations' format, so that a first layer whose output would be
+  // NCHW (a one-channel image stays NCHW: Note [memory format]) does not turn the model back to NCHW.
+  if (o_.memory_format != MemoryFormat::kContiguous) model_.to(o_.memory_format);
   optimizer_ = make_optimizer(model_, o_);
   if (o_.precision == Precision::kFp16 || o_.loss_scaling) scaler_.emplace(o_.loss_scaler);
   if (o_.distributed.value_or(dist::launch_info().size > 1)) {

@@ -229,8 +229,11 @@ bool onednn_conv2d_forward(const Conv2dGeometry& g, const float* x, const float*
   return true;
 }
 
-bool onednn_conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx,
+bool onednn_conv2d_backward(const Conv2dGeometry& g_in, const float* x, const float* w, const float* dy, float* dx,
                             float* dw, float* db) {
+  // The backward gets dy already masked by a fused ReLU: the primitives of the plain convolution serve it.
+  Conv2dGeometry g = g_in;
+  g.relu = false;
   guarded("convolution backward", [&](Engine& e) {
     Primitives& p = primitives_for(g, db != nullptr);
     // dy is reordered once when both backward primitives want the same layout (the usual case).

@@ -110,7 +110,7 @@ class Tensor {
   // ---- views and copies (no autograd: use ops::reshape and friends inside a graph) ----
   Tensor slice(int64_t begin, int64_t end) const;  // rows [begin, end) of dim 0, shares storage
   Tensor view(const Shape& shape) const;           // same elements, another shape, shares storage
-  Tensor clone() const;                            // a new contiguous copy on the same device
+  Tensor clone() const;                            // a new copy on the same device, in the same memory format
   Tensor to(Device device) const;                  // returns *this when already there
   Tensor to(DType dtype) const;                    // converting copy; *this when already that dtype
   Tensor to(MemoryFormat format) const;            // reordering copy (no autograd: ops::to_memory_format)

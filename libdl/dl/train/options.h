@@ -96,9 +96,9 @@ struct TrainingOptions {
   // the loss and the metrics stay float32. Checked against the device when the Trainer is made.
   Precision precision = Precision::kFp32;
   // "contiguous" or "channels-last" (Note [memory format] in dl/core/tensor.h): the memory format of the
-  // activations. With channels-last the Trainer reorders each batch's 4-D input to NHWC, the model's
-  // convolutions, batch norms, pooling, resizes and concatenations keep it, and the output is reordered
-  // back to NCHW for the loss and the metrics. The weights keep their layout.
+  // activations. With channels-last the Trainer sets the model to it (Module::to(MemoryFormat): every layer
+  // takes its 4-D input NHWC), reorders each batch's 4-D input, and hands the output back in NCHW to the loss
+  // and the metrics. The weights keep their layout. On CUDA the ops run in NCHW between reorders for now.
   MemoryFormat memory_format = MemoryFormat::kContiguous;
   // Dynamic loss scaling (dl/optim/loss_scaler.h): always on with fp16, on for any precision when set;
   // a step whose gradients overflow is skipped and counted in TrainingReport::skipped_steps.
