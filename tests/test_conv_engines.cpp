@@ -152,7 +152,18 @@ TEST(ConvEngines, FusedReluMatchesConvThenRelu) {
         EXPECT_LE(max_rel(wa.grad().to_vector_f32(), wb.grad().to_vector_f32()), 1e-5);
         EXPECT_LE(max_rel(ba.grad().to_vector_f32(), bb.grad().to_vector_f32()), 1e-5);
       }
+  // A channels-last forward on oneDNN keeps its backward there when the engine setting changes in between.
   dl::set_cpu_conv_engine(dl::CpuConvEngine::kAuto);
+  {
+    dl::Tensor xc = dl::ops::channels_last(x0).detach().set_requires_grad(true);
+    const dl::Tensor y = dl::ops::conv2d_relu(xc, w, b, p);
+    dl::set_cpu_conv_engine(dl::CpuConvEngine::kIm2col);
+    dl::ops::sum(dl::ops::mul(y, up)).backward();
+    dl::set_cpu_conv_engine(dl::CpuConvEngine::kAuto);
+    dl::Tensor xn = x0.clone().set_requires_grad(true);
+    dl::ops::sum(dl::ops::mul(dl::ops::conv2d_relu(xn, w, b, p), up)).backward();
+    EXPECT_LE(max_rel(xc.grad().to_vector_f32(), xn.grad().to_vector_f32()), 1e-5);
+  }
   const auto f = [&p](const std::vector<dl::Tensor>& in) {
     return dl::ops::sum(dl::ops::mul(dl::ops::conv2d_relu(in[0], in[1], in[2], p), in[3]));
   };

@@ -189,6 +189,9 @@ bool use_onednn(const Conv2dGeometry& g) {
   } else {
     if (!onednn_available()) return false;
     if (g.math == Precision::kBf16) return true;  // only oneDNN has bf16 kernels (the front end checked)
+    // The front end asks for NHWC only where oneDNN took the forward: its backward stays there, whatever
+    // the engine setting became in between.
+    if (g.channels_last) return true;
     switch (engine_setting()) {
       case CpuConvEngine::kIm2col:
         return false;
