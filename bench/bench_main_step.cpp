@@ -173,7 +173,9 @@ void DeepLabStepLibdl(benchmark::State& state, bool train, dl::Precision precisi
     }
   });
   state.SetItemsProcessed(state.iterations() * batch);
-  state.counters["allocator_peak_MiB"] = dl::CpuAllocator::instance().stats().peak_bytes / 1048576.0;
+  const dl::AllocatorStats stats = dl::CpuAllocator::instance().stats();
+  state.counters["allocator_peak_MiB"] = stats.peak_bytes / 1048576.0;
+  state.counters["allocator_reserved_MiB"] = stats.reserved_bytes / 1048576.0;  // cached blocks included
 }
 // The libdl cases, one per precision this CPU computes in.
 [[maybe_unused]] const bool kRegistered = [] {
