@@ -29,19 +29,8 @@ Tensor relu(const Tensor& x) {
   if (auto* tr = active_tracer()) tr->record({"relu", {x}, y});
   if (!autograd::needs_record({x})) return y;
   Tensor saved = y.detach();
-  return autograd::record("relu", y, {x}, [saved](const Tensor& gy_in, const std::vector<bool>&) {
-    const Tensor gy = storage(to_memory_format(gy_in, saved.memory_format()));
-    Tensor gx = empty_like(saved);
-    const Tensor ss = storage(saved);
-    Tensor gxs = storage(gx);
-    dispatch(
-        gy, "relu_backward",
-        [&](auto t) {
-          using T = decltype(t);
-          cpu::relu_backward(ss.data<T>(), gy.data<T>(), gxs.data<T>(), gy.numel());
-        },
-        [&](int dev) { DL_CUDA_BODY(cuda::relu_backward(dev, f32(ss), f32(gy), f32(gxs), gy.numel())); });
-    return std::vector<Tensor>{gx};
+  return autograd::record("relu", y, {x}, [saved](const Tensor& gy, const std::vector<bool>&) {
+    return std::vector<Tensor>{relu_mask(gy, saved)};
   });
 }
 

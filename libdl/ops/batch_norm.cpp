@@ -11,6 +11,7 @@
 #include "dl/ops/shape_ops.h"
 #include "dl/ops/trace.h"
 #include "ops/dispatch.h"
+#include "ops/unary.h"
 
 namespace dl::ops {
 
@@ -25,9 +26,7 @@ namespace {
 // The CUDA body of the fused ReLU's backward: dy masked by y > 0 (nothing to do without the ReLU).
 Tensor relu_masked(const Tensor& gy, const Tensor& sy, bool relu) {
   if (!relu || gy.device().is_cpu()) return gy;
-  Tensor masked = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
-  DL_CUDA_BODY(cuda::relu_backward(gy.device().index, f32(sy), f32(gy), f32(masked), gy.numel()));
-  return masked;
+  return relu_mask(gy, sy);
 }
 
 // Note [synchronised batch norm] (dl/ops/batch_norm.h): the statistics of every process's batch, from

@@ -7,6 +7,7 @@
 #include "dl/ops/shape_ops.h"
 #include "dl/ops/trace.h"
 #include "ops/dispatch.h"
+#include "ops/unary.h"
 
 namespace dl::ops {
 
@@ -76,20 +77,8 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, co
   return autograd::record(
       relu ? "conv2d_relu" : "conv2d", y, {x, weight, bias},
       [sx, sw, sy, g, has_bias, fy = y.memory_format()](const Tensor& gy_in, const std::vector<bool>& needs) {
-        Tensor gy = to_memory_format(gy_in, fy);
-        if (sy.defined()) {  // dy masked by y > 0, over the storage order (Note [element-wise formats])
-          Tensor masked = empty_like(gy);
-          const Tensor ys = storage(sy), gs = storage(gy);
-          Tensor ms = storage(masked);
-          dispatch(
-              gy, "conv2d_relu_backward",
-              [&](auto t) {
-                using T = decltype(t);
-                cpu::relu_backward(ys.data<T>(), gs.data<T>(), ms.data<T>(), gy.numel());
-              },
-              [&](int dev) { DL_CUDA_BODY(cuda::relu_backward(dev, f32(ys), f32(gs), f32(ms), gy.numel())); });
-          gy = masked;
-        }
+        // dy masked by y > 0 under the fused ReLU (y's format is fy).
+        const Tensor gy = sy.defined() ? relu_mask(gy_in, sy) : to_memory_format(gy_in, fy);
         const MemoryFormat fx = sx.memory_format();
         Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device(), fx) : Tensor();
         Tensor gw = needs[1] ? Tensor::empty(sw.shape(), sw.dtype(), sw.device()) : Tensor();

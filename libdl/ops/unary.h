@@ -18,6 +18,23 @@ inline std::vector<double> trace_reals(const kern::LeakyReluOp& op) { return {op
 inline std::vector<double> trace_reals(const kern::EluOp& op) { return {op.alpha}; }
 inline std::vector<double> trace_reals(const kern::ClampOp& op) { return {op.lo, op.hi}; }
 
+// The ReLU's backward: dy masked by y > 0, in y's memory format (Note [element-wise formats]). Shared by
+// ops::relu, the fused convolution + ReLU and, on CUDA, batch norm's fused ReLU.
+inline Tensor relu_mask(const Tensor& gy_in, const Tensor& y) {
+  const Tensor gy = storage(to_memory_format(gy_in, y.memory_format()));
+  Tensor gx = empty_like(y);
+  const Tensor ys = storage(y);
+  Tensor gxs = storage(gx);
+  dispatch(
+      gy, "relu_backward",
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::relu_backward(ys.data<T>(), gy.data<T>(), gxs.data<T>(), gy.numel());
+      },
+      [&](int dev) { DL_CUDA_BODY(cuda::relu_backward(dev, f32(ys), f32(gy), f32(gxs), gy.numel())); });
+  return gx;
+}
+
 // y = op(x) for a functor of kernels/unary_ops.cuh; the backward computes dx from x, y and dy.
 template <typename Op>
 inline Tensor unary(const Tensor& x, const char* name, const Op& op) {
