@@ -313,31 +313,45 @@ TEST(Allocator, CachesReleasedBlocks) {
   a.set_caching(true);
 }
 
-TEST(Allocator, LargeRequestsBorrowASomewhatLargerCachedBlock) {
-  // Note [caching allocator]: with no free block of its own class, a large request takes a cached block
-  // of a larger class up to 1.5 times its size, which goes back to its own class when released.
+TEST(Allocator, LargeBlocksSplitAndMerge) {
+  // Note [caching allocator]: a large request takes the best-fitting free piece of a cached segment,
+  // splitting off the rest; released pieces merge with free neighbours, so the segment serves a request
+  // of its whole size again, and only a whole free segment goes back to the system.
   CpuAllocator& a = CpuAllocator::instance();
   a.empty_cache();
-  const size_t big = 5 * 1000 * 1000 + 333;  // sizes no other test uses
-  const size_t near = big * 4 / 5, far = big / 2;
-  ASSERT_NE(dl::allocation_size_class(near), dl::allocation_size_class(big));
+  const size_t mib = size_t{1} << 20;
+  const size_t big = 9 * mib + 333;  // sizes no other test uses
+  const size_t page = 4096;          // large pieces are whole pages
+  const int64_t held = a.stats().reserved_bytes;
   void* p = a.allocate(big);
+  const int64_t segment = a.stats().reserved_bytes - held;  // a new segment of big's size class
+  EXPECT_GE(segment, static_cast<int64_t>(big));
   a.release(p, big);
   const dl::AllocatorStats before = a.stats();
-  void* q = a.allocate(near);
+  void* q = a.allocate(3 * mib);      // the front of the segment
+  void* r = a.allocate(2 * mib + 5);  // the next piece
+  void* s = a.allocate(3 * mib);
   EXPECT_EQ(q, p);
-  EXPECT_EQ(a.stats().reserved_bytes, before.reserved_bytes);
-  EXPECT_EQ(a.stats().current_bytes, before.current_bytes + static_cast<int64_t>(dl::allocation_size_class(big)));
-  void* r = a.allocate(far);  // too small to take a block twice its size: a new one
-  EXPECT_NE(r, p);
-  EXPECT_EQ(a.stats().reserved_bytes, before.reserved_bytes + static_cast<int64_t>(dl::allocation_size_class(far)));
-  a.release(r, far);
-  a.release(q, near);
-  EXPECT_EQ(a.stats().current_bytes, before.current_bytes);
-  void* s = a.allocate(big);  // the borrowed block went back to its own class
-  EXPECT_EQ(s, p);
-  a.release(s, big);
+  EXPECT_EQ(static_cast<char*>(r), static_cast<char*>(p) + 3 * mib);
+  EXPECT_EQ(static_cast<char*>(s), static_cast<char*>(r) + 2 * mib + page);
+  EXPECT_EQ(a.stats().reserved_bytes, before.reserved_bytes);  // no new memory from the system
+  EXPECT_EQ(a.stats().cache_hits, before.cache_hits + 3);
+  EXPECT_EQ(a.stats().current_bytes, before.current_bytes + static_cast<int64_t>(8 * mib + page));
+  // Pieces in use stay. The free rest of the segment (1 MiB) returns its pages where the segment lies in
+  // the host arena (Note [host arena]); a segment from the C library (under AddressSanitizer) keeps it.
   a.empty_cache();
+  const int64_t reserved = a.stats().reserved_bytes;
+  EXPECT_TRUE(reserved == a.stats().current_bytes || reserved == before.reserved_bytes) << reserved;
+  a.release(q, 3 * mib);
+  a.release(s, 3 * mib);
+  a.release(r, 2 * mib + 5);  // merges with both neighbours
+  EXPECT_EQ(a.stats().current_bytes, before.current_bytes);
+  void* t = a.allocate(big);  // the whole segment again (in the arena: the merged 8 MiB grown in place at its end)
+  EXPECT_EQ(t, p);
+  EXPECT_EQ(a.stats().reserved_bytes, before.reserved_bytes);
+  a.release(t, big);
+  a.empty_cache();
+  EXPECT_EQ(a.stats().reserved_bytes, held);
   EXPECT_EQ(a.stats().reserved_bytes, a.stats().current_bytes);
 }
 

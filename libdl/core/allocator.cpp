@@ -1,7 +1,9 @@
 // The CPU caching allocator: the common bookkeeping (Note [caching allocator] in core/block_cache.h)
-// over aligned_alloc, with size classes of multiples of 64 bytes below 4 KiB, then quarter powers of two.
+// over aligned_alloc, with size classes of multiples of 64 bytes below 4 KiB, then quarter powers of two
+// (a large request's segment: the pieces split from it are whole pages).
 #include "dl/core/allocator.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,15 +34,77 @@ int64_t host_memory_bytes() {
   return bytes;
 }
 
-// Blocks from the C library, 64-byte aligned.
+// Note [host arena]: the large pool's segments come from one range of reserved addresses (an anonymous
+// mapping with no swap reserved: the kernel backs a page when it is first touched), handed out in
+// address order. Consecutive segments are adjacent, so the block cache links them into one run whose
+// free pieces merge across segment borders, as a heap's do, and a free piece at the run's end grows in
+// place (Note [caching allocator] in core/block_cache.h). A piece given back returns its pages to the
+// kernel (MADV_DONTNEED) and leaves a hole in the range, except at the range's end, where the next segment
+// takes its addresses again. Where the range cannot be mapped, or once it is used up, segments come from
+// the C library like the small blocks; so they do under AddressSanitizer, whose guard zones around each
+// of the library's blocks would not lie between two adjacent pieces.
+class HostArena {
+ public:
+  HostArena() {
+#if defined(__SANITIZE_ADDRESS__)
+    return;
+#endif
+    const int64_t machine = host_memory_bytes();
+    // Twice the machine's memory (at least 16 GiB, at most 1 TiB) of addresses: holes may be left behind.
+    const size_t want =
+        std::clamp<size_t>(machine > 0 ? 2 * static_cast<size_t>(machine) : 0, size_t{16} << 30, size_t{1} << 40);
+    void* p = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED) {
+      base_ = static_cast<char*>(p);
+      end_ = base_ + want;
+      next_ = base_;
+    }
+  }
+  bool contains(const void* p) const { return base_ && p >= base_ && p < end_; }
+  // `bytes` (whole pages) at the range's next address, or nullptr when it is used up.
+  void* take(size_t bytes) {
+    if (!base_ || bytes > static_cast<size_t>(end_ - next_)) return nullptr;
+    char* p = next_;
+    next_ += bytes;
+    return p;
+  }
+  void* extend(void* end, size_t bytes) { return end == next_ ? take(bytes) : nullptr; }
+  void give_back(void* block, size_t bytes) noexcept {
+    auto* p = static_cast<char*>(block);
+    ::madvise(p, bytes, MADV_DONTNEED);  // the pages go back; reading them again gives zeros
+    if (p + bytes == next_) next_ = p;
+  }
+
+ private:
+  char* base_ = nullptr;
+  char* end_ = nullptr;
+  char* next_ = nullptr;
+};
+
+// Blocks from the C library, 64-byte aligned; the large pool's segments from the arena.
 class HostBlocks final : public BlockSource {
  public:
   void* obtain(size_t bytes) override { return std::aligned_alloc(CpuAllocator::kAlignment, bytes); }
   void give_back(void* block, size_t) noexcept override { std::free(block); }
+  void* obtain_segment(size_t bytes) override {
+    if (void* p = arena_.take(bytes)) return p;
+    return obtain(bytes);
+  }
+  void give_back_segment(void* block, size_t bytes) noexcept override {
+    if (arena_.contains(block))
+      arena_.give_back(block, bytes);
+    else
+      give_back(block, bytes);
+  }
+  void* extend(void* end, size_t bytes) override { return arena_.extend(end, bytes); }
+  bool in_arena(const void* p) const override { return arena_.contains(p); }
   [[noreturn]] void out_of_memory(size_t, size_t size_class, const AllocatorStats& stats, int64_t) override {
     DL_THROW("out of host memory: asked for ", size_class, " bytes; the allocator holds ", stats.current_bytes,
              " bytes in use");
   }
+
+ private:
+  HostArena arena_;
 };
 
 struct CpuAllocator::Impl {

@@ -299,6 +299,7 @@ class CudaBlocks final : public BlockSource {
     if (err != cudaSuccess) throw_cuda_error(err, "cudaMalloc(&p, bytes)", __FILE__, __LINE__);
     return p;
   }
+  size_t segment_size(size_t bytes) const override { return size_class(bytes); }  // cudaMalloc's 2 MiB pages
   // A failed cudaFree drops the block all the same (freeing it again could not help); see free_ignoring_errors.
   void give_back(void* block, size_t) noexcept override { free_ignoring_errors(block, device); }
   [[noreturn]] void out_of_memory(size_t bytes, size_t cls, const AllocatorStats& st, int64_t freed) override {

@@ -1,5 +1,6 @@
-// The CPU caching allocator: 64-byte-aligned blocks (Eigen::Aligned64), kept in per-size free lists
-// when released so that a training loop reuses the same blocks every step. Thread-safe.
+// The CPU caching allocator: 64-byte-aligned blocks (Eigen::Aligned64), kept when released so that a
+// training loop reuses the same memory every step: small blocks in per-size free lists, large ones as
+// pieces of segments that split and merge (Note [caching allocator] in core/block_cache.h). Thread-safe.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -36,7 +37,8 @@ class CpuAllocator {
   // A cap on the bytes held from the system (reserved_bytes: in use plus cached), like a device's
   // memory size: an allocation that would take reserved_bytes over it first gives the cache back,
   // then throws dl::Error "out of memory: ... limit ..." if the bytes in use plus the request still
-  // exceed it. 0 (the default) means no limit. Lowering it below what is in use frees nothing.
+  // exceed it. 0 (the default) means no limit. Setting it below reserved_bytes gives the cache back;
+  // below what is in use, it frees nothing more.
   void set_limit(int64_t bytes);
   int64_t limit() const;
 
