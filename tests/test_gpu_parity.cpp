@@ -325,6 +325,41 @@ TEST_F(GpuParity, AutogradThroughTheOps) {
   expect_match(gc[1], gg[1], 1e-4, "bias gradient");
 }
 
+// The fused convolution + bias + ReLU (Note [fused conv relu on cuDNN]): one cuDNN call in float32 and TF32,
+// separate passes in bf16 and without a bias; each against the CPU's conv2d_relu: forward and backward in
+// float32, the forward in bf16 (where rounding moves an output across zero the two masks differ).
+TEST_F(GpuParity, FusedConvBiasReluMatchesTheCpu) {
+  const Tf32Off exact;
+  const Tensor x = rnd({2, 5, 9, 11}, 60), w = rnd({7, 5, 3, 3}, 61), b = rnd({7}, 62), dy = rnd({2, 7, 9, 11}, 63);
+  const dl::Conv2dParams p{{1, 1}, {1, 1}, {1, 1}, 1};
+  for (const bool with_bias : {true, false}) {
+    for (const dl::Precision prec : {dl::Precision::kFp32, dl::Precision::kBf16}) {
+      auto run = [&](Device d, std::vector<Tensor>& grads) {
+        Tensor xv = x.to(d).set_requires_grad(true), wv = w.to(d).set_requires_grad(true);
+        Tensor bv = with_bias ? b.to(d).set_requires_grad(true) : Tensor();
+        Tensor y;
+        {
+          dl::Autocast cast(
+              prec == dl::Precision::kBf16 && d.is_cpu() && !dl::cpu_bf16_available() ? dl::Precision::kFp32 : prec);
+          y = dl::ops::conv2d_relu(xv, wv, bv, p);
+        }
+        dl::ops::sum(dl::ops::mul(y, dy.to(d))).backward();
+        grads = {xv.grad(), wv.grad()};
+        if (with_bias) grads.push_back(bv.grad());
+        return y;
+      };
+      std::vector<Tensor> gc, gg;
+      const Tensor yc = run(Device::cpu(), gc), yg = run(kGpu, gg);
+      const double tol = prec == dl::Precision::kBf16 ? 3e-2 : 1e-4;
+      const std::string what = std::string(dl::precision_name(prec)) + (with_bias ? " with bias" : " without bias");
+      expect_match(yc, yg, tol, "y, " + what);
+      if (prec != dl::Precision::kFp32) continue;
+      for (size_t i = 0; i < gc.size(); ++i)
+        expect_match(gc[i], gg[i], tol, "gradient " + std::to_string(i) + ", " + what);
+    }
+  }
+}
+
 // The synchronised batch norm's CUDA body (composed of the backend's batch-norm calls) against its CPU
 // body (tests/test_dist.cpp checks that one against one process), with a stand-in for the other
 // processes: the sync adds the sums of a second batch in the forward and fixed sums in the backward.

@@ -35,9 +35,9 @@ Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& w, const Conv2dParam
 
 namespace {
 // Note [fused conv relu]: conv2d_relu is one op in the graph: the forward applies the ReLU in the
-// convolution's output pass (oneDNN's eltwise post-op, the im2col path's bias loop; on CUDA a ReLU kernel
-// in place after cuDNN's convolution), the backward masks dy by y > 0 and runs the convolution's backward.
-// It keeps y (for the mask) where conv2d keeps nothing of its output.
+// convolution's output pass (oneDNN's eltwise post-op, the im2col path's bias loop; on CUDA cuDNN's fused
+// convolution + bias + activation, Note [fused conv relu on cuDNN]), the backward masks dy by y > 0 and runs the
+// convolution's backward. It keeps y (for the mask) where conv2d keeps nothing of its output.
 Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p, bool relu) {
   check_float(x, "conv2d", "x");
   check_float(weight, "conv2d", "weight");
@@ -62,10 +62,7 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, co
         using T = decltype(t);
         cpu::conv2d_forward(g, x.data<T>(fmt), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>(y.memory_format()));
       },
-      [&](int dev) {
-        DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(x), f32(weight), f32(bias), f32(y));
-                     if (relu) cuda::relu_forward(dev, f32(y), f32(y), y.numel()));
-      });
+      [&](int dev) { DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(x), f32(weight), f32(bias), f32(y))); });
   if (auto* tr = active_tracer()) {
     TraceAttrs attrs = TraceAttrs::of_conv(p);
     attrs.flag = relu;

@@ -24,6 +24,7 @@ void set_conv_algo_search(ConvAlgoSearch s);  // default kTimed (cudnnFind*, onc
 ConvAlgoSearch conv_algo_search();
 void set_conv_workspace_limit(size_t bytes);  // default 1 GiB
 size_t conv_workspace_limit();
+// y = conv(x, w) + b, then max(0, y) with g.relu (Note [fused conv relu on cuDNN] in cudnn_conv.cpp).
 void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y);
 // dx, dw, db may each be null (not wanted).
 void conv2d_backward(int device, const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx,

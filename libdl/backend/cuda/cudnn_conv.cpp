@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -105,12 +106,20 @@ ConvDescs conv_descs(const Conv2dGeometry& g, Precision math) {
                    filter_kcrs(g.k, g.c_per_group(), g.r, g.s, t), convolution_2d(g.p, search_math(math))};
 }
 
+// The bias and ReLU of a fused forward (Note [fused conv relu on cuDNN]).
+struct FusedBiasRelu {
+  TensorDescriptor bias_desc;
+  ActivationDescriptor relu;
+  const float* bias;
+};
+
 // The two inputs and the output of one direction, in the data type of the descriptors; each direction below
-// says which tensor is which.
+// says which tensor is which. `fused`: the forward adds a bias and applies a ReLU in the same call.
 struct ConvOperands {
   const void* a;
   const void* b;
   void* out;
+  const FusedBiasRelu* fused = nullptr;
 };
 
 enum class Direction { kForward, kBackwardData, kBackwardFilter };
@@ -142,6 +151,11 @@ struct Forward {
   }
   static cudnnStatus_t run(cudnnHandle_t h, const ConvDescs& d, const ConvOperands& o, Algo algo, void* ws,
                            size_t bytes) {
+    if (o.fused) {  // y = relu(conv(x) + 0 * z + bias), with z = y (alpha2 = 0: z is not read)
+      return DL_CUDNN(cudnnConvolutionBiasActivationForward)(
+          h, &kOne, d.x.get(), o.a, d.w.get(), o.b, d.conv.get(), algo, ws, bytes, &kZero, d.y.get(), o.out,
+          o.fused->bias_desc.get(), o.fused->bias, o.fused->relu.get(), d.y.get(), o.out);
+    }
     return DL_CUDNN(cudnnConvolutionForward)(h, &kOne, d.x.get(), o.a, d.w.get(), o.b, d.conv.get(), algo, ws, bytes,
                                              &kZero, d.y.get(), o.out);
   }
@@ -428,22 +442,33 @@ size_t conv_workspace_limit() { return workspace_limit_setting.load(); }
 
 // Note [convolution math]: for bf16 / fp16, x and w go in as 16-bit copies and y comes back through a 16-bit
 // scratch; the bias is added to the float32 y.
+// Note [fused conv relu on cuDNN]: with g.relu (ops::conv2d_relu) and a bias in float32 or TF32, the whole
+// y = relu(conv(x, w) + b) is one cudnnConvolutionBiasActivationForward, with the algorithm the convolution's
+// search chose (cuDNN takes any forward algorithm with a ReLU; one it refuses at launch passes to the next
+// candidate). Otherwise (16-bit math, whose result is cast back into float32 before the float32 bias, or
+// no bias) the bias add and the ReLU follow the convolution as separate passes. cuDNN's ReLU propagates NaN.
 void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
   DeviceGuard guard(device);
   DeviceContext& ctx = context(device);
-  if (g.n * g.k * g.ho * g.wo == 0) return;  // nothing to write
+  const int64_t y_count = g.n * g.k * g.ho * g.wo;
+  if (y_count == 0) return;  // nothing to write
   const SearchSettings s = current_settings(g.math);
   check_math_supported(ctx, s.math, "conv2d");
   const ConvDescs d = conv_descs(g, s.math);  // each candidate sets its math type on d.conv
   const MathInput xm(device, s.math, x, g.n * g.c * g.h * g.w);
   const MathInput wm(device, s.math, w, g.k * g.c_per_group() * g.r * g.s);
-  MathOutput ym(device, s.math, y, g.n * g.k * g.ho * g.wo);
-  run_direction<Forward>(ctx, g, d, ConvOperands{xm.get(), wm.get(), ym.get()}, s);
+  MathOutput ym(device, s.math, y, y_count);
+  const bool fuse = g.relu && b != nullptr && !is_16bit(s.math);
+  std::optional<FusedBiasRelu> fused;
+  if (fuse) fused.emplace(FusedBiasRelu{tensor_nchw(1, g.k, 1, 1), activation(CUDNN_ACTIVATION_RELU), b});
+  run_direction<Forward>(ctx, g, d, ConvOperands{xm.get(), wm.get(), ym.get(), fused ? &*fused : nullptr}, s);
   ym.finish();
+  if (fuse) return;
   if (b != nullptr) {
     const TensorDescriptor bias = tensor_nchw(1, g.k, 1, 1), yf = tensor_nchw(g.n, g.k, g.ho, g.wo);
     DL_CUDNN_CHECK(DL_CUDNN(cudnnAddTensor)(ctx.cudnn, &kOne, bias.get(), b, &kOne, yf.get(), y));
   }
+  if (g.relu) relu_forward(device, y, y, y_count);
 }
 
 // Note [convolution math]: dy is cast once for both directions, w for the data gradient, x for the filter

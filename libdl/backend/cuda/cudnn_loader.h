@@ -17,6 +17,7 @@
   X(cudnnConvolutionBackwardBias)                   \
   X(cudnnConvolutionBackwardData)                   \
   X(cudnnConvolutionBackwardFilter)                 \
+  X(cudnnConvolutionBiasActivationForward)          \
   X(cudnnConvolutionForward)                        \
   X(cudnnCreate)                                    \
   X(cudnnCreateActivationDescriptor)                \
@@ -57,11 +58,16 @@
 
 namespace dl::cuda {
 
+// cuDNN 9 marks the fused convolution + bias + activation deprecated in favour of its graph API and
+// still serves it: its type is taken here without the warning.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 struct CudnnApi {
 #define DL_CUDNN_MEMBER(name) decltype(&::name) name = nullptr;
   DL_CUDNN_FUNCTIONS(DL_CUDNN_MEMBER)
 #undef DL_CUDNN_MEMBER
 };
+#pragma GCC diagnostic pop
 
 // The loaded table; the first call opens the library. Throws dl::Error naming the file, the loader's
 // message and what to install when it cannot be opened or lacks an entry point.
