@@ -175,12 +175,21 @@ TEST(DTypes, ShapeOpsKeepTheBitsOfEveryDType) {
   EXPECT_EQ(ops::permute(m, {1, 0}).to_vector_f32(), (std::vector<float>{1, 0, 1, 0}));
 }
 
-// Ops compute in float32 / float64: a 16-bit or bool tensor is refused by dtype name, never read as
+// Ops compute in float32 / float64. bfloat16 is the CPU's storage of activations (Note [bf16 activations] in
+// ops/precision.cpp): ReLU keeps it, an element-wise op of bf16 operands computes in float32 and gives bf16
+// back, one with a float32 operand gives float32. float16 and bool are refused by dtype name, never read as
 // something else.
-TEST(DTypes, OpsNameTheDTypeTheyRefuse) {
-  const Tensor h = Tensor::ones({2, 3}, DType::kBFloat16);
-  EXPECT_CONTAINS(error_of([&] { ops::relu(h); }), "bfloat16");
-  EXPECT_CONTAINS(error_of([&] { ops::add(h, h); }), "bfloat16");
+TEST(DTypes, OpsTakeBf16ActivationsAndNameTheDTypeTheyRefuse) {
+  const Tensor h = Tensor::from_vector<float>({2, 3}, {1, -2, 3, -4, 0.5f, 0}).to(DType::kBFloat16);
+  const Tensor r = ops::relu(h);
+  EXPECT_EQ(r.dtype(), DType::kBFloat16);
+  EXPECT_EQ(r.to_vector_f32(), (std::vector<float>{1, 0, 3, 0, 0.5f, 0}));
+  const Tensor a = ops::add(h, h);
+  EXPECT_EQ(a.dtype(), DType::kBFloat16);
+  EXPECT_EQ(a.to_vector_f32(), (std::vector<float>{2, -4, 6, -8, 1, 0}));
+  EXPECT_EQ(ops::add(h, h.to(DType::kFloat32)).dtype(), DType::kFloat32);
+  EXPECT_EQ(ops::sum(h).dtype(), DType::kFloat32);
+  EXPECT_EQ(ops::sum(h).item<float>(), -1.5f);
   EXPECT_CONTAINS(error_of([&] { ops::sum(Tensor::ones({2}, DType::kFloat16)); }), "float16");
   EXPECT_CONTAINS(error_of([&] { ops::exp(Tensor::ones({2}, DType::kBool)); }), "bool");
   EXPECT_CONTAINS(error_of([&] { Tensor::ones({2}, DType::kBFloat16).set_requires_grad(true); }), "bfloat16");

@@ -337,4 +337,193 @@ TEST(LossScaling, ScalerRulesAndRefusals) {
   EXPECT_THROW(s.set_state(std::nan(""), 0, 0), dl::Error);
 }
 
+// ---- Note [bf16 activations] (ops/precision.cpp): bfloat16 storage of activations on the CPU ----
+
+// A small network's forward and backward: conv -> batch norm + ReLU -> max pool -> resize -> concat -> add
+// -> ReLU -> conv -> cross-entropy, in `format`, the whole step under `precision`. Returns the loss, the
+// dtypes of the activations along the way, and the gradients of x, both weights and gamma.
+struct ChainRun {
+  float loss;
+  std::vector<dl::DType> dtypes;
+  std::vector<std::vector<float>> grads;
+};
+ChainRun chain_step(Precision precision, dl::MemoryFormat format) {
+  dl::Generator gen(21);
+  dl::Tensor x = dl::ops::to_memory_format(dl::Tensor::randn({2, 8, 12, 10}, gen), format).set_requires_grad(true);
+  dl::Tensor w1 = dl::ops::mul(dl::Tensor::randn({16, 8, 3, 3}, gen), 0.2).set_requires_grad(true);
+  dl::Tensor w2 = dl::ops::mul(dl::Tensor::randn({5, 32, 3, 3}, gen), 0.1).set_requires_grad(true);
+  dl::Tensor b1 = dl::Tensor::randn({16}, gen), b2 = dl::Tensor::randn({5}, gen);
+  dl::Tensor gamma = dl::Tensor::uniform({16}, 0.5, 1.5, gen).set_requires_grad(true), beta = dl::Tensor::zeros({16});
+  dl::Tensor rm = dl::Tensor::zeros({16}), rv = dl::Tensor::ones({16});
+  std::vector<int32_t> lv(2 * 12 * 10);
+  for (size_t i = 0; i < lv.size(); ++i) lv[i] = static_cast<int32_t>(i * 7 % 5);
+  const dl::Tensor labels = dl::Tensor::from_vector<int32_t>({2, 12, 10}, lv);
+  ChainRun run;
+  dl::Tensor loss;
+  {
+    dl::Autocast cast(precision);
+    const dl::Conv2dParams same{.padding = {1, 1}};
+    const dl::Tensor y = dl::ops::conv2d(x, w1, b1, same);
+    const dl::Tensor z = dl::ops::batch_norm(y, gamma, beta, rm, rv, {.relu = true});
+    const dl::Tensor p = dl::ops::max_pool2d(z, {.kernel = {2, 2}, .stride = {2, 2}});
+    const dl::Tensor r = dl::ops::resize_bilinear(p, 12, 10);
+    const dl::Tensor c = dl::ops::concat({r, z});
+    const dl::Tensor a = dl::ops::relu(dl::ops::add(c, c));
+    const dl::Tensor out = dl::ops::conv2d(a, w2, b2, same);
+    loss = dl::ops::cross_entropy(out, labels);
+    for (const dl::Tensor* t : std::initializer_list<const dl::Tensor*>{&y, &z, &p, &r, &c, &a, &out, &loss})
+      run.dtypes.push_back(t->dtype());
+  }
+  loss.backward();
+  run.loss = loss.item<float>();
+  for (const dl::Tensor* t : {&x, &w1, &w2, &gamma}) {
+    EXPECT_EQ(t->grad().dtype(), dl::DType::kFloat32);  // the inputs' and the master weights' dtype
+    run.grads.push_back(t->grad().to_vector_f32());
+  }
+  return run;
+}
+
+TEST(Bf16Activations, ConvolutionsWriteBf16AndTheNetworkKeepsIt) {
+  if (!dl::cpu_bf16_available()) GTEST_SKIP() << "no bf16 on this CPU (Bf16ConvolutionMatches... checks the error)";
+  for (const dl::MemoryFormat format : {dl::MemoryFormat::kContiguous, dl::MemoryFormat::kChannelsLast}) {
+    const ChainRun ref = chain_step(Precision::kFp32, format), low = chain_step(Precision::kBf16, format);
+    const std::string fmt = dl::memory_format_name(format);
+    for (size_t i = 0; i + 1 < low.dtypes.size(); ++i) {
+      EXPECT_EQ(ref.dtypes[i], dl::DType::kFloat32) << fmt << ", activation " << i;
+      EXPECT_EQ(low.dtypes[i], dl::DType::kBFloat16) << fmt << ", activation " << i;
+    }
+    EXPECT_EQ(low.dtypes.back(), dl::DType::kFloat32) << "the loss";
+    EXPECT_NEAR(low.loss, ref.loss, 2e-2 * std::fabs(ref.loss)) << fmt;
+    // Each stage rounds to bf16 (2^-9): dw2 and dgamma stay within a few times the one-convolution bound.
+    // dx and dw1 come through batch norm's backward, dx = k (dy - mean(dy) - x̂ mean(dy x̂)), whose result is
+    // what is left of dy after the two projections are taken away: small beside dy, so dy's bf16 rounding
+    // weighs ten times more relative to it (measured: 0.105 and 0.054 of the largest magnitude).
+    const char* names[] = {"dx", "dw1", "dw2", "dgamma"};
+    const double bound[] = {15 * kBf16Tolerance, 15 * kBf16Tolerance, 5 * kBf16Tolerance, 5 * kBf16Tolerance};
+    for (size_t i = 0; i < ref.grads.size(); ++i) {
+      const double err = rel_to_max(low.grads[i], ref.grads[i]);
+      EXPECT_LE(err, bound[i]) << fmt << ", " << names[i];
+      EXPECT_GT(err, kNotFp32) << fmt << ", " << names[i] << " is float32's: the bf16 path did not run";
+    }
+  }
+}
+
+// Batch norm on bfloat16 against batch norm on the same values in float32: y is float32's y rounded to bf16,
+// the statistics and the parameters' gradients agree to float32 rounding, dx to bf16 rounding; both memory
+// formats, with and without the fused ReLU, training and inference.
+TEST(Bf16Activations, BatchNormMatchesFloat32OnTheSameValues) {
+  dl::Generator gen(22);
+  for (const dl::MemoryFormat format : {dl::MemoryFormat::kContiguous, dl::MemoryFormat::kChannelsLast})
+    for (const bool relu : {false, true})
+      for (const bool training : {true, false}) {
+        const std::string what = std::string(dl::memory_format_name(format)) + (relu ? ", relu" : "") +
+                                 (training ? ", training" : ", inference");
+        const dl::Tensor x16 = dl::ops::to_memory_format(
+            dl::ops::add(dl::ops::mul(dl::Tensor::randn({3, 6, 7, 5}, gen), 3.0), 2.0).to(dl::DType::kBFloat16),
+            format);
+        const dl::Tensor dy16 = dl::Tensor::randn({3, 6, 7, 5}, gen).to(dl::DType::kBFloat16);
+        const dl::Tensor gamma0 = dl::Tensor::uniform({6}, 0.5, 1.5, gen), beta0 = dl::Tensor::randn({6}, gen);
+        const dl::Tensor rv0 = dl::Tensor::uniform({6}, 5, 10, gen);
+        struct Out {
+          std::vector<float> y, dx, dgamma, dbeta, rm, rv;
+          dl::DType y_dtype, dx_dtype;
+        };
+        auto run = [&](const dl::Tensor& x_in, const dl::Tensor& dy) {
+          dl::Tensor x = x_in.detach();
+          x.impl()->requires_grad = true;  // a bf16 leaf: set directly, as autograd does for an op's output
+          dl::Tensor gamma = gamma0.clone().set_requires_grad(true), beta = beta0.clone().set_requires_grad(true);
+          dl::Tensor rm = dl::Tensor::full({6}, 2.0), rv = rv0.clone();
+          const dl::Tensor y = dl::ops::batch_norm(x, gamma, beta, rm, rv, {.training = training, .relu = relu});
+          dl::ops::sum(dl::ops::mul(y, dy)).backward();
+          return Out{y.to_vector_f32(),
+                     x.grad().to_vector_f32(),
+                     gamma.grad().to_vector_f32(),
+                     beta.grad().to_vector_f32(),
+                     rm.to_vector_f32(),
+                     rv.to_vector_f32(),
+                     y.dtype(),
+                     x.grad().dtype()};
+        };
+        const Out low = run(x16, dy16), ref = run(x16.to(dl::DType::kFloat32), dy16.to(dl::DType::kFloat32));
+        EXPECT_EQ(low.y_dtype, dl::DType::kBFloat16) << what;
+        EXPECT_EQ(low.dx_dtype, dl::DType::kBFloat16) << what;
+        for (size_t i = 0; i < ref.y.size(); ++i)
+          ASSERT_NEAR(low.y[i], ref.y[i], std::ldexp(std::fabs(ref.y[i]), -8) + 1e-6) << what << ", y " << i;
+        EXPECT_LE(rel_to_max(low.dx, ref.dx), 1e-2) << what;
+        EXPECT_LE(rel_to_max(low.dgamma, ref.dgamma), 1e-4) << what;
+        EXPECT_LE(rel_to_max(low.dbeta, ref.dbeta), 1e-4) << what;
+        EXPECT_LE(rel_to_max(low.rm, ref.rm), 1e-5) << what;
+        EXPECT_LE(rel_to_max(low.rv, ref.rv), 1e-5) << what;
+      }
+}
+
+// Max pooling reads and writes bfloat16 itself: its maxima are the inputs, so they equal float32's on the
+// same values exactly (ties and NaNs included), and so does the gradient where windows do not overlap
+// (where they do, sums of bf16 values round to bf16).
+TEST(Bf16Activations, MaxPoolingEqualsFloat32OnTheSameValues) {
+  dl::Generator gen(24);
+  dl::Tensor base = dl::Tensor::randn({2, 5, 8, 10}, gen);
+  float* b = base.data<float>();
+  b[3] = b[4];                                      // a tie
+  b[17] = std::numeric_limits<float>::quiet_NaN();  // a NaN
+  const dl::Tensor x16 = base.to(dl::DType::kBFloat16), dy_src = dl::Tensor::randn({2, 5, 8, 10}, gen);
+  for (const dl::MemoryFormat format : {dl::MemoryFormat::kContiguous, dl::MemoryFormat::kChannelsLast})
+    for (const dl::Pool2dParams& p : {dl::Pool2dParams{.kernel = {2, 2}, .stride = {2, 2}},
+                                      dl::Pool2dParams{.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}}) {
+      auto run = [&](const dl::Tensor& x_in) {
+        dl::Tensor x = dl::ops::to_memory_format(x_in, format).detach();
+        x.impl()->requires_grad = true;
+        const dl::Tensor y = dl::ops::max_pool2d(x, p);
+        const dl::Tensor dy = dl::ops::slice(dl::ops::slice(dy_src, 2, 0, y.size(2)), 3, 0, y.size(3));
+        dl::ops::sum(dl::ops::mul(y, dy.to(dl::DType::kBFloat16).to(x_in.dtype()))).backward();
+        return std::pair{y, x.grad()};
+      };
+      const auto [y16, g16] = run(x16);
+      const auto [y32, g32] = run(x16.to(dl::DType::kFloat32));
+      const std::string what = std::string(dl::memory_format_name(format)) + ", kernel " + std::to_string(p.kernel[0]);
+      EXPECT_EQ(y16.dtype(), dl::DType::kBFloat16) << what;
+      EXPECT_EQ(g16.dtype(), dl::DType::kBFloat16) << what;
+      const std::vector<float> a = y16.to_vector_f32(), e = y32.to_vector_f32();
+      for (size_t i = 0; i < a.size(); ++i)
+        ASSERT_TRUE(a[i] == e[i] || (std::isnan(a[i]) && std::isnan(e[i]))) << what << ", y " << i;
+      const std::vector<float> ga = g16.to_vector_f32(), ge = g32.to_vector_f32();
+      if (p.kernel[0] == 2)
+        EXPECT_EQ(ga, ge) << what;  // each input in one window: the gradient is dy itself
+      else
+        EXPECT_LE(rel_to_max(ga, ge), kBf16Tolerance) << what;
+    }
+}
+
+// What the backward keeps of a conv + batch norm + ReLU stack is bf16: the bytes in use after the forward
+// (the graph's saved activations) are well under those of the float32 forward.
+TEST(Bf16Activations, TheGraphKeepsHalfTheBytes) {
+  if (!dl::cpu_bf16_available()) GTEST_SKIP() << "no bf16 on this CPU (Bf16ConvolutionMatches... checks the error)";
+  dl::Generator gen(23);
+  const dl::Tensor x = dl::Tensor::randn({4, 32, 32, 32}, gen);
+  std::vector<dl::Tensor> ws, gammas, rms, rvs;
+  for (int i = 0; i < 4; ++i) {
+    ws.push_back(dl::ops::mul(dl::Tensor::randn({32, 32, 3, 3}, gen), 0.1).set_requires_grad(true));
+    gammas.push_back(dl::Tensor::ones({32}).set_requires_grad(true));
+    rms.push_back(dl::Tensor::zeros({32}));
+    rvs.push_back(dl::Tensor::ones({32}));
+  }
+  auto kept = [&](Precision precision) {
+    auto& alloc = dl::CpuAllocator::instance();
+    const int64_t before = alloc.stats().current_bytes;
+    dl::Tensor h = x;
+    {
+      dl::Autocast cast(precision);
+      for (int i = 0; i < 4; ++i)
+        h = dl::ops::batch_norm(dl::ops::conv2d(h, ws[i], {}, {.padding = {1, 1}}), gammas[i], dl::Tensor::zeros({32}),
+                                rms[i], rvs[i], {.relu = true});
+    }
+    const int64_t bytes = alloc.stats().current_bytes - before;
+    dl::ops::sum(h).backward();
+    return bytes;
+  };
+  const int64_t fp32 = kept(Precision::kFp32), bf16 = kept(Precision::kBf16);
+  EXPECT_GT(fp32, 4 * 2 * 4 * 32 * 32 * 32 * 4);  // at least each layer's conv output and batch norm output
+  EXPECT_LT(bf16, 0.6 * static_cast<double>(fp32)) << bf16 << " bytes against " << fp32;
+}
+
 }  // namespace

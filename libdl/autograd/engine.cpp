@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "core/device_backend.h"
+#include "round16.cuh"
 
 namespace dl::autograd {
 
@@ -72,8 +73,16 @@ void accumulate(Tensor& into, const Tensor& g_in) {
       return add(into.data<float>(f), g.data<float>(f));
     case DType::kFloat64:
       return add(into.data<double>(f), g.data<double>(f));
+    case DType::kBFloat16: {  // bf16 activations' gradients (Note [bf16 activations] in ops/precision.cpp)
+      auto* y = reinterpret_cast<uint16_t*>(into.data<BFloat16>(f));
+      const auto* x = reinterpret_cast<const uint16_t*>(g.data<BFloat16>(f));
+#pragma omp parallel for simd if (n >= 65536)
+      for (int64_t i = 0; i < n; ++i)
+        y[i] = kern::float_to_bf16_bits(kern::bf16_bits_to_float(y[i]) + kern::bf16_bits_to_float(x[i]));
+      return;
+    }
     default:
-      DL_THROW("backward(): expected float32 or float64 gradients, got ", dtype_name(into.dtype()));
+      DL_THROW("backward(): expected float32, float64 or bfloat16 gradients, got ", dtype_name(into.dtype()));
   }
 }
 

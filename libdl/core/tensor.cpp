@@ -9,6 +9,7 @@
 
 #include "core/device_backend.h"
 #include "dl/core/allocator.h"
+#include "round16.cuh"
 
 namespace dl {
 
@@ -72,6 +73,22 @@ void visit_dtype(DType dtype, void* ptr, F&& f) {
 // dst = src converted element by element (C++'s conversions: to bool is "not zero"; to an integer
 // truncates toward zero; to bfloat16 / float16 rounds to nearest even through float).
 void convert_elements(DType from, const void* src, DType to, void* dst, int64_t n) {
+  // float32 <-> bfloat16, the casts of bf16 activations (Note [bf16 activations] in ops/precision.cpp):
+  // inline bit operations, vectorised and spread over the threads.
+  if (from == DType::kFloat32 && to == DType::kBFloat16) {
+    const auto* s = static_cast<const float*>(src);
+    auto* d = static_cast<uint16_t*>(dst);
+#pragma omp parallel for simd if (n >= 65536)
+    for (int64_t i = 0; i < n; ++i) d[i] = kern::float_to_bf16_bits(s[i]);
+    return;
+  }
+  if (from == DType::kBFloat16 && to == DType::kFloat32) {
+    const auto* s = static_cast<const uint16_t*>(src);
+    auto* d = static_cast<float*>(dst);
+#pragma omp parallel for simd if (n >= 65536)
+    for (int64_t i = 0; i < n; ++i) d[i] = kern::bf16_bits_to_float(s[i]);
+    return;
+  }
   visit_dtype(from, const_cast<void*>(src), [&](auto* s) {
     visit_dtype(to, dst, [&](auto* d) {
       using D = std::remove_pointer_t<decltype(d)>;

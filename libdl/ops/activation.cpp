@@ -13,12 +13,13 @@ namespace dl::ops {
 using namespace detail;
 
 Tensor relu(const Tensor& x) {
-  check_float(x, "relu", "x");
+  if (is_bf16(x) && !x.device().is_cpu()) return bf16_of(relu(float32_of(x)));  // Note [bf16 activations]
+  check_float_or_bf16(x, "relu", "x");
   Tensor y = empty_like(x);  // Note [element-wise formats]
   {
     const Tensor xs = storage(x);
     Tensor ys = storage(y);
-    dispatch(
+    dispatch_with_bf16(
         x, "relu",
         [&](auto t) {
           using T = decltype(t);

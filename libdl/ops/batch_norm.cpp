@@ -177,11 +177,22 @@ Tensor batch_norm_synced(const Tensor& x, const Tensor& gamma, const Tensor& bet
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
                   const BatchNormOptions& opt) {
   const char* op = "batch_norm";
-  check_float(x, op, "x");
+  // Note [bf16 activations]: bfloat16 x and y on the CPU, float32 parameters and statistics; the CUDA body
+  // and the synchronised batch norm compute in float32 between two casts.
+  if (is_bf16(x) && (!x.device().is_cpu() || (opt.training && opt.sync)))
+    return bf16_of(batch_norm(float32_of(x), gamma, beta, running_mean, running_var, opt));
+  check_float_or_bf16(x, op, "x");
   DL_CHECK(x.dim() == 2 || x.dim() == 4, op, ": expected N x C or N x C x H x W, got ", x.shape().str());
-  check_same(
-      {{"x", &x}, {"gamma", &gamma}, {"beta", &beta}, {"running_mean", &running_mean}, {"running_var", &running_var}},
-      op);
+  check_same({{is_bf16(x) ? "gamma" : "x", is_bf16(x) ? &gamma : &x},
+              {"gamma", &gamma},
+              {"beta", &beta},
+              {"running_mean", &running_mean},
+              {"running_var", &running_var}},
+             op);
+  DL_CHECK(!is_bf16(x) || (gamma.dtype() == DType::kFloat32 && gamma.device() == x.device()), op,
+           ": a bfloat16 x takes float32 parameters on its device, got gamma ", dtype_name(gamma.dtype()), " on ",
+           gamma.device().str());
+  const DType pdt = is_bf16(x) ? DType::kFloat32 : x.dtype();  // parameters and statistics
   const int64_t n = x.size(0), c = x.size(1), s = x.numel() / std::max<int64_t>(n * c, 1);
   for (auto [name, t] :
        {std::pair{"gamma", &gamma}, {"beta", &beta}, {"running_mean", &running_mean}, {"running_var", &running_var}}) {
@@ -207,13 +218,14 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   const double eps = opt.eps;
   const bool relu = opt.relu;
   if (!opt.training) {
-    dispatch(
+    dispatch_with_bf16(
         x, op,
         [&](auto t) {
           using T = decltype(t);
+          using P = cpu::acc_t<T>;
           (cl ? cpu::batch_norm_forward_infer_nhwc<T>
-              : cpu::batch_norm_forward_infer<T>)(x.data<T>(fmt), gamma.data<T>(), beta.data<T>(),
-                                                  running_mean.data<T>(), running_var.data<T>(), n, c, s, eps,
+              : cpu::batch_norm_forward_infer<T>)(x.data<T>(fmt), gamma.data<P>(), beta.data<P>(),
+                                                  running_mean.data<P>(), running_var.data<P>(), n, c, s, eps,
                                                   y.data<T>(fmt), relu);
         },
         [&](int dev) {
@@ -229,18 +241,19 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
     return autograd::record(
         relu ? "batch_norm_relu_infer" : "batch_norm_infer", y, {x, gamma, beta},
         [=](const Tensor& gy_in, const std::vector<bool>& needs) {
-          const Tensor gy = relu_masked(to_memory_format(gy_in, fmt), sy, relu);
+          const Tensor gy = relu_masked(to_memory_format(to_dtype(gy_in, sx.dtype()), fmt), sy, relu);
           Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device(), fmt) : Tensor();
-          Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
-          dispatch(
+          Tensor gg = Tensor::empty({c}, pdt, sx.device()), gb = Tensor::empty({c}, pdt, sx.device());
+          dispatch_with_bf16(
               gy, "batch_norm_backward",
               [&](auto t) {
                 using T = decltype(t);
+                using P = cpu::acc_t<T>;
                 (cl ? cpu::batch_norm_backward_infer_nhwc<T>
-                    : cpu::batch_norm_backward_infer<T>)(sx.data<T>(fmt), sg.data<T>(), gy.data<T>(fmt), sm.data<T>(),
-                                                         sv.data<T>(), n, c, s, eps,
-                                                         gx.defined() ? gx.data<T>(fmt) : nullptr, gg.data<T>(),
-                                                         gb.data<T>(), sy.defined() ? sy.data<T>(fmt) : nullptr);
+                    : cpu::batch_norm_backward_infer<T>)(sx.data<T>(fmt), sg.data<P>(), gy.data<T>(fmt), sm.data<P>(),
+                                                         sv.data<P>(), n, c, s, eps,
+                                                         gx.defined() ? gx.data<T>(fmt) : nullptr, gg.data<P>(),
+                                                         gb.data<P>(), sy.defined() ? sy.data<T>(fmt) : nullptr);
               },
               [&](int dev) {
                 DL_CUDA_BODY(cuda::batch_norm_backward_infer(dev, f32(sx), f32(sg), f32(gy), f32(sm), f32(sv), n, c, s,
@@ -250,23 +263,24 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
         });
   }
 
-  Tensor mean = Tensor::empty({c}, x.dtype(), x.device());
-  Tensor invstd = Tensor::empty({c}, x.dtype(), x.device());
-  dispatch(
+  Tensor mean = Tensor::empty({c}, pdt, x.device());
+  Tensor invstd = Tensor::empty({c}, pdt, x.device());
+  dispatch_with_bf16(
       x, op,
       [&](auto t) {
         using T = decltype(t);
-        Tensor var_unbiased = Tensor::empty({c}, x.dtype(), x.device());
+        using P = cpu::acc_t<T>;
+        Tensor var_unbiased = Tensor::empty({c}, pdt, x.device());
         (cl ? cpu::batch_norm_forward_train_nhwc<T>
-            : cpu::batch_norm_forward_train<T>)(x.data<T>(fmt), gamma.data<T>(), beta.data<T>(), n, c, s, eps,
-                                                y.data<T>(fmt), mean.data<T>(), invstd.data<T>(),
-                                                var_unbiased.data<T>(), relu);
-        T* rm = running_mean.data<T>();
-        T* rv = running_var.data<T>();
-        const T m = static_cast<T>(opt.momentum);
+            : cpu::batch_norm_forward_train<T>)(x.data<T>(fmt), gamma.data<P>(), beta.data<P>(), n, c, s, eps,
+                                                y.data<T>(fmt), mean.data<P>(), invstd.data<P>(),
+                                                var_unbiased.data<P>(), relu);
+        P* rm = running_mean.data<P>();
+        P* rv = running_var.data<P>();
+        const P m = static_cast<P>(opt.momentum);
         for (int64_t i = 0; i < c; ++i) {
-          rm[i] = (T(1) - m) * rm[i] + m * mean.data<T>()[i];
-          rv[i] = (T(1) - m) * rv[i] + m * var_unbiased.data<T>()[i];
+          rm[i] = (P(1) - m) * rm[i] + m * mean.data<P>()[i];
+          rv[i] = (P(1) - m) * rv[i] + m * var_unbiased.data<P>()[i];
         }
       },
       [&](int dev) {
@@ -281,17 +295,18 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   return autograd::record(
       relu ? "batch_norm_relu" : "batch_norm", y, {x, gamma, beta},
       [=](const Tensor& gy_in, const std::vector<bool>& needs) {
-        const Tensor gy = relu_masked(to_memory_format(gy_in, fmt), sy, relu);
+        const Tensor gy = relu_masked(to_memory_format(to_dtype(gy_in, sx.dtype()), fmt), sy, relu);
         Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device(), fmt) : Tensor();
-        Tensor gg = Tensor::empty({c}, sx.dtype(), sx.device()), gb = Tensor::empty({c}, sx.dtype(), sx.device());
-        dispatch(
+        Tensor gg = Tensor::empty({c}, pdt, sx.device()), gb = Tensor::empty({c}, pdt, sx.device());
+        dispatch_with_bf16(
             gy, "batch_norm_backward",
             [&](auto t) {
               using T = decltype(t);
+              using P = cpu::acc_t<T>;
               (cl ? cpu::batch_norm_backward_nhwc<T>
-                  : cpu::batch_norm_backward<T>)(sx.data<T>(fmt), sg.data<T>(), gy.data<T>(fmt), mean.data<T>(),
-                                                 invstd.data<T>(), n, c, s, gx.defined() ? gx.data<T>(fmt) : nullptr,
-                                                 gg.data<T>(), gb.data<T>(), sy.defined() ? sy.data<T>(fmt) : nullptr);
+                  : cpu::batch_norm_backward<T>)(sx.data<T>(fmt), sg.data<P>(), gy.data<T>(fmt), mean.data<P>(),
+                                                 invstd.data<P>(), n, c, s, gx.defined() ? gx.data<T>(fmt) : nullptr,
+                                                 gg.data<P>(), gb.data<P>(), sy.defined() ? sy.data<T>(fmt) : nullptr);
             },
             [&](int dev) {
               DL_CUDA_BODY(cuda::batch_norm_backward(dev, f32(sx), f32(sg), f32(gy), f32(mean), f32(invstd), n, c, s,

@@ -39,28 +39,47 @@ namespace {
 // convolution + bias + activation, Note [fused conv relu on cuDNN]), the backward masks dy by y > 0 and runs the
 // convolution's backward. It keeps y (for the mask) where conv2d keeps nothing of its output.
 Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p, bool relu) {
-  check_float(x, "conv2d", "x");
+  if (is_bf16(x) && !x.device().is_cpu()) return conv2d_impl(float32_of(x), weight, bias, p, relu);
+  check_float_or_bf16(x, "conv2d", "x");
   check_float(weight, "conv2d", "weight");
-  check_same({{"x", &x}, {"weight", &weight}, {"bias", &bias}}, "conv2d");
+  if (is_bf16(x)) {  // float32 master weights (Note [bf16 activations] in ops/precision.cpp)
+    check_same({{"weight", &weight}, {"bias", &bias}}, "conv2d");
+    DL_CHECK(weight.dtype() == DType::kFloat32 && weight.device() == x.device(),
+             "conv2d: a bfloat16 x takes a float32 weight on its device, got ", dtype_name(weight.dtype()), " on ",
+             weight.device().str());
+  } else {
+    check_same({{"x", &x}, {"weight", &weight}, {"bias", &bias}}, "conv2d");
+  }
   Conv2dGeometry g = conv2d_geometry(x.shape(), weight.shape(), p);
   g.math = math_precision(x, "conv2d");  // captured for the backward too
   if (bias.defined()) check_shape(bias, {g.k}, "conv2d", "bias");
+  // Note [bf16 activations]: under bf16 on the CPU, y is stored in bfloat16, and oneDNN reads and writes the
+  // bf16 buffers as they are.
+  g.x_bf16 = is_bf16(x);
+  g.y_bf16 = g.math == Precision::kBf16 && x.device().is_cpu();
   // A channels-last x gives a channels-last y (Note [memory format]). Where no engine reads NHWC (the
   // im2col path of float64 and small float32 convolutions; CUDA until its NHWC descriptors land) the
   // convolution runs in NCHW between two reorders, with the same result.
   const MemoryFormat fmt = x.memory_format();
   if (fmt == MemoryFormat::kChannelsLast &&
-      !(x.device().is_cpu() && x.dtype() == DType::kFloat32 && cpu::conv2d_takes_channels_last(g)))
+      !(x.device().is_cpu() && (x.dtype() == DType::kFloat32 || g.x_bf16) && cpu::conv2d_takes_channels_last(g)))
     return channels_last(conv2d_impl(contiguous(x), weight, bias, p, relu));
   g.channels_last = fmt == MemoryFormat::kChannelsLast;
   g.relu = relu;
 
-  Tensor y = Tensor::empty({g.n, g.k, g.ho, g.wo}, x.dtype(), x.device(), fmt);
-  dispatch(
+  const bool bf16_storage = g.x_bf16 || g.y_bf16;  // oneDNN's buffers: either may be bfloat16
+  Tensor y = Tensor::empty({g.n, g.k, g.ho, g.wo}, g.y_bf16 ? DType::kBFloat16 : x.dtype(), x.device(), fmt);
+  dispatch_with_bf16(
       x, "conv2d",
       [&](auto t) {
         using T = decltype(t);
-        cpu::conv2d_forward(g, x.data<T>(fmt), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>(y.memory_format()));
+        if (bf16_storage) {
+          DL_CHECK(cpu::onednn_conv2d_forward(g, x.raw_data(fmt), weight.data<float>(), ptr_or_null<float>(bias),
+                                              y.raw_data(y.memory_format())),
+                   "conv2d: bfloat16 activations need oneDNN (internal: the precision check passed)");
+        } else if constexpr (!std::is_same_v<T, BFloat16>) {
+          cpu::conv2d_forward(g, x.data<T>(fmt), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>(y.memory_format()));
+        }
       },
       [&](int dev) { DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(x), f32(weight), f32(bias), f32(y))); });
   if (auto* tr = active_tracer()) {
@@ -74,18 +93,27 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, co
   return autograd::record(
       relu ? "conv2d_relu" : "conv2d", y, {x, weight, bias},
       [sx, sw, sy, g, has_bias, fy = y.memory_format()](const Tensor& gy_in, const std::vector<bool>& needs) {
-        // dy masked by y > 0 under the fused ReLU (y's format is fy).
-        const Tensor gy = sy.defined() ? relu_mask(gy_in, sy) : to_memory_format(gy_in, fy);
+        // dy masked by y > 0 under the fused ReLU (y's format is fy), in y's dtype.
+        const DType ty = g.y_bf16 ? DType::kBFloat16 : sw.dtype();
+        const Tensor gy = sy.defined() ? relu_mask(to_dtype(gy_in, ty), sy) : to_memory_format(to_dtype(gy_in, ty), fy);
         const MemoryFormat fx = sx.memory_format();
         Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device(), fx) : Tensor();
         Tensor gw = needs[1] ? Tensor::empty(sw.shape(), sw.dtype(), sw.device()) : Tensor();
         Tensor gb = has_bias && needs[2] ? Tensor::empty({g.k}, sw.dtype(), sw.device()) : Tensor();
-        dispatch(
+        dispatch_with_bf16(
             gy, "conv2d_backward",
             [&](auto t) {
               using T = decltype(t);
-              auto out = [](Tensor& u) { return u.defined() ? u.data<T>(u.memory_format()) : nullptr; };
-              cpu::conv2d_backward(g, sx.data<T>(fx), sw.data<T>(), gy.data<T>(fy), out(gx), out(gw), out(gb));
+              if (g.x_bf16 || g.y_bf16) {
+                auto raw = [](Tensor& u) { return u.defined() ? u.raw_data(u.memory_format()) : nullptr; };
+                auto f = [](Tensor& u) { return u.defined() ? u.data<float>() : nullptr; };
+                DL_CHECK(cpu::onednn_conv2d_backward(g, sx.raw_data(fx), sw.data<float>(), gy.raw_data(fy), raw(gx),
+                                                     f(gw), f(gb)),
+                         "conv2d: bfloat16 activations need oneDNN (internal: the precision check passed)");
+              } else if constexpr (!std::is_same_v<T, BFloat16>) {
+                auto out = [](Tensor& u) { return u.defined() ? u.data<T>(u.memory_format()) : nullptr; };
+                cpu::conv2d_backward(g, sx.data<T>(fx), sw.data<T>(), gy.data<T>(fy), out(gx), out(gw), out(gb));
+              }
             },
             [&](int dev) {
               DL_CUDA_BODY(cuda::conv2d_backward(dev, g, f32(sx), f32(sw), f32(gy), f32(gx), f32(gw), f32(gb)));
@@ -110,6 +138,7 @@ Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, co
 // pass with input dy_y and output gradient x for dw. The bias is a broadcast add.
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p,
                         std::array<int, 2> output_padding) {
+  if (is_bf16(x)) return conv_transpose2d(float32_of(x), weight, bias, p, output_padding);  // Note [bf16 activations]
   check_float(x, "conv_transpose2d", "x");
   check_float(weight, "conv_transpose2d", "weight");
   // No engine here reads NHWC for this op: a channels-last x runs in NCHW between two reorders.

@@ -25,6 +25,13 @@ namespace dl::ops::detail {
 // `op`, where the device cannot (bf16 on a CPU without AVX-512 BF16 or oneDNN, fp16 on the CPU).
 Precision math_precision(const Tensor& x, const char* op);
 
+// Note [bf16 activations] (ops/precision.cpp): a bfloat16 tensor on the CPU is an activation stored in bf16.
+inline bool is_bf16(const Tensor& t) { return t.defined() && t.dtype() == DType::kBFloat16; }
+// t as float32 when it is bfloat16 (a differentiable cast), else t: for an op without a bf16 body.
+Tensor float32_of(const Tensor& t);
+// y back in bfloat16 (differentiable), for such an op whose output keeps its input's dtype.
+Tensor bf16_of(const Tensor& y);
+
 inline void check_defined(const Tensor& t, const char* op, const char* arg) {
   DL_CHECK(t.defined(), op, ": argument '", arg, "' is an undefined tensor");
 }
@@ -95,6 +102,24 @@ void dispatch(const Tensor& t, const char* op, C&& cpu, G&& cuda) {
     return;
   }
   dispatch(t, op, std::forward<C>(cpu));
+}
+
+// dispatch() that also takes a bfloat16 tensor on the CPU, calling cpu(BFloat16{}): for the ops with bf16
+// bodies (Note [bf16 activations] in ops/precision.cpp).
+template <typename C, typename G>
+void dispatch_with_bf16(const Tensor& t, const char* op, C&& cpu, G&& cuda) {
+  if (t.device().is_cpu() && t.dtype() == DType::kBFloat16) {
+    cpu(BFloat16{});
+    return;
+  }
+  dispatch(t, op, std::forward<C>(cpu), std::forward<G>(cuda));
+}
+
+// float32, float64, or bfloat16 on the CPU.
+inline void check_float_or_bf16(const Tensor& t, const char* op, const char* arg) {
+  check_defined(t, op, arg);
+  DL_CHECK(is_floating(t.dtype()) || (t.dtype() == DType::kBFloat16 && t.device().is_cpu()), op, ": expected '", arg,
+           "' to be float32, float64 or (on the CPU) bfloat16, got ", dtype_name(t.dtype()), " on ", t.device().str());
 }
 
 // Labels as the int32 that the bodies read: int32 as they are; int64 (PyTorch's label type) converted,

@@ -57,6 +57,11 @@ std::pair<Shape, kern::StridedIndex<2>> operands(const char* name, const Tensor&
 // (none for add and sub, whose partials are dy and -dy) and sums each down to its operand's shape.
 template <typename Op>
 Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
+  // Note [bf16 activations]: computed in float32; bfloat16 back when no operand is a float32 tensor.
+  if (is_bf16(a) || is_bf16(b)) {
+    Tensor y = binary(name, op, float32_of(a), float32_of(b), s);
+    return is_bf16(a) && (!b.defined() || is_bf16(b)) ? bf16_of(y) : y;
+  }
   // Note [element-wise formats]: a channels-last a with a scalar or a same-shaped channels-last b runs over
   // the storage order; any other mix with a channels-last operand is computed in NCHW (and a channels-last
   // a keeps its format in the result).
@@ -240,6 +245,7 @@ std::vector<int64_t> trace_dims(const std::vector<bool>& flags) {
 }
 
 Tensor sum_over(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, bool average, const char* op) {
+  if (is_bf16(a)) return sum_over(float32_of(a), dims, keepdim, average, op);  // Note [bf16 activations]
   check_float(a, op, "a");
   // The reductions index NCHW: a channels-last a is reordered first (Note [memory format]).
   if (a.is_channels_last()) return sum_over(contiguous(a), dims, keepdim, average, op);
@@ -289,6 +295,7 @@ DL_BINARY_FRONT_END(ge, compare, GeOp)
 Tensor scale(const Tensor& a, double s) { return mul(a, s); }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  if (is_bf16(a) || is_bf16(b)) return where(cond, float32_of(a), float32_of(b));  // Note [bf16 activations]
   check_defined(cond, "where", "cond");
   check_float(a, "where", "a");
   check_float(b, "where", "b");
@@ -336,6 +343,7 @@ void add_(Tensor& dst, const Tensor& src, double alpha) {
 }
 
 Tensor sum(const Tensor& a) {
+  if (is_bf16(a)) return sum(float32_of(a));  // Note [bf16 activations]
   check_float(a, "sum", "a");
   Tensor y = Tensor::empty({1}, a.dtype(), a.device());
   const Tensor as = storage(a);  // every element once: either memory format
@@ -376,6 +384,7 @@ Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
+  if (is_bf16(x)) return sum_to(float32_of(x), shape);  // Note [bf16 activations]
   check_float(x, "sum_to", "x");
   if (x.shape() == shape) return x;
   if (x.is_channels_last()) return sum_to(contiguous(x), shape);  // the reduction indexes NCHW
@@ -391,6 +400,7 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
 }
 
 double squared_norm(const Tensor& a) {
+  if (is_bf16(a)) return squared_norm(float32_of(a));  // Note [bf16 activations]
   check_float(a, "squared_norm", "a");
   double result = 0;
   dispatch(

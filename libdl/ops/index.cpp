@@ -123,6 +123,7 @@ void check_gather_shapes(const Tensor& x, int d, const Tensor& index, const char
 }
 
 Tensor pick(const Tensor& x, int64_t dim, bool keepdim, bool smallest, const char* op) {
+  if (is_bf16(x)) return pick(float32_of(x), dim, keepdim, smallest, op);  // Note [bf16 activations]
   check_float(x, op, "x");
   const int d = wrap(dim, x, op);
   TracePause pause;  // traced as one reduction, not as the argmax and the gather below
@@ -138,6 +139,7 @@ Tensor pick(const Tensor& x, int64_t dim, bool keepdim, bool smallest, const cha
 }  // namespace
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+  if (is_bf16(x)) return gather(float32_of(x), dim, index);  // Note [bf16 activations]
   const char* op = "gather";
   check_float(x, op, "x");
   check_index_dtype(index, op);
@@ -148,6 +150,8 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
+  if (is_bf16(x) || is_bf16(src))
+    return scatter_add(float32_of(x), dim, index, float32_of(src));  // Note [bf16 activations]
   const char* op = "scatter_add";
   check_float(x, op, "x");
   check_float(src, op, "src");
@@ -168,6 +172,7 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
 }
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  if (is_bf16(x)) return index_select(float32_of(x), dim, index);  // Note [bf16 activations]
   const char* op = "index_select";
   check_float(x, op, "x");
   check_index_dtype(index, op);

@@ -11,6 +11,7 @@ namespace dl::ops {
 using namespace detail;
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (is_bf16(x)) return linear(float32_of(x), weight, bias);  // Note [bf16 activations]
   check_float(x, "linear", "x");
   check_float(weight, "linear", "weight");
   check_dim(x, 2, "linear", "x");

@@ -42,6 +42,7 @@ Tensor batched(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (is_bf16(a) || is_bf16(b)) return matmul(float32_of(a), float32_of(b));  // Note [bf16 activations]
   check_float(a, "matmul", "a");
   check_float(b, "matmul", "b");
   check_same({{"a", &a}, {"b", &b}}, "matmul");

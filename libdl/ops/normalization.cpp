@@ -22,6 +22,7 @@ Tensor normalise(const Tensor& x, const std::vector<int64_t>& dims, double eps) 
 }  // namespace
 
 Tensor layer_norm(const Tensor& x, int normalized_dims, const Tensor& weight, const Tensor& bias, double eps) {
+  if (is_bf16(x)) return layer_norm(float32_of(x), normalized_dims, weight, bias, eps);  // Note [bf16 activations]
   check_float(x, "layer_norm", "x");
   DL_CHECK(normalized_dims >= 1 && normalized_dims <= x.dim(), "layer_norm: expected 1 to ", x.dim(),
            " normalised dimensions for shape ", x.shape().str(), ", got ", normalized_dims);
@@ -43,6 +44,7 @@ Tensor layer_norm(const Tensor& x, int normalized_dims, const Tensor& weight, co
 }
 
 Tensor group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, double eps) {
+  if (is_bf16(x)) return group_norm(float32_of(x), groups, weight, bias, eps);  // Note [bf16 activations]
   check_float(x, "group_norm", "x");
   DL_CHECK(x.dim() >= 2, "group_norm: expected N x C x ..., got ", x.shape().str());
   const int64_t n = x.shape()[0], c = x.shape()[1];

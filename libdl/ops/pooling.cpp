@@ -25,7 +25,8 @@ Pool2dGeometry pool2d_geometry(const Shape& x, const Pool2dParams& p) {
 }
 
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
-  check_float(x, "max_pool2d", "x");
+  if (is_bf16(x) && !x.device().is_cpu()) return bf16_of(max_pool2d(float32_of(x), p));  // Note [bf16 activations]
+  check_float_or_bf16(x, "max_pool2d", "x");
   const Pool2dGeometry g = pool2d_geometry(x.shape(), p);
   // Channels-last (Note [memory format]) on the CPU by its own loops; on CUDA in NCHW between two reorders
   // until cuDNN's NHWC descriptors land.
@@ -35,7 +36,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   Tensor y = Tensor::empty({g.n, g.c, g.ho, g.wo}, x.dtype(), x.device(), fmt);
   // The argmax lies as y does (N C Ho Wo or N Ho Wo C), held as a plain tensor.
   Tensor argmax = x.device().is_cpu() ? Tensor::empty({g.n, g.c, g.ho, g.wo}, DType::kInt32, x.device()) : Tensor();
-  dispatch(
+  dispatch_with_bf16(
       x, "max_pool2d",
       [&](auto t) {
         using T = decltype(t);
@@ -52,10 +53,11 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   if (auto* tr = active_tracer()) tr->record({"max_pool2d", {x}, y, TraceAttrs::of_pool(p)});
   const MemoryFormat fy = y.memory_format();
   return autograd::record(
-      "max_pool2d", y, {x}, [g, argmax, sx, sy, fmt, fy](const Tensor& gy_in, const std::vector<bool>&) {
-        const Tensor gy = to_memory_format(gy_in, fy);
+      "max_pool2d", y, {x},
+      [g, argmax, sx, sy, fmt, fy, dt = x.dtype()](const Tensor& gy_in, const std::vector<bool>&) {
+        const Tensor gy = to_memory_format(to_dtype(gy_in, dt), fy);
         Tensor gx = Tensor::empty({g.n, g.c, g.h, g.w}, gy.dtype(), gy.device(), fmt);
-        dispatch(
+        dispatch_with_bf16(
             gy, "max_pool2d_backward",
             [&](auto t) {
               using T = decltype(t);
@@ -70,6 +72,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
 }
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
+  if (is_bf16(x)) return bf16_of(avg_pool2d(float32_of(x), p));  // Note [bf16 activations]
   check_float(x, "avg_pool2d", "x");
   // Channels-last in NCHW between two reorders (the ASPP's image pooling reads a small map once).
   if (x.is_channels_last()) return channels_last(avg_pool2d(contiguous(x), p));
@@ -98,6 +101,7 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
 }
 
 Tensor global_avg_pool2d(const Tensor& x) {
+  if (is_bf16(x)) return bf16_of(global_avg_pool2d(float32_of(x)));  // Note [bf16 activations]
   check_float(x, "global_avg_pool2d", "x");
   check_dim(x, 4, "global_avg_pool2d", "x");
   const Pool2dParams p{{static_cast<int>(x.size(2)), static_cast<int>(x.size(3))},

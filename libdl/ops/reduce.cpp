@@ -12,6 +12,7 @@ namespace dl::ops {
 using namespace detail;
 
 Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction, bool keepdim) {
+  if (is_bf16(x)) return var(float32_of(x), dims, correction, keepdim);  // Note [bf16 activations]
   check_float(x, "var", "x");
   DL_CHECK(correction >= 0, "var: expected a correction of at least 0, got ", correction);
   const Tensor m = mean(x, dims, true);  // checks the dimensions; the reduced ones keep a size of 1

@@ -11,6 +11,7 @@ namespace dl::ops {
 using namespace detail;
 
 Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w) {
+  if (is_bf16(x)) return bf16_of(resize_bilinear(float32_of(x), out_h, out_w));  // Note [bf16 activations]
   check_float(x, "resize_bilinear", "x");
   check_dim(x, 4, "resize_bilinear", "x");
   DL_CHECK(out_h >= 1 && out_w >= 1, "resize_bilinear: expected a positive output size, got ", out_h, "x", out_w);

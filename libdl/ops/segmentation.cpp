@@ -13,6 +13,7 @@ using namespace detail;
 
 namespace {
 Tensor arg_extreme(const Tensor& x, int64_t dim, bool keepdim, bool smallest, const char* op) {
+  if (is_bf16(x)) return arg_extreme(float32_of(x), dim, keepdim, smallest, op);  // Note [bf16 activations]
   check_float(x, op, "x");
   if (x.is_channels_last()) return arg_extreme(contiguous(x.detach()), dim, keepdim, smallest, op);
   DL_CHECK(x.dim() >= 1 && dim >= -x.dim() && dim < x.dim(), op, ": expected a dimension in [", -x.dim(), ", ", x.dim(),
@@ -48,6 +49,8 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) { return arg_extreme(x
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) { return arg_extreme(x, dim, keepdim, true, "argmin"); }
 
 Tensor correct_counts(const Tensor& logits, const Tensor& given_labels, int32_t ignore_index) {
+  if (is_bf16(logits))
+    return correct_counts(float32_of(logits), given_labels, ignore_index);  // Note [bf16 activations]
   const char* op = "correct_counts";
   check_float(logits, op, "logits");
   if (logits.is_channels_last()) return correct_counts(contiguous(logits.detach()), given_labels, ignore_index);

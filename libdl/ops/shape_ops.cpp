@@ -104,6 +104,17 @@ Tensor to_memory_format(const Tensor& x, MemoryFormat format) {
   });
 }
 
+Tensor to_dtype(const Tensor& x, DType dtype) {
+  check_defined(x, "to_dtype", "x");
+  if (x.dtype() == dtype) return x;
+  Tensor y = x.to(dtype);
+  if (auto* tr = active_tracer()) tr->record({"to_dtype", {x}, y});  // the values, rounded: an identity
+  const DType from = x.dtype();
+  return autograd::record("to_dtype", y, {x}, [from](const Tensor& gy, const std::vector<bool>&) {
+    return std::vector<Tensor>{to_dtype(gy, from)};
+  });
+}
+
 Tensor expand(const Tensor& x, const Shape& shape) {
   check_defined(x, "expand", "x");
   DL_CHECK(broadcast_shapes(x.shape(), shape, "expand") == shape, "expand: shape ", x.shape().str(),
@@ -156,6 +167,13 @@ Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
 
 Tensor concat(const std::vector<Tensor>& xs_in) {
   DL_CHECK(!xs_in.empty(), "concat: expected at least one tensor");
+  // Note [bf16 activations]: computed in float32; bfloat16 back when every input is.
+  if (std::any_of(xs_in.begin(), xs_in.end(), [](const Tensor& x) { return is_bf16(x); })) {
+    std::vector<Tensor> wide;
+    for (const Tensor& x : xs_in) wide.push_back(float32_of(x));
+    const Tensor y = concat(wide);
+    return std::all_of(xs_in.begin(), xs_in.end(), [](const Tensor& x) { return is_bf16(x); }) ? bf16_of(y) : y;
+  }
   // With a channels-last input the result is channels-last (Note [memory format]), the other inputs
   // reordered to it; in NHWC each pixel's channels are joined, which is the NCHW loop with N H W "images"
   // of one pixel each.

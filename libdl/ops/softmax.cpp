@@ -27,6 +27,7 @@ ClassLayout class_layout(const Tensor& x, const char* op) {
 }
 
 Tensor softmax_impl(const Tensor& x, bool log) {
+  if (is_bf16(x)) return softmax_impl(float32_of(x), log);  // Note [bf16 activations]
   // Over the channels of NCHW (a channels-last x is reordered first; Note [memory format]).
   if (x.defined() && x.is_channels_last()) return softmax_impl(contiguous(x), log);
   const char* op = log ? "log_softmax" : "softmax";
@@ -84,6 +85,7 @@ void check_labels(const Tensor& given_labels, int64_t num_classes, int32_t ignor
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& given_labels, const CrossEntropyOptions& opt) {
+  if (is_bf16(logits)) return cross_entropy(float32_of(logits), given_labels, opt);  // Note [bf16 activations]
   // The kernels read NCHW logits (a channels-last map is reordered first; Note [memory format]).
   if (logits.defined() && logits.is_channels_last()) return cross_entropy(contiguous(logits), given_labels, opt);
   const char* op = "cross_entropy";

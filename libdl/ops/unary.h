@@ -21,11 +21,11 @@ inline std::vector<double> trace_reals(const kern::ClampOp& op) { return {op.lo,
 // The ReLU's backward: dy masked by y > 0, in y's memory format (Note [element-wise formats]). Shared by
 // ops::relu, the fused convolution + ReLU and, on CUDA, batch norm's fused ReLU.
 inline Tensor relu_mask(const Tensor& gy_in, const Tensor& y) {
-  const Tensor gy = storage(to_memory_format(gy_in, y.memory_format()));
+  const Tensor gy = storage(to_memory_format(to_dtype(gy_in, y.dtype()), y.memory_format()));
   Tensor gx = empty_like(y);
   const Tensor ys = storage(y);
   Tensor gxs = storage(gx);
-  dispatch(
+  dispatch_with_bf16(
       gy, "relu_backward",
       [&](auto t) {
         using T = decltype(t);
@@ -38,6 +38,7 @@ inline Tensor relu_mask(const Tensor& gy_in, const Tensor& y) {
 // y = op(x) for a functor of kernels/unary_ops.cuh; the backward computes dx from x, y and dy.
 template <typename Op>
 inline Tensor unary(const Tensor& x, const char* name, const Op& op) {
+  if (is_bf16(x)) return bf16_of(unary(float32_of(x), name, op));  // Note [bf16 activations]
   check_float(x, name, "x");
   Tensor y = empty_like(x);  // Note [element-wise formats]
   {

@@ -25,8 +25,8 @@ namespace dl::cpu {
 
 bool onednn_available() { return false; }
 bool onednn_bf16_available() { return false; }
-bool onednn_conv2d_forward(const Conv2dGeometry&, const float*, const float*, const float*, float*) { return false; }
-bool onednn_conv2d_backward(const Conv2dGeometry&, const float*, const float*, const float*, float*, float*, float*) {
+bool onednn_conv2d_forward(const Conv2dGeometry&, const void*, const float*, const float*, void*) { return false; }
+bool onednn_conv2d_backward(const Conv2dGeometry&, const void*, const float*, const void*, void*, float*, float*) {
   return false;
 }
 
@@ -40,7 +40,7 @@ using Dims = memory::dims;
 
 // Everything that decides the primitives: the geometry, the math precision and whether there is a bias.
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int, int, int, int,
-                       bool, bool, bool, bool>;
+                       bool, bool, bool, bool, bool, bool>;
 Key key_of(const Conv2dGeometry& g, bool bias) {
   return {g.n,
           g.c,
@@ -59,7 +59,9 @@ Key key_of(const Conv2dGeometry& g, bool bias) {
           g.math == Precision::kBf16,
           bias,
           g.channels_last,
-          g.relu};
+          g.relu,
+          g.x_bf16,
+          g.y_bf16};
 }
 
 struct Primitives {
@@ -94,9 +96,13 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
   // by the same reorders that move them into oneDNN's blocked layouts, and the products accumulate in
   // float32; what comes out (dst, diff_src, diff_weights, the bias gradient: a float32 sum of the
   // rounded diff_dst) is float32, so that batch norm, the losses and the optimiser see float32 as
-  // everywhere else. The bias itself stays float32.
-  const auto f32 = memory::data_type::f32;
-  const auto op_type = g.math == Precision::kBf16 ? memory::data_type::bf16 : f32;
+  // everywhere else. The bias itself stays float32. With bf16 activations (g.x_bf16, g.y_bf16: Note [bf16
+  // activations] in ops/precision.cpp) src and diff_src, dst and diff_dst are bfloat16 in the user's own
+  // buffers, and the kernels read and write them as they are; the weight, its gradient and the bias stay
+  // float32.
+  const auto f32 = memory::data_type::f32, bf16 = memory::data_type::bf16;
+  const auto op_type = g.math == Precision::kBf16 ? bf16 : f32;
+  const auto x_type = g.x_bf16 ? bf16 : f32, y_type = g.y_bf16 ? bf16 : f32;
   const Dims src_dims{g.n, g.c, g.h, g.w}, dst_dims{g.n, g.k, g.ho, g.wo}, bias_dims{g.k};
   const bool grouped = g.p.groups > 1;
   const Dims wei_dims =
@@ -113,14 +119,14 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
   // AMX kernels (brgconv) pick for themselves, so src and dst are used in place: no reorder in or out (under
   // bf16, src and dy are still converted to bf16, element by element, in the same layout).
   const Tag act = g.channels_last ? Tag::nhwc : Tag::nchw;
-  p->src = memory::desc(src_dims, f32, act);
-  p->dst = memory::desc(dst_dims, f32, act);
+  p->src = memory::desc(src_dims, x_type, act);
+  p->dst = memory::desc(dst_dims, y_type, act);
   p->wei = memory::desc(wei_dims, f32, grouped ? Tag::goihw : Tag::oihw);
   p->bias = memory::desc(bias_dims, f32, Tag::x);
   // Channels-last activations are given to oneDNN as they are (as PyTorch does), NCHW ones leave it the
   // choice of its blocked layouts.
   const Tag act_choice = g.channels_last ? Tag::nhwc : Tag::any;
-  const memory::desc src_any(src_dims, op_type, act_choice), dst_any(dst_dims, f32, act_choice),
+  const memory::desc src_any(src_dims, op_type, act_choice), dst_any(dst_dims, y_type, act_choice),
       wei_any(wei_dims, op_type, Tag::any), ddst_any(dst_dims, op_type, act_choice);
   const auto alg = dnnl::algorithm::convolution_direct;
 
@@ -142,7 +148,7 @@ Primitives& primitives_for(const Conv2dGeometry& g, bool bias) {
   }
   p->fwd = dnnl::convolution_forward::primitive_desc(fwd_desc, fwd_attr, e.engine);
   p->bwd_data = dnnl::convolution_backward_data::primitive_desc(
-      dnnl::convolution_backward_data::desc(alg, memory::desc(src_dims, f32, act_choice), wei_any, ddst_any, strides,
+      dnnl::convolution_backward_data::desc(alg, memory::desc(src_dims, x_type, act_choice), wei_any, ddst_any, strides,
                                             dilates, pad_l, pad_r),
       attr, e.engine, p->fwd);
   const auto bwd_w_desc =
@@ -213,10 +219,10 @@ bool onednn_bf16_available() {
   return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
 }
 
-bool onednn_conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
+bool onednn_conv2d_forward(const Conv2dGeometry& g, const void* x, const float* w, const float* b, void* y) {
   guarded("convolution forward", [&](Engine& e) {
     Primitives& p = primitives_for(g, b != nullptr);
-    Staged src(p.src, p.fwd.src_desc(), const_cast<float*>(x), true, e);
+    Staged src(p.src, p.fwd.src_desc(), const_cast<void*>(x), true, e);
     Staged wei(p.wei, p.fwd.weights_desc(), const_cast<float*>(w), true, e);
     Staged dst(p.dst, p.fwd.dst_desc(), y, false, e);
     std::unordered_map<int, memory> args{
@@ -229,7 +235,7 @@ bool onednn_conv2d_forward(const Conv2dGeometry& g, const float* x, const float*
   return true;
 }
 
-bool onednn_conv2d_backward(const Conv2dGeometry& g_in, const float* x, const float* w, const float* dy, float* dx,
+bool onednn_conv2d_backward(const Conv2dGeometry& g_in, const void* x, const float* w, const void* dy, void* dx,
                             float* dw, float* db) {
   // The backward gets dy already masked by a fused ReLU: the primitives of the plain convolution serve it.
   Conv2dGeometry g = g_in;
@@ -238,10 +244,10 @@ bool onednn_conv2d_backward(const Conv2dGeometry& g_in, const float* x, const fl
     Primitives& p = primitives_for(g, db != nullptr);
     // dy is reordered once when both backward primitives want the same layout (the usual case).
     std::optional<Staged> ddst_data, ddst_weights;
-    if (dx) ddst_data.emplace(p.dst, p.bwd_data.diff_dst_desc(), const_cast<float*>(dy), true, e);
+    if (dx) ddst_data.emplace(p.dst, p.bwd_data.diff_dst_desc(), const_cast<void*>(dy), true, e);
     if (dw || db) {
       if (!dx || p.bwd_weights.diff_dst_desc() != p.bwd_data.diff_dst_desc())
-        ddst_weights.emplace(p.dst, p.bwd_weights.diff_dst_desc(), const_cast<float*>(dy), true, e);
+        ddst_weights.emplace(p.dst, p.bwd_weights.diff_dst_desc(), const_cast<void*>(dy), true, e);
     }
     if (dx) {
       Staged wei(p.wei, p.bwd_data.weights_desc(), const_cast<float*>(w), true, e);
@@ -255,7 +261,7 @@ bool onednn_conv2d_backward(const Conv2dGeometry& g_in, const float* x, const fl
       // Without a wanted dw, oneDNN still computes it: into a throw-away buffer.
       Scratch<float> dw_sink;
       float* dw_out = dw ? dw : dw_sink.ensure(static_cast<size_t>(p.wei.get_size() / sizeof(float)));
-      Staged src(p.src, p.bwd_weights.src_desc(), const_cast<float*>(x), true, e);
+      Staged src(p.src, p.bwd_weights.src_desc(), const_cast<void*>(x), true, e);
       const memory& ddst = ddst_weights ? ddst_weights->mem() : ddst_data->mem();
       Staged dwei(p.wei, p.bwd_weights.diff_weights_desc(), dw_out, false, e);
       std::unordered_map<int, memory> args{

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/cpu/storage.h"
 #include "binary_ops.cuh"
 #include "dl/core/params.h"
 #include "dl/core/threads.h"
@@ -54,6 +55,7 @@ T sum(const T* a, int64_t n);
 // y = x / (1 - p) where kern::dropout_uniform(seed, i) >= p, else 0 (kernels/counter_rng.cuh); also the backward.
 template <typename T>
 void dropout(const T* x, T* y, int64_t n, uint64_t seed, float p);
+// float, double or bfloat16 (Note [bf16 storage in the CPU kernels] in storage.h).
 template <typename T>
 void relu_forward(const T* x, T* y, int64_t n);
 template <typename T>
@@ -78,37 +80,45 @@ template <typename T>
 void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db);
 
 // ---- batch norm: x viewed as N x C x S (S = H W) ----
+// x, y, dy, dx in the storage type T (float, double or bfloat16: Note [bf16 storage in the CPU kernels] in
+// storage.h); the parameters and statistics in its compute type acc_t<T>.
 // relu: y = max(0, bn(x)) in the same pass (Note [batch norm + ReLU] in ops/batch_norm.cpp); the backward
 // then takes that y (`relu_out`, else null) and masks dy by y > 0 in its own passes.
 template <typename T>
-void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, int64_t n, int64_t c, int64_t s, double eps,
-                              T* y, T* mean, T* invstd, T* var_unbiased, bool relu = false);
+void batch_norm_forward_train(const T* x, const acc_t<T>* gamma, const acc_t<T>* beta, int64_t n, int64_t c, int64_t s,
+                              double eps, T* y, acc_t<T>* mean, acc_t<T>* invstd, acc_t<T>* var_unbiased,
+                              bool relu = false);
 template <typename T>
-void batch_norm_forward_infer(const T* x, const T* gamma, const T* beta, const T* mean, const T* var, int64_t n,
-                              int64_t c, int64_t s, double eps, T* y, bool relu = false);
+void batch_norm_forward_infer(const T* x, const acc_t<T>* gamma, const acc_t<T>* beta, const acc_t<T>* mean,
+                              const acc_t<T>* var, int64_t n, int64_t c, int64_t s, double eps, T* y,
+                              bool relu = false);
 // Backward of the training-mode forward. dgamma, dbeta may be null.
 template <typename T>
-void batch_norm_backward(const T* x, const T* gamma, const T* dy, const T* mean, const T* invstd, int64_t n, int64_t c,
-                         int64_t s, T* dx, T* dgamma, T* dbeta, const T* relu_out = nullptr);
+void batch_norm_backward(const T* x, const acc_t<T>* gamma, const T* dy, const acc_t<T>* mean, const acc_t<T>* invstd,
+                         int64_t n, int64_t c, int64_t s, T* dx, acc_t<T>* dgamma, acc_t<T>* dbeta,
+                         const T* relu_out = nullptr);
 // Backward of the inference-mode forward (an affine map per channel).
 template <typename T>
-void batch_norm_backward_infer(const T* x, const T* gamma, const T* dy, const T* mean, const T* var, int64_t n,
-                               int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta,
-                               const T* relu_out = nullptr);
+void batch_norm_backward_infer(const T* x, const acc_t<T>* gamma, const T* dy, const acc_t<T>* mean,
+                               const acc_t<T>* var, int64_t n, int64_t c, int64_t s, double eps, T* dx,
+                               acc_t<T>* dgamma, acc_t<T>* dbeta, const T* relu_out = nullptr);
 // The same four for channels-last x, y, dy, dx (x viewed as N S rows of C; batch_norm_nhwc.cpp).
 template <typename T>
-void batch_norm_forward_train_nhwc(const T* x, const T* gamma, const T* beta, int64_t n, int64_t c, int64_t s,
-                                   double eps, T* y, T* mean, T* invstd, T* var_unbiased, bool relu = false);
+void batch_norm_forward_train_nhwc(const T* x, const acc_t<T>* gamma, const acc_t<T>* beta, int64_t n, int64_t c,
+                                   int64_t s, double eps, T* y, acc_t<T>* mean, acc_t<T>* invstd,
+                                   acc_t<T>* var_unbiased, bool relu = false);
 template <typename T>
-void batch_norm_forward_infer_nhwc(const T* x, const T* gamma, const T* beta, const T* mean, const T* var, int64_t n,
-                                   int64_t c, int64_t s, double eps, T* y, bool relu = false);
+void batch_norm_forward_infer_nhwc(const T* x, const acc_t<T>* gamma, const acc_t<T>* beta, const acc_t<T>* mean,
+                                   const acc_t<T>* var, int64_t n, int64_t c, int64_t s, double eps, T* y,
+                                   bool relu = false);
 template <typename T>
-void batch_norm_backward_nhwc(const T* x, const T* gamma, const T* dy, const T* mean, const T* invstd, int64_t n,
-                              int64_t c, int64_t s, T* dx, T* dgamma, T* dbeta, const T* relu_out = nullptr);
+void batch_norm_backward_nhwc(const T* x, const acc_t<T>* gamma, const T* dy, const acc_t<T>* mean,
+                              const acc_t<T>* invstd, int64_t n, int64_t c, int64_t s, T* dx, acc_t<T>* dgamma,
+                              acc_t<T>* dbeta, const T* relu_out = nullptr);
 template <typename T>
-void batch_norm_backward_infer_nhwc(const T* x, const T* gamma, const T* dy, const T* mean, const T* var, int64_t n,
-                                    int64_t c, int64_t s, double eps, T* dx, T* dgamma, T* dbeta,
-                                    const T* relu_out = nullptr);
+void batch_norm_backward_infer_nhwc(const T* x, const acc_t<T>* gamma, const T* dy, const acc_t<T>* mean,
+                                    const acc_t<T>* var, int64_t n, int64_t c, int64_t s, double eps, T* dx,
+                                    acc_t<T>* dgamma, acc_t<T>* dbeta, const T* relu_out = nullptr);
 // The synchronised batch norm (ops::BatchNormOptions::sync): per channel, the sums of x and x² over
 // N and H W; and the part of dx that comes through the statistics of every process's batch together,
 // subtracted from dx (which holds dy gamma invstd): gamma invstd (mean dy + xhat mean(dy xhat)).

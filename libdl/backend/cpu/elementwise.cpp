@@ -62,13 +62,32 @@ void dropout(const T* x, T* y, int64_t n, uint64_t seed, float p) {
 
 template <typename T>
 void relu_forward(const T* x, T* y, int64_t n) {
-  chunked(n, [&](int64_t o, int64_t m) { Vec<T>(y + o, m) = CVec<T>(x + o, m).max(T(0)); });
+  if constexpr (std::is_same_v<T, BFloat16>) {  // a NaN passes through
+    chunked(n, [&](int64_t o, int64_t m) {
+      const T* __restrict p = x + o;
+      T* __restrict q = y + o;
+#pragma omp simd
+      for (int64_t i = 0; i < m; ++i) q[i] = ld(p[i]) <= 0.0f ? T() : p[i];
+    });
+  } else {
+    chunked(n, [&](int64_t o, int64_t m) { Vec<T>(y + o, m) = CVec<T>(x + o, m).max(T(0)); });
+  }
 }
 template <typename T>
 void relu_backward(const T* y, const T* dy, T* dx, int64_t n) {
-  chunked(n, [&](int64_t o, int64_t m) {
-    Vec<T>(dx + o, m) = (CVec<T>(y + o, m) > T(0)).select(CVec<T>(dy + o, m), T(0));
-  });
+  if constexpr (std::is_same_v<T, BFloat16>) {
+    chunked(n, [&](int64_t o, int64_t m) {
+      const T* __restrict p = y + o;
+      const T* __restrict d = dy + o;
+      T* __restrict q = dx + o;
+#pragma omp simd
+      for (int64_t i = 0; i < m; ++i) q[i] = ld(p[i]) > 0.0f ? d[i] : T();
+    });
+  } else {
+    chunked(n, [&](int64_t o, int64_t m) {
+      Vec<T>(dx + o, m) = (CVec<T>(y + o, m) > T(0)).select(CVec<T>(dy + o, m), T(0));
+    });
+  }
 }
 
 // The unary family: the math of each functor of kernels/unary_ops.cuh as an Eigen expression (vectorised,
@@ -211,5 +230,7 @@ DL_UNARY_OPS(DL_INSTANTIATE_UNARY)
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)
 #undef DL_INSTANTIATE
+template void relu_forward<BFloat16>(const BFloat16*, BFloat16*, int64_t);
+template void relu_backward<BFloat16>(const BFloat16*, const BFloat16*, BFloat16*, int64_t);
 
 }  // namespace dl::cpu

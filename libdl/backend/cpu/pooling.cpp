@@ -4,6 +4,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/parallel.h"
+#include "backend/cpu/storage.h"
 
 namespace dl::cpu {
 
@@ -29,22 +30,24 @@ PoolWindow pool_window(const Pool2dGeometry& g, int64_t oh, int64_t ow) {
 // slower on MNIST's planes. Without NaNs both forms pick the same element: the first of equal maxima.
 // With a NaN they differ (a NaN on the left would lose), so a plane holding a NaN is left to the general
 // loop below, which lets the last NaN in row-major order win; the NaN test is one vectorised OR over the plane.
+// Every loop here is templated on the storage type and compares in its compute type (ld(), Note [bf16
+// storage in the CPU kernels]); a maximum is one of the inputs, so it is stored back exactly.
 template <typename T>
 bool has_nan(const T* __restrict x, int64_t n) {
   int bad = 0;
-  for (int64_t i = 0; i < n; ++i) bad |= x[i] != x[i];
+  for (int64_t i = 0; i < n; ++i) bad |= ld(x[i]) != ld(x[i]);
   return bad != 0;
 }
 
-template <typename T>
+template <typename T, typename A = acc_t<T>>
 void max_pool_2x2_row(const T* __restrict r0, const T* __restrict r1, T* __restrict o, int32_t* __restrict a,
                       int64_t wo, int32_t row, int32_t w) {
   for (int64_t ow = 0; ow < wo; ++ow) {
-    const T v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+    const A v0 = ld(r0[2 * ow]), v1 = ld(r0[2 * ow + 1]), v2 = ld(r1[2 * ow]), v3 = ld(r1[2 * ow + 1]);
     const int t1 = !(v1 <= v0), t3 = !(v3 <= v2);
-    const T m01 = t1 ? v1 : v0, m23 = t3 ? v3 : v2;
+    const A m01 = t1 ? v1 : v0, m23 = t3 ? v3 : v2;
     const int second = !(m23 <= m01);
-    o[ow] = second ? m23 : m01;
+    o[ow] = st<T>(second ? m23 : m01);
     a[ow] = row + static_cast<int32_t>(2 * ow) + (second ? w + t3 : t1);
   }
 }
@@ -57,10 +60,10 @@ void max_pool_2x2_row_backward(const T* __restrict d, const int32_t* __restrict 
   for (int64_t ow = 0; ow < wo; ++ow) {
     const int32_t k = a[ow] - row - static_cast<int32_t>(2 * ow);  // 0, 1, w or w + 1
     const T g = d[ow];
-    q0[2 * ow] = k == 0 ? g : T(0);
-    q0[2 * ow + 1] = k == 1 ? g : T(0);
-    q1[2 * ow] = k == w ? g : T(0);
-    q1[2 * ow + 1] = k == w + 1 ? g : T(0);
+    q0[2 * ow] = k == 0 ? g : T{};
+    q0[2 * ow + 1] = k == 1 ? g : T{};
+    q1[2 * ow] = k == w ? g : T{};
+    q1[2 * ow + 1] = k == w + 1 ? g : T{};
   }
 }
 
@@ -85,7 +88,7 @@ void max_pool_tap(const T* __restrict in, T* __restrict o, int32_t* __restrict a
   const int64_t st = STRIDE > 0 ? STRIDE : stride;
   for (int64_t i = 0; i < count; ++i) {
     const T v = in[i * st];
-    const int t = !(v <= o[i]);
+    const int t = !(ld(v) <= ld(o[i]));
     o[i] = t ? v : o[i];
     a[i] = t ? base + static_cast<int32_t>(i * st) : a[i];
   }
@@ -103,7 +106,7 @@ bool max_pool_rows(const Pool2dGeometry& g, const T* in, T* out, int32_t* arg) {
     int32_t* a = arg + oh * g.wo;
     for (int64_t ow = 0; ow < g.wo; ++ow) {
       const PoolWindow win = pool_window(g, oh, ow);
-      o[ow] = -std::numeric_limits<T>::infinity();
+      o[ow] = st<T>(-std::numeric_limits<acc_t<T>>::infinity());
       a[ow] = static_cast<int32_t>(win.h0 * g.w + win.w0);
     }
     for (int64_t kh = 0; kh < g.p.kernel[0]; ++kh) {
@@ -146,17 +149,17 @@ void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int32_t* argm
     for (int64_t oh = 0; oh < g.ho; ++oh)
       for (int64_t ow = 0; ow < g.wo; ++ow) {
         const PoolWindow win = pool_window(g, oh, ow);
-        T best = -std::numeric_limits<T>::infinity();
+        acc_t<T> best = -std::numeric_limits<acc_t<T>>::infinity();
         int32_t best_i = static_cast<int32_t>(win.h0 * g.w + win.w0);
         for (int64_t ih = win.h0; ih < win.h1; ++ih)
           for (int64_t iw = win.w0; iw < win.w1; ++iw) {
-            const T v = in[ih * g.w + iw];
+            const acc_t<T> v = ld(in[ih * g.w + iw]);
             if (v > best || v != v) {  // NaN propagates
               best = v;
               best_i = static_cast<int32_t>(ih * g.w + iw);
             }
           }
-        out[oh * g.wo + ow] = best;
+        out[oh * g.wo + ow] = st<T>(best);
         arg[oh * g.wo + ow] = best_i;
       }
   });
@@ -179,8 +182,8 @@ void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const int32_t* ar
       }
       return;
     }
-    std::fill(out, out + g.h * g.w, T(0));
-    for (int64_t i = 0; i < g.ho * g.wo; ++i) out[arg[i]] += d[i];
+    std::fill(out, out + g.h * g.w, T{});
+    for (int64_t i = 0; i < g.ho * g.wo; ++i) out[arg[i]] = st<T>(ld(out[arg[i]]) + ld(d[i]));
   });
 }
 
@@ -197,15 +200,15 @@ void max_pool2d_forward_nhwc(const Pool2dGeometry& g, const T* x, T* y, int32_t*
       T* __restrict o = y + (row * g.wo + ow) * c;
       int32_t* __restrict a = argmax + (row * g.wo + ow) * c;
       const int32_t first = static_cast<int32_t>(win.h0 * g.w + win.w0);
-      for (int64_t ch = 0; ch < c; ++ch) o[ch] = -std::numeric_limits<T>::infinity(), a[ch] = first;
+      for (int64_t ch = 0; ch < c; ++ch) o[ch] = st<T>(-std::numeric_limits<acc_t<T>>::infinity()), a[ch] = first;
       for (int64_t ih = win.h0; ih < win.h1; ++ih)
         for (int64_t iw = win.w0; iw < win.w1; ++iw) {
           const T* __restrict in = x + ((n * g.h + ih) * g.w + iw) * c;
           const int32_t idx = static_cast<int32_t>(ih * g.w + iw);
           for (int64_t ch = 0; ch < c; ++ch) {
-            const T v = in[ch];
-            const bool take = (v > o[ch]) | (v != v);  // NaN propagates
-            o[ch] = take ? v : o[ch];
+            const acc_t<T> v = ld(in[ch]);
+            const bool take = (v > ld(o[ch])) | (v != v);  // NaN propagates
+            o[ch] = take ? in[ch] : o[ch];
             a[ch] = take ? idx : a[ch];
           }
         }
@@ -218,11 +221,14 @@ void max_pool2d_backward_nhwc(const Pool2dGeometry& g, const T* dy, const int32_
   const int64_t c = g.c;
   parallel_for(g.n, g.h * g.w * c + g.ho * g.wo * c, [&](int64_t n) {  // windows overlap within an image only
     T* out = dx + n * g.h * g.w * c;
-    std::fill(out, out + g.h * g.w * c, T(0));
+    std::fill(out, out + g.h * g.w * c, T{});
     const T* d = dy + n * g.ho * g.wo * c;
     const int32_t* arg = argmax + n * g.ho * g.wo * c;
     for (int64_t p = 0; p < g.ho * g.wo; ++p)
-      for (int64_t ch = 0; ch < c; ++ch) out[arg[p * c + ch] * c + ch] += d[p * c + ch];
+      for (int64_t ch = 0; ch < c; ++ch) {
+        T& o = out[arg[p * c + ch] * c + ch];
+        o = st<T>(ld(o) + ld(d[p * c + ch]));
+      }
   });
 }
 
@@ -260,15 +266,19 @@ void avg_pool2d_backward(const Pool2dGeometry& g, const T* dy, T* dx) {
   });
 }
 
-#define DL_INSTANTIATE(T)                                                                         \
+#define DL_INSTANTIATE_MAX(T)                                                                     \
   template void max_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*, int32_t*);             \
   template void max_pool2d_forward_nhwc<T>(const Pool2dGeometry&, const T*, T*, int32_t*);        \
   template void max_pool2d_backward_nhwc<T>(const Pool2dGeometry&, const T*, const int32_t*, T*); \
-  template void max_pool2d_backward<T>(const Pool2dGeometry&, const T*, const int32_t*, T*);      \
-  template void avg_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*);                       \
+  template void max_pool2d_backward<T>(const Pool2dGeometry&, const T*, const int32_t*, T*);
+#define DL_INSTANTIATE(T)                                                   \
+  DL_INSTANTIATE_MAX(T)                                                     \
+  template void avg_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*); \
   template void avg_pool2d_backward<T>(const Pool2dGeometry&, const T*, T*);
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)
+DL_INSTANTIATE_MAX(BFloat16)
 #undef DL_INSTANTIATE
+#undef DL_INSTANTIATE_MAX
 
 }  // namespace dl::cpu

@@ -38,9 +38,13 @@ struct Conv2dGeometry {
   int64_t k, r, s;     // weight K x (C / groups) x R x S
   int64_t ho, wo;      // output N x K x Ho x Wo
   Conv2dParams p;
-  // What the operands are rounded to (float32 storage either way): the autocast precision the front
-  // end resolved for the device (kFp32, kTf32 on CUDA; kBf16; kFp16 on CUDA). float64 is always kFp32.
+  // What the operands are rounded to: the autocast precision the front end resolved for the device (kFp32,
+  // kTf32 on CUDA; kBf16; kFp16 on CUDA). float64 is always kFp32.
   Precision math = Precision::kFp32;
+  // The storage of x (and dx) and of y (and dy) when not float32: bfloat16 activations on the CPU (Note
+  // [bf16 activations] in ops/precision.cpp). Only the oneDNN engine reads and writes them.
+  bool x_bf16 = false;
+  bool y_bf16 = false;
   // x and y (dx and dy) lie channels-last, NHWC (Note [memory format] in dl/core/tensor.h); the weight is
   // always K x C/groups x R x S.
   bool channels_last = false;

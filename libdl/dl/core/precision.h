@@ -1,5 +1,8 @@
-// The precision policy: in what precision convolution and linear compute while tensors, master
-// weights, optimiser state, batch-norm statistics, losses, reductions and metrics stay float32.
+// The precision policy: in what precision convolution and linear compute while master weights,
+// optimiser state, batch-norm statistics, losses, reductions and metrics stay float32. Under bf16 on the
+// CPU the activations are stored in bfloat16: a convolution writes bf16, batch norm and ReLU read and
+// write it, and the ops without a bf16 body compute in float32 between casts (Note [bf16 activations]
+// in ops/precision.cpp). On CUDA the activations stay float32.
 //   fp32  float32; on a GPU TF32 tensor cores are allowed for convolution and GEMM while
 //         dl::cuda::allow_tf32() (on by default, as in PyTorch)
 //   tf32  TF32 tensor cores on a GPU whatever the switch says; float32 on the CPU (no TF32 there)

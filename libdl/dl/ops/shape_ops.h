@@ -12,6 +12,9 @@ namespace dl::ops {
 // The same tensor in memory format `format` (Note [memory format] in dl/core/tensor.h): x itself when it
 // is already, else a reordered copy; the gradient comes back in x's format. Any dtype, both devices.
 Tensor to_memory_format(const Tensor& x, MemoryFormat format);
+// x converted to `dtype` (x itself when it is already), in x's memory format; the gradient comes back in x's
+// dtype. The casts of bf16 activations (Note [bf16 activations] in ops/precision.cpp): float32 <-> bfloat16.
+Tensor to_dtype(const Tensor& x, DType dtype);
 inline Tensor contiguous(const Tensor& x) { return to_memory_format(x, MemoryFormat::kContiguous); }
 inline Tensor channels_last(const Tensor& x) { return to_memory_format(x, MemoryFormat::kChannelsLast); }
 
