@@ -53,11 +53,39 @@ std::pair<Shape, kern::StridedIndex<2>> operands(const char* name, const Tensor&
   return {out, broadcast_index<2>(out, {a.shape(), shape_or_scalar(b)})};
 }
 
+// a + b, or a - b, of two bfloat16 tensors of one shape and memory format on the CPU, over their storage.
+Tensor add_bf16(const char* name, bool subtract, const Tensor& a, const Tensor& b) {
+  Tensor y = empty_like(a);
+  const Tensor as = storage(a), bs = storage(b);
+  Tensor ys = storage(y);
+  const auto* pa = reinterpret_cast<const uint16_t*>(as.data<BFloat16>());
+  const auto* pb = reinterpret_cast<const uint16_t*>(bs.data<BFloat16>());
+  auto* py = reinterpret_cast<uint16_t*>(ys.data<BFloat16>());
+  const int64_t n = a.numel();
+  const float sign = subtract ? -1.0f : 1.0f;
+#pragma omp parallel for simd if (n >= 65536)
+  for (int64_t i = 0; i < n; ++i)
+    py[i] = kern::float_to_bf16_bits(kern::bf16_bits_to_float(pa[i]) + sign * kern::bf16_bits_to_float(pb[i]));
+  if (auto* tr = active_tracer()) tr->record({name, {a, b}, y, TraceAttrs::of_reals({0.0}, false)});
+  const MemoryFormat f = a.memory_format();
+  return autograd::record(name, y, {a, b}, [f, subtract](const Tensor& gy_in, const std::vector<bool>& needs) {
+    const Tensor gy = to_memory_format(to_dtype(gy_in, DType::kBFloat16), f);
+    return std::vector<Tensor>{needs[0] ? gy : Tensor(), needs[1] ? (subtract ? neg(gy) : gy) : Tensor()};
+  });
+}
+
 // y = op(a, b) broadcast, or op(a, s) when b is undefined. The backward writes output-sized partials
 // (none for add and sub, whose partials are dy and -dy) and sums each down to its operand's shape.
 template <typename Op>
 Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
-  // Note [bf16 activations]: computed in float32; bfloat16 back when no operand is a float32 tensor.
+  // Note [bf16 activations]: two bfloat16 operands of one shape and format on the CPU add (or subtract) as
+  // they are, the residual connection's case; anything else is computed in float32, and gives bfloat16 back
+  // when no operand is a float32 tensor.
+  if constexpr (Op::kLinear) {
+    if (is_bf16(a) && is_bf16(b) && a.device().is_cpu() && a.shape() == b.shape() &&
+        a.memory_format() == b.memory_format())
+      return add_bf16(name, std::is_same_v<Op, kern::SubOp>, a, b);
+  }
   if (is_bf16(a) || is_bf16(b)) {
     Tensor y = binary(name, op, float32_of(a), float32_of(b), s);
     return is_bf16(a) && (!b.defined() || is_bf16(b)) ? bf16_of(y) : y;

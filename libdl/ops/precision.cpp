@@ -12,11 +12,12 @@ namespace dl::ops::detail {
 // - conv2d (and conv2d_relu) under bf16 on the CPU writes a bfloat16 y, whether x is float32 (the image) or
 //   bfloat16; a bfloat16 x computes in bf16 whatever the autocast setting. The weight, the bias and their
 //   gradients stay float32 (master weights); dx comes back in x's dtype, dy in y's.
-// - Batch norm (NCHW and NHWC, its fused ReLU included), ReLU and max pooling read and write bfloat16
-//   natively (Note [bf16 storage in the CPU kernels] in backend/cpu/storage.h), batch norm computing and
-//   keeping its statistics in float32.
+// - Batch norm (NCHW and NHWC, its fused ReLU included), ReLU, max pooling, concatenation and the sum or
+//   difference of two bf16 tensors of one shape and format (the residual connection) read and write
+//   bfloat16 natively (Note [bf16 storage in the CPU kernels] in backend/cpu/storage.h), batch norm
+//   computing and keeping its statistics in float32.
 // - Every other op given a bfloat16 tensor computes in float32 through a differentiable cast (float32_of):
-//   the element-wise ops, dropout, average pooling, resizing and concatenation give bfloat16 back (bf16_of)
+//   the other element-wise ops, dropout, average pooling and resizing give bfloat16 back (bf16_of)
 //   when all their tensor operands are bf16; the reductions, softmax, the losses, the metrics, linear and
 //   the rest give float32, as autocast's float32 ops do.
 // - On CUDA activations stay float32 (the convolution converts its operands in and out, Note [convolution

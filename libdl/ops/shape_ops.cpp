@@ -167,8 +167,11 @@ Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
 
 Tensor concat(const std::vector<Tensor>& xs_in) {
   DL_CHECK(!xs_in.empty(), "concat: expected at least one tensor");
-  // Note [bf16 activations]: computed in float32; bfloat16 back when every input is.
-  if (std::any_of(xs_in.begin(), xs_in.end(), [](const Tensor& x) { return is_bf16(x); })) {
+  // Note [bf16 activations]: bfloat16 inputs on the CPU are joined as they are; a mix with float32 (or bf16
+  // on CUDA) is joined in float32.
+  const bool all_bf16 = std::all_of(xs_in.begin(), xs_in.end(), [](const Tensor& x) { return is_bf16(x); });
+  if (std::any_of(xs_in.begin(), xs_in.end(), [](const Tensor& x) { return is_bf16(x); }) &&
+      !(all_bf16 && xs_in[0].device().is_cpu())) {
     std::vector<Tensor> wide;
     for (const Tensor& x : xs_in) wide.push_back(float32_of(x));
     const Tensor y = concat(wide);
@@ -184,7 +187,7 @@ Tensor concat(const std::vector<Tensor>& xs_in) {
     for (Tensor& x : xs) x = channels_last(x);
   const MemoryFormat fmt = cl ? MemoryFormat::kChannelsLast : MemoryFormat::kContiguous;
   const Tensor& first = xs[0];
-  check_float(first, "concat", "xs[0]");
+  check_float_or_bf16(first, "concat", "xs[0]");
   DL_CHECK(first.dim() >= 2, "concat: expected N x C x ..., got ", first.shape().str());
   std::vector<int64_t> cs;
   int64_t ctot = 0;
@@ -208,7 +211,7 @@ Tensor concat(const std::vector<Tensor>& xs_in) {
   std::vector<Tensor> stored;
   for (const Tensor& x : xs) stored.push_back(storage(x));
   Tensor ys = storage(y);
-  dispatch(
+  dispatch_with_bf16(
       first, "concat",
       [&](auto t) {
         using T = decltype(t);
@@ -225,15 +228,16 @@ Tensor concat(const std::vector<Tensor>& xs_in) {
   if (auto* tr = active_tracer()) tr->record({"concat", xs, y, TraceAttrs::of_ints({1})});
   std::vector<Shape> shapes;
   for (const Tensor& x : xs) shapes.push_back(x.shape());
+  const DType dt = first.dtype();
   return autograd::record("concat", y, xs, [=](const Tensor& gy_in, const std::vector<bool>& needs) {
-    const Tensor gy = storage(to_memory_format(gy_in, fmt));
+    const Tensor gy = storage(to_memory_format(to_dtype(gy_in, dt), fmt));
     std::vector<Tensor> gxs(shapes.size()), gstored(shapes.size());
     for (size_t k = 0; k < shapes.size(); ++k)
       if (needs[k]) {
         gxs[k] = Tensor::empty(shapes[k], gy.dtype(), gy.device(), fmt);
         gstored[k] = storage(gxs[k]);
       }
-    dispatch(
+    dispatch_with_bf16(
         gy, "concat_backward",
         [&](auto t) {
           using T = decltype(t);

@@ -115,5 +115,8 @@ void split_channels(const T* y, const int64_t* cs, int count, int64_t n, int64_t
 DL_INSTANTIATE(float)
 DL_INSTANTIATE(double)
 #undef DL_INSTANTIATE
+// bf16 activations are joined and split as they are (Note [bf16 activations] in ops/precision.cpp).
+template void concat_channels<BFloat16>(const BFloat16* const*, const int64_t*, int, int64_t, int64_t, BFloat16*);
+template void split_channels<BFloat16>(const BFloat16*, const int64_t*, int, int64_t, int64_t, BFloat16* const*);
 
 }  // namespace dl::cpu
