@@ -494,6 +494,32 @@ TEST(Bf16Activations, MaxPoolingEqualsFloat32OnTheSameValues) {
     }
 }
 
+// A bf16 activation read by two consumers, one of which computes in float32 (nearest upsampling's expand
+// sums its gradient back in float32): every gradient reaches it as bf16, so the two add up, and the ops
+// without a bf16 body (comparisons, where, dropout) take it.
+TEST(Bf16Activations, GradientsComeBackInTheActivationsDtype) {
+  if (!dl::cpu_bf16_available()) GTEST_SKIP() << "no bf16 on this CPU (Bf16ConvolutionMatches... checks the error)";
+  dl::Generator gen(25);
+  const dl::Tensor x = dl::Tensor::randn({2, 3, 6, 5}, gen);
+  const dl::Tensor w = dl::ops::mul(dl::Tensor::randn({4, 3, 3, 3}, gen), 0.3).set_requires_grad(true);
+  auto run = [&](Precision precision) {
+    w.impl()->grad = dl::Tensor();
+    dl::Tensor loss;
+    {
+      dl::Autocast cast(precision);
+      const dl::Tensor y = dl::ops::conv2d(x, w, {}, {.padding = {1, 1}});
+      EXPECT_EQ(y.dtype(), precision == Precision::kBf16 ? dl::DType::kBFloat16 : dl::DType::kFloat32);
+      const dl::Tensor up = dl::ops::upsample_nearest2d(y, 2, 2);
+      const dl::Tensor kept = dl::ops::where(dl::ops::gt(y, 0.0), y, dl::ops::mul(y, 0.5));
+      loss = dl::ops::add(dl::ops::mean(dl::ops::mul(up, up)), dl::ops::sum(dl::ops::dropout(kept, 0.0, true, gen)));
+    }
+    loss.backward();
+    return w.grad().to_vector_f32();
+  };
+  const std::vector<float> ref = run(Precision::kFp32), low = run(Precision::kBf16);
+  EXPECT_LE(rel_to_max(low, ref), kBf16Tolerance);
+}
+
 // What the backward keeps of a conv + batch norm + ReLU stack is bf16: the bytes in use after the forward
 // (the graph's saved activations) are well under those of the float32 forward.
 TEST(Bf16Activations, TheGraphKeepsHalfTheBytes) {

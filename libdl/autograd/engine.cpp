@@ -38,6 +38,7 @@ Tensor record(const char* name, Tensor output, std::vector<Tensor> inputs, Backw
     Edge e;
     if (in.defined()) {
       e.shape = in.shape();
+      e.dtype = in.dtype();
       e.needs_grad = in.requires_grad();
       e.fn = in.grad_fn();
       if (e.needs_grad && !e.fn) e.leaf = in;
@@ -151,9 +152,12 @@ void backward(const Tensor& root) {
     for (size_t i = 0; i < edges.size(); ++i) {
       const Edge& in = edges[i];
       if (!needs[i]) continue;
-      const Tensor& gi = in_grads[i];
+      Tensor gi = in_grads[i];
       DL_CHECK(gi.defined() && gi.shape() == in.shape, "backward of '", node->name, "': gradient ", i, " has shape ",
                gi.defined() ? gi.shape().str() : "undefined", ", expected ", in.shape.str());
+      // A gradient comes back in its input's dtype: an op that computed a bf16 activation in float32 (Note [bf16
+      // activations] in ops/precision.cpp) may hand back float32.
+      if (gi.dtype() != in.dtype && is_floating_point(gi.dtype()) && is_floating_point(in.dtype)) gi = gi.to(in.dtype);
       if (!in.fn) {
         accumulate_leaf(in.leaf, gi);
         if (hook && --leaf_pending[in.leaf.impl()] == 0) t_grad_ready(in.leaf);

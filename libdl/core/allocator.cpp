@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdint>
 #include <cstdlib>
 
 #include "core/block_cache.h"
@@ -48,6 +49,10 @@ class HostArena {
   HostArena() {
 #if defined(__SANITIZE_ADDRESS__)
     return;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)  // clang before 2025 does not define __SANITIZE_ADDRESS__
+    return;
+#endif
 #endif
     const int64_t machine = host_memory_bytes();
     // Twice the machine's memory (at least 16 GiB, at most 1 TiB) of addresses: holes may be left behind.
@@ -71,7 +76,12 @@ class HostArena {
   void* extend(void* end, size_t bytes) { return end == next_ ? take(bytes) : nullptr; }
   void give_back(void* block, size_t bytes) noexcept {
     auto* p = static_cast<char*>(block);
-    ::madvise(p, bytes, MADV_DONTNEED);  // the pages go back; reading them again gives zeros
+    // The whole system pages inside the piece go back (reading them again gives zeros). Pieces are 4 KiB
+    // aligned; where pages are larger (16 or 64 KiB kernels) a page shared with a neighbour stays.
+    static const auto page = static_cast<uintptr_t>(std::max(4096L, ::sysconf(_SC_PAGESIZE)));
+    const uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+    const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + bytes) / page * page;
+    if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
     if (p + bytes == next_) next_ = p;
   }
 

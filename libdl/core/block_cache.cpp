@@ -23,8 +23,11 @@ void* BlockCache::obtain_locked(size_t bytes, size_t asked, bool segment) {
   const auto request = static_cast<int64_t>(bytes);
   if (limit_ > 0 && stats_.reserved_bytes + request > limit_) {
     release_cache_locked();
-    DL_CHECK(stats_.current_bytes + request <= limit_, "out of memory: asked for ", bytes, " bytes with ",
-             stats_.current_bytes, " bytes in use, over the limit of ", limit_, " bytes (", limit_setter_, ")");
+    // What is held after that (in use, and free pieces of segments in use, which only a device's whole
+    // segments cannot give back) plus the request must fit.
+    DL_CHECK(stats_.reserved_bytes + request <= limit_, "out of memory: asked for ", bytes, " bytes with ",
+             stats_.current_bytes, " bytes in use and ", stats_.reserved_bytes, " held, over the limit of ", limit_,
+             " bytes (", limit_setter_, ")");
   }
   auto get = [&] { return segment ? source_.obtain_segment(bytes) : source_.obtain(bytes); };
   void* p = get();

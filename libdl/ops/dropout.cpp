@@ -29,9 +29,10 @@ Tensor apply_mask(const Tensor& x, uint64_t seed, float p) {
 }  // namespace
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
-  if (is_bf16(x)) return bf16_of(dropout(float32_of(x), p, training, gen));  // Note [bf16 activations]
-  check_float(x, "dropout", "x");
   DL_CHECK(p >= 0 && p < 1, "dropout: expected a probability p in [0, 1), got ", p);
+  if (is_bf16(x) && training && p > 0)
+    return bf16_of(dropout(float32_of(x), p, training, gen));  // Note [bf16 activations]
+  if (!is_bf16(x)) check_float(x, "dropout", "x");
   if (!training || p == 0) return x;
   const uint64_t seed = gen.next_u64();
   const float pf = static_cast<float>(p);

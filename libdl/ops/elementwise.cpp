@@ -82,7 +82,7 @@ Tensor binary(const char* name, const Op& op, const Tensor& a, const Tensor& b, 
   // they are, the residual connection's case; anything else is computed in float32, and gives bfloat16 back
   // when no operand is a float32 tensor.
   if constexpr (Op::kLinear) {
-    if (is_bf16(a) && is_bf16(b) && a.device().is_cpu() && a.shape() == b.shape() &&
+    if (is_bf16(a) && is_bf16(b) && a.device().is_cpu() && b.device().is_cpu() && a.shape() == b.shape() &&
         a.memory_format() == b.memory_format())
       return add_bf16(name, std::is_same_v<Op, kern::SubOp>, a, b);
   }
@@ -196,6 +196,7 @@ template <typename Op>
 Tensor compare(const char* name, const Op& op, const Tensor& a, const Tensor& b, double s) {
   check_defined(a, name, "a");
   if (is_index_dtype(a.dtype())) return compare_indices(name, op, a, b, s);
+  if (is_bf16(a) || is_bf16(b)) return compare(name, op, float32_of(a), float32_of(b), s);  // Note [bf16 activations]
   const std::pair<Shape, kern::StridedIndex<2>> checked = operands(name, a, b);
   const Shape out = checked.first;  // named copies: lambdas below capture them (clang 14 cannot capture bindings)
   const kern::StridedIndex<2> ix = checked.second;
@@ -323,7 +324,10 @@ DL_BINARY_FRONT_END(ge, compare, GeOp)
 Tensor scale(const Tensor& a, double s) { return mul(a, s); }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  if (is_bf16(a) || is_bf16(b)) return where(cond, float32_of(a), float32_of(b));  // Note [bf16 activations]
+  if (is_bf16(a) || is_bf16(b)) {  // Note [bf16 activations]: bfloat16 back when both are
+    const Tensor y = where(cond, float32_of(a), float32_of(b));
+    return is_bf16(a) && is_bf16(b) ? bf16_of(y) : y;
+  }
   check_defined(cond, "where", "cond");
   check_float(a, "where", "a");
   check_float(b, "where", "b");
@@ -412,7 +416,7 @@ Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
-  if (is_bf16(x)) return sum_to(float32_of(x), shape);  // Note [bf16 activations]
+  if (is_bf16(x)) return x.shape() == shape ? x : bf16_of(sum_to(float32_of(x), shape));  // Note [bf16 activations]
   check_float(x, "sum_to", "x");
   if (x.shape() == shape) return x;
   if (x.is_channels_last()) return sum_to(contiguous(x), shape);  // the reduction indexes NCHW

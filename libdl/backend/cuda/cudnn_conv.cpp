@@ -11,7 +11,6 @@
 #include <limits>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -445,8 +444,9 @@ size_t conv_workspace_limit() { return workspace_limit_setting.load(); }
 // Note [fused conv relu on cuDNN]: with g.relu (ops::conv2d_relu) and a bias in float32 or TF32, the whole
 // y = relu(conv(x, w) + b) is one cudnnConvolutionBiasActivationForward, with the algorithm the convolution's
 // search chose (cuDNN takes any forward algorithm with a ReLU; one it refuses at launch passes to the next
-// candidate). Otherwise (16-bit math, whose result is cast back into float32 before the float32 bias, or
-// no bias) the bias add and the ReLU follow the convolution as separate passes. cuDNN's ReLU propagates NaN.
+// candidate, and a refusal by all of them falls back to the separate passes). Otherwise (16-bit math, whose result is
+// cast back into float32 before the float32 bias, or no bias) the bias add and the ReLU follow the convolution as
+// separate passes. cuDNN's ReLU propagates NaN.
 void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
   DeviceGuard guard(device);
   DeviceContext& ctx = context(device);
@@ -458,10 +458,18 @@ void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const f
   const MathInput xm(device, s.math, x, g.n * g.c * g.h * g.w);
   const MathInput wm(device, s.math, w, g.k * g.c_per_group() * g.r * g.s);
   MathOutput ym(device, s.math, y, y_count);
-  const bool fuse = g.relu && b != nullptr && !is_16bit(s.math);
-  std::optional<FusedBiasRelu> fused;
-  if (fuse) fused.emplace(FusedBiasRelu{tensor_nchw(1, g.k, 1, 1), activation(CUDNN_ACTIVATION_RELU), b});
-  run_direction<Forward>(ctx, g, d, ConvOperands{xm.get(), wm.get(), ym.get(), fused ? &*fused : nullptr}, s);
+  bool fuse = g.relu && b != nullptr && !is_16bit(s.math);
+  if (fuse) {
+    // The candidates were ranked for the plain convolution: should cuDNN refuse the fused call with every
+    // one of them (a deterministic list may hold one), the separate passes below run instead.
+    const FusedBiasRelu fused{tensor_nchw(1, g.k, 1, 1), activation(CUDNN_ACTIVATION_RELU), b};
+    try {
+      run_direction<Forward>(ctx, g, d, ConvOperands{xm.get(), wm.get(), ym.get(), &fused}, s);
+    } catch (const dl::Error&) {
+      fuse = false;
+    }
+  }
+  if (!fuse) run_direction<Forward>(ctx, g, d, ConvOperands{xm.get(), wm.get(), ym.get()}, s);
   ym.finish();
   if (fuse) return;
   if (b != nullptr) {

@@ -28,10 +28,11 @@ struct Node;
 
 // Where the gradient of one input goes (Note [graph memory]).
 struct Edge {
-  std::shared_ptr<Node> fn;  // the input's grad_fn, when it has one
-  Tensor leaf;               // the input itself when it is a leaf that requires grad
-  Shape shape;               // the input's shape: the gradient is checked against it
-  bool needs_grad = false;   // whether the input required grad when the op ran
+  std::shared_ptr<Node> fn;       // the input's grad_fn, when it has one
+  Tensor leaf;                    // the input itself when it is a leaf that requires grad
+  Shape shape;                    // the input's shape: the gradient is checked against it
+  DType dtype = DType::kFloat32;  // the input's dtype: a floating gradient is converted to it
+  bool needs_grad = false;        // whether the input required grad when the op ran
 };
 
 struct Node {
