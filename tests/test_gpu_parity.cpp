@@ -360,6 +360,36 @@ TEST_F(GpuParity, FusedConvBiasReluMatchesTheCpu) {
   }
 }
 
+// Channels-last on CUDA (Note [cuDNN channels-last convolution]): convolution (grouped, with the fused ReLU),
+// batch norm in training and max pooling run on NHWC descriptors; forward and gradients against the CPU's
+// NHWC loops, and the outputs stay channels-last.
+TEST_F(GpuParity, ChannelsLastConvBatchNormPoolMatchTheCpu) {
+  const Tf32Off exact;
+  const Tensor x = rnd({2, 6, 10, 9}, 70), w = rnd({8, 3, 3, 3}, 71), b = rnd({8}, 72), gamma = rnd({8}, 73, 0.5, 1.5);
+  const Tensor beta = rnd({8}, 74);
+  auto run = [&](Device d, std::vector<Tensor>& grads) {
+    Tensor xv = dl::ops::channels_last(x.to(d)).set_requires_grad(true);
+    Tensor wv = w.to(d).set_requires_grad(true), bv = b.to(d).set_requires_grad(true);
+    Tensor gv = gamma.to(d).set_requires_grad(true), betav = beta.to(d).set_requires_grad(true);
+    Tensor rm = Tensor::zeros({8}).to(d), rv = Tensor::ones({8}).to(d);
+    const dl::Conv2dParams p{{1, 1}, {1, 1}, {1, 1}, 2};
+    Tensor y = dl::ops::conv2d_relu(xv, wv, bv, p);
+    EXPECT_TRUE(y.is_channels_last()) << d.str();
+    y = dl::ops::batch_norm(y, gv, betav, rm, rv, {.relu = true});
+    y = dl::ops::max_pool2d(y, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}});
+    EXPECT_TRUE(y.is_channels_last()) << d.str();
+    const Tensor loss = dl::ops::sum(dl::ops::mul(y, y));
+    loss.backward();
+    grads = {dl::ops::contiguous(xv.grad()), wv.grad(), bv.grad(), gv.grad(), betav.grad(), rm, rv};
+    return dl::ops::contiguous(y);
+  };
+  std::vector<Tensor> gc, gg;
+  const Tensor yc = run(Device::cpu(), gc), yg = run(kGpu, gg);
+  expect_match(yc, yg, 1e-4, "y");
+  const char* names[] = {"dx", "dw", "db", "dgamma", "dbeta", "running mean", "running var"};
+  for (size_t i = 0; i < gc.size(); ++i) expect_match(gc[i], gg[i], 1e-4, names[i]);
+}
+
 // The synchronised batch norm's CUDA body (composed of the backend's batch-norm calls) against its CPU
 // body (tests/test_dist.cpp checks that one against one process), with a stand-in for the other
 // processes: the sync adds the sums of a second batch in the forward and fixed sums in the backward.

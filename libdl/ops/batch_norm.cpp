@@ -202,11 +202,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   DL_CHECK(!opt.training || n * s > 1, op, ": training needs more than one value per channel, got input ",
            x.shape().str());
 
-  // A channels-last x keeps its format (Note [memory format]); where no loop reads NHWC (CUDA until its
-  // NHWC descriptors land, the synchronised batch norm) the op runs in NCHW between two reorders.
+  // A channels-last x keeps its format (Note [memory format]): the CPU loops and cuDNN's training calls read
+  // NHWC; the synchronised batch norm and CUDA's inference mode (whose backward is a hand-written NCHW
+  // kernel) run in NCHW between two reorders.
   const MemoryFormat fmt = x.memory_format();
   const bool cl = fmt == MemoryFormat::kChannelsLast;
-  if (cl && (!x.device().is_cpu() || (opt.training && opt.sync)))
+  if (cl && ((!x.device().is_cpu() && !opt.training) || (opt.training && opt.sync)))
     return channels_last(batch_norm(contiguous(x), gamma, beta, running_mean, running_var, opt));
 
   if (opt.training && opt.sync) {
@@ -285,10 +286,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
       },
       [&](int dev) {
         // The running statistics are blended by cuDNN in the same call (no extra kernels).
-        DL_CUDA_BODY(cuda::batch_norm_forward_train_running(dev, f32(x), f32(gamma), f32(beta), n, c, s, eps,
-                                                            opt.momentum, f32(y), f32(mean), f32(invstd),
-                                                            f32(running_mean), f32(running_var));
-                     if (relu) cuda::relu_forward(dev, f32(y), f32(y), y.numel()));
+        DL_CUDA_BODY(cuda::batch_norm_forward_train_running(dev, stored_f32(x), f32(gamma), f32(beta), n, c, s, eps,
+                                                            opt.momentum, stored_f32(y), f32(mean), f32(invstd),
+                                                            f32(running_mean), f32(running_var), cl);
+                     if (relu) cuda::relu_forward(dev, stored_f32(y), stored_f32(y), y.numel()));
       });
   if (!autograd::needs_record({x, gamma, beta})) return y;
   Tensor sx = x.detach(), sg = gamma.detach(), sy = relu ? y.detach() : Tensor();
@@ -309,8 +310,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                                                  gg.data<P>(), gb.data<P>(), sy.defined() ? sy.data<T>(fmt) : nullptr);
             },
             [&](int dev) {
-              DL_CUDA_BODY(cuda::batch_norm_backward(dev, f32(sx), f32(sg), f32(gy), f32(mean), f32(invstd), n, c, s,
-                                                     eps, f32(gx), f32(gg), f32(gb)));
+              DL_CUDA_BODY(cuda::batch_norm_backward(dev, stored_f32(sx), f32(sg), stored_f32(gy), f32(mean),
+                                                     f32(invstd), n, c, s, eps, stored_f32(gx), f32(gg), f32(gb), cl));
             });
         return std::vector<Tensor>{gx, needs[1] ? gg : Tensor(), needs[2] ? gb : Tensor()};
       });

@@ -62,7 +62,8 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, co
   // convolution runs in NCHW between two reorders, with the same result.
   const MemoryFormat fmt = x.memory_format();
   if (fmt == MemoryFormat::kChannelsLast &&
-      !(x.device().is_cpu() && (x.dtype() == DType::kFloat32 || g.x_bf16) && cpu::conv2d_takes_channels_last(g)))
+      !((x.device().is_cpu() && (x.dtype() == DType::kFloat32 || g.x_bf16) && cpu::conv2d_takes_channels_last(g)) ||
+        (x.device().is_cuda() && x.dtype() == DType::kFloat32)))
     return channels_last(conv2d_impl(contiguous(x), weight, bias, p, relu));
   g.channels_last = fmt == MemoryFormat::kChannelsLast;
   g.relu = relu;
@@ -81,7 +82,11 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, co
           cpu::conv2d_forward(g, x.data<T>(fmt), weight.data<T>(), ptr_or_null<T>(bias), y.data<T>(y.memory_format()));
         }
       },
-      [&](int dev) { DL_CUDA_BODY(cuda::conv2d_forward(dev, g, f32(x), f32(weight), f32(bias), f32(y))); });
+      [&](int dev) {
+        // Note [cuDNN channels-last convolution]: NHWC x and y, the weight reordered to K R S C.
+        const Tensor w = g.channels_last ? to_memory_format(weight.detach(), MemoryFormat::kChannelsLast) : weight;
+        DL_CUDA_BODY(cuda::conv2d_forward(dev, g, stored_f32(x), stored_f32(w), f32(bias), stored_f32(y)));
+      });
   if (auto* tr = active_tracer()) {
     TraceAttrs attrs = TraceAttrs::of_conv(p);
     attrs.flag = relu;
@@ -116,7 +121,13 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, co
               }
             },
             [&](int dev) {
-              DL_CUDA_BODY(cuda::conv2d_backward(dev, g, f32(sx), f32(sw), f32(gy), f32(gx), f32(gw), f32(gb)));
+              // Note [cuDNN channels-last convolution]: the weight in, and its gradient out, as K R S C.
+              const MemoryFormat fw = g.channels_last ? MemoryFormat::kChannelsLast : MemoryFormat::kContiguous;
+              const Tensor w = to_memory_format(sw, fw);
+              Tensor gw_k = gw.defined() ? Tensor::empty(sw.shape(), sw.dtype(), sw.device(), fw) : Tensor();
+              DL_CUDA_BODY(cuda::conv2d_backward(dev, g, stored_f32(sx), stored_f32(w), stored_f32(gy), stored_f32(gx),
+                                                 stored_f32(gw_k), f32(gb)));
+              if (gw.defined()) gw = to_memory_format(gw_k, MemoryFormat::kContiguous);
             });
         return std::vector<Tensor>{gx, gw, gb};
       });

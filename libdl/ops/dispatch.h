@@ -143,6 +143,10 @@ template <typename T>
 T* out_or_null(Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
+// A float32 tensor's buffer in its own memory format (channels-last included), for a body that knows it.
+inline float* stored_f32(const Tensor& t) {
+  return t.defined() ? static_cast<float*>(t.raw_data(t.memory_format())) : nullptr;
+}
 inline float* f32(Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 inline const float* f32(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 

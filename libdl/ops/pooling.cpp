@@ -27,12 +27,11 @@ Pool2dGeometry pool2d_geometry(const Shape& x, const Pool2dParams& p) {
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   if (is_bf16(x) && !x.device().is_cpu()) return bf16_of(max_pool2d(float32_of(x), p));  // Note [bf16 activations]
   check_float_or_bf16(x, "max_pool2d", "x");
-  const Pool2dGeometry g = pool2d_geometry(x.shape(), p);
-  // Channels-last (Note [memory format]) on the CPU by its own loops; on CUDA in NCHW between two reorders
-  // until cuDNN's NHWC descriptors land.
-  if (x.is_channels_last() && !x.device().is_cpu()) return channels_last(max_pool2d(contiguous(x), p));
+  Pool2dGeometry g = pool2d_geometry(x.shape(), p);
+  // Channels-last (Note [memory format]) on the CPU by its own loops, on CUDA by cuDNN with NHWC descriptors.
   const MemoryFormat fmt = x.memory_format();
   const bool cl = fmt == MemoryFormat::kChannelsLast;
+  g.channels_last = cl;
   Tensor y = Tensor::empty({g.n, g.c, g.ho, g.wo}, x.dtype(), x.device(), fmt);
   // The argmax lies as y does (N C Ho Wo or N Ho Wo C), held as a plain tensor.
   Tensor argmax = x.device().is_cpu() ? Tensor::empty({g.n, g.c, g.ho, g.wo}, DType::kInt32, x.device()) : Tensor();
@@ -47,7 +46,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
         else
           cpu::max_pool2d_forward(g, x.data<T>(), y.data<T>(), argmax.data<int32_t>());
       },
-      [&](int dev) { DL_CUDA_BODY(cuda::max_pool2d_forward(dev, g, f32(x), f32(y))); });
+      [&](int dev) { DL_CUDA_BODY(cuda::max_pool2d_forward(dev, g, stored_f32(x), stored_f32(y))); });
   // The CPU backward routes by the argmax; cuDNN's finds the maximum again from x and y.
   const Tensor sx = x.device().is_cuda() ? x.detach() : Tensor(), sy = x.device().is_cuda() ? y.detach() : Tensor();
   if (auto* tr = active_tracer()) tr->record({"max_pool2d", {x}, y, TraceAttrs::of_pool(p)});
@@ -66,7 +65,10 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
               else
                 cpu::max_pool2d_backward(g, gy.data<T>(), argmax.data<int32_t>(), gx.data<T>());
             },
-            [&](int dev) { DL_CUDA_BODY(cuda::max_pool2d_backward(dev, g, f32(sx), f32(sy), f32(gy), f32(gx))); });
+            [&](int dev) {
+              DL_CUDA_BODY(
+                  cuda::max_pool2d_backward(dev, g, stored_f32(sx), stored_f32(sy), stored_f32(gy), stored_f32(gx)));
+            });
         return std::vector<Tensor>{gx};
       });
 }

@@ -30,19 +30,22 @@ void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const f
 void conv2d_backward(int device, const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx,
                      float* dw, float* db);
 
-// ---- cuDNN: batch norm over N x C x S (spatial mode); same outputs as the CPU backend ----
+// ---- cuDNN: batch norm over N x C x S (spatial mode); same outputs as the CPU backend. channels_last: x, y,
+// dy, dx lie N S C (NHWC) ----
 void batch_norm_forward_train(int device, const float* x, const float* gamma, const float* beta, int64_t n, int64_t c,
                               int64_t s, double eps, float* y, float* mean, float* invstd, float* var_unbiased);
 // The training forward that also blends the batch's statistics into running_mean / running_var in the
 // same cuDNN call: running = (1 - momentum) running + momentum batch (unbiased variance).
 void batch_norm_forward_train_running(int device, const float* x, const float* gamma, const float* beta, int64_t n,
                                       int64_t c, int64_t s, double eps, double momentum, float* y, float* mean,
-                                      float* invstd, float* running_mean, float* running_var);
+                                      float* invstd, float* running_mean, float* running_var,
+                                      bool channels_last = false);
 void batch_norm_forward_infer(int device, const float* x, const float* gamma, const float* beta, const float* mean,
-                              const float* var, int64_t n, int64_t c, int64_t s, double eps, float* y);
+                              const float* var, int64_t n, int64_t c, int64_t s, double eps, float* y,
+                              bool channels_last = false);
 void batch_norm_backward(int device, const float* x, const float* gamma, const float* dy, const float* mean,
                          const float* invstd, int64_t n, int64_t c, int64_t s, double eps, float* dx, float* dgamma,
-                         float* dbeta);
+                         float* dbeta, bool channels_last = false);
 
 // ---- cuDNN: activation, pooling, softmax ----
 void relu_forward(int device, const float* x, float* y, int64_t n);

@@ -28,12 +28,12 @@ namespace dl::cuda {
 // whose speed and workspace depend on the shape. Choosing costs from microseconds (heuristics,
 // cudnnGetConvolution*Algorithm_v7) to a timed run of every algorithm (cudnnFindConvolution*AlgorithmEx, which
 // synchronises the device), so the choice is made once per key: device, the whole geometry (N C H W, K R S,
-// Ho Wo, stride, padding, dilation, groups), direction, the math (Note [convolution math]: float32, TF32, bf16
-// or fp16), the deterministic flag, the search mode and the workspace limit (changing any setting therefore
-// searches again rather than reusing a choice made under the old one).
-// The map lives for the process behind a mutex. The search runs outside the lock: two threads meeting the same
-// new shape may both search, and the first result stored wins. Entries are never modified or erased, so the
-// hot path takes the lock for the lookup only and reads its entry afterwards without it.
+// Ho Wo, stride, padding, dilation, groups), the layout (NCHW or NHWC), direction, the math (Note [convolution math]:
+// float32, TF32, bf16 or fp16), the deterministic flag, the search mode and the workspace limit (changing any setting
+// therefore searches again rather than reusing a choice made under the old one). The map lives for the process behind a
+// mutex. The search runs outside the lock: two threads meeting the same new shape may both search, and the first result
+// stored wins. Entries are never modified or erased, so the hot path takes the lock for the lookup only and reads its
+// entry afterwards without it.
 //
 // What is cached is the list of candidates, not one algorithm: every algorithm cuDNN reports with status
 // success (and, under dl::deterministic(), determinism CUDNN_DETERMINISTIC) whose workspace fits the limit, in
@@ -99,10 +99,14 @@ cudnnDataType_t data_type(Precision math) {
   return CUDNN_DATA_FLOAT;
 }
 
+// Note [cuDNN channels-last convolution]: with g.channels_last x, y, dx and dy are NHWC and the filter KRSC
+// (the front end passes the weight reordered, and reorders dw back): the layout of cuDNN's tensor-core
+// engines on Volta and later, read and written without the transposes an NCHW call makes inside.
 ConvDescs conv_descs(const Conv2dGeometry& g, Precision math) {
   const cudnnDataType_t t = data_type(math);
-  return ConvDescs{tensor_nchw(g.n, g.c, g.h, g.w, t), tensor_nchw(g.n, g.k, g.ho, g.wo, t),
-                   filter_kcrs(g.k, g.c_per_group(), g.r, g.s, t), convolution_2d(g.p, search_math(math))};
+  const bool cl = g.channels_last;
+  return ConvDescs{tensor_4d(g.n, g.c, g.h, g.w, cl, t), tensor_4d(g.n, g.k, g.ho, g.wo, cl, t),
+                   filter_4d(g.k, g.c_per_group(), g.r, g.s, cl, t), convolution_2d(g.p, search_math(math))};
 }
 
 // The bias and ReLU of a fused forward (Note [fused conv relu on cuDNN]).
@@ -246,6 +250,7 @@ struct Candidate {
 struct ConvKey {
   int device;
   Direction direction;
+  bool channels_last;
   std::array<int64_t, 16> geometry;
   Precision math;
   bool deterministic;
@@ -258,6 +263,7 @@ ConvKey conv_key(int device, const Conv2dGeometry& g, Direction direction, const
   const Conv2dParams& p = g.p;
   return ConvKey{device,
                  direction,
+                 g.channels_last,
                  {g.n, g.c, g.h, g.w, g.k, g.r, g.s, g.ho, g.wo, p.stride[0], p.stride[1], p.padding[0], p.padding[1],
                   p.dilation[0], p.dilation[1], p.groups},
                  s.math,
@@ -473,7 +479,7 @@ void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const f
   ym.finish();
   if (fuse) return;
   if (b != nullptr) {
-    const TensorDescriptor bias = tensor_nchw(1, g.k, 1, 1), yf = tensor_nchw(g.n, g.k, g.ho, g.wo);
+    const TensorDescriptor bias = tensor_nchw(1, g.k, 1, 1), yf = tensor_4d(g.n, g.k, g.ho, g.wo, g.channels_last);
     DL_CUDNN_CHECK(DL_CUDNN(cudnnAddTensor)(ctx.cudnn, &kOne, bias.get(), b, &kOne, yf.get(), y));
   }
   if (g.relu) relu_forward(device, y, y, y_count);
@@ -496,7 +502,7 @@ void conv2d_backward(int device, const Conv2dGeometry& g, const float* x, const 
   const SearchSettings s = current_settings(g.math);
   check_math_supported(ctx, s.math, "conv2d backward");
   if (db != nullptr) {
-    const TensorDescriptor bias = tensor_nchw(1, g.k, 1, 1), dyf = tensor_nchw(g.n, g.k, g.ho, g.wo);
+    const TensorDescriptor bias = tensor_nchw(1, g.k, 1, 1), dyf = tensor_4d(g.n, g.k, g.ho, g.wo, g.channels_last);
     DL_CUDNN_CHECK(DL_CUDNN(cudnnConvolutionBackwardBias)(ctx.cudnn, &kOne, dyf.get(), dy, &kZero, bias.get(), db));
   }
   if (dx == nullptr && dw == nullptr) return;

@@ -31,15 +31,20 @@ float* or_scratch(float* p, DeviceBuffer& scratch, int64_t count, int device) {
 // ---- batch norm ----
 
 namespace {
+// x, y, dy, dx as N x C x S x 1, NCHW or channels-last (N S C in memory, S = H W: Note [memory format]).
+TensorDescriptor bn_data(int64_t n, int64_t c, int64_t s, bool channels_last) {
+  return channels_last ? tensor_4d(n, c, s, 1, true) : tensor_ncs(n, c, s);
+}
+
 // cuDNN's training forward: running_* = (1 - factor) running_* + factor batch statistics (the variance
 // unbiased); mean and invstd = 1 / sqrt(biased var + eps) are the saved statistics, which
 // batch_norm_backward takes back.
 void forward_training(int device, const float* x, const float* gamma, const float* beta, int64_t n, int64_t c,
                       int64_t s, double eps, double factor, float* y, float* running_mean, float* running_var,
-                      float* mean, float* invstd) {
+                      float* mean, float* invstd, bool channels_last = false) {
   DeviceGuard guard(device);
   check_bn_epsilon(eps);
-  const TensorDescriptor data = tensor_ncs(n, c, s);
+  const TensorDescriptor data = bn_data(n, c, s, channels_last);
   const TensorDescriptor param = tensor_nchw(1, c, 1, 1);
   DL_CUDNN_CHECK(DL_CUDNN(cudnnBatchNormalizationForwardTraining)(
       context(device).cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, data.get(), x, data.get(), y, param.get(), gamma,
@@ -67,17 +72,19 @@ void batch_norm_forward_train(int device, const float* x, const float* gamma, co
 // CPU body does after its forward; no extra kernel and no scratch.
 void batch_norm_forward_train_running(int device, const float* x, const float* gamma, const float* beta, int64_t n,
                                       int64_t c, int64_t s, double eps, double momentum, float* y, float* mean,
-                                      float* invstd, float* running_mean, float* running_var) {
-  forward_training(device, x, gamma, beta, n, c, s, eps, momentum, y, running_mean, running_var, mean, invstd);
+                                      float* invstd, float* running_mean, float* running_var, bool channels_last) {
+  forward_training(device, x, gamma, beta, n, c, s, eps, momentum, y, running_mean, running_var, mean, invstd,
+                   channels_last);
 }
 
 void batch_norm_forward_infer(int device, const float* x, const float* gamma, const float* beta, const float* mean,
-                              const float* var, int64_t n, int64_t c, int64_t s, double eps, float* y) {
+                              const float* var, int64_t n, int64_t c, int64_t s, double eps, float* y,
+                              bool channels_last) {
   if (n * c * s == 0) return;  // an empty batch (cuDNN rejects zero-sized descriptors)
   DeviceGuard guard(device);
   DeviceContext& ctx = context(device);
   check_bn_epsilon(eps);
-  const TensorDescriptor data = tensor_ncs(n, c, s);
+  const TensorDescriptor data = bn_data(n, c, s, channels_last);
   const TensorDescriptor param = tensor_nchw(1, c, 1, 1);
   DL_CUDNN_CHECK(DL_CUDNN(cudnnBatchNormalizationForwardInference)(ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero,
                                                                    data.get(), x, data.get(), y, param.get(), gamma,
@@ -87,11 +94,11 @@ void batch_norm_forward_infer(int device, const float* x, const float* gamma, co
 // Takes the forward's saved mean and invstd; the outputs not wanted (null) are written to scratch.
 void batch_norm_backward(int device, const float* x, const float* gamma, const float* dy, const float* mean,
                          const float* invstd, int64_t n, int64_t c, int64_t s, double eps, float* dx, float* dgamma,
-                         float* dbeta) {
+                         float* dbeta, bool channels_last) {
   DeviceGuard guard(device);
   DeviceContext& ctx = context(device);
   check_bn_epsilon(eps);
-  const TensorDescriptor data = tensor_ncs(n, c, s);
+  const TensorDescriptor data = bn_data(n, c, s, channels_last);
   const TensorDescriptor param = tensor_nchw(1, c, 1, 1);
   DeviceBuffer dx_scratch, dgamma_scratch, dbeta_scratch;
   float* dx_out = or_scratch(dx, dx_scratch, n * c * s, device);
@@ -145,8 +152,8 @@ void pool_forward(int device, const Pool2dGeometry& g, cudnnPoolingMode_t mode, 
   DeviceContext& ctx = context(device);
   if (g.n * g.c * g.ho * g.wo == 0) return;  // nothing to write
   const PoolingDescriptor pool = pooling_2d(g.p, mode);
-  const TensorDescriptor x_desc = tensor_nchw(g.n, g.c, g.h, g.w);
-  const TensorDescriptor y_desc = tensor_nchw(g.n, g.c, g.ho, g.wo);
+  const TensorDescriptor x_desc = tensor_4d(g.n, g.c, g.h, g.w, g.channels_last);
+  const TensorDescriptor y_desc = tensor_4d(g.n, g.c, g.ho, g.wo, g.channels_last);
   DL_CUDNN_CHECK(DL_CUDNN(cudnnPoolingForward)(ctx.cudnn, pool.get(), &kOne, x_desc.get(), x, &kZero, y_desc.get(), y));
 }
 
@@ -160,8 +167,8 @@ void pool_backward(int device, const Pool2dGeometry& g, cudnnPoolingMode_t mode,
     return;
   }
   const PoolingDescriptor pool = pooling_2d(g.p, mode);
-  const TensorDescriptor x_desc = tensor_nchw(g.n, g.c, g.h, g.w);
-  const TensorDescriptor y_desc = tensor_nchw(g.n, g.c, g.ho, g.wo);
+  const TensorDescriptor x_desc = tensor_4d(g.n, g.c, g.h, g.w, g.channels_last);
+  const TensorDescriptor y_desc = tensor_4d(g.n, g.c, g.ho, g.wo, g.channels_last);
   DL_CUDNN_CHECK(DL_CUDNN(cudnnPoolingBackward)(ctx.cudnn, pool.get(), &kOne, y_desc.get(), y, y_desc.get(), dy,
                                                 x_desc.get(), x, &kZero, x_desc.get(), dx));
 }

@@ -70,25 +70,37 @@ using PoolingDescriptor = CudnnDescriptor<cudnnPoolingDescriptor_t, &CudnnApi::c
 using ActivationDescriptor = CudnnDescriptor<cudnnActivationDescriptor_t, &CudnnApi::cudnnCreateActivationDescriptor,
                                              &CudnnApi::cudnnDestroyActivationDescriptor>;
 
-// A packed NCHW tensor n x c x h x w of float32 (or `type`: the bf16 / half operands of a convolution).
+// A packed tensor n x c x h x w of float32 (or `type`: the bf16 / half operands of a convolution), NCHW or,
+// with `nhwc`, channels-last (Note [memory format] in dl/core/tensor.h): the dimensions are the logical ones
+// either way, and cuDNN's tensor-core engines read NHWC without a reorder.
+inline TensorDescriptor tensor_4d(int64_t n, int64_t c, int64_t h, int64_t w, bool nhwc,
+                                  cudnnDataType_t type = CUDNN_DATA_FLOAT) {
+  TensorDescriptor d;
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetTensor4dDescriptor)(d.get(), nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, type,
+                                                      to_int(n, "N"), to_int(c, "C"), to_int(h, "H"), to_int(w, "W")));
+  return d;
+}
 inline TensorDescriptor tensor_nchw(int64_t n, int64_t c, int64_t h, int64_t w,
                                     cudnnDataType_t type = CUDNN_DATA_FLOAT) {
-  TensorDescriptor d;
-  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetTensor4dDescriptor)(d.get(), CUDNN_TENSOR_NCHW, type, to_int(n, "N"), to_int(c, "C"),
-                                                      to_int(h, "H"), to_int(w, "W")));
-  return d;
+  return tensor_4d(n, c, h, w, false, type);
 }
 
 // N x C x S (channels in the middle, S contiguous) as the 4-d tensor N x C x S x 1.
 inline TensorDescriptor tensor_ncs(int64_t n, int64_t c, int64_t s) { return tensor_nchw(n, c, s, 1); }
 
-// A packed filter K x C x R x S (C is the input channels per group) of float32 (or `type`).
+// A packed filter K x C x R x S (C is the input channels per group) of float32 (or `type`), laid out KCRS or,
+// with `nhwc`, KRSC (the filter format cuDNN pairs with NHWC tensors).
+inline FilterDescriptor filter_4d(int64_t k, int64_t c, int64_t r, int64_t s, bool nhwc,
+                                  cudnnDataType_t type = CUDNN_DATA_FLOAT) {
+  FilterDescriptor d;
+  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetFilter4dDescriptor)(d.get(), type, nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                                      to_int(k, "K"), to_int(c, "C / groups"), to_int(r, "R"),
+                                                      to_int(s, "S")));
+  return d;
+}
 inline FilterDescriptor filter_kcrs(int64_t k, int64_t c, int64_t r, int64_t s,
                                     cudnnDataType_t type = CUDNN_DATA_FLOAT) {
-  FilterDescriptor d;
-  DL_CUDNN_CHECK(DL_CUDNN(cudnnSetFilter4dDescriptor)(d.get(), type, CUDNN_TENSOR_NCHW, to_int(k, "K"),
-                                                      to_int(c, "C / groups"), to_int(r, "R"), to_int(s, "S")));
-  return d;
+  return filter_4d(k, c, r, s, false, type);
 }
 
 // Cross-correlation (what the library calls convolution) with float32 accumulation (also for bf16 / half

@@ -64,6 +64,7 @@ enum class CpuConvEngine { kAuto, kIm2col, kOneDnn };
 struct Pool2dGeometry {
   int64_t n, c, h, w, ho, wo;
   Pool2dParams p;
+  bool channels_last = false;  // x and y (dx and dy) lie NHWC: the cuDNN body's descriptors say so
 };
 
 }  // namespace dl
