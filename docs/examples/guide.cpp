@@ -228,7 +228,7 @@ int train_fast_then_fold(dl::nn::Sequential& net, const dl::Tensor& x, const dl:
   dl::optim::Sgdm opt(net.parameter_refs(), {.learning_rate = 0.05, .momentum = 0.9});
   net.train();
   for (int it = 0; it < steps; ++it) {
-    const dl::Autocast autocast(p);  // convolution and linear compute in p; the rest stays float32
+    const dl::Autocast autocast(p);  // convolutions compute in p, activations stored in p
     dl::Tensor loss = dl::ops::cross_entropy(net(x), y);
     opt.zero_grad();
     loss.backward();
