@@ -2,7 +2,7 @@
 // Adam) at batch 128 and 1024, in libdl and, when libtorch is found, the same network in libtorch
 // in the same binary, so that the two are compared as a ratio in one run.
 // Names: <Model>TrainStep/<library>/<configuration>/batch:N, the configuration being the precision
-// (dl/core/precision.h) of libdl's case, and "-channels-last" for DeepLab's channels-last cases; bf16 cases
+// (dl/core/precision.h) of libdl's case, and "-channels-last" for its channels-last cases; bf16 cases
 // are registered where this CPU computes bf16.
 // PyTorch's own front end at its best (tcmalloc, BF16 autocast, channels-last) runs beside these in
 // bench/step_vs_pytorch.py, the figures to quote.
@@ -69,11 +69,12 @@ std::vector<dl::Precision> cpu_precisions() {
   return v;
 }
 
-void MnistTrainStepLibdl(benchmark::State& state, dl::Precision precision) {
+void MnistTrainStepLibdl(benchmark::State& state, dl::Precision precision, dl::MemoryFormat format) {
   const int64_t batch = state.range(0);
   dl::set_num_threads(bench_threads());
   dl::Generator gen(1);
   dl::nn::MnistCnn model({}, gen);
+  model.to(format);  // channels-last: every layer takes its input NHWC (the one-channel image is both)
   dl::optim::Adam adam(model.parameter_refs(), {0.01});
   const dl::Tensor x = dl::Tensor::uniform({batch, 1, 28, 28}, 0.0, 1.0, gen);
   std::vector<int32_t> labels(static_cast<size_t>(batch));
@@ -181,12 +182,15 @@ void DeepLabStepLibdl(benchmark::State& state, bool train, dl::Precision precisi
 [[maybe_unused]] const bool kRegistered = [] {
   for (const dl::Precision p : cpu_precisions()) {
     const std::string config(dl::precision_name(p));
-    benchmark::RegisterBenchmark(("MnistTrainStep/libdl/" + config).c_str(), MnistTrainStepLibdl, p)
-        ->ArgName("batch")
-        ->Arg(128)
-        ->Arg(1024)
-        ->Unit(benchmark::kMillisecond)
-        ->UseManualTime();
+    for (const bool cl : {false, true})
+      benchmark::RegisterBenchmark(("MnistTrainStep/libdl/" + config + (cl ? "-channels-last" : "")).c_str(),
+                                   MnistTrainStepLibdl, p,
+                                   cl ? dl::MemoryFormat::kChannelsLast : dl::MemoryFormat::kContiguous)
+          ->ArgName("batch")
+          ->Arg(128)
+          ->Arg(1024)
+          ->Unit(benchmark::kMillisecond)
+          ->UseManualTime();
     for (const bool cl : {false, true})
       for (const bool train : {true, false})
         benchmark::RegisterBenchmark(

@@ -4,6 +4,7 @@
 #include "dl/core/allocator.h"
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,8 +57,15 @@ class HostArena {
 #endif
     const int64_t machine = host_memory_bytes();
     // Twice the machine's memory (at least 16 GiB, at most 1 TiB) of addresses: holes may be left behind.
-    const size_t want =
+    size_t want =
         std::clamp<size_t>(machine > 0 ? 2 * static_cast<size_t>(machine) : 0, size_t{16} << 30, size_t{1} << 40);
+    // Under a cap on the address space (ulimit -v) at most a quarter of it, so that the rest of the process
+    // keeps room; no arena when that is under 1 GiB.
+    rlimit as{};
+    if (::getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) {
+      want = std::min<size_t>(want, static_cast<size_t>(as.rlim_cur) / 4);
+      if (want < (size_t{1} << 30)) return;
+    }
     void* p = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p != MAP_FAILED) {
       base_ = static_cast<char*>(p);

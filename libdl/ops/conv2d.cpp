@@ -57,9 +57,9 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, co
   // bf16 buffers as they are.
   g.x_bf16 = is_bf16(x);
   g.y_bf16 = g.math == Precision::kBf16 && x.device().is_cpu();
-  // A channels-last x gives a channels-last y (Note [memory format]). Where no engine reads NHWC (the
-  // im2col path of float64 and small float32 convolutions; CUDA until its NHWC descriptors land) the
-  // convolution runs in NCHW between two reorders, with the same result.
+  // A channels-last x gives a channels-last y (Note [memory format]). oneDNN and cuDNN read NHWC; where no
+  // engine does (the im2col path of float64 and small float32 convolutions) the convolution runs in NCHW
+  // between two reorders, with the same result.
   const MemoryFormat fmt = x.memory_format();
   if (fmt == MemoryFormat::kChannelsLast &&
       !((x.device().is_cpu() && (x.dtype() == DType::kFloat32 || g.x_bf16) && cpu::conv2d_takes_channels_last(g)) ||
