@@ -83,8 +83,11 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, co
         }
       },
       [&](int dev) {
-        // Note [cuDNN channels-last convolution]: NHWC x and y, the weight reordered to K R S C.
-        const Tensor w = g.channels_last ? to_memory_format(weight.detach(), MemoryFormat::kChannelsLast) : weight;
+        // Note [cuDNN channels-last convolution]: NHWC x and y with the weight reordered to K R S C; NCHW ones
+        // with the weight as K C R S, whatever format it is kept in. The reorder is the call's own business.
+        const TracePause untraced;
+        const Tensor w = to_memory_format(weight.detach(),
+                                          g.channels_last ? MemoryFormat::kChannelsLast : MemoryFormat::kContiguous);
         DL_CUDA_BODY(cuda::conv2d_forward(dev, g, stored_f32(x), stored_f32(w), f32(bias), stored_f32(y)));
       });
   if (auto* tr = active_tracer()) {
@@ -124,10 +127,11 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, co
               // Note [cuDNN channels-last convolution]: the weight in, and its gradient out, as K R S C.
               const MemoryFormat fw = g.channels_last ? MemoryFormat::kChannelsLast : MemoryFormat::kContiguous;
               const Tensor w = to_memory_format(sw, fw);
-              Tensor gw_k = gw.defined() ? Tensor::empty(sw.shape(), sw.dtype(), sw.device(), fw) : Tensor();
+              Tensor gw_k =
+                  gw.defined() && g.channels_last ? Tensor::empty(sw.shape(), sw.dtype(), sw.device(), fw) : gw;
               DL_CUDA_BODY(cuda::conv2d_backward(dev, g, stored_f32(sx), stored_f32(w), stored_f32(gy), stored_f32(gx),
                                                  stored_f32(gw_k), f32(gb)));
-              if (gw.defined()) gw = to_memory_format(gw_k, MemoryFormat::kContiguous);
+              if (gw.defined() && g.channels_last) gw = to_memory_format(gw_k, MemoryFormat::kContiguous);
             });
         return std::vector<Tensor>{gx, gw, gb};
       });

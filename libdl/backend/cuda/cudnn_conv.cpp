@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -433,6 +434,17 @@ void run_direction(const DeviceContext& ctx, const Conv2dGeometry& g, const Conv
   DL_THROW("cuDNN convolution ", D::kName, ": no candidate algorithm could run");
 }
 
+// The forward geometries (and settings) whose fused call failed with every candidate: they go straight to
+// the separate passes (Note [fused conv relu on cuDNN]) rather than meeting the same refusals on every step.
+struct FusedRefusals {
+  std::mutex mu;
+  std::set<ConvKey> keys;
+};
+FusedRefusals& fused_refusals() {
+  static FusedRefusals r;
+  return r;
+}
+
 // Assigns zeros to an output that is not empty (the gradients of an empty batch).
 void zero_output(int device, float* p, int64_t count) {
   if (p != nullptr && count > 0) fill(device, p, count, 0.0f);
@@ -450,9 +462,9 @@ size_t conv_workspace_limit() { return workspace_limit_setting.load(); }
 // Note [fused conv relu on cuDNN]: with g.relu (ops::conv2d_relu) and a bias in float32 or TF32, the whole
 // y = relu(conv(x, w) + b) is one cudnnConvolutionBiasActivationForward, with the algorithm the convolution's
 // search chose (cuDNN takes any forward algorithm with a ReLU; one it refuses at launch passes to the next
-// candidate, and a refusal by all of them falls back to the separate passes). Otherwise (16-bit math, whose result is
-// cast back into float32 before the float32 bias, or no bias) the bias add and the ReLU follow the convolution as
-// separate passes. cuDNN's ReLU propagates NaN.
+// candidate, and a failure with all of them falls back to the separate passes, for that geometry from then
+// on). Otherwise (16-bit math, whose result is cast back into float32 before the float32 bias, or no bias)
+// the bias add and the ReLU follow the convolution as separate passes. cuDNN's ReLU propagates NaN.
 void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
   DeviceGuard guard(device);
   DeviceContext& ctx = context(device);
@@ -465,14 +477,23 @@ void conv2d_forward(int device, const Conv2dGeometry& g, const float* x, const f
   const MathInput wm(device, s.math, w, g.k * g.c_per_group() * g.r * g.s);
   MathOutput ym(device, s.math, y, y_count);
   bool fuse = g.relu && b != nullptr && !is_16bit(s.math);
+  const ConvKey key = conv_key(device, g, Direction::kForward, s);
+  FusedRefusals& refusals = fused_refusals();
   if (fuse) {
-    // The candidates were ranked for the plain convolution: should cuDNN refuse the fused call with every
-    // one of them (a deterministic list may hold one), the separate passes below run instead.
+    std::lock_guard<std::mutex> lock(refusals.mu);
+    fuse = refusals.keys.count(key) == 0;
+  }
+  if (fuse) {
+    // The candidates were ranked for the plain convolution: should the fused call fail with every one of
+    // them (a deterministic list may hold one; or a workspace could not be had), the separate passes below
+    // run instead, now and for this geometry from then on.
     const FusedBiasRelu fused{tensor_nchw(1, g.k, 1, 1), activation(CUDNN_ACTIVATION_RELU), b};
     try {
       run_direction<Forward>(ctx, g, d, ConvOperands{xm.get(), wm.get(), ym.get(), &fused}, s);
     } catch (const dl::Error&) {
       fuse = false;
+      std::lock_guard<std::mutex> lock(refusals.mu);
+      refusals.keys.insert(key);
     }
   }
   if (!fuse) run_direction<Forward>(ctx, g, d, ConvOperands{xm.get(), wm.get(), ym.get()}, s);
