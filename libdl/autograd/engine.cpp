@@ -156,7 +156,8 @@ void backward(const Tensor& root) {
       DL_CHECK(gi.defined() && gi.shape() == in.shape, "backward of '", node->name, "': gradient ", i, " has shape ",
                gi.defined() ? gi.shape().str() : "undefined", ", expected ", in.shape.str());
       // A gradient comes back in its input's dtype: an op that computed a bf16 activation in float32 (Note [bf16
-      // activations] in ops/precision.cpp) may hand back float32.
+      // activations] in ops/precision.cpp) may hand back float32. So every backward receives dy in its output's
+      // dtype, and the ops rely on it.
       if (gi.dtype() != in.dtype && is_floating_point(gi.dtype()) && is_floating_point(in.dtype)) gi = gi.to(in.dtype);
       if (!in.fn) {
         accumulate_leaf(in.leaf, gi);

@@ -242,7 +242,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
     return autograd::record(
         relu ? "batch_norm_relu_infer" : "batch_norm_infer", y, {x, gamma, beta},
         [=](const Tensor& gy_in, const std::vector<bool>& needs) {
-          const Tensor gy = relu_masked(to_memory_format(to_dtype(gy_in, sx.dtype()), fmt), sy, relu);
+          const Tensor gy = relu_masked(to_memory_format(gy_in, fmt), sy, relu);
           Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device(), fmt) : Tensor();
           Tensor gg = Tensor::empty({c}, pdt, sx.device()), gb = Tensor::empty({c}, pdt, sx.device());
           dispatch_with_bf16(
@@ -296,7 +296,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   return autograd::record(
       relu ? "batch_norm_relu" : "batch_norm", y, {x, gamma, beta},
       [=](const Tensor& gy_in, const std::vector<bool>& needs) {
-        const Tensor gy = relu_masked(to_memory_format(to_dtype(gy_in, sx.dtype()), fmt), sy, relu);
+        const Tensor gy = relu_masked(to_memory_format(gy_in, fmt), sy, relu);
         Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device(), fmt) : Tensor();
         Tensor gg = Tensor::empty({c}, pdt, sx.device()), gb = Tensor::empty({c}, pdt, sx.device());
         dispatch_with_bf16(

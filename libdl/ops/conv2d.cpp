@@ -101,9 +101,8 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, co
   return autograd::record(
       relu ? "conv2d_relu" : "conv2d", y, {x, weight, bias},
       [sx, sw, sy, g, has_bias, fy = y.memory_format()](const Tensor& gy_in, const std::vector<bool>& needs) {
-        // dy masked by y > 0 under the fused ReLU (y's format is fy), in y's dtype.
-        const DType ty = g.y_bf16 ? DType::kBFloat16 : sw.dtype();
-        const Tensor gy = sy.defined() ? relu_mask(to_dtype(gy_in, ty), sy) : to_memory_format(to_dtype(gy_in, ty), fy);
+        // dy masked by y > 0 under the fused ReLU (y's format is fy; dy comes in y's dtype).
+        const Tensor gy = sy.defined() ? relu_mask(gy_in, sy) : to_memory_format(gy_in, fy);
         const MemoryFormat fx = sx.memory_format();
         Tensor gx = needs[0] ? Tensor::empty(sx.shape(), sx.dtype(), sx.device(), fx) : Tensor();
         Tensor gw = needs[1] ? Tensor::empty(sw.shape(), sw.dtype(), sw.device()) : Tensor();

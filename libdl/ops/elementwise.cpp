@@ -69,7 +69,7 @@ Tensor add_bf16(const char* name, bool subtract, const Tensor& a, const Tensor& 
   if (auto* tr = active_tracer()) tr->record({name, {a, b}, y, TraceAttrs::of_reals({0.0}, false)});
   const MemoryFormat f = a.memory_format();
   return autograd::record(name, y, {a, b}, [f, subtract](const Tensor& gy_in, const std::vector<bool>& needs) {
-    const Tensor gy = to_memory_format(to_dtype(gy_in, DType::kBFloat16), f);
+    const Tensor gy = to_memory_format(gy_in, f);
     return std::vector<Tensor>{needs[0] ? gy : Tensor(), needs[1] ? (subtract ? neg(gy) : gy) : Tensor()};
   });
 }

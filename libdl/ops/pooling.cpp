@@ -52,9 +52,8 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   if (auto* tr = active_tracer()) tr->record({"max_pool2d", {x}, y, TraceAttrs::of_pool(p)});
   const MemoryFormat fy = y.memory_format();
   return autograd::record(
-      "max_pool2d", y, {x},
-      [g, argmax, sx, sy, fmt, fy, dt = x.dtype()](const Tensor& gy_in, const std::vector<bool>&) {
-        const Tensor gy = to_memory_format(to_dtype(gy_in, dt), fy);
+      "max_pool2d", y, {x}, [g, argmax, sx, sy, fmt, fy](const Tensor& gy_in, const std::vector<bool>&) {
+        const Tensor gy = to_memory_format(gy_in, fy);
         Tensor gx = Tensor::empty({g.n, g.c, g.h, g.w}, gy.dtype(), gy.device(), fmt);
         dispatch_with_bf16(
             gy, "max_pool2d_backward",

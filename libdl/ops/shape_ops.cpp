@@ -228,9 +228,8 @@ Tensor concat(const std::vector<Tensor>& xs_in) {
   if (auto* tr = active_tracer()) tr->record({"concat", xs, y, TraceAttrs::of_ints({1})});
   std::vector<Shape> shapes;
   for (const Tensor& x : xs) shapes.push_back(x.shape());
-  const DType dt = first.dtype();
   return autograd::record("concat", y, xs, [=](const Tensor& gy_in, const std::vector<bool>& needs) {
-    const Tensor gy = storage(to_memory_format(to_dtype(gy_in, dt), fmt));
+    const Tensor gy = storage(to_memory_format(gy_in, fmt));
     std::vector<Tensor> gxs(shapes.size()), gstored(shapes.size());
     for (size_t k = 0; k < shapes.size(); ++k)
       if (needs[k]) {

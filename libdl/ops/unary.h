@@ -21,7 +21,7 @@ inline std::vector<double> trace_reals(const kern::ClampOp& op) { return {op.lo,
 // The ReLU's backward: dy masked by y > 0, in y's memory format (Note [element-wise formats]). Shared by
 // ops::relu, the fused convolution + ReLU and, on CUDA, batch norm's fused ReLU.
 inline Tensor relu_mask(const Tensor& gy_in, const Tensor& y) {
-  const Tensor gy = storage(to_memory_format(to_dtype(gy_in, y.dtype()), y.memory_format()));
+  const Tensor gy = storage(to_memory_format(gy_in, y.memory_format()));
   Tensor gx = empty_like(y);
   const Tensor ys = storage(y);
   Tensor gxs = storage(gx);
